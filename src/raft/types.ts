@@ -171,3 +171,50 @@ export interface RaftConfig {
   /** proposalForwarding: a follower forwards proposals to the leader instead of refusing them. */
   proposalForwarding?: boolean
 }
+
+/** ProposeResult: a proposal is either accepted (appended at `index` on the leader) or refused. */
+export type ProposeResult =
+  | { ok: true; index: number; term: number }
+  | { ok: false; reason: 'notLeader'; leader: NodeId }
+  | { ok: false; reason: 'dropped'; message: string }
+
+/** Status is a snapshot of a node's state for inspection, metrics and tests. */
+export interface Status {
+  id: NodeId
+  role: Role
+  term: number
+  vote: NodeId
+  leader: NodeId
+  commit: number
+  applied: number
+  lastIndex: number
+  confState: ConfState
+  /** progress: per-peer match/next, only on a leader. */
+  progress?: Record<number, { match: number; next: number; state: 'probe' | 'replicate' | 'snapshot' }>
+  leadTransferee: NodeId
+}
+
+/**
+ * RaftCore is the public surface of the consensus core (implemented by `RaftNode` in
+ * src/raft/node.ts). Inputs mutate state; all outputs come out through `ready()`.
+ */
+export interface RaftCore {
+  /** tick advances logical time by one tick (election and heartbeat timeouts are in ticks). */
+  tick(): void
+  /** step feeds one message received from a peer (or a local message type). */
+  step(message: Message): void
+  propose(data: Uint8Array): ProposeResult
+  proposeConfChange(change: ConfChange): ProposeResult
+  /** applyConfChange is called by the driver when it applies a confChange entry. */
+  applyConfChange(change: ConfChange): ConfState
+  /** readIndex asks for a linearizable read point; the answer comes as a ReadState with `context`. */
+  readIndex(context: Uint8Array): void
+  transferLeadership(to: NodeId): void
+  campaign(): void
+  reportUnreachable(peer: NodeId): void
+  reportSnapshot(peer: NodeId, ok: boolean): void
+  hasReady(): boolean
+  ready(): Ready
+  advance(ready: Ready): void
+  status(): Status
+}
