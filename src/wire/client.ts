@@ -1,0 +1,250 @@
+/**
+ * WireClient: one connection to a WireServer, with many requests and streams in flight.
+ *
+ * Fault model: the connection may drop at any time; every pending request and stream then
+ * rejects with KV_ERR_CLOSED and callers above may reconnect and re-send with the same
+ * requestId. A broken server (malformed frames, pages beyond the granted window) closes
+ * the connection rather than growing client memory.
+ */
+import { connect as netConnect } from 'node:net'
+import { ErrorCode, KvError } from '../errors.js'
+import { Limits } from '../limits.js'
+import { decodeBody, encodeBody, errorFromWire, newRequestId, requestIdToBytes } from './codec.js'
+import { FrameConnection } from './connection.js'
+import { FrameType, ZERO_ID, type Frame } from './frame.js'
+import { ClientStream } from './client-stream.js'
+import { PROTOCOL_VERSION, type HelloInfo, type RequestOptions, type StreamOptions, type WireAddress, type WireClientOptions } from './types.js'
+
+const connectTimeoutMsDefault = 5000
+const streamWindowPagesDefault = 8
+
+interface Pending {
+  resolve: (value: unknown) => void
+  reject: (error: KvError) => void
+  timer: NodeJS.Timeout | undefined
+}
+
+/** WireClient sends requests and streams over one connection. */
+export class WireClient {
+  /** serverInfo is what the server said about itself in the hello reply. */
+  readonly serverInfo: Record<string, unknown>
+  private readonly connection: FrameConnection
+  private readonly frameBytesMax: number
+  private readonly streamWindowPages: number
+  private readonly pending = new Map<string, Pending>()
+  private readonly streams = new Map<string, ClientStream>()
+  private readonly closeListeners: Array<(error?: Error) => void> = []
+  private closeReason: KvError | undefined
+  private isClosed = false
+
+  private constructor(connection: FrameConnection, serverInfo: Record<string, unknown>, options: Required<WireClientOptions>) {
+    this.connection = connection
+    this.serverInfo = serverInfo
+    this.frameBytesMax = options.frameBytesMax
+    this.streamWindowPages = options.streamWindowPages
+  }
+
+  /** connect opens a connection and completes the hello; rejects KV_ERR_UNAVAILABLE, KV_ERR_AUTH, KV_ERR_TIMEOUT, ... */
+  static async connect(address: WireAddress, hello: HelloInfo, options: WireClientOptions = {}): Promise<WireClient> {
+    const resolved: Required<WireClientOptions> = {
+      frameBytesMax: options.frameBytesMax ?? Limits.frameBytesMax,
+      connectTimeoutMs: options.connectTimeoutMs ?? connectTimeoutMsDefault,
+      streamWindowPages: options.streamWindowPages ?? streamWindowPagesDefault,
+    }
+    const socket = 'path' in address ? netConnect(address.path) : netConnect(address.port, address.host)
+    const where = 'path' in address ? address.path : `${address.host}:${address.port}`
+    return await new Promise<WireClient>((resolve, reject) => {
+      let client: WireClient | undefined
+      let settled = false
+      const settle = (error: KvError | undefined): void => {
+        if (settled) return
+        settled = true
+        clearTimeout(timer)
+        if (error === undefined) return resolve(client!)
+        connection.close()
+        reject(error)
+      }
+      const timer = setTimeout(
+        () => settle(new KvError(ErrorCode.TIMEOUT, `no hello reply from ${where} within connectTimeoutMs (${resolved.connectTimeoutMs} ms)`)),
+        resolved.connectTimeoutMs,
+      )
+      socket.once('error', (error: NodeJS.ErrnoException) =>
+        settle(new KvError(ErrorCode.UNAVAILABLE, `cannot connect to ${where}: ${error.message}`, { errno: error.code })),
+      )
+      const connection = new FrameConnection(socket, {
+        frameBytesMax: resolved.frameBytesMax,
+        // The client never stops reading: pausing both ends on each other could deadlock.
+        writeBufferBytesMax: Number.POSITIVE_INFINITY,
+        onFrame: (frame) => {
+          if (client !== undefined) return client.handleFrame(frame)
+          if (frame.type === FrameType.ERROR) return settle(errorFromWire(frame.body))
+          if (frame.type !== FrameType.HELLO_OK) return settle(new KvError(ErrorCode.PROTOCOL, `expected a hello reply, got frame type ${frame.type}`))
+          const info = decodeBody(frame.body)
+          if ('error' in info) return settle(info.error)
+          client = new WireClient(connection, (info.value ?? {}) as Record<string, unknown>, resolved)
+          settle(undefined)
+        },
+        onFatal: (error) => (client !== undefined ? client.fail(error) : settle(error)),
+        onClose: (error) =>
+          client !== undefined ? client.handleClose(error) : settle(new KvError(ErrorCode.UNAVAILABLE, `connection to ${where} closed during hello`)),
+      })
+      const helloBody = encodeBody({ version: PROTOCOL_VERSION, clientId: hello.clientId, name: hello.name, pid: hello.pid, token: hello.token })
+      connection.send(FrameType.HELLO, ZERO_ID, helloBody)
+    })
+  }
+
+  /** closed tells whether the connection is gone. */
+  get closed(): boolean {
+    return this.isClosed
+  }
+
+  /** request sends one request and resolves with its result, or rejects with the server's KvError. */
+  request(method: string, params: unknown, options?: RequestOptions): Promise<unknown> {
+    if (this.isClosed) return Promise.reject(this.closedError())
+    let key: string
+    let body: Buffer
+    let idBytes: Buffer
+    try {
+      ;({ key, idBytes } = this.newId(options?.requestId))
+      body = this.encodeRequest(method, params)
+    } catch (error) {
+      return Promise.reject(error)
+    }
+    return new Promise((resolve, reject) => {
+      const timeoutMs = options?.timeoutMs
+      const timer = timeoutMs === undefined ? undefined : setTimeout(() => this.timeOut(key, idBytes, method, timeoutMs), timeoutMs)
+      this.pending.set(key, { resolve, reject, timer })
+      this.connection.send(FrameType.REQUEST, idBytes, body)
+    })
+  }
+
+  /** stream opens a streamed request; pages are flow-controlled and breaking out of the loop cancels it. */
+  stream(method: string, params: unknown, options?: StreamOptions): AsyncIterable<unknown> {
+    return {
+      [Symbol.asyncIterator]: () => {
+        if (this.isClosed) return ClientStream.failed(this.closedError())
+        let key: string
+        let idBytes: Buffer
+        let body: Buffer
+        try {
+          ;({ key, idBytes } = this.newId(options?.requestId))
+          body = this.encodeRequest(method, params, this.streamWindowPages)
+        } catch (error) {
+          return ClientStream.failed(error as KvError)
+        }
+        const stream = new ClientStream(this.streamWindowPages, {
+          grant: (pages) => this.connection.send(FrameType.STREAM_CREDIT, idBytes, encodeBody(pages)),
+          cancel: () => {
+            this.streams.delete(key)
+            this.connection.send(FrameType.CANCEL, idBytes, Buffer.alloc(0))
+          },
+        })
+        this.streams.set(key, stream)
+        this.connection.send(FrameType.STREAM_OPEN, idBytes, body)
+        return stream
+      },
+    }
+  }
+
+  /** onClose registers a listener called once when the connection is lost or closed. */
+  onClose(listener: (error?: Error) => void): void {
+    if (this.isClosed) queueMicrotask(() => listener(this.closeReason))
+    else this.closeListeners.push(listener)
+  }
+
+  /** close ends the connection; pending requests reject with KV_ERR_CLOSED. */
+  async close(): Promise<void> {
+    if (this.isClosed) return
+    this.connection.close()
+    await new Promise<void>((resolve) => this.onClose(() => resolve()))
+  }
+
+  private newId(requestId: string | undefined): { key: string; idBytes: Buffer } {
+    const idBytes = requestIdToBytes(requestId ?? newRequestId())
+    const key = idBytes.toString('hex')
+    if (this.pending.has(key) || this.streams.has(key)) {
+      throw new KvError(ErrorCode.INVALID, `request ${requestId} is already in flight on this connection`)
+    }
+    return { key, idBytes }
+  }
+
+  private encodeRequest(method: string, params: unknown, windowPages?: number): Buffer {
+    if (typeof method !== 'string' || method.length === 0) throw new KvError(ErrorCode.INVALID, 'method must be a non-empty string')
+    const body = encodeBody(windowPages === undefined ? [method, params] : [method, params, windowPages])
+    if (body.length > this.frameBytesMax) {
+      throw new KvError(ErrorCode.FRAME_TOO_LARGE, `request of ${body.length} bytes exceeds frameBytesMax (${this.frameBytesMax})`, {
+        frameBytes: body.length,
+        frameBytesMax: this.frameBytesMax,
+      })
+    }
+    return body
+  }
+
+  private timeOut(key: string, idBytes: Buffer, method: string, timeoutMs: number): void {
+    const pending = this.pending.get(key)
+    if (pending === undefined) return
+    this.pending.delete(key)
+    this.connection.send(FrameType.CANCEL, idBytes, Buffer.alloc(0))
+    pending.reject(new KvError(ErrorCode.TIMEOUT, `${method} got no reply within timeoutMs (${timeoutMs} ms)`, { timeoutMs }))
+  }
+
+  private handleFrame(frame: Frame): void {
+    const key = frame.requestId.toString('hex')
+    if (key === zeroKey) {
+      if (frame.type === FrameType.ERROR) this.closeReason = errorFromWire(frame.body)
+      return
+    }
+    const pending = this.pending.get(key)
+    if (pending !== undefined) return this.settle(key, pending, frame)
+    const stream = this.streams.get(key)
+    if (stream === undefined) return // a late reply to a request that timed out or was cancelled
+    if (frame.type === FrameType.STREAM_PAGE) {
+      const page = decodeBody(frame.body)
+      if ('error' in page) return this.fail(page.error)
+      if (!stream.push(page.value)) this.fail(new KvError(ErrorCode.PROTOCOL, 'server sent stream pages beyond the granted window'))
+      return
+    }
+    this.streams.delete(key)
+    if (frame.type === FrameType.STREAM_END) stream.end()
+    else if (frame.type === FrameType.ERROR) stream.error(errorFromWire(frame.body))
+    else this.fail(new KvError(ErrorCode.PROTOCOL, `unexpected frame type ${frame.type} on a stream`))
+  }
+
+  private settle(key: string, pending: Pending, frame: Frame): void {
+    this.pending.delete(key)
+    if (pending.timer !== undefined) clearTimeout(pending.timer)
+    if (frame.type === FrameType.ERROR) return pending.reject(errorFromWire(frame.body))
+    if (frame.type !== FrameType.RESPONSE) return pending.reject(new KvError(ErrorCode.PROTOCOL, `unexpected frame type ${frame.type} for a request`))
+    const result = decodeBody(frame.body)
+    if ('error' in result) pending.reject(result.error)
+    else pending.resolve(result.value)
+  }
+
+  private fail(error: KvError): void {
+    this.closeReason ??= error
+    this.connection.close()
+  }
+
+  private closedError(): KvError {
+    const why = this.closeReason === undefined ? '' : `: ${this.closeReason.code} ${this.closeReason.message}`
+    return new KvError(ErrorCode.CLOSED, `connection closed${why}`, this.closeReason === undefined ? undefined : { cause: this.closeReason.code })
+  }
+
+  private handleClose(error?: Error): void {
+    if (this.isClosed) return
+    this.isClosed = true
+    if (this.closeReason === undefined && error instanceof KvError) this.closeReason = error
+    const closedError = this.closedError()
+    for (const pending of this.pending.values()) {
+      if (pending.timer !== undefined) clearTimeout(pending.timer)
+      pending.reject(closedError)
+    }
+    this.pending.clear()
+    for (const stream of this.streams.values()) stream.error(closedError)
+    this.streams.clear()
+    for (const listener of this.closeListeners.splice(0)) listener(this.closeReason)
+  }
+}
+
+const zeroKey = ZERO_ID.toString('hex')
+

@@ -1,0 +1,183 @@
+/**
+ * Frame layer of the distkv wire protocol: the fixed header, frame encoding and a streaming
+ * decoder that turns arbitrary socket chunks into whole frames.
+ *
+ * Fault model: the peer may send anything (garbage, truncated frames, absurd lengths). The
+ * decoder never throws on input; it returns a typed error, and it checks each declared
+ * length against `frameBytesMax` before buffering or allocating the frame, so a hostile
+ * length costs no memory. After an error the decoder is poisoned: the caller closes.
+ *
+ * Header (little endian, 24 bytes):
+ *   0  u32  bodyBytes      length of the body that follows the header
+ *   4  u8   type           FrameType
+ *   5  u8   flags          reserved, must be 0 in version 1
+ *   6  u16  reserved       must be 0 in version 1
+ *   8  16B  requestId      raw UUID bytes; all zero for connection-level frames
+ */
+import { ErrorCode, KvError } from '../errors.js'
+
+/** HEADER_BYTES is the size of the fixed frame header. */
+export const HEADER_BYTES = 24
+
+/** FrameType names every frame of protocol version 1. */
+export const FrameType = {
+  /** HELLO: client -> server, first frame; body {version, clientId, name, pid, token}. */
+  HELLO: 1,
+  /** HELLO_OK: server -> client; body serverInfo. */
+  HELLO_OK: 2,
+  /** REQUEST: client -> server; body [method, params]. */
+  REQUEST: 3,
+  /** RESPONSE: server -> client; body result. */
+  RESPONSE: 4,
+  /** ERROR: server -> client; body {code, message, details}; zero id = connection error. */
+  ERROR: 5,
+  /** STREAM_OPEN: client -> server; body [method, params, windowPages]. */
+  STREAM_OPEN: 6,
+  /** STREAM_PAGE: server -> client; body one page. */
+  STREAM_PAGE: 7,
+  /** STREAM_END: server -> client; empty body, the stream is complete. */
+  STREAM_END: 8,
+  /** STREAM_CREDIT: client -> server; body u32 more pages the client can take. */
+  STREAM_CREDIT: 9,
+  /** CANCEL: client -> server; empty body, abandon the request or stream with this id. */
+  CANCEL: 10,
+} as const
+
+export type FrameTypeValue = (typeof FrameType)[keyof typeof FrameType]
+
+const frameTypeMax = FrameType.CANCEL
+
+/** Frame is one decoded frame; `body` may share memory with the socket chunk it came in. */
+export interface Frame {
+  type: FrameTypeValue
+  flags: number
+  requestId: Buffer
+  body: Buffer
+}
+
+/** ZERO_ID is the request id of connection-level frames (hello, fatal errors). */
+export const ZERO_ID: Buffer = Buffer.alloc(16)
+
+/** encodeFrameHeader writes a frame header for a body of `bodyBytes` into a new buffer. */
+export function encodeFrameHeader(type: FrameTypeValue, requestId: Uint8Array, bodyBytes: number): Buffer {
+  const header = Buffer.allocUnsafe(HEADER_BYTES)
+  header.writeUInt32LE(bodyBytes, 0)
+  header[4] = type
+  header[5] = 0
+  header.writeUInt16LE(0, 6)
+  header.set(requestId.subarray(0, 16), 8)
+  return header
+}
+
+/** encodeFrame returns header and body as one buffer (used by tests and small frames). */
+export function encodeFrame(type: FrameTypeValue, requestId: Uint8Array, body: Uint8Array): Buffer {
+  return Buffer.concat([encodeFrameHeader(type, requestId, body.length), body])
+}
+
+/** DecodeResult is what FrameDecoder.next returns: a frame, nothing yet, or a typed error. */
+export type DecodeResult = { frame: Frame } | { error: KvError } | null
+
+/**
+ * FrameDecoder reassembles frames from chunks; its buffered bytes never exceed one frame
+ * (at most HEADER_BYTES + frameBytesMax) plus the unread part of the last chunk.
+ */
+export class FrameDecoder {
+  readonly frameBytesMax: number
+  private chunks: Buffer[] = []
+  private bufferedBytes = 0
+  private failed: KvError | undefined
+
+  constructor(frameBytesMax: number) {
+    this.frameBytesMax = frameBytesMax
+  }
+
+  /** buffered is the number of bytes held waiting for the rest of a frame. */
+  get buffered(): number {
+    return this.bufferedBytes
+  }
+
+  /** push adds bytes read from the socket; call next() until it returns null. */
+  push(chunk: Buffer): void {
+    if (this.failed !== undefined || chunk.length === 0) return
+    this.chunks.push(chunk)
+    this.bufferedBytes += chunk.length
+  }
+
+  /** next returns the next whole frame, null when more bytes are needed, or an error (sticky). */
+  next(): DecodeResult {
+    if (this.failed !== undefined) return { error: this.failed }
+    if (this.bufferedBytes < HEADER_BYTES) return null
+    const header = this.peek(HEADER_BYTES)
+    const bodyBytes = header.readUInt32LE(0)
+    const type = header[4]!
+    if (bodyBytes > this.frameBytesMax) {
+      return this.fail(
+        new KvError(ErrorCode.FRAME_TOO_LARGE, `frame of ${bodyBytes} bytes exceeds frameBytesMax (${this.frameBytesMax})`, {
+          frameBytes: bodyBytes,
+          frameBytesMax: this.frameBytesMax,
+        }),
+      )
+    }
+    if (type < 1 || type > frameTypeMax || header[5] !== 0 || header.readUInt16LE(6) !== 0) {
+      return this.fail(new KvError(ErrorCode.PROTOCOL, `malformed frame header (type ${type}, flags ${header[5]})`))
+    }
+    if (this.bufferedBytes < HEADER_BYTES + bodyBytes) return null
+    const whole = this.take(HEADER_BYTES + bodyBytes)
+    return {
+      frame: {
+        type: type as FrameTypeValue,
+        flags: 0,
+        requestId: whole.subarray(8, HEADER_BYTES),
+        body: whole.subarray(HEADER_BYTES),
+      },
+    }
+  }
+
+  private fail(error: KvError): DecodeResult {
+    this.failed = error
+    this.chunks = []
+    this.bufferedBytes = 0
+    return { error }
+  }
+
+  /** peek returns the first n buffered bytes without consuming them (n <= buffered). */
+  private peek(n: number): Buffer {
+    const first = this.chunks[0]!
+    if (first.length >= n) return first
+    return this.gather(n, false)
+  }
+
+  /** take consumes the first n buffered bytes, copying only when they span chunks. */
+  private take(n: number): Buffer {
+    const first = this.chunks[0]!
+    if (first.length >= n) {
+      const out = first.subarray(0, n)
+      if (first.length === n) this.chunks.shift()
+      else this.chunks[0] = first.subarray(n)
+      this.bufferedBytes -= n
+      return out
+    }
+    return this.gather(n, true)
+  }
+
+  private gather(n: number, consume: boolean): Buffer {
+    const out = Buffer.allocUnsafe(n)
+    let copied = 0
+    let index = 0
+    while (copied < n) {
+      const chunk = this.chunks[index]!
+      const part = Math.min(chunk.length, n - copied)
+      chunk.copy(out, copied, 0, part)
+      copied += part
+      if (consume && part === chunk.length) {
+        this.chunks.shift()
+      } else if (consume) {
+        this.chunks[0] = chunk.subarray(part)
+      } else {
+        index++
+      }
+    }
+    if (consume) this.bufferedBytes -= n
+    return out
+  }
+}
