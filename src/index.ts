@@ -5,3 +5,15 @@
 export { KvError, ErrorCode, isKvError } from './errors.js'
 export type { ErrorCodeName } from './errors.js'
 export { Limits } from './limits.js'
+export { open, connect } from './client/index.js'
+export type {
+  DistKV,
+  KeyLike,
+  ValueLike,
+  WriteOptions,
+  BatchOptions,
+  BatchOp,
+  QueryRange,
+  OpenOptions,
+  ConnectOptions,
+} from './client/types.js'

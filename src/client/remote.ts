@@ -1,0 +1,249 @@
+/**
+ * RemoteKV: the DistKV interface over one wire connection to a local server, kept alive
+ * across server restarts.
+ *
+ * Fault model: the server may die at any time. Every request gets one UUID when it is made;
+ * if the connection drops before the reply, the client reconnects (through its Connector,
+ * which for `open()` may start a new server) and re-sends the request with the same UUID,
+ * until `requestTimeoutMs` has passed since the request was made (then KV_ERR_TIMEOUT). The
+ * server applies a write id at most once, so a re-sent write is never applied twice.
+ * A query interrupted by a restart resumes after the last key it delivered.
+ */
+import { randomUUID } from 'node:crypto'
+import { ErrorCode, KvError, isKvError } from '../errors.js'
+import { LocalMethod } from '../local/handlers.js'
+import { checkKey, checkKeys, checkOps, checkRange, checkSync, checkValue, type WireRange } from '../local/validate.js'
+import { sleep } from '../local/discovery.js'
+import type { HelloInfo, WireClient } from '../wire/index.js'
+import type { BatchOp, BatchOptions, DistKV, KeyLike, QueryRange, ValueLike, WriteOptions } from './types.js'
+
+/** Connector opens a new connection for `hello`, retrying as it sees fit until `deadline` (epoch ms). */
+export type Connector = (hello: HelloInfo, deadline: number) => Promise<WireClient>
+
+/** requestTimeoutMsMax: the longest request timeout accepted; it must stay below the server's request-id retention. */
+export const requestTimeoutMsMax = 5 * 60_000
+
+/** defaultRequestTimeoutMs: how long a request may take, across reconnects, by default. */
+export const defaultRequestTimeoutMs = 30_000
+
+/** RemoteKVOptions configures a RemoteKV. */
+export interface RemoteKVOptions {
+  connector: Connector
+  name?: string | undefined
+  token?: string | undefined
+  requestTimeoutMs?: number | undefined
+}
+
+const retryBackoffMsMax = 250
+
+function closedError(): KvError {
+  return new KvError(ErrorCode.CLOSED, 'this DistKV client is closed')
+}
+
+/** isRetryable tells errors that mean "this connection is gone or going" from answers. */
+function isRetryable(error: unknown): boolean {
+  return isKvError(error) && (error.code === ErrorCode.CLOSED || error.code === ErrorCode.UNAVAILABLE)
+}
+
+/** checkRequestTimeoutMs validates the requestTimeoutMs option. */
+export function checkRequestTimeoutMs(value: unknown): number {
+  if (value === undefined) return defaultRequestTimeoutMs
+  if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0 || value > requestTimeoutMsMax) {
+    throw new KvError(ErrorCode.INVALID, `requestTimeoutMs must be an integer between 1 and requestTimeoutMsMax (${requestTimeoutMsMax}), got ${String(value)}`)
+  }
+  return value
+}
+
+function asBuffer(value: unknown): Buffer | undefined {
+  if (value === null || value === undefined) return undefined
+  if (Buffer.isBuffer(value)) return value
+  if (value instanceof Uint8Array) return Buffer.from(value.buffer, value.byteOffset, value.byteLength)
+  throw new KvError(ErrorCode.PROTOCOL, 'server sent a value that is not bytes')
+}
+
+/** RemoteKV implements DistKV by forwarding each call to the server that owns the data. */
+export class RemoteKV implements DistKV {
+  /** clientId is the UUID this client registers with every server it connects to. */
+  readonly clientId: string = randomUUID()
+  private readonly hello: HelloInfo
+  private readonly connector: Connector
+  private readonly requestTimeoutMs: number
+  private connection: WireClient | undefined
+  private connecting: Promise<WireClient> | undefined
+  private closed = false
+
+  constructor(options: RemoteKVOptions) {
+    this.connector = options.connector
+    this.requestTimeoutMs = checkRequestTimeoutMs(options.requestTimeoutMs)
+    const name = options.name ?? process.title
+    if (typeof name !== 'string') throw new KvError(ErrorCode.INVALID, 'name must be a string')
+    this.hello = { clientId: this.clientId, name, pid: process.pid }
+    if (options.token !== undefined) this.hello.token = options.token
+  }
+
+  /** start connects once, so that open()/connect() fail fast on a bad directory or token. */
+  async start(): Promise<this> {
+    await this.getConnection(Date.now() + this.requestTimeoutMs)
+    return this
+  }
+
+  /** serverInfo is what the current server said about itself in its hello reply. */
+  get serverInfo(): Record<string, unknown> | undefined {
+    return this.connection?.serverInfo
+  }
+
+  async get(key: KeyLike): Promise<Buffer | undefined> {
+    return asBuffer(await this.call(LocalMethod.get, { key: checkKey(key) }))
+  }
+
+  async getMany(keys: KeyLike[]): Promise<Array<Buffer | undefined>> {
+    const result = await this.call(LocalMethod.getMany, { keys: checkKeys(keys) })
+    if (!Array.isArray(result)) throw new KvError(ErrorCode.PROTOCOL, 'server sent a getMany result that is not an array')
+    return result.map(asBuffer)
+  }
+
+  async put(key: KeyLike, value: ValueLike, options?: WriteOptions): Promise<void> {
+    await this.call(LocalMethod.put, { key: checkKey(key), value: checkValue(value), sync: checkSync(options) })
+  }
+
+  async del(key: KeyLike, options?: WriteOptions): Promise<void> {
+    await this.call(LocalMethod.del, { key: checkKey(key), sync: checkSync(options) })
+  }
+
+  async batch(ops: BatchOp[], options?: BatchOptions): Promise<void> {
+    // A local server holds one engine, so every batch is atomic whatever `atomic` says.
+    await this.call(LocalMethod.batch, { ops: checkOps(ops), sync: checkSync(options) })
+  }
+
+  async has(key: KeyLike): Promise<boolean> {
+    return (await this.call(LocalMethod.has, { key: checkKey(key) })) === true
+  }
+
+  async getSize(key: KeyLike): Promise<number | undefined> {
+    const size = await this.call(LocalMethod.getSize, { key: checkKey(key) })
+    return typeof size === 'number' ? size : undefined
+  }
+
+  async sync(): Promise<void> {
+    await this.call(LocalMethod.sync, {})
+  }
+
+  /** call sends one request (of any method, e.g. admin ones) with retries across reconnects. */
+  async call(method: string, params: unknown): Promise<unknown> {
+    const requestId = randomUUID()
+    const deadline = Date.now() + this.requestTimeoutMs
+    let backoffMs = 5
+    let lastError: unknown
+    for (;;) {
+      if (this.closed) throw closedError()
+      const remaining = deadline - Date.now()
+      if (remaining <= 0) throw this.timeoutError(method, lastError)
+      try {
+        const connection = await this.getConnection(deadline)
+        return await connection.request(method, params, { requestId, timeoutMs: remaining })
+      } catch (error) {
+        if (this.closed) throw closedError()
+        if (!isRetryable(error)) throw error
+        lastError = error
+      }
+      await sleep(backoffMs)
+      backoffMs = Math.min(backoffMs * 2, retryBackoffMsMax)
+    }
+  }
+
+  query(range?: QueryRange): AsyncIterable<[Buffer, Buffer]> {
+    return this.queryEntries(range)
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    const connection = this.connection
+    this.connection = undefined
+    await connection?.close()
+    // A connection still being set up is closed by getConnection when it lands.
+  }
+
+  private async *queryEntries(range: QueryRange | undefined): AsyncGenerator<[Buffer, Buffer]> {
+    const wire = checkRange(range)
+    let delivered = 0
+    let lastKey: Buffer | undefined
+    let deadline = Date.now() + this.requestTimeoutMs
+    let backoffMs = 5
+    for (;;) {
+      if (this.closed) throw closedError()
+      if (Date.now() >= deadline) throw this.timeoutError(LocalMethod.query, undefined)
+      try {
+        const connection = await this.getConnection(deadline)
+        for await (const page of connection.stream(LocalMethod.query, resumeRange(wire, lastKey, delivered))) {
+          const { keys, values } = checkPage(page)
+          for (let i = 0; i < keys.length; i++) {
+            lastKey = keys[i]!
+            delivered++
+            yield [keys[i]!, values[i]!]
+          }
+          deadline = Date.now() + this.requestTimeoutMs
+        }
+        return
+      } catch (error) {
+        if (this.closed) throw closedError()
+        // Without keys there is no position to resume from.
+        if (!isRetryable(error) || (wire.keys === false && delivered > 0)) throw error
+      }
+      await sleep(backoffMs)
+      backoffMs = Math.min(backoffMs * 2, retryBackoffMsMax)
+    }
+  }
+
+  private timeoutError(method: string, lastError: unknown): KvError {
+    const why = lastError instanceof Error ? `: ${lastError.message}` : ''
+    return new KvError(ErrorCode.TIMEOUT, `${method} did not complete within requestTimeoutMs (${this.requestTimeoutMs})${why}`, {
+      requestTimeoutMs: this.requestTimeoutMs,
+    })
+  }
+
+  private async getConnection(deadline: number): Promise<WireClient> {
+    if (this.closed) throw closedError()
+    if (this.connection !== undefined && !this.connection.closed) return this.connection
+    this.connecting ??= this.connector(this.hello, deadline)
+      .then(async (connection) => {
+        if (this.closed) {
+          await connection.close()
+          throw closedError()
+        }
+        this.connection = connection
+        connection.onClose(() => {
+          if (this.connection === connection) this.connection = undefined
+        })
+        return connection
+      })
+      .finally(() => {
+        this.connecting = undefined
+      })
+    return this.connecting
+  }
+}
+
+function checkPage(page: unknown): { keys: Buffer[]; values: Buffer[] } {
+  const { keys, values } = (page ?? {}) as { keys?: unknown; values?: unknown }
+  if (!Array.isArray(keys) || !Array.isArray(values) || keys.length !== values.length) {
+    throw new KvError(ErrorCode.PROTOCOL, 'server sent a malformed query page')
+  }
+  const empty = Buffer.alloc(0)
+  return { keys: keys.map((key) => asBuffer(key) ?? empty), values: values.map((value) => asBuffer(value) ?? empty) }
+}
+
+/** resumeRange narrows a range to what comes after `lastKey`, with the limit reduced by what was delivered. */
+function resumeRange(range: WireRange, lastKey: Buffer | undefined, delivered: number): WireRange {
+  if (lastKey === undefined) return range
+  const next: WireRange = { ...range }
+  if (range.reverse === true) {
+    delete next.lte
+    next.lt = lastKey
+  } else {
+    delete next.gte
+    next.gt = lastKey
+  }
+  if (range.limit !== undefined) next.limit = Math.max(0, range.limit - delivered)
+  return next
+}

@@ -1,0 +1,232 @@
+/**
+ * LocalStore is the local server's view of its engine: the DistKV operations over the user
+ * keyspace, exactly-once writes, and group commit.
+ *
+ * Group commit: write requests queue up; one commit loop takes everything queued (up to
+ * `groupRequestsMax` requests / `groupBytesMax` bytes) and writes it as one engine batch,
+ * synced when any request in it asked for durability. Writes arriving while a batch is being
+ * written wait for the next one, so under concurrency many sync writes share one fsync.
+ * Each batch also records the request ids it applies (see RecentRequests), so a retried
+ * request is recognised even across a crash.
+ *
+ * Fault model: the process may die at any point; the engine batch is atomic, so a write and
+ * its request-id record are both present or both absent on restart.
+ */
+import type { Engine, EngineOp } from '../engine/engine.js'
+import { ErrorCode, KvError, assert } from '../errors.js'
+import { Limits } from '../limits.js'
+import { engineRange, requestIdBytes, stripUserKey, userKey } from './keyspace.js'
+import { RecentRequests, defaultRecentRequestsOptions, type RecentRequestsOptions } from './recent-requests.js'
+import type { WireOp, WireRange } from './validate.js'
+
+/** LocalStoreOptions bounds the write queue and the commit groups. */
+export interface LocalStoreOptions {
+  /** pendingWritesMax: most write requests queued for the commit loop. */
+  pendingWritesMax: number
+  /** groupRequestsMax: most write requests merged into one engine batch. */
+  groupRequestsMax: number
+  /** groupBytesMax: most key+value bytes merged into one engine batch (one request may exceed it alone). */
+  groupBytesMax: number
+  recentRequests: RecentRequestsOptions
+}
+
+/** defaultLocalStoreOptions are the server's defaults. */
+export const defaultLocalStoreOptions: LocalStoreOptions = Object.freeze({
+  pendingWritesMax: 16_384,
+  groupRequestsMax: 1024,
+  groupBytesMax: Limits.batchBytesMax,
+  recentRequests: defaultRecentRequestsOptions,
+})
+
+/** QueryPage is one streamed page of a query: parallel arrays, empty Buffers for halves not asked for. */
+export interface QueryPage {
+  keys: Buffer[]
+  values: Buffer[]
+}
+
+/** StoreStats counts requests and engine batches, to show how well group commit merges. */
+export interface StoreStats {
+  writeRequests: number
+  duplicateRequests: number
+  engineBatches: number
+  syncedBatches: number
+}
+
+interface PendingWrite {
+  id: Buffer
+  ops: WireOp[]
+  bytes: number
+  sync: boolean
+  resolve: () => void
+  reject: (error: unknown) => void
+}
+
+/** LocalStore serves the DistKV operations from one engine. */
+export class LocalStore {
+  private readonly options: LocalStoreOptions
+  private readonly recent: RecentRequests
+  private readonly queue: PendingWrite[] = []
+  // Writes queued or being written, by request id, so a re-sent copy waits for the original.
+  private readonly inflight = new Map<string, Promise<void>>()
+  private committing: Promise<void> | undefined
+  private scheduled = false
+  private closed = false
+  /** stats counts writes and batches since start. */
+  readonly stats: StoreStats = { writeRequests: 0, duplicateRequests: 0, engineBatches: 0, syncedBatches: 0 }
+
+  constructor(
+    private readonly engine: Engine,
+    options: Partial<LocalStoreOptions> = {},
+  ) {
+    this.options = Object.freeze({ ...defaultLocalStoreOptions, ...options })
+    this.recent = new RecentRequests(this.options.recentRequests)
+  }
+
+  /** open loads the applied request ids; the engine must already be open. */
+  async open(): Promise<void> {
+    await this.recent.load(this.engine)
+  }
+
+  /** write applies `ops` atomically once per request id and resolves when (if `sync`) durable. */
+  write(requestId: string, ops: WireOp[], sync: boolean): Promise<void> {
+    if (this.closed) return Promise.reject(new KvError(ErrorCode.CLOSED, 'local server is shutting down'))
+    const id = requestIdBytes(requestId)
+    const hex = id.toString('hex')
+    const running = this.inflight.get(hex)
+    if (running !== undefined || this.recent.has(id)) {
+      this.stats.duplicateRequests++
+      return running ?? Promise.resolve()
+    }
+    if (this.queue.length >= this.options.pendingWritesMax) {
+      return Promise.reject(
+        new KvError(ErrorCode.TOO_MANY_REQUESTS, `write queue full: pendingWritesMax (${this.options.pendingWritesMax})`, {
+          pendingWritesMax: this.options.pendingWritesMax,
+        }),
+      )
+    }
+    const bytes = ops.reduce((sum, op) => sum + op.key.length + (op.type === 'put' ? op.value.length : 0), 0)
+    const done = new Promise<void>((resolve, reject) => this.queue.push({ id, ops, bytes, sync, resolve, reject }))
+    this.inflight.set(hex, done)
+    this.stats.writeRequests++
+    const forget = (): void => void this.inflight.delete(hex)
+    done.then(forget, forget)
+    this.schedule()
+    return done
+  }
+
+  /** get reads one user key. */
+  get(key: Buffer): Promise<Buffer | undefined> {
+    return this.engine.get(userKey(key))
+  }
+
+  /** getMany reads many user keys in one engine call. */
+  getMany(keys: Buffer[]): Promise<Array<Buffer | undefined>> {
+    return this.engine.getMany(keys.map(userKey))
+  }
+
+  /** sync makes every write acknowledged so far durable, including `sync: false` ones. */
+  async sync(): Promise<void> {
+    await this.committing
+    await this.engine.sync()
+  }
+
+  /**
+   * query yields the range in pages of at most `queryPageItemsMax` entries and about
+   * `queryPageBytesMax` bytes, reading the engine page by page so a large range is never held whole.
+   */
+  async *query(range: WireRange, signal?: AbortSignal): AsyncGenerator<QueryPage> {
+    const wantKeys = range.keys !== false
+    const wantValues = range.values !== false
+    const iterator = this.engine.iterator(engineRange(range))
+    const empty = Buffer.alloc(0)
+    try {
+      let page: QueryPage = { keys: [], values: [] }
+      let pageBytes = 0
+      for (;;) {
+        if (signal?.aborted) return
+        const entries = await iterator.nextBatch(Math.min(128, Limits.queryPageItemsMax - page.keys.length))
+        for (const [key, value] of entries) {
+          const userPart = stripUserKey(key)
+          page.keys.push(wantKeys ? userPart : empty)
+          page.values.push(wantValues ? value : empty)
+          pageBytes += (wantKeys ? userPart.length : 0) + (wantValues ? value.length : 0)
+        }
+        const end = entries.length === 0
+        if (page.keys.length > 0 && (end || page.keys.length >= Limits.queryPageItemsMax || pageBytes >= Limits.queryPageBytesMax)) {
+          yield page
+          page = { keys: [], values: [] }
+          pageBytes = 0
+        }
+        if (end) return
+      }
+    } finally {
+      await iterator.close()
+    }
+  }
+
+  /** close finishes queued writes, then refuses new ones; the caller closes the engine. */
+  async close(): Promise<void> {
+    this.closed = true
+    while (this.committing !== undefined || this.queue.length > 0) {
+      this.schedule()
+      await this.committing
+    }
+  }
+
+  /** recentRequestIds is how many applied request ids are remembered. */
+  get recentRequestIds(): number {
+    return this.recent.size
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.committing !== undefined) return
+    this.scheduled = true
+    // setImmediate rather than a microtask: writes decoded from the same socket read land in
+    // the same group.
+    setImmediate(() => {
+      this.scheduled = false
+      if (this.committing !== undefined || this.queue.length === 0) return
+      this.committing = this.commitLoop().finally(() => {
+        this.committing = undefined
+      })
+    })
+  }
+
+  private async commitLoop(): Promise<void> {
+    while (this.queue.length > 0) {
+      const group = this.takeGroup()
+      const ops: EngineOp[] = []
+      for (const write of group) {
+        for (const op of write.ops) {
+          ops.push(op.type === 'put' ? { type: 'put', key: userKey(op.key), value: op.value } : { type: 'del', key: userKey(op.key) })
+        }
+      }
+      const ids = group.map((write) => write.id)
+      ops.push(...this.recent.recordOps(ids))
+      const sync = group.some((write) => write.sync)
+      try {
+        await this.engine.batch(ops, { sync })
+      } catch (error) {
+        for (const write of group) write.reject(error)
+        continue
+      }
+      this.recent.commit(ids)
+      this.stats.engineBatches++
+      if (sync) this.stats.syncedBatches++
+      for (const write of group) write.resolve()
+    }
+  }
+
+  private takeGroup(): PendingWrite[] {
+    let bytes = 0
+    let count = 0
+    while (count < this.queue.length && count < this.options.groupRequestsMax) {
+      const next = this.queue[count]!
+      if (count > 0 && bytes + next.bytes > this.options.groupBytesMax) break
+      bytes += next.bytes
+      count++
+    }
+    assert(count > 0, 'takeGroup called with an empty queue')
+    return this.queue.splice(0, count)
+  }
+}
