@@ -26,6 +26,8 @@ export const ErrorCode = {
   DISK_FULL: 'KV_ERR_DISK_FULL',
   UNKNOWN_METHOD: 'KV_ERR_UNKNOWN_METHOD',
   INTERNAL: 'KV_ERR_INTERNAL',
+  /** CORRUPTION: durable data failed its checksum or an invariant where it cannot be repaired. */
+  CORRUPTION: 'KV_ERR_CORRUPTION',
 } as const
 
 export type ErrorCodeName = (typeof ErrorCode)[keyof typeof ErrorCode]

@@ -1,0 +1,306 @@
+/**
+ * EngineRaftStorage: the durable RaftStorage of one Raft group on an engine shared by many
+ * groups (records.ts has the key layout). The core reads storage synchronously while engines
+ * are asynchronous, so the uncompacted log is loaded into memory at open and kept there.
+ *
+ * NB: memory per group is the uncompacted log, bounded by the driver's compaction policy
+ * (`compactLogEntriesMax` / `compactLogBytesMax` behind the applied index, plus what the core
+ * lets be uncommitted: `uncommittedBytesMax`), and the latest snapshot (`snapshotBytesMax`).
+ *
+ * Writes never happen here: every mutation is a StagedWrite, engine ops the driver puts into
+ * one batch for many groups, and an `onDurable` callback that updates memory only once that
+ * batch is on disk. So the core never reads state that a crash could take back.
+ *
+ * Fault model: at open, a damaged entry (bad checksum, wrong index, gap) above the committed
+ * index is a torn tail from a crash mid-write: it and everything after it are deleted, never
+ * applied. Damage at or below the commit index, or in the hard/applied/truncated state, cannot
+ * be repaired locally and fails the open with KV_ERR_CORRUPTION.
+ * NB: an entry above the local commit that was fsynced and acknowledged, then rotted, is also
+ * dropped; a leader may have counted it (see "protocol-aware recovery"). Raft alone cannot tell.
+ */
+import { ErrorCode, KvError, assert } from '../errors.js'
+import type { Engine, EngineOp } from '../engine/engine.js'
+import type { ConfState, Entry, HardState, RaftStorage, Snapshot } from '../raft/types.js'
+import { cloneConfState, emptyConfState, emptyHardState, entryBytes, limitSize } from '../raft/util.js'
+import * as records from './records.js'
+import type { AppliedState, TruncatedState } from './records.js'
+
+/** StagedWrite is engine ops to put in a batch plus what to do to memory once that batch is durable. */
+export interface StagedWrite {
+  ops: EngineOp[]
+  onDurable(): void
+}
+
+/** LogStorageOptions tunes how a group's storage is opened. */
+export interface LogStorageOptions {
+  /** logger receives warnings such as a truncated torn tail. */
+  logger?: (message: string, details: Record<string, unknown>) => void
+}
+
+const LOAD_BATCH_ENTRIES = 1024
+const NO_WRITE: StagedWrite = Object.freeze({ ops: [], onDurable: () => {} })
+
+function corruption(groupId: number, message: string, details: Record<string, unknown> = {}): KvError {
+  return new KvError(ErrorCode.CORRUPTION, `raft group ${groupId}: ${message}`, { groupId, ...details })
+}
+
+interface LoadedLog {
+  entries: Entry[]
+  /** damagedAt is the first index that failed validation; undefined when the log is intact. */
+  damagedAt: number | undefined
+  /** damagedKeys are the keys from damagedAt on, to delete when repairing the tail. */
+  damagedKeys: Buffer[]
+}
+
+async function loadLog(engine: Engine, groupId: number, truncated: TruncatedState): Promise<LoadedLog> {
+  const iterator = engine.iterator({ gte: records.entryKey(groupId, truncated.index + 1), lt: records.entryKey(groupId, Number.MAX_SAFE_INTEGER) })
+  const loaded: LoadedLog = { entries: [], damagedAt: undefined, damagedKeys: [] }
+  let expected = truncated.index + 1
+  let lastTerm = truncated.term
+  try {
+    for (;;) {
+      const batch = await iterator.nextBatch(LOAD_BATCH_ENTRIES)
+      if (batch.length === 0) break
+      for (const [key, value] of batch) {
+        if (loaded.damagedAt === undefined) {
+          const index = records.entryIndexFromKey(key)
+          const entry = index === expected ? records.decodeEntry(value, index) : undefined
+          if (entry !== undefined && entry.term >= lastTerm) {
+            loaded.entries.push(entry)
+            lastTerm = entry.term
+            expected++
+            continue
+          }
+          loaded.damagedAt = expected
+        }
+        loaded.damagedKeys.push(key)
+      }
+    }
+  } finally {
+    await iterator.close()
+  }
+  return loaded
+}
+
+async function readState<T>(engine: Engine, groupId: number, key: Buffer, name: string, decode: (record: Buffer) => T | undefined, fallback: T): Promise<T> {
+  const record = await engine.get(key)
+  if (record === undefined) return fallback
+  const state = decode(record)
+  if (state === undefined) throw corruption(groupId, `${name} record fails its checksum`)
+  return state
+}
+
+/** EngineRaftStorage is one group's log, hard state and applied state on a shared engine. */
+export class EngineRaftStorage implements RaftStorage {
+  readonly groupId: number
+  // Invariant: truncated.index <= applied.index <= hardState.commit <= lastIndex();
+  // log[i].index === truncated.index + 1 + i.
+  private hs: HardState
+  private applied: AppliedState
+  private truncated: TruncatedState
+  private log: Entry[]
+  private bytes: number
+  // Invariant: when set, cachedSnapshot.meta.index >= truncated.index.
+  private cachedSnapshot: Snapshot | undefined
+  // stagedSnapshotIndex: a snapshot staged but not yet durable, which appendOps must build on.
+  private stagedSnapshotIndex: number | undefined
+
+  private constructor(groupId: number, state: { hs: HardState; applied: AppliedState; truncated: TruncatedState; log: Entry[] }) {
+    this.groupId = groupId
+    this.hs = state.hs
+    this.applied = state.applied
+    this.truncated = state.truncated
+    this.log = state.log
+    this.bytes = state.log.reduce((sum, entry) => sum + entryBytes(entry), 0)
+  }
+
+  /** EngineRaftStorage.bootstrap records the initial membership of a brand-new group; a no-op returning false if the group exists. */
+  static async bootstrap(engine: Engine, groupId: number, confState: ConfState): Promise<boolean> {
+    records.checkGroupId(groupId)
+    if (confState.voters.length === 0) throw new KvError(ErrorCode.INVALID, 'bootstrap needs at least one voter', { groupId })
+    if ((await engine.get(records.appliedStateKey(groupId))) !== undefined) return false
+    const applied: AppliedState = { index: 0, term: 0, confState: cloneConfState(confState) }
+    await engine.batch([{ type: 'put', key: records.appliedStateKey(groupId), value: records.encodeAppliedState(applied) }], { sync: true })
+    return true
+  }
+
+  /** EngineRaftStorage.open loads a group's state, repairing a torn log tail (see the module comment). */
+  static async open(engine: Engine, groupId: number, options: LogStorageOptions = {}): Promise<EngineRaftStorage> {
+    records.checkGroupId(groupId)
+    const hs = await readState(engine, groupId, records.hardStateKey(groupId), 'hard state', records.decodeHardState, emptyHardState())
+    const applied = await readState(engine, groupId, records.appliedStateKey(groupId), 'applied state', records.decodeAppliedState, { index: 0, term: 0, confState: emptyConfState() })
+    const truncated = await readState(engine, groupId, records.truncatedStateKey(groupId), 'truncated state', records.decodeTruncatedState, { index: 0, term: 0 })
+    const loaded = await loadLog(engine, groupId, truncated)
+    if (loaded.damagedAt !== undefined) {
+      if (loaded.damagedAt <= hs.commit) throw corruption(groupId, `log entry ${loaded.damagedAt} is damaged at or below the commit index ${hs.commit}`, { index: loaded.damagedAt, commit: hs.commit })
+      options.logger?.('raft log: dropping a torn tail', { groupId, from: loaded.damagedAt, keys: loaded.damagedKeys.length })
+      await engine.batch(loaded.damagedKeys.map((key) => ({ type: 'del' as const, key })), { sync: true })
+    }
+    const lastIndex = truncated.index + loaded.entries.length
+    if (!(truncated.index <= applied.index && applied.index <= Math.max(hs.commit, truncated.index) && hs.commit <= lastIndex)) {
+      throw corruption(groupId, 'inconsistent raft state', { truncated: truncated.index, applied: applied.index, commit: hs.commit, lastIndex })
+    }
+    return new EngineRaftStorage(groupId, { hs, applied, truncated, log: loaded.entries })
+  }
+
+  initialState(): { hardState: HardState; confState: ConfState } {
+    return { hardState: { ...this.hs }, confState: cloneConfState(this.applied.confState) }
+  }
+
+  entries(lo: number, hi: number, maxBytes: number): Entry[] {
+    assert(lo >= this.firstIndex(), `EngineRaftStorage.entries: lo ${lo} is compacted (firstIndex ${this.firstIndex()})`)
+    assert(hi <= this.lastIndex() + 1, `EngineRaftStorage.entries: hi ${hi} beyond lastIndex ${this.lastIndex()}`)
+    if (lo >= hi) return []
+    const offset = this.truncated.index + 1
+    return limitSize(this.log.slice(lo - offset, hi - offset), maxBytes)
+  }
+
+  term(index: number): number {
+    if (index === this.truncated.index) return this.truncated.term
+    assert(index > this.truncated.index && index <= this.lastIndex(), `EngineRaftStorage.term: index ${index} outside [${this.truncated.index}, ${this.lastIndex()}]`)
+    return this.log[index - this.truncated.index - 1]!.term
+  }
+
+  firstIndex(): number {
+    return this.truncated.index + 1
+  }
+
+  lastIndex(): number {
+    return this.truncated.index + this.log.length
+  }
+
+  snapshot(): Snapshot {
+    if (this.cachedSnapshot !== undefined) return this.cachedSnapshot
+    assert(this.truncated.index === 0, `EngineRaftStorage.snapshot: group ${this.groupId} is compacted but no snapshot was generated`)
+    return { meta: { index: 0, term: 0, confState: cloneConfState(this.applied.confState) }, data: new Uint8Array(0) }
+  }
+
+  /** hardState is the durable HardState. */
+  get hardState(): HardState {
+    return { ...this.hs }
+  }
+
+  /** appliedState is the durable AppliedState. */
+  get appliedState(): AppliedState {
+    return { ...this.applied, confState: cloneConfState(this.applied.confState) }
+  }
+
+  /** appliedIndex is the durable applied index. */
+  get appliedIndex(): number {
+    return this.applied.index
+  }
+
+  /** logBytes is the memory the uncompacted log costs, as counted by the core's entryBytes. */
+  get logBytes(): number {
+    return this.bytes
+  }
+
+  /** hasSnapshot tells whether snapshot() can answer without a generated snapshot. */
+  get hasSnapshot(): boolean {
+    return this.cachedSnapshot !== undefined || this.truncated.index === 0
+  }
+
+  /** setSnapshot records a snapshot generated from the state machine, served to lagging followers. */
+  setSnapshot(snapshot: Snapshot): void {
+    assert(snapshot.meta.index >= this.truncated.index, `setSnapshot: snapshot ${snapshot.meta.index} is behind the compaction point ${this.truncated.index}`)
+    assert(snapshot.meta.index <= this.applied.index, `setSnapshot: snapshot ${snapshot.meta.index} is ahead of applied ${this.applied.index}`)
+    this.cachedSnapshot = snapshot
+  }
+
+  /** appendOps stages entries from a Ready, deleting any stored suffix they replace. */
+  appendOps(entries: readonly Entry[]): StagedWrite {
+    if (entries.length === 0) return NO_WRITE
+    for (let i = 1; i < entries.length; i++) assert(entries[i]!.index === entries[i - 1]!.index + 1, 'appendOps: entries are not contiguous')
+    // A snapshot staged in the same batch empties the log before these entries land.
+    const firstIndex = this.stagedSnapshotIndex !== undefined ? this.stagedSnapshotIndex + 1 : this.firstIndex()
+    const previousLast = this.stagedSnapshotIndex ?? this.lastIndex()
+    const kept = entries[0]!.index < firstIndex ? entries.slice(firstIndex - entries[0]!.index) : entries.slice()
+    if (kept.length === 0) return NO_WRITE
+    const first = kept[0]!.index
+    const last = kept[kept.length - 1]!.index
+    assert(first <= previousLast + 1, `appendOps: gap, lastIndex ${previousLast} but entries start at ${first}`)
+    assert(first > Math.max(this.hs.commit, this.stagedSnapshotIndex ?? 0), `appendOps: entry ${first} would overwrite the committed log (commit ${this.hs.commit})`)
+    const ops: EngineOp[] = kept.map((entry) => ({ type: 'put', key: records.entryKey(this.groupId, entry.index), value: records.encodeEntry(entry) }))
+    for (let index = last + 1; index <= previousLast; index++) ops.push({ type: 'del', key: records.entryKey(this.groupId, index) })
+    return {
+      ops,
+      onDurable: () => {
+        assert(this.lastIndex() === previousLast, 'appendOps: the log changed between staging and durability')
+        const dropped = this.log.splice(first - this.firstIndex())
+        for (const entry of dropped) this.bytes -= entryBytes(entry)
+        for (const entry of kept) {
+          this.log.push(entry)
+          this.bytes += entryBytes(entry)
+        }
+      },
+    }
+  }
+
+  /** hardStateOps stages a HardState from a Ready. */
+  hardStateOps(hs: HardState): StagedWrite {
+    const copy = { ...hs }
+    return {
+      ops: [{ type: 'put', key: records.hardStateKey(this.groupId), value: records.encodeHardState(copy) }],
+      onDurable: () => {
+        this.hs = copy
+      },
+    }
+  }
+
+  /** appliedStateOps stages the applied index; put it in the same batch as the data it covers. */
+  appliedStateOps(state: AppliedState): StagedWrite {
+    assert(state.index >= this.applied.index, `appliedStateOps: applied index going back from ${this.applied.index} to ${state.index}`)
+    const copy: AppliedState = { index: state.index, term: state.term, confState: cloneConfState(state.confState) }
+    return {
+      ops: [{ type: 'put', key: records.appliedStateKey(this.groupId), value: records.encodeAppliedState(copy) }],
+      onDurable: () => {
+        this.applied = copy
+      },
+    }
+  }
+
+  /** snapshotOps stages installing a snapshot: the log is replaced and applied jumps to its index (with the restored data in the same batch). */
+  snapshotOps(snapshot: Snapshot): StagedWrite {
+    const meta = snapshot.meta
+    assert(meta.index > this.applied.index, `snapshotOps: snapshot ${meta.index} is not ahead of applied ${this.applied.index}`)
+    const truncated: TruncatedState = { index: meta.index, term: meta.term }
+    const applied: AppliedState = { index: meta.index, term: meta.term, confState: cloneConfState(meta.confState) }
+    const ops: EngineOp[] = [
+      { type: 'put', key: records.truncatedStateKey(this.groupId), value: records.encodeTruncatedState(truncated) },
+      { type: 'put', key: records.appliedStateKey(this.groupId), value: records.encodeAppliedState(applied) },
+    ]
+    const previousLast = this.lastIndex()
+    for (let index = this.firstIndex(); index <= previousLast; index++) ops.push({ type: 'del', key: records.entryKey(this.groupId, index) })
+    this.stagedSnapshotIndex = meta.index
+    return {
+      ops,
+      onDurable: () => {
+        this.stagedSnapshotIndex = undefined
+        this.truncated = truncated
+        this.applied = applied
+        this.log = []
+        this.bytes = 0
+        this.cachedSnapshot = snapshot
+      },
+    }
+  }
+
+  /** compactOps stages dropping the log up to and including `index`, which must be applied (and covered by a snapshot). */
+  compactOps(index: number): StagedWrite {
+    if (index <= this.truncated.index) return NO_WRITE
+    assert(index <= this.applied.index, `compactOps: index ${index} is not applied yet (applied ${this.applied.index})`)
+    const truncated: TruncatedState = { index, term: this.term(index) }
+    const ops: EngineOp[] = [{ type: 'put', key: records.truncatedStateKey(this.groupId), value: records.encodeTruncatedState(truncated) }]
+    const from = this.firstIndex()
+    for (let i = from; i <= index; i++) ops.push({ type: 'del', key: records.entryKey(this.groupId, i) })
+    return {
+      ops,
+      onDurable: () => {
+        assert(this.truncated.index < index, 'compactOps: compacted twice')
+        const dropped = this.log.splice(0, index - this.truncated.index)
+        for (const entry of dropped) this.bytes -= entryBytes(entry)
+        this.truncated = truncated
+      },
+    }
+  }
+}

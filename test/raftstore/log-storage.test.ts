@@ -1,0 +1,219 @@
+// EngineRaftStorage on the memory and RocksDB engines: round trip, restart recovery, suffix
+// replacement, compaction, snapshot install, and torn-tail / corruption handling at open.
+import assert from 'node:assert/strict'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { test } from 'node:test'
+import type { Engine } from '../../src/engine/engine.js'
+import { MemoryEngine } from '../../src/engine/memory.js'
+import { RocksDbEngine } from '../../src/engine/rocksdb.js'
+import type { Entry } from '../../src/raft/types.js'
+import { EngineRaftStorage, type StagedWrite } from '../../src/raftstore/log-storage.js'
+import { appliedStateKey, entryKey, hardStateKey } from '../../src/raftstore/records.js'
+
+const GROUP = 7
+const VOTERS = { voters: [1, 2, 3], learners: [], votersOutgoing: [] }
+
+function entry(index: number, term: number, text = `cmd-${index}`): Entry {
+  return { index, term, type: 'normal', data: Buffer.from(text) }
+}
+
+function entries(from: number, to: number, term: number): Entry[] {
+  const out: Entry[] = []
+  for (let i = from; i <= to; i++) out.push(entry(i, term))
+  return out
+}
+
+async function write(engine: Engine, ...staged: StagedWrite[]): Promise<void> {
+  await engine.batch(staged.flatMap((s) => s.ops), { sync: true })
+  for (const s of staged) s.onDurable()
+}
+
+interface Harness {
+  engine: Engine
+  /** restart closes the engine and opens it again, as a process restart would. */
+  restart(): Promise<void>
+  cleanup(): Promise<void>
+}
+
+const engines: Array<[string, () => Promise<Harness>]> = [
+  ['memory', async () => {
+    const engine = new MemoryEngine()
+    await engine.open()
+    return { engine, restart: async () => { await engine.close(); await engine.open() }, cleanup: () => engine.close() }
+  }],
+  ['rocksdb', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'distkv-raftlog-'))
+    const h: Harness = {
+      engine: new RocksDbEngine({ dir, cacheBytes: 1024 * 1024, memtableBudgetBytes: 8 * 1024 * 1024, backgroundThreads: 1 }),
+      restart: async () => {
+        await h.engine.close()
+        h.engine = new RocksDbEngine({ dir, cacheBytes: 1024 * 1024, memtableBudgetBytes: 8 * 1024 * 1024, backgroundThreads: 1 })
+        await h.engine.open()
+      },
+      cleanup: async () => {
+        await h.engine.close()
+        rmSync(dir, { recursive: true, force: true })
+      },
+    }
+    await h.engine.open()
+    return h
+  }],
+]
+
+for (const [kind, make] of engines) {
+  test(`${kind}: term, vote, log, commit and applied survive a restart`, async () => {
+    const h = await make()
+    try {
+      assert.equal(await EngineRaftStorage.bootstrap(h.engine, GROUP, VOTERS), true)
+      assert.equal(await EngineRaftStorage.bootstrap(h.engine, GROUP, VOTERS), false, 'bootstrap is idempotent')
+      const storage = await EngineRaftStorage.open(h.engine, GROUP)
+      assert.deepEqual(storage.initialState().confState, VOTERS)
+      const append = storage.appendOps(entries(1, 5, 2))
+      assert.equal(storage.lastIndex(), 0, 'memory changes only once the batch is durable')
+      await write(h.engine, append, storage.hardStateOps({ term: 2, vote: 3, commit: 4 }))
+      await write(h.engine, storage.appliedStateOps({ index: 3, term: 2, confState: VOTERS }))
+      await h.restart()
+      const reopened = await EngineRaftStorage.open(h.engine, GROUP)
+      assert.deepEqual(reopened.initialState(), { hardState: { term: 2, vote: 3, commit: 4 }, confState: VOTERS })
+      assert.equal(reopened.appliedIndex, 3)
+      assert.equal(reopened.firstIndex(), 1)
+      assert.equal(reopened.lastIndex(), 5)
+      assert.equal(reopened.term(0), 0)
+      assert.equal(reopened.term(5), 2)
+      const read = reopened.entries(2, 6, Number.MAX_SAFE_INTEGER)
+      assert.deepEqual(read.map((e) => [e.index, e.term, Buffer.from(e.data).toString()]), [2, 3, 4, 5].map((i) => [i, 2, `cmd-${i}`]))
+      assert.equal(reopened.entries(1, 6, 1).length, 1, 'maxBytes limits but returns at least one entry')
+    } finally {
+      await h.cleanup()
+    }
+  })
+
+  test(`${kind}: an append that conflicts replaces the stored suffix`, async () => {
+    const h = await make()
+    try {
+      const storage = await EngineRaftStorage.open(h.engine, GROUP)
+      await write(h.engine, storage.appendOps(entries(1, 6, 1)), storage.hardStateOps({ term: 1, vote: 1, commit: 2 }))
+      await write(h.engine, storage.appendOps([entry(4, 3, 'new-4')]))
+      assert.equal(storage.lastIndex(), 4)
+      assert.equal(storage.term(4), 3)
+      await h.restart()
+      const reopened = await EngineRaftStorage.open(h.engine, GROUP)
+      assert.equal(reopened.lastIndex(), 4, 'entries 5 and 6 were deleted on disk too')
+      assert.equal(Buffer.from(reopened.entries(4, 5, 1000)[0]!.data).toString(), 'new-4')
+      assert.throws(() => reopened.appendOps([entry(2, 4)]), /overwrite the committed log/)
+    } finally {
+      await h.cleanup()
+    }
+  })
+
+  test(`${kind}: a torn or corrupt tail above the commit index is dropped at open`, async () => {
+    const h = await make()
+    try {
+      const storage = await EngineRaftStorage.open(h.engine, GROUP)
+      await write(h.engine, storage.appendOps(entries(1, 6, 1)), storage.hardStateOps({ term: 1, vote: 1, commit: 3 }))
+      const last = (await h.engine.get(entryKey(GROUP, 6)))!
+      await h.engine.put(entryKey(GROUP, 6), last.subarray(0, last.length - 3)) // torn: a short write
+      const fifth = Buffer.from((await h.engine.get(entryKey(GROUP, 5)))!)
+      fifth[fifth.length - 1]! ^= 0x40 // a flipped bit
+      await h.engine.put(entryKey(GROUP, 5), fifth)
+      const warnings: unknown[] = []
+      await h.restart()
+      const reopened = await EngineRaftStorage.open(h.engine, GROUP, { logger: (_m, details) => warnings.push(details) })
+      assert.equal(reopened.lastIndex(), 4, 'the log ends before the first damaged entry')
+      assert.deepEqual(warnings, [{ groupId: GROUP, from: 5, keys: 2 }])
+      assert.equal(await h.engine.get(entryKey(GROUP, 5)), undefined, 'damaged entries are deleted, never applied')
+      assert.equal(await h.engine.get(entryKey(GROUP, 6)), undefined)
+      const again = await EngineRaftStorage.open(h.engine, GROUP)
+      assert.equal(again.lastIndex(), 4)
+    } finally {
+      await h.cleanup()
+    }
+  })
+
+  test(`${kind}: damage at or below the commit index fails the open with KV_ERR_CORRUPTION`, async () => {
+    const h = await make()
+    try {
+      const storage = await EngineRaftStorage.open(h.engine, GROUP)
+      await write(h.engine, storage.appendOps(entries(1, 6, 1)), storage.hardStateOps({ term: 1, vote: 1, commit: 3 }))
+      const third = Buffer.from((await h.engine.get(entryKey(GROUP, 3)))!)
+      third[10]! ^= 0x01
+      await h.engine.put(entryKey(GROUP, 3), third)
+      await assert.rejects(EngineRaftStorage.open(h.engine, GROUP), { code: 'KV_ERR_CORRUPTION', message: /entry 3/ })
+      await h.engine.del(entryKey(GROUP, 3))
+      await assert.rejects(EngineRaftStorage.open(h.engine, GROUP), { code: 'KV_ERR_CORRUPTION' }, 'a missing committed entry is damage too')
+      await h.engine.put(hardStateKey(GROUP), Buffer.from('garbage'))
+      await assert.rejects(EngineRaftStorage.open(h.engine, GROUP), { code: 'KV_ERR_CORRUPTION', message: /hard state/ })
+      await h.engine.put(appliedStateKey(GROUP), Buffer.from([0, 0, 0, 0]))
+      await assert.rejects(EngineRaftStorage.open(h.engine, GROUP), { code: 'KV_ERR_CORRUPTION' })
+    } finally {
+      await h.cleanup()
+    }
+  })
+
+  test(`${kind}: compaction drops the applied prefix and survives a restart`, async () => {
+    const h = await make()
+    try {
+      await EngineRaftStorage.bootstrap(h.engine, GROUP, VOTERS)
+      const storage = await EngineRaftStorage.open(h.engine, GROUP)
+      await write(h.engine, storage.appendOps(entries(1, 10, 1)), storage.hardStateOps({ term: 1, vote: 1, commit: 8 }))
+      await write(h.engine, storage.appliedStateOps({ index: 8, term: 1, confState: VOTERS }))
+      assert.throws(() => storage.compactOps(9), /not applied/)
+      const logBytes = storage.logBytes
+      storage.setSnapshot({ meta: { index: 8, term: 1, confState: VOTERS }, data: Buffer.from('state@8') })
+      await write(h.engine, storage.compactOps(6))
+      assert.equal(storage.firstIndex(), 7)
+      assert.equal(storage.term(6), 1)
+      assert.ok(storage.logBytes < logBytes)
+      assert.equal(Buffer.from(storage.snapshot().data).toString(), 'state@8')
+      await h.restart()
+      const reopened = await EngineRaftStorage.open(h.engine, GROUP)
+      assert.equal(reopened.firstIndex(), 7)
+      assert.equal(reopened.lastIndex(), 10)
+      assert.equal(reopened.term(6), 1)
+      assert.equal(reopened.hasSnapshot, false, 'the driver must regenerate the snapshot after a restart')
+      assert.equal(await h.engine.get(entryKey(GROUP, 6)), undefined)
+    } finally {
+      await h.cleanup()
+    }
+  })
+
+  test(`${kind}: installing a snapshot replaces the log and moves applied`, async () => {
+    const h = await make()
+    try {
+      const storage = await EngineRaftStorage.open(h.engine, GROUP)
+      await write(h.engine, storage.appendOps(entries(1, 3, 1)), storage.hardStateOps({ term: 1, vote: 2, commit: 1 }))
+      const snapshot = { meta: { index: 20, term: 4, confState: VOTERS }, data: Buffer.from('leader state') }
+      await write(h.engine, storage.snapshotOps(snapshot), storage.hardStateOps({ term: 4, vote: 2, commit: 20 }), storage.appendOps([entry(21, 4)]))
+      assert.equal(storage.firstIndex(), 21)
+      assert.equal(storage.lastIndex(), 21)
+      assert.equal(storage.snapshot(), snapshot)
+      await h.restart()
+      const reopened = await EngineRaftStorage.open(h.engine, GROUP)
+      assert.equal(reopened.appliedIndex, 20)
+      assert.equal(reopened.firstIndex(), 21)
+      assert.equal(reopened.lastIndex(), 21)
+      assert.equal(reopened.term(20), 4)
+      assert.deepEqual(reopened.initialState().confState, VOTERS)
+      for (const i of [1, 2, 3]) assert.equal(await h.engine.get(entryKey(GROUP, i)), undefined)
+    } finally {
+      await h.cleanup()
+    }
+  })
+}
+
+test('groups on one engine are independent', async () => {
+  const engine = new MemoryEngine()
+  await engine.open()
+  const a = await EngineRaftStorage.open(engine, 1)
+  const b = await EngineRaftStorage.open(engine, 2)
+  await write(engine, a.appendOps(entries(1, 3, 1)), b.appendOps(entries(1, 5, 2)))
+  const a2 = await EngineRaftStorage.open(engine, 1)
+  const b2 = await EngineRaftStorage.open(engine, 2)
+  assert.equal(a2.lastIndex(), 3)
+  assert.equal(b2.lastIndex(), 5)
+  assert.equal(b2.term(5), 2)
+  await assert.rejects(EngineRaftStorage.open(engine, 0), { code: 'KV_ERR_INVALID' })
+  await engine.close()
+})
