@@ -1,29 +1,232 @@
 /**
- * RaftNode: the public RaftCore (skeleton; the step functions land next).
+ * RaftNode: the public RaftCore. It validates what comes in (config once, messages from the
+ * network, proposals) and turns the protocol state into Ready batches, remembering what was
+ * handed out so that `advance` can mark it persisted and applied.
+ *
+ * Persisted-before-send: every message in a Ready may depend on that Ready's entries and hard
+ * state; the driver persists them first. No message is meant to be sent early.
  */
-import type { ConfChange, ConfState, Message, ProposeResult, RaftConfig, RaftCore, Ready, Status } from './types.js'
-import { resolveRaftConfig, type ResolvedRaftConfig } from './config.js'
+import { ErrorCode, KvError, assert } from '../errors.js'
+import type {
+  ConfChange,
+  ConfState,
+  Entry,
+  HardState,
+  Message,
+  MessageType,
+  NodeId,
+  ProposeResult,
+  RaftConfig,
+  RaftCore,
+  Ready,
+  SoftState,
+  Status,
+} from './types.js'
+import { NONE } from './types.js'
+import { resolveRaftConfig } from './config.js'
+import { Raft, newMessage, type ProposalEntry } from './raft.js'
+import { encodeConfChange } from './confchange.js'
+import { hardStateEqual } from './util.js'
+
+/** APPLY_BYTES_MAX_PER_READY bounds the committed entry bytes handed to the driver in one Ready. */
+export const APPLY_BYTES_MAX_PER_READY = 64 * 1024 * 1024
+
+/** READ_CONTEXT_BYTES_MAX bounds a ReadIndex request context (it travels in every heartbeat). */
+export const READ_CONTEXT_BYTES_MAX = 1024
+
+const NETWORK_TYPES: ReadonlySet<MessageType> = new Set<MessageType>([
+  'prop', 'app', 'appResp', 'vote', 'voteResp', 'preVote', 'preVoteResp', 'snap', 'heartbeat', 'heartbeatResp',
+  'transferLeader', 'timeoutNow', 'readIndex', 'readIndexResp',
+])
+
+function protocolError(message: string, details?: Record<string, unknown>): KvError {
+  return new KvError(ErrorCode.PROTOCOL, `raft message: ${message}`, details)
+}
+
+function isIndex(value: unknown): value is number {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0
+}
 
 /** RaftNode is one replica of one Raft group: pure, synchronous, driven by tick/step and drained by ready/advance. */
 export class RaftNode implements RaftCore {
-  private readonly config: ResolvedRaftConfig
+  private readonly raft: Raft
+  private prevSoftState: SoftState
+  private prevHardState: HardState
+  /** outstanding is the Ready handed out and not yet advanced; only one at a time. */
+  private outstanding: Ready | undefined = undefined
 
   constructor(config: RaftConfig) {
-    this.config = resolveRaftConfig(config)
+    this.raft = new Raft(resolveRaftConfig(config))
+    this.prevSoftState = this.softState()
+    this.prevHardState = this.hardState()
   }
 
-  tick(): void { throw new Error('RaftNode: not implemented yet') }
-  step(_message: Message): void { throw new Error('RaftNode: not implemented yet') }
-  propose(_data: Uint8Array): ProposeResult { throw new Error('RaftNode: not implemented yet') }
-  proposeConfChange(_change: ConfChange): ProposeResult { throw new Error('RaftNode: not implemented yet') }
-  applyConfChange(_change: ConfChange): ConfState { throw new Error('RaftNode: not implemented yet') }
-  readIndex(_context: Uint8Array): void { throw new Error('RaftNode: not implemented yet') }
-  transferLeadership(_to: number): void { throw new Error('RaftNode: not implemented yet') }
-  campaign(): void { throw new Error('RaftNode: not implemented yet') }
-  reportUnreachable(_peer: number): void { throw new Error('RaftNode: not implemented yet') }
-  reportSnapshot(_peer: number, _ok: boolean): void { throw new Error('RaftNode: not implemented yet') }
-  hasReady(): boolean { return false }
-  ready(): Ready { throw new Error('RaftNode: not implemented yet') }
-  advance(_ready: Ready): void { throw new Error('RaftNode: not implemented yet') }
-  status(): Status { throw new Error(`RaftNode ${this.config.id}: not implemented yet`) }
+  tick(): void {
+    this.raft.tick()
+  }
+
+  step(message: Message): void {
+    this.validateMessage(message)
+    this.raft.step(message)
+  }
+
+  propose(data: Uint8Array): ProposeResult {
+    if (!(data instanceof Uint8Array)) throw new KvError(ErrorCode.INVALID, 'propose: data must be a Uint8Array')
+    return this.proposeEntries([{ type: 'normal', data }])
+  }
+
+  proposeConfChange(change: ConfChange): ProposeResult {
+    if (change === null || typeof change !== 'object') throw new KvError(ErrorCode.INVALID, 'proposeConfChange: change must be an object')
+    if (!Number.isSafeInteger(change.nodeId) || change.nodeId <= 0) {
+      throw new KvError(ErrorCode.INVALID, `proposeConfChange: nodeId must be a positive integer, got ${String(change.nodeId)}`)
+    }
+    if (change.type !== 'addVoter' && change.type !== 'addLearner' && change.type !== 'removeNode') {
+      throw new KvError(ErrorCode.INVALID, `proposeConfChange: type must be addVoter, addLearner or removeNode, got ${String(change.type)}`)
+    }
+    return this.proposeEntries([{ type: 'confChange', data: encodeConfChange(change) }])
+  }
+
+  private proposeEntries(entries: ProposalEntry[]): ProposeResult {
+    const r = this.raft
+    if (r.role === 'leader') return r.proposeEntries(entries)
+    if (r.lead === NONE || !r.config.proposalForwarding) return { ok: false, reason: 'notLeader', leader: r.lead }
+    const forwarded: Entry[] = entries.map((e) => ({ term: 0, index: 0, type: e.type, data: e.data }))
+    r.step(newMessage({ type: 'prop', from: r.id, entries: forwarded }))
+    return { ok: true, index: 0, term: 0, forwardedTo: r.lead }
+  }
+
+  applyConfChange(change: ConfChange): ConfState {
+    return this.raft.confs.nextApplied(change)
+  }
+
+  readIndex(context: Uint8Array): void {
+    if (!(context instanceof Uint8Array) || context.byteLength === 0 || context.byteLength > READ_CONTEXT_BYTES_MAX) {
+      throw new KvError(ErrorCode.INVALID, `readIndex: context must be a non-empty Uint8Array of at most READ_CONTEXT_BYTES_MAX=${READ_CONTEXT_BYTES_MAX} bytes`)
+    }
+    this.raft.step(newMessage({ type: 'readIndex', from: this.raft.id, context }))
+  }
+
+  transferLeadership(to: NodeId): void {
+    if (!Number.isSafeInteger(to) || to <= 0) throw new KvError(ErrorCode.INVALID, `transferLeadership: node id must be a positive integer, got ${String(to)}`)
+    this.raft.step(newMessage({ type: 'transferLeader', from: to }))
+  }
+
+  campaign(): void {
+    this.raft.step(newMessage({ type: 'hup', from: this.raft.id }))
+  }
+
+  reportUnreachable(peer: NodeId): void {
+    this.raft.step(newMessage({ type: 'unreachable', from: peer }))
+  }
+
+  reportSnapshot(peer: NodeId, ok: boolean): void {
+    this.raft.step(newMessage({ type: 'snapStatus', from: peer, reject: !ok }))
+  }
+
+  hasReady(): boolean {
+    const r = this.raft
+    if (!softStateEqual(this.softState(), this.prevSoftState)) return true
+    if (!hardStateEqual(this.hardState(), this.prevHardState)) return true
+    if (r.log.unstable.snapshot !== undefined || r.log.unstableEntries().length > 0) return true
+    return r.msgs.length > 0 || r.readStates.length > 0 || r.log.hasNextCommittedEntries()
+  }
+
+  ready(): Ready {
+    assert(this.outstanding === undefined, 'RaftNode.ready: the previous Ready has not been advanced')
+    const r = this.raft
+    const softState = this.softState()
+    const hardState = this.hardState()
+    const snapshot = r.log.unstable.snapshot
+    const entries = [...r.log.unstableEntries()]
+    const rd: Ready = {
+      readStates: r.readStates,
+      entries,
+      committedEntries: r.log.nextCommittedEntries(APPLY_BYTES_MAX_PER_READY),
+      messages: r.msgs,
+      mustSync: entries.length > 0 || snapshot !== undefined || hardState.term !== this.prevHardState.term || hardState.vote !== this.prevHardState.vote,
+    }
+    if (!softStateEqual(softState, this.prevSoftState)) rd.softState = softState
+    if (!hardStateEqual(hardState, this.prevHardState)) rd.hardState = hardState
+    if (snapshot !== undefined) rd.snapshot = snapshot
+    r.msgs = []
+    r.readStates = []
+    this.outstanding = rd
+    return rd
+  }
+
+  advance(ready: Ready): void {
+    assert(ready === this.outstanding, 'RaftNode.advance: not the Ready last returned by ready()')
+    this.outstanding = undefined
+    const log = this.raft.log
+    if (ready.softState !== undefined) this.prevSoftState = ready.softState
+    if (ready.hardState !== undefined) this.prevHardState = ready.hardState
+    if (ready.snapshot !== undefined) log.stableSnapTo(ready.snapshot.meta.index)
+    const lastEntry = ready.entries.at(-1)
+    if (lastEntry !== undefined) log.stableTo(lastEntry.index, lastEntry.term)
+    const lastApplied = ready.committedEntries.at(-1)
+    if (lastApplied !== undefined) {
+      log.appliedTo(lastApplied.index)
+      this.reduceUncommittedBytes(ready.committedEntries)
+    }
+    this.raft.confs.compactTo(log.applied)
+  }
+
+  private reduceUncommittedBytes(entries: readonly Entry[]): void {
+    if (this.raft.role !== 'leader') return
+    let bytes = 0
+    for (const entry of entries) bytes += entry.data.byteLength
+    this.raft.uncommittedBytes = Math.max(0, this.raft.uncommittedBytes - bytes)
+  }
+
+  status(): Status {
+    const r = this.raft
+    const status: Status = {
+      id: r.id,
+      role: r.role,
+      term: r.term,
+      vote: r.vote,
+      leader: r.lead,
+      commit: r.log.committed,
+      applied: r.log.applied,
+      lastIndex: r.log.lastIndex(),
+      confState: r.confState(),
+      leadTransferee: r.leadTransferee,
+    }
+    if (r.role === 'leader') {
+      status.progress = {}
+      for (const [id, pr] of r.tracker.progress) status.progress[id] = { match: pr.match, next: pr.next, state: pr.state }
+    }
+    return status
+  }
+
+  private softState(): SoftState {
+    return { leader: this.raft.lead, role: this.raft.role }
+  }
+
+  private hardState(): HardState {
+    return { term: this.raft.term, vote: this.raft.vote, commit: this.raft.log.committed }
+  }
+
+  /** validateMessage refuses malformed or local-only messages from the network before they touch state. */
+  private validateMessage(m: Message): void {
+    if (m === null || typeof m !== 'object' || !NETWORK_TYPES.has(m.type)) throw protocolError(`type ${String(m?.type)} may not arrive from the network`)
+    if (!isIndex(m.from) || m.from === NONE) throw protocolError(`from must be a positive node id, got ${String(m.from)}`)
+    if (m.to !== this.raft.id) throw protocolError(`addressed to ${String(m.to)}, delivered to ${this.raft.id}`)
+    for (const field of ['term', 'logTerm', 'index', 'commit', 'rejectHint'] as const) {
+      if (!isIndex(m[field])) throw protocolError(`${field} must be a non-negative safe integer, got ${String(m[field])}`, { type: m.type })
+    }
+    if (!Array.isArray(m.entries)) throw protocolError('entries must be an array', { type: m.type })
+    if (m.type === 'snap' && (m.snapshot === undefined || !isIndex(m.snapshot.meta?.index))) throw protocolError('snap without a valid snapshot')
+    if (m.type !== 'app') return
+    for (let i = 0; i < m.entries.length; i++) {
+      const e = m.entries[i]!
+      if (e.index !== m.index + 1 + i || !isIndex(e.term) || e.term > m.term || !(e.data instanceof Uint8Array)) {
+        throw protocolError(`app entry ${i} is malformed or not contiguous after index ${m.index}`, { type: m.type })
+      }
+    }
+  }
+}
+
+function softStateEqual(a: SoftState, b: SoftState): boolean {
+  return a.leader === b.leader && a.role === b.role
 }

@@ -172,9 +172,13 @@ export interface RaftConfig {
   proposalForwarding?: boolean
 }
 
-/** ProposeResult: a proposal is either accepted (appended at `index` on the leader) or refused. */
+/**
+ * ProposeResult: a proposal is either accepted (appended at `index` on the leader) or refused.
+ * With `proposalForwarding` a follower's proposal is sent on to the leader: it is reported as
+ * `ok` with `forwardedTo` set and index/term 0, since only the leader learns where it lands.
+ */
 export type ProposeResult =
-  | { ok: true; index: number; term: number }
+  | { ok: true; index: number; term: number; forwardedTo?: NodeId }
   | { ok: false; reason: 'notLeader'; leader: NodeId }
   | { ok: false; reason: 'dropped'; message: string }
 
