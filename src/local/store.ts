@@ -188,6 +188,9 @@ export class LocalStore {
       if (this.committing !== undefined || this.queue.length === 0) return
       this.committing = this.commitLoop().finally(() => {
         this.committing = undefined
+        // Writes made by callers resumed from the last group arrive after the loop's final
+        // check of the queue, while `committing` was still set: start them now.
+        if (this.queue.length > 0) this.schedule()
       })
     })
   }
