@@ -1,0 +1,389 @@
+/**
+ * RaftDriver runs every Raft group of one node on one engine. One iteration:
+ *   1. feed each group's inbox (ticks, received messages, proposals, reads) to its core;
+ *   2. collect ready() from every group that has one;
+ *   3. write ONE engine batch: the previous iteration's apply output with its applied index,
+ *      plus every Ready's snapshot, entries and hard state; fsync once if any Ready must sync
+ *      (group commit: the cost of an fsync is shared by all groups and all proposals);
+ *   4. only then send the messages (nothing leaves that depends on unpersisted state);
+ *   5. apply committed entries through each group's StateMachine (the ops wait for the next
+ *      batch, so the applied index is always written with the data it covers), then advance();
+ *   6. compact the log of groups past the compaction policy, behind a fresh snapshot.
+ *
+ * Fault model: a failed engine write leaves the cores ahead of the disk, which cannot be
+ * undone, so the driver stops (every waiter gets KV_ERR_UNAVAILABLE) and the node must restart
+ * and recover from what is durable. Crashes at any point are safe: nothing is acknowledged
+ * (proposals, messages) before the batch that covers it is written.
+ */
+import { ErrorCode, KvError, assert, isKvError } from '../errors.js'
+import type { Engine } from '../engine/engine.js'
+import type { ConfChange, ConfState, Message, NodeId, RaftConfig, RaftCore, RandomSource, Ready, Status } from '../raft/types.js'
+import { GroupReplica, type DriverLimits, type StateMachine } from './group.js'
+import { EngineRaftStorage, type StagedWrite } from './log-storage.js'
+import type { RaftEnvelope, Transport, TransportHandler } from './transport.js'
+import type { Ticker } from './ticker.js'
+import { compactionIndex, resolveDriverOptions, type CompactionPolicy, type ResolvedDriverOptions } from './options.js'
+
+export type { ApplyOutput, DriverLimits, StateMachine } from './group.js'
+export type { CompactionPolicy } from './options.js'
+
+/** DriverOptions configures a RaftDriver; validated once at construction. */
+export interface DriverOptions {
+  nodeId: NodeId
+  engine: Engine
+  transport: Transport
+  ticker: Ticker
+  random?: RandomSource
+  /** raft: options passed to every group's core (id, storage, random and applied are filled in). */
+  raft?: Partial<Omit<RaftConfig, 'id' | 'storage' | 'random' | 'applied'>>
+  limits?: Partial<DriverLimits>
+  compaction?: Partial<CompactionPolicy>
+  /** createCore builds a group's consensus core; RaftNode unless a test substitutes one. */
+  createCore?: (config: RaftConfig) => RaftCore
+  /** decodeConfChange parses the data of a confChange entry (the core's encoding). */
+  decodeConfChange?: (data: Uint8Array) => ConfChange
+  logger?: (level: 'info' | 'warn' | 'error', message: string, details: Record<string, unknown>) => void
+}
+
+/** DriverStats counts what the driver did, for tests (group commit) and metrics. */
+export interface DriverStats {
+  iterations: number
+  writes: number
+  syncWrites: number
+  readiesPersisted: number
+  /** readiesPerWriteMax: the most groups' Readies one engine write has carried. */
+  readiesPerWriteMax: number
+  messagesSent: number
+  compactions: number
+  snapshotsInstalled: number
+}
+
+const READ_CONTEXT_BYTES = 8
+const TICKS_PER_ITERATION_MAX = 64
+
+/** RaftDriver hosts many Raft groups on one engine and one transport. */
+export class RaftDriver {
+  readonly stats: DriverStats = { iterations: 0, writes: 0, syncWrites: 0, readiesPersisted: 0, readiesPerWriteMax: 0, messagesSent: 0, compactions: 0, snapshotsInstalled: 0 }
+  private readonly options: ResolvedDriverOptions
+  private readonly groups = new Map<number, GroupReplica>()
+  private readonly onTick = (): void => this.tick()
+  private stagedNext: StagedWrite[] = []
+  private currentTick = 0
+  private readCounter = 0
+  private running = false
+  private wanted = false
+  private state: 'new' | 'running' | 'closed' | 'failed' = 'new'
+  private failure: KvError | undefined
+  private idle: Array<() => void> = []
+
+  constructor(options: DriverOptions) {
+    this.options = resolveDriverOptions(options)
+  }
+
+  /** nodeId is this node's id in every group it hosts. */
+  get nodeId(): NodeId {
+    return this.options.nodeId
+  }
+
+  /** start begins receiving messages and ticking. */
+  async start(): Promise<void> {
+    assert(this.state === 'new', 'RaftDriver.start: called twice')
+    await this.options.transport.start(this.transportHandler())
+    this.options.ticker.start(this.onTick)
+    this.state = 'running'
+  }
+
+  /** addGroup opens a group's durable state (bootstrap it first with EngineRaftStorage.bootstrap) and starts its core. */
+  async addGroup(groupId: number, stateMachine: StateMachine): Promise<void> {
+    this.checkUsable()
+    if (this.groups.has(groupId)) throw new KvError(ErrorCode.INVALID, `raft group ${groupId} is already hosted`, { groupId })
+    const o = this.options
+    const storage = await EngineRaftStorage.open(o.engine, groupId, { logger: (message, details) => o.logger('warn', message, details) })
+    if (!storage.hasSnapshot) {
+      // The log was compacted before a restart: regenerate the snapshot lagging followers need.
+      const applied = storage.appliedState
+      const data = await stateMachine.snapshot()
+      storage.setSnapshot({ meta: { index: applied.index, term: storage.term(applied.index), confState: applied.confState }, data })
+    }
+    const core = o.createCore({ ...o.raft, id: o.nodeId, storage, random: o.random, applied: storage.appliedIndex })
+    this.groups.set(groupId, new GroupReplica(groupId, core, storage, stateMachine, o.limits))
+    this.schedule()
+  }
+
+  /** propose replicates `data` in `groupId` and resolves with the state machine's result once applied here. */
+  propose(groupId: number, data: Uint8Array): Promise<unknown> {
+    if (!(data instanceof Uint8Array)) return Promise.reject(new KvError(ErrorCode.INVALID, 'proposal data must be a Uint8Array'))
+    if (data.byteLength > this.options.limits.proposalBytesMax) {
+      return Promise.reject(new KvError(ErrorCode.VALUE_TOO_LARGE, `proposal of ${data.byteLength} bytes exceeds proposalBytesMax (${this.options.limits.proposalBytesMax})`, { limit: 'proposalBytesMax' }))
+    }
+    return this.enqueue(groupId, (group, waiter) => group.enqueueProposal({ ...waiter, data }))
+  }
+
+  /** proposeConfChange changes the membership of `groupId`; resolves with the new ConfState once applied. */
+  proposeConfChange(groupId: number, change: ConfChange): Promise<ConfState> {
+    return this.enqueue(groupId, (group, waiter) => group.enqueueProposal({ ...waiter, change })) as Promise<ConfState>
+  }
+
+  /** readIndex resolves once this node may serve a linearizable read of `groupId` from the engine. */
+  readIndex(groupId: number): Promise<void> {
+    return this.enqueue(groupId, (group, waiter) => group.enqueueRead(waiter)) as Promise<void>
+  }
+
+  /** campaign makes this node start an election in `groupId` (tests, leadership placement). */
+  campaign(groupId: number): void {
+    this.group(groupId).inbox.reports.push((core) => core.campaign())
+    this.schedule()
+  }
+
+  /** transferLeadership asks the leader of `groupId` to hand over to `to`. */
+  transferLeadership(groupId: number, to: NodeId): void {
+    this.group(groupId).inbox.reports.push((core) => core.transferLeadership(to))
+    this.schedule()
+  }
+
+  /** status reports a group's core state. */
+  status(groupId: number): Status {
+    return this.group(groupId).core.status()
+  }
+
+  /** groupIds lists the hosted groups. */
+  groupIds(): number[] {
+    return [...this.groups.keys()]
+  }
+
+  /** whenIdle resolves once the driver has no iteration running or wanted (tests). */
+  whenIdle(): Promise<void> {
+    if (!this.running && !this.wanted) return Promise.resolve()
+    return new Promise((resolve) => this.idle.push(resolve))
+  }
+
+  /** close stops ticking and receiving, waits for the running iteration and fails every waiter with KV_ERR_CLOSED. */
+  async close(): Promise<void> {
+    if (this.state === 'closed') return
+    const wasRunning = this.state === 'running' || this.state === 'failed'
+    this.state = 'closed'
+    this.options.ticker.stop(this.onTick)
+    if (wasRunning) await this.options.transport.close()
+    while (this.running) await new Promise<void>((resolve) => this.idle.push(resolve))
+    for (const group of this.groups.values()) group.failAll(new KvError(ErrorCode.CLOSED, 'raft driver closed', { groupId: group.id }))
+  }
+
+  private group(groupId: number): GroupReplica {
+    const group = this.groups.get(groupId)
+    if (group === undefined) throw new KvError(ErrorCode.INVALID, `raft group ${groupId} is not hosted on node ${this.options.nodeId}`, { groupId })
+    return group
+  }
+
+  private checkUsable(): void {
+    if (this.state === 'failed') throw new KvError(ErrorCode.UNAVAILABLE, `raft driver stopped: ${this.failure?.message}`)
+    if (this.state === 'closed') throw new KvError(ErrorCode.CLOSED, 'raft driver closed')
+  }
+
+  private enqueue(groupId: number, admit: (group: GroupReplica, waiter: { deadlineTick: number; resolve(v: unknown): void; reject(e: Error): void }) => void): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      this.checkUsable()
+      admit(this.group(groupId), { deadlineTick: this.currentTick + this.options.limits.requestTimeoutTicks, resolve, reject })
+      this.schedule()
+    })
+  }
+
+  private transportHandler(): TransportHandler {
+    return {
+      receive: (_from, envelopes) => {
+        for (const { groupId, message } of envelopes) this.groups.get(groupId)?.enqueueMessage(message)
+        this.schedule()
+      },
+      unreachable: (groupId, to) => {
+        this.groups.get(groupId)?.inbox.reports.push((core) => core.reportUnreachable(to))
+        this.schedule()
+      },
+      snapshotStatus: (groupId, to, ok) => {
+        this.groups.get(groupId)?.inbox.reports.push((core) => core.reportSnapshot(to, ok))
+        this.schedule()
+      },
+    }
+  }
+
+  private tick(): void {
+    this.currentTick++
+    for (const group of this.groups.values()) {
+      group.inbox.ticks++
+      group.expire(this.currentTick)
+    }
+    this.schedule()
+  }
+
+  private schedule(): void {
+    this.wanted = true
+    if (this.running || this.state !== 'running') return
+    this.running = true
+    void this.runLoop()
+  }
+
+  private async runLoop(): Promise<void> {
+    try {
+      while (this.wanted && this.state === 'running') {
+        this.wanted = false
+        await this.iterate()
+      }
+    } catch (error) {
+      this.fail(error)
+    } finally {
+      this.running = false
+      const idle = this.idle
+      this.idle = []
+      for (const resolve of idle) resolve()
+    }
+  }
+
+  private fail(error: unknown): void {
+    const message = error instanceof Error ? error.message : String(error)
+    this.options.logger('error', 'raft driver stopped after a failed iteration', { error: message, stack: (error as Error)?.stack })
+    this.failure = new KvError(ErrorCode.UNAVAILABLE, `raft driver stopped: ${message}`, { nodeId: this.options.nodeId })
+    this.state = 'failed'
+    this.options.ticker.stop(this.onTick)
+    for (const group of this.groups.values()) group.failAll(this.failure)
+  }
+
+  private async iterate(): Promise<void> {
+    const work: Array<{ group: GroupReplica; ready: Ready }> = []
+    for (const group of this.groups.values()) {
+      this.feed(group)
+      if (group.core.hasReady()) work.push({ group, ready: group.core.ready() })
+    }
+    const applying = [...this.groups.values()].some((group) => group.pendingApply !== undefined)
+    if (work.length === 0 && !applying && this.stagedNext.length === 0) return
+    this.stats.iterations++
+    await this.persist(work)
+    this.send(work)
+    for (const { group, ready } of work) {
+      await this.apply(group, ready)
+      group.core.advance(ready)
+    }
+    for (const group of this.groups.values()) await this.maybeCompact(group)
+    if (work.length > 0 || this.stagedNext.length > 0 || [...this.groups.values()].some((group) => group.pendingApply !== undefined)) this.wanted = true
+  }
+
+  /** feed hands a group's inbox to its core, between advance() and the next ready(). */
+  private feed(group: GroupReplica): void {
+    const inbox = group.inbox
+    const ticks = Math.min(inbox.ticks, TICKS_PER_ITERATION_MAX)
+    inbox.ticks = 0
+    for (let i = 0; i < ticks; i++) group.core.tick()
+    const messages = inbox.messages
+    inbox.messages = []
+    for (const message of messages) this.step(group, message)
+    const reports = inbox.reports
+    inbox.reports = []
+    for (const report of reports) report(group.core)
+    group.proposeQueued()
+    if (inbox.reads.length > 0) {
+      const context = Buffer.alloc(READ_CONTEXT_BYTES)
+      context.writeUInt32BE(this.options.nodeId >>> 0, 0)
+      context.writeUInt32BE(++this.readCounter >>> 0, 4)
+      group.requestReadIndex(context)
+    }
+  }
+
+  private step(group: GroupReplica, message: Message): void {
+    try {
+      group.core.step(message)
+    } catch (error) {
+      // A malformed message from a peer is its problem, not a reason to stop this node.
+      if (!isKvError(error)) throw error
+      this.options.logger('warn', 'raft message refused', { groupId: group.id, from: message.from, type: message.type, error: error.message })
+    }
+  }
+
+  /** persist writes one batch for every group: last iteration's applies, then snapshots, entries, hard states. */
+  private async persist(work: Array<{ group: GroupReplica; ready: Ready }>): Promise<void> {
+    for (const { group, ready } of work) {
+      // A snapshot's restore ops are computed from the engine, so earlier applies must be written first.
+      if (ready.snapshot !== undefined && group.pendingApply !== undefined) await this.write([this.stageApply(group)], false)
+    }
+    const staged: StagedWrite[] = this.stagedNext
+    this.stagedNext = []
+    for (const group of this.groups.values()) if (group.pendingApply !== undefined) staged.push(this.stageApply(group))
+    for (const { group, ready } of work) {
+      if (ready.snapshot !== undefined) {
+        const snapshot = ready.snapshot
+        const restoreOps = await group.stateMachine.restore(snapshot)
+        const install = group.storage.snapshotOps(snapshot)
+        staged.push({ ops: [...restoreOps, ...install.ops], onDurable: () => { install.onDurable(); group.onSnapshotInstalled(snapshot.meta.index); this.stats.snapshotsInstalled++ } })
+      }
+      staged.push(group.storage.appendOps(ready.entries))
+      if (ready.hardState !== undefined) staged.push(group.storage.hardStateOps(ready.hardState))
+    }
+    this.stats.readiesPersisted += work.length
+    this.stats.readiesPerWriteMax = Math.max(this.stats.readiesPerWriteMax, work.length)
+    await this.write(staged, work.some(({ ready }) => ready.mustSync))
+  }
+
+  private stageApply(group: GroupReplica): StagedWrite {
+    const pending = group.pendingApply!
+    group.pendingApply = undefined
+    const applied = group.storage.appliedStateOps(pending.state)
+    return { ops: [...pending.ops, ...applied.ops], onDurable: () => { applied.onDurable(); group.onApplied(pending.outcomes, pending.state.index) } }
+  }
+
+  private async write(staged: StagedWrite[], sync: boolean): Promise<void> {
+    const ops = staged.length === 1 ? staged[0]!.ops : staged.flatMap((s) => s.ops)
+    if (ops.length > 0) {
+      await this.options.engine.batch(ops, { sync })
+      this.stats.writes++
+      if (sync) this.stats.syncWrites++
+    }
+    for (const s of staged) s.onDurable()
+  }
+
+  private send(work: Array<{ group: GroupReplica; ready: Ready }>): void {
+    const envelopes: RaftEnvelope[] = []
+    for (const { group, ready } of work) for (const message of ready.messages) envelopes.push({ groupId: group.id, message })
+    if (envelopes.length === 0) return
+    this.stats.messagesSent += envelopes.length
+    this.options.transport.send(envelopes)
+  }
+
+  /** apply runs committed entries through the state machine; the output is written by the next batch. */
+  private async apply(group: GroupReplica, ready: Ready): Promise<void> {
+    if (ready.softState !== undefined) group.onRoleChange(ready.softState.role, ready.softState.leader)
+    for (const readState of ready.readStates) group.onReadState(readState.context, readState.index)
+    const committed = ready.committedEntries
+    if (committed.length === 0) return
+    assert(group.pendingApply === undefined, 'apply: previous apply output not written yet')
+    const commands = committed.filter((entry) => entry.type === 'normal' && entry.data.byteLength > 0)
+    const output = commands.length > 0 ? await group.stateMachine.apply(commands) : { ops: [], results: [] }
+    assert(output.results.length === commands.length, `StateMachine.apply returned ${output.results.length} results for ${commands.length} entries`)
+    let confState = group.storage.appliedState.confState
+    let next = 0
+    const outcomes = committed.map((entry) => {
+      let result: unknown
+      if (entry.type === 'confChange') {
+        confState = group.core.applyConfChange(this.options.decodeConfChange(entry.data))
+        result = confState
+      } else if (entry.data.byteLength > 0) {
+        result = output.results[next++]
+      }
+      return { index: entry.index, term: entry.term, result }
+    })
+    const last = committed[committed.length - 1]!
+    group.pendingApply = { ops: output.ops, state: { index: last.index, term: last.term, confState }, outcomes }
+  }
+
+  /** maybeCompact snapshots the durable state and stages dropping the log behind it, past the policy's bounds. */
+  private async maybeCompact(group: GroupReplica): Promise<void> {
+    const storage = group.storage
+    const index = compactionIndex(this.options.compaction, { firstIndex: storage.firstIndex(), applied: storage.appliedIndex, logBytes: storage.logBytes })
+    if (index === undefined || storage.appliedIndex < group.snapshotRefusedAt + this.options.compaction.compactLogEntriesMax) return
+    const applied = storage.appliedState
+    const data = await group.stateMachine.snapshot()
+    if (data.byteLength > this.options.compaction.snapshotBytesMax) {
+      this.options.logger('warn', 'snapshot exceeds snapshotBytesMax; log not compacted', { groupId: group.id, bytes: data.byteLength, limit: this.options.compaction.snapshotBytesMax })
+      group.snapshotRefusedAt = applied.index
+      return
+    }
+    storage.setSnapshot({ meta: { index: applied.index, term: storage.term(applied.index), confState: applied.confState }, data })
+    this.stagedNext.push(storage.compactOps(index))
+    this.stats.compactions++
+  }
+}

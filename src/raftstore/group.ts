@@ -1,0 +1,256 @@
+/**
+ * GroupReplica: the driver's bookkeeping for one Raft group on this node. It owns the requests
+ * waiting on the group (proposals until applied, reads until the read index is applied) and the
+ * inbox of inputs (ticks, messages, proposals, reads) fed to the core between iterations, so
+ * the core is only ever touched between advance() and the next ready().
+ *
+ * Every queue here is bounded by a named limit from DriverLimits; hitting one is a KvError
+ * that names it.
+ */
+import { ErrorCode, KvError } from '../errors.js'
+import type { EngineOp } from '../engine/engine.js'
+import { NONE, type ConfChange, type ConfState, type Entry, type Message, type NodeId, type RaftCore, type Role, type Snapshot } from '../raft/types.js'
+import type { EngineRaftStorage } from './log-storage.js'
+import type { AppliedState } from './records.js'
+
+/** ApplyOutput is what a state machine returns for a run of committed entries. */
+export interface ApplyOutput {
+  /** ops are the engine writes the entries cause; the driver writes them with the applied index. */
+  ops: EngineOp[]
+  /** results has one element per entry, handed to the proposer of that entry. */
+  results: unknown[]
+}
+
+/** StateMachine is the application a group replicates; its data lives in the same engine as the log. */
+export interface StateMachine {
+  /** apply computes the effect of committed normal entries (never empty ones), in log order. */
+  apply(entries: Entry[]): Promise<ApplyOutput>
+  /** snapshot serialises the state as last written to the engine (the durable applied index). */
+  snapshot(): Promise<Uint8Array>
+  /** restore returns the ops that replace all of this group's data with a snapshot's. */
+  restore(snapshot: Snapshot): Promise<EngineOp[]>
+}
+
+/** DriverLimits bounds every queue of the driver; each is named in the error that enforces it. */
+export interface DriverLimits {
+  /** pendingProposalsMax: proposals per group not yet applied. */
+  pendingProposalsMax: number
+  /** pendingReadsMax: linearizable reads per group not yet served. */
+  pendingReadsMax: number
+  /** inboxMessagesMax: received messages per group waiting for the next iteration (excess dropped). */
+  inboxMessagesMax: number
+  /** proposalBytesMax: largest command one proposal may carry. */
+  proposalBytesMax: number
+  /** requestTimeoutTicks: ticks after which a proposal or read is failed with KV_ERR_TIMEOUT. */
+  requestTimeoutTicks: number
+}
+
+/** Waiter is a caller blocked on the group. */
+interface Waiter<T> {
+  deadlineTick: number
+  resolve(value: T): void
+  reject(error: Error): void
+}
+
+/** QueuedProposal waits in the inbox for the next iteration to hand it to the core. */
+export interface QueuedProposal extends Waiter<unknown> {
+  data?: Uint8Array
+  change?: ConfChange
+}
+
+/** PendingProposal is a proposal the core accepted at `index` in `term`. */
+interface PendingProposal extends Waiter<unknown> {
+  term: number
+}
+
+/** PendingApply is the previous iteration's apply output, written in the next batch. */
+export interface PendingApply {
+  ops: EngineOp[]
+  state: AppliedState
+  outcomes: Array<{ index: number; term: number; result: unknown }>
+}
+
+/** GroupReplica is one group's core, storage, state machine and waiting requests. */
+export class GroupReplica {
+  readonly inbox = { ticks: 0, messages: [] as Message[], proposals: [] as QueuedProposal[], reads: [] as Waiter<void>[], reports: [] as Array<(core: RaftCore) => void> }
+  // Invariant: every key is an index > the durable applied index, inserted in deadline order.
+  private readonly proposals = new Map<number, PendingProposal>()
+  private readonly readsAwaitingIndex = new Map<string, Waiter<void>[]>()
+  // Invariant: sorted by index.
+  private readsAwaitingApply: Array<{ index: number; waiters: Waiter<void>[] }> = []
+  private readCount = 0
+  pendingApply: PendingApply | undefined
+  leader: NodeId = NONE
+  role: Role = 'follower'
+  droppedMessages = 0
+  /** snapshotRefusedAt: applied index at which a snapshot exceeded snapshotBytesMax (retry only well after). */
+  snapshotRefusedAt = -Infinity
+
+  constructor(
+    readonly id: number,
+    readonly core: RaftCore,
+    readonly storage: EngineRaftStorage,
+    readonly stateMachine: StateMachine,
+    private readonly limits: DriverLimits,
+  ) {}
+
+  /** confState is the membership as of the last apply (pending or durable). */
+  get confState(): ConfState {
+    return (this.pendingApply?.state ?? this.storage.appliedState).confState
+  }
+
+  /** enqueueProposal admits a proposal for the next iteration, or refuses it when pendingProposalsMax is reached. */
+  enqueueProposal(proposal: QueuedProposal): void {
+    if (this.inbox.proposals.length + this.proposals.size >= this.limits.pendingProposalsMax) {
+      throw new KvError(ErrorCode.TOO_MANY_REQUESTS, `raft group ${this.id}: pendingProposalsMax (${this.limits.pendingProposalsMax}) reached`, { groupId: this.id, limit: 'pendingProposalsMax' })
+    }
+    this.inbox.proposals.push(proposal)
+  }
+
+  /** enqueueRead admits a read for the next iteration, or refuses it when pendingReadsMax is reached. */
+  enqueueRead(read: Waiter<void>): void {
+    if (this.readCount >= this.limits.pendingReadsMax) {
+      throw new KvError(ErrorCode.TOO_MANY_REQUESTS, `raft group ${this.id}: pendingReadsMax (${this.limits.pendingReadsMax}) reached`, { groupId: this.id, limit: 'pendingReadsMax' })
+    }
+    this.readCount++
+    this.inbox.reads.push(read)
+  }
+
+  /** enqueueMessage keeps a received message for the next iteration; past inboxMessagesMax it is dropped (Raft retries). */
+  enqueueMessage(message: Message): void {
+    if (this.inbox.messages.length >= this.limits.inboxMessagesMax) {
+      this.droppedMessages++
+      return
+    }
+    this.inbox.messages.push(message)
+  }
+
+  /** notLeaderError is the refusal a non-leader gives, with the leader hint. */
+  notLeaderError(): KvError {
+    return new KvError(ErrorCode.NOT_LEADER, `raft group ${this.id}: this node is not the leader`, { groupId: this.id, leader: this.leader })
+  }
+
+  /** proposeQueued hands the queued proposals to the core and tracks the accepted ones. */
+  proposeQueued(): void {
+    const queued = this.inbox.proposals
+    this.inbox.proposals = []
+    for (const proposal of queued) {
+      const result = proposal.change !== undefined ? this.core.proposeConfChange(proposal.change) : this.core.propose(proposal.data!)
+      if (result.ok) {
+        this.failProposal(result.index, new KvError(ErrorCode.UNAVAILABLE, `raft group ${this.id}: proposal superseded at index ${result.index}`, { groupId: this.id }))
+        this.proposals.set(result.index, { ...proposal, term: result.term })
+      } else if (result.reason === 'notLeader') {
+        this.leader = result.leader
+        proposal.reject(this.notLeaderError())
+      } else {
+        proposal.reject(new KvError(ErrorCode.UNAVAILABLE, `raft group ${this.id}: proposal dropped: ${result.message}`, { groupId: this.id }))
+      }
+    }
+  }
+
+  /** requestReadIndex asks the core for one read index covering every queued read. */
+  requestReadIndex(context: Uint8Array): void {
+    const reads = this.inbox.reads
+    this.inbox.reads = []
+    if (reads.length === 0) return
+    if (this.role !== 'leader') {
+      this.readCount -= reads.length
+      for (const read of reads) read.reject(this.notLeaderError())
+      return
+    }
+    this.readsAwaitingIndex.set(Buffer.from(context).toString('hex'), reads)
+    this.core.readIndex(context)
+  }
+
+  /** onReadState moves the reads of `context` to wait for `index` to be applied. */
+  onReadState(context: Uint8Array, index: number): void {
+    const key = Buffer.from(context).toString('hex')
+    const waiters = this.readsAwaitingIndex.get(key)
+    if (waiters === undefined) return
+    this.readsAwaitingIndex.delete(key)
+    if (index <= this.storage.appliedIndex) {
+      this.readCount -= waiters.length
+      for (const read of waiters) read.resolve()
+      return
+    }
+    this.readsAwaitingApply.push({ index, waiters })
+    this.readsAwaitingApply.sort((a, b) => a.index - b.index)
+  }
+
+  /** onRoleChange fails reads that can no longer get a read index from this node. */
+  onRoleChange(role: Role, leader: NodeId): void {
+    this.leader = leader
+    if (this.role === 'leader' && role !== 'leader') {
+      for (const waiters of this.readsAwaitingIndex.values()) this.rejectReads(waiters, this.notLeaderError())
+      this.readsAwaitingIndex.clear()
+    }
+    this.role = role
+  }
+
+  /** onApplied resolves proposals and reads covered by a batch that is now written. */
+  onApplied(outcomes: PendingApply['outcomes'], appliedIndex: number): void {
+    for (const { index, term, result } of outcomes) {
+      const proposal = this.proposals.get(index)
+      if (proposal === undefined) continue
+      this.proposals.delete(index)
+      if (proposal.term === term) proposal.resolve(result)
+      else proposal.reject(new KvError(ErrorCode.UNAVAILABLE, `raft group ${this.id}: proposal at index ${index} was superseded by term ${term}`, { groupId: this.id, index }))
+    }
+    while (this.readsAwaitingApply.length > 0 && this.readsAwaitingApply[0]!.index <= appliedIndex) {
+      const { waiters } = this.readsAwaitingApply.shift()!
+      this.readCount -= waiters.length
+      for (const read of waiters) read.resolve()
+    }
+  }
+
+  /** onSnapshotInstalled fails proposals a snapshot jumped over: committed or not, this node cannot tell, so the caller retries with its request id. */
+  onSnapshotInstalled(index: number): void {
+    for (const key of [...this.proposals.keys()]) {
+      if (key <= index) this.failProposal(key, new KvError(ErrorCode.UNAVAILABLE, `raft group ${this.id}: outcome of proposal at index ${key} unknown (snapshot installed)`, { groupId: this.id, index: key }))
+    }
+    this.onApplied([], index)
+  }
+
+  /** expire fails every request whose deadline is at or before `tick`. */
+  expire(tick: number): void {
+    const timeout = (what: string) => new KvError(ErrorCode.TIMEOUT, `raft group ${this.id}: ${what} timed out after ${this.limits.requestTimeoutTicks} ticks`, { groupId: this.id })
+    for (const [index, proposal] of this.proposals) {
+      if (proposal.deadlineTick > tick) break
+      this.failProposal(index, timeout('proposal'))
+    }
+    for (const [key, waiters] of this.readsAwaitingIndex) {
+      if (waiters[0]!.deadlineTick > tick) break
+      this.readsAwaitingIndex.delete(key)
+      this.rejectReads(waiters, timeout('read'))
+    }
+    const expired = this.readsAwaitingApply.filter((entry) => entry.waiters[0]!.deadlineTick <= tick)
+    if (expired.length === 0) return
+    this.readsAwaitingApply = this.readsAwaitingApply.filter((entry) => entry.waiters[0]!.deadlineTick > tick)
+    for (const entry of expired) this.rejectReads(entry.waiters, timeout('read'))
+  }
+
+  /** failAll rejects every waiting request, queued or pending (shutdown, fatal error). */
+  failAll(error: KvError): void {
+    for (const proposal of this.inbox.proposals) proposal.reject(error)
+    this.inbox.proposals = []
+    this.rejectReads(this.inbox.reads, error)
+    this.inbox.reads = []
+    for (const index of [...this.proposals.keys()]) this.failProposal(index, error)
+    for (const waiters of this.readsAwaitingIndex.values()) this.rejectReads(waiters, error)
+    this.readsAwaitingIndex.clear()
+    for (const { waiters } of this.readsAwaitingApply) this.rejectReads(waiters, error)
+    this.readsAwaitingApply = []
+  }
+
+  private failProposal(index: number, error: KvError): void {
+    const proposal = this.proposals.get(index)
+    if (proposal === undefined) return
+    this.proposals.delete(index)
+    proposal.reject(error)
+  }
+
+  private rejectReads(waiters: Waiter<void>[], error: KvError): void {
+    this.readCount -= waiters.length
+    for (const read of waiters) read.reject(error)
+  }
+}

@@ -1,0 +1,106 @@
+// RaftDriver over the loopback transport with real RaftNode cores and memory engines:
+// election, replication and apply on 3 nodes, linearizable reads, leader hints, a crash and
+// restart losing unsynced writes, group commit across groups, and compaction with snapshots.
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { EngineRaftStorage } from '../../src/raftstore/log-storage.js'
+import { Cluster } from './cluster.js'
+import { putCommand } from './kv-machine.js'
+
+test('3 nodes elect a leader, replicate and apply on every node; reads go through ReadIndex', async () => {
+  const cluster = new Cluster([1, 2, 3], [1])
+  await cluster.start()
+  try {
+    await cluster.elect(1, 1)
+    const leader = cluster.driver(1)
+    const results = await Promise.all([leader.propose(1, putCommand('a', '1')), leader.propose(1, putCommand('b', '2'))])
+    assert.equal(typeof results[0], 'number', 'a proposal resolves with the state machine result (the entry index)')
+    assert.equal(results[1], (results[0] as number) + 1)
+    assert.equal(await cluster.machine(1, 1).get('a'), '1', 'applied on the leader when the proposal resolves')
+    await cluster.until('followers apply', async () => (await cluster.machine(3, 1).get('b')) === '2' && (await cluster.machine(2, 1).get('b')) === '2')
+
+    await leader.readIndex(1)
+    await assert.rejects(cluster.driver(2).readIndex(1), { code: 'KV_ERR_NOT_LEADER' })
+    await assert.rejects(cluster.driver(3).propose(1, putCommand('c', '3')), (error: { code: string; details: { leader: number } }) => {
+      assert.equal(error.code, 'KV_ERR_NOT_LEADER')
+      assert.equal(error.details.leader, 1, 'the refusal carries a leader hint')
+      return true
+    })
+    await assert.rejects(leader.propose(99, putCommand('x', 'y')), { code: 'KV_ERR_INVALID' })
+    await assert.rejects(leader.propose(1, new Uint8Array(9 * 1024 * 1024)), { code: 'KV_ERR_VALUE_TOO_LARGE', message: /proposalBytesMax/ })
+  } finally {
+    await cluster.close()
+  }
+})
+
+test('a crashed follower recovers term, vote, log, commit and applied, and catches up', async () => {
+  const cluster = new Cluster([1, 2, 3], [1])
+  await cluster.start()
+  try {
+    await cluster.elect(1, 2)
+    for (let i = 0; i < 5; i++) await cluster.driver(2).propose(1, putCommand(`k${i}`, `v${i}`))
+    await cluster.until('node 3 applies k4', async () => (await cluster.machine(3, 1).get('k4')) === 'v4')
+    const before = cluster.driver(3).status(1)
+    await cluster.crashNode(3)
+    const storage = await EngineRaftStorage.open(cluster.engines.get(3)!, 1)
+    assert.equal(storage.hardState.term, before.term, 'term survives the crash')
+    assert.equal(storage.hardState.vote, 2, 'vote survives the crash')
+    assert.ok(storage.lastIndex() >= 6, 'the log survives the crash (no-op + 5 entries)')
+    assert.ok(storage.appliedIndex <= storage.hardState.commit)
+
+    await cluster.driver(2).propose(1, putCommand('while-down', 'yes'))
+    await cluster.startNode(3)
+    await cluster.until('node 3 catches up', async () => (await cluster.machine(3, 1).get('while-down')) === 'yes')
+    assert.deepEqual(await cluster.machine(3, 1).dump(), await cluster.machine(2, 1).dump())
+    assert.equal(cluster.leader(1), 2)
+  } finally {
+    await cluster.close()
+  }
+})
+
+test('group commit: one engine write per iteration carries the readies of many groups', async () => {
+  const groups = [1, 2, 3, 4]
+  const cluster = new Cluster([1, 2, 3], groups)
+  await cluster.start()
+  try {
+    for (const group of groups) await cluster.elect(group, 1)
+    const leader = cluster.driver(1)
+    const writesBefore = cluster.writes.get(1)!.batches
+    const statsBefore = { ...leader.stats }
+    const proposals = groups.flatMap((group) => Array.from({ length: 5 }, (_, i) => leader.propose(group, putCommand(`g${group}-${i}`, 'v'))))
+    await Promise.all(proposals)
+    const writes = cluster.writes.get(1)!.batches - writesBefore
+    const readies = leader.stats.readiesPersisted - statsBefore.readiesPersisted
+    const iterations = leader.stats.iterations - statsBefore.iterations
+    assert.equal(writes, leader.stats.writes - statsBefore.writes, 'the driver counts every engine write')
+    assert.ok(writes <= iterations, `at most one write per iteration (${writes} writes, ${iterations} iterations)`)
+    assert.ok(writes < proposals.length, `proposals share writes (${proposals.length} proposals, ${writes} writes, ${readies} readies)`)
+    assert.ok(leader.stats.readiesPerWriteMax >= groups.length, 'the proposals of all groups went out in one batch')
+  } finally {
+    await cluster.close()
+  }
+})
+
+test('the log is compacted behind a snapshot and a lagging follower is caught up by one', async () => {
+  const cluster = new Cluster([1, 2, 3], [1], { compaction: { compactLogEntriesMax: 20, logRetainEntries: 5 } })
+  await cluster.start()
+  try {
+    await cluster.elect(1, 1)
+    cluster.network.isolate(3)
+    for (let i = 0; i < 60; i++) await cluster.driver(1).propose(1, putCommand(`k${i}`, `v${i}`))
+    assert.ok(cluster.driver(1).stats.compactions >= 1, 'the leader compacted its log')
+    cluster.network.heal()
+    await cluster.until('node 3 installs a snapshot', async () => (await cluster.machine(3, 1).get('k59')) === 'v59')
+    assert.ok(cluster.driver(3).stats.snapshotsInstalled >= 1, 'node 3 was caught up by a snapshot, not the log')
+    assert.deepEqual(await cluster.machine(3, 1).dump(), await cluster.machine(1, 1).dump())
+
+    await cluster.crashNode(1)
+    await cluster.startNode(1)
+    await cluster.until('a leader after restarting the compacted node', () => cluster.leader(1) !== undefined)
+    const leader = cluster.leader(1)!
+    await cluster.driver(leader).propose(1, putCommand('after', 'restart'))
+    await cluster.until('all apply after the restart', async () => (await cluster.machine(1, 1).get('after')) === 'restart')
+  } finally {
+    await cluster.close()
+  }
+})
