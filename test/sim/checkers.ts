@@ -116,8 +116,18 @@ export class Checker {
     }
   }
 
-  /** observeWrite checks entries `node` just persisted; `log` is its disk after the write. */
-  observeWrite(node: number, entries: readonly EntryRef[], log: LogView): void {
+  /** committedSignature is the signature of the entry committed at `index`, if known. */
+  committedSignature(index: number): string | undefined {
+    return index <= this.maxCommit ? this.committed[index] : undefined
+  }
+
+  /**
+   * observeWrite checks entries `node` just persisted; `log` is its disk after the write and
+   * `replaced` maps an index to the signature of the committed entry it held before the write.
+   * (A stale leader may well append at an index committed elsewhere: only losing a committed
+   * entry a node already held is a violation.)
+   */
+  observeWrite(node: number, entries: readonly EntryRef[], log: LogView, replaced: ReadonlyMap<number, string> = new Map()): void {
     for (const entry of entries) {
       if (entry.index < log.firstIndex() || entry.index > log.lastIndex()) continue
       const signature = entrySignature(entry)
@@ -128,9 +138,9 @@ export class Checker {
       else if (seen.signature !== signature || seen.prevTerm !== prevTerm) {
         throw new SimViolation('logMatching', `node ${node} wrote entry ${key} as ${signature} after prev term ${prevTerm}; elsewhere it is ${seen.signature} after prev term ${seen.prevTerm}`, { node, index: entry.index, term: entry.term })
       }
-      const want = this.committed[entry.index]
-      if (want !== undefined && want !== signature) {
-        throw new SimViolation('committedOverwritten', `node ${node} wrote ${signature} at index ${entry.index}, where ${want} is committed`, { node, index: entry.index })
+      const held = replaced.get(entry.index)
+      if (held !== undefined && held !== signature) {
+        throw new SimViolation('committedOverwritten', `node ${node} replaced committed entry ${held} at index ${entry.index} with ${signature}`, { node, index: entry.index })
       }
     }
   }

@@ -13,7 +13,7 @@
 import { ErrorCode, KvError, assert } from '../../src/errors.js'
 import * as raft from '../../src/raft/index.js'
 import { MemoryRaftStorage, RaftNode, type ConfChange, type ConfState, type Entry, type HardState, type Message, type Ready, type ReadState, type Status } from '../../src/raft/index.js'
-import type { Checker } from './checkers.js'
+import { entrySignature, type Checker } from './checkers.js'
 import type { Network, Packet } from './network.js'
 import type { Random } from './random.js'
 import { KvStateMachine } from './state-machine.js'
@@ -66,6 +66,22 @@ function decodeConfChange(data: Uint8Array): ConfChange {
   return codec(data)
 }
 
+/**
+ * bootstrapDisk is the disk of a founding member: the initial membership is a snapshot at index
+ * 1 (TiKV's RAFT_INIT_LOG_INDEX idea), not a log entry, so a node added later is necessarily
+ * caught up by a snapshot that carries the membership. Starting at index 0 instead would let a
+ * joining node replay the log from 1 without ever learning the founding voters (FINDINGS.md).
+ */
+export function bootstrapDisk(voters: readonly number[]): MemoryRaftStorage {
+  const disk = new MemoryRaftStorage()
+  disk.applySnapshot({ meta: { index: BOOTSTRAP_INDEX, term: BOOTSTRAP_INDEX, confState: { voters: [...voters], learners: [], votersOutgoing: [] } }, data: new Uint8Array(0) })
+  disk.setHardState({ term: BOOTSTRAP_INDEX, vote: 0, commit: BOOTSTRAP_INDEX })
+  return disk
+}
+
+/** BOOTSTRAP_INDEX is the index (and term) of the founding members' initial snapshot. */
+export const BOOTSTRAP_INDEX = 1
+
 /** Cluster owns the nodes, their drivers and the network between them. */
 export class Cluster {
   readonly nodes = new Map<number, SimNode>()
@@ -88,7 +104,7 @@ export class Cluster {
     this.trace = init.trace
     this.options = init.options
     this.latestConf = { index: 0, confState: { voters: [...init.voters], learners: [], votersOutgoing: [] } }
-    for (const id of init.voters) this.spawn(id, MemoryRaftStorage.withPeers(init.voters))
+    for (const id of init.voters) this.spawn(id, bootstrapDisk(init.voters))
   }
 
   /** spawn starts a brand-new node over `disk` (empty for a node about to be added). */
@@ -208,6 +224,8 @@ export class Cluster {
     const sendCount = crashAt === 'midSend' ? this.random.int(0, Math.max(0, rd.messages.length - 1)) : rd.messages.length
     for (const m of rd.messages.slice(0, sendCount)) this.send(m)
     if (crashAt === 'midSend' || crashAt === 'afterSend') return this.crash(node.id, crashAt)
+    // The entries this Ready commits are on this node's disk now: record them before they are applied.
+    if (rd.committedEntries.length > 0) this.checker.observeCommit(node.id, r.status().commit, node.disk)
     this.apply(node, r, rd)
     if (crashAt === 'afterApply') return this.crash(node.id, crashAt)
     for (const rs of rd.readStates) this.hooks.onReadState?.(node.id, rs)
@@ -224,14 +242,28 @@ export class Cluster {
     }
     const entries = torn ? rd.entries.slice(0, this.random.int(0, Math.max(0, rd.entries.length - 1))) : rd.entries
     if (entries.length > 0) {
+      const replaced = this.committedHeld(disk, entries)
       disk.append(entries)
-      this.checker.observeWrite(node.id, entries, disk)
+      this.checker.observeWrite(node.id, entries, disk, replaced)
       this.trace.add(this.now, `n${node.id} wrote ${entries[0]!.index}..${entries[entries.length - 1]!.index}${torn ? ` (torn, of ${rd.entries.length})` : ''}`)
     }
     if (torn) return
     if (rd.hardState !== undefined) disk.setHardState(rd.hardState)
     // An fsync makes everything written before it durable, including earlier unsynced hard states.
     if (rd.mustSync || rd.snapshot !== undefined || entries.length > 0) node.durableHardState = disk.hardState
+  }
+
+  /** committedHeld maps each index `entries` will overwrite to the committed entry the disk holds there. */
+  private committedHeld(disk: MemoryRaftStorage, entries: readonly Entry[]): Map<number, string> {
+    const held = new Map<number, string>()
+    const from = Math.max(entries[0]!.index, disk.firstIndex())
+    const to = Math.min(disk.lastIndex(), this.checker.maxCommit)
+    if (from > to) return held
+    for (const old of disk.entries(from, to + 1, Number.MAX_SAFE_INTEGER)) {
+      const signature = entrySignature(old)
+      if (signature === this.checker.committedSignature(old.index)) held.set(old.index, signature)
+    }
+    return held
   }
 
   private send(m: Message): void {

@@ -146,7 +146,8 @@ test('checker: a committed entry overwritten, and a leader lacking one (leader c
   c.observeCommit(1, 2, a)
   assert.equal(c.maxCommit, 2)
   const b = disk(entry(1, 1), entry(2, 3))
-  fires('committedOverwritten', () => c.observeWrite(2, [entry(2, 3)], b))
+  c.observeWrite(2, [entry(2, 3)], b) // a stale leader appending where another entry is committed
+  fires('committedOverwritten', () => c.observeWrite(1, [entry(2, 3)], b, new Map([[2, c.committedSignature(2)!]])))
   fires('leaderCompleteness', () => c.observeRole(2, 3, 'leader', b))
   c.observeRole(1, 4, 'leader', a)
 })
