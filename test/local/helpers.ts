@@ -65,7 +65,8 @@ export async function waitFor(condition: () => boolean | Promise<boolean>, timeo
 
 /** killServers SIGKILLs every server DIR's log names that still runs, and waits for them to go. */
 export async function killServers(dir: string): Promise<void> {
-  const pids = serverPids(dir).filter(alive)
+  // A server run in-process by the test logs the test's own pid: never kill ourselves.
+  const pids = serverPids(dir).filter((pid) => pid !== process.pid && alive(pid))
   for (const pid of pids) {
     try {
       process.kill(pid, 'SIGKILL')
