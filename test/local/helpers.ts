@@ -7,6 +7,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { localPaths } from '../../src/local/paths.js'
 
 /** workerPath is the compiled worker fixture. */
 export const workerPath = fileURLToPath(new URL('./fixtures/worker.js', import.meta.url))
@@ -98,10 +99,18 @@ export function startWorker(args: string[]): Worker {
   return { child, lines, exited }
 }
 
-/** cleanup kills workers and servers and removes DIR. */
-export async function cleanup(dir: string, workers: Worker[] = []): Promise<void> {
+/** cleanup kills workers and the servers of `dbDirs` (default: `root` itself), removes their sockets, and removes `root`. */
+export async function cleanup(root: string, workers: Worker[] = [], dbDirs: string[] = [root]): Promise<void> {
   for (const worker of workers) if (worker.child.exitCode === null) worker.child.kill('SIGKILL')
   await Promise.all(workers.map((worker) => worker.exited))
-  await killServers(dir)
-  rmSync(dir, { recursive: true, force: true })
+  for (const dir of dbDirs) {
+    await killServers(dir)
+    // A killed server cannot remove its socket; the next server for DIR would, but there is none.
+    try {
+      rmSync(localPaths(dir).socketPath, { force: true })
+    } catch {
+      // DIR was never created
+    }
+  }
+  rmSync(root, { recursive: true, force: true })
 }

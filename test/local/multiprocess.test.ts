@@ -33,7 +33,7 @@ test('six processes opening one new directory at the same moment share one serve
       await db.close()
     }
   } finally {
-    await cleanup(join(dir, '..'), workers)
+    await cleanup(join(dir, '..'), workers, [dir])
   }
 })
 
@@ -78,6 +78,6 @@ test('writers carry on through three kill -9 of the server; every acknowledged w
       await db.close()
     }
   } finally {
-    await cleanup(root, workers)
+    await cleanup(root, workers, [dir])
   }
 })
