@@ -37,6 +37,9 @@ export interface LogStorageOptions {
   logger?: (message: string, details: Record<string, unknown>) => void
 }
 
+/** BOOTSTRAP_INDEX is the index (and term) of the implicit initial snapshot of a bootstrapped group. */
+export const BOOTSTRAP_INDEX = 5
+
 const LOAD_BATCH_ENTRIES = 1024
 const NO_WRITE: StagedWrite = Object.freeze({ ops: [], onDurable: () => {} })
 
@@ -114,13 +117,24 @@ export class EngineRaftStorage implements RaftStorage {
     this.bytes = state.log.reduce((sum, entry) => sum + entryBytes(entry), 0)
   }
 
-  /** EngineRaftStorage.bootstrap records the initial membership of a brand-new group; a no-op returning false if the group exists. */
+  /**
+   * EngineRaftStorage.bootstrap records the initial membership of a brand-new group on one of
+   * its initial replicas; a no-op returning false if the group exists. The state starts as if a
+   * snapshot at BOOTSTRAP_INDEX had been taken, so a replica added later (whose log is empty)
+   * is caught up by a snapshot carrying the membership, never by replaying a log that does not
+   * contain the initial configuration.
+   */
   static async bootstrap(engine: Engine, groupId: number, confState: ConfState): Promise<boolean> {
     records.checkGroupId(groupId)
     if (confState.voters.length === 0) throw new KvError(ErrorCode.INVALID, 'bootstrap needs at least one voter', { groupId })
     if ((await engine.get(records.appliedStateKey(groupId))) !== undefined) return false
-    const applied: AppliedState = { index: 0, term: 0, confState: cloneConfState(confState) }
-    await engine.batch([{ type: 'put', key: records.appliedStateKey(groupId), value: records.encodeAppliedState(applied) }], { sync: true })
+    const at = { index: BOOTSTRAP_INDEX, term: BOOTSTRAP_INDEX }
+    const applied: AppliedState = { ...at, confState: cloneConfState(confState) }
+    await engine.batch([
+      { type: 'put', key: records.truncatedStateKey(groupId), value: records.encodeTruncatedState(at) },
+      { type: 'put', key: records.hardStateKey(groupId), value: records.encodeHardState({ term: at.term, vote: 0, commit: at.index }) },
+      { type: 'put', key: records.appliedStateKey(groupId), value: records.encodeAppliedState(applied) },
+    ], { sync: true })
     return true
   }
 

@@ -52,6 +52,14 @@ export class Cluster {
     }
   }
 
+  /** addNode starts a node that is not in any group's initial membership (it joins by a conf change). */
+  async addNode(id: number): Promise<RaftDriver> {
+    const engine = new MemoryEngine({ durability: 'lose-unsynced' })
+    await engine.open()
+    this.engines.set(id, engine)
+    return this.startNode(id)
+  }
+
   /** startNode (re)starts node `id`'s driver on its engine, as a process start would. */
   async startNode(id: number): Promise<RaftDriver> {
     const engine = this.engines.get(id)!

@@ -104,3 +104,47 @@ test('the log is compacted behind a snapshot and a lagging follower is caught up
     await cluster.close()
   }
 })
+
+test('requests are bounded and time out: pendingProposalsMax, requestTimeoutTicks', async () => {
+  const cluster = new Cluster([1, 2, 3], [1], { limits: { pendingProposalsMax: 2, requestTimeoutTicks: 30 } })
+  await cluster.start()
+  try {
+    await cluster.elect(1, 1)
+    const leader = cluster.driver(1)
+    const first = [leader.propose(1, putCommand('a', '1')), leader.propose(1, putCommand('b', '2'))]
+    await assert.rejects(leader.propose(1, putCommand('c', '3')), { code: 'KV_ERR_TOO_MANY_REQUESTS', message: /pendingProposalsMax/ })
+    await Promise.all(first)
+
+    cluster.network.isolate(1)
+    const stuck = leader.propose(1, putCommand('lost', 'x'))
+    const read = leader.readIndex(1)
+    stuck.catch(() => {})
+    read.catch(() => {})
+    let settled = false
+    void Promise.allSettled([stuck, read]).then(() => (settled = true))
+    await cluster.until('the stuck requests fail', () => settled, 100)
+    await assert.rejects(stuck, { code: 'KV_ERR_TIMEOUT', message: /requestTimeoutTicks|timed out/ })
+    await assert.rejects(read, (error: { code: string }) => ['KV_ERR_TIMEOUT', 'KV_ERR_NOT_LEADER'].includes(error.code))
+  } finally {
+    await cluster.close()
+  }
+})
+
+test('a node joins as a learner by conf change and receives the data', async () => {
+  const cluster = new Cluster([1, 2, 3], [1])
+  await cluster.start()
+  try {
+    await cluster.elect(1, 1)
+    await cluster.driver(1).propose(1, putCommand('before', 'join'))
+    await cluster.addNode(4)
+    const confState = await cluster.driver(1).proposeConfChange(1, { type: 'addLearner', nodeId: 4 })
+    assert.deepEqual(confState.learners, [4])
+    await cluster.until('the learner has the data', async () => (await cluster.machine(4, 1).get('before')) === 'join')
+    await cluster.driver(1).propose(1, putCommand('after', 'join'))
+    await cluster.until('the learner follows new entries', async () => (await cluster.machine(4, 1).get('after')) === 'join')
+    const storage = await EngineRaftStorage.open(cluster.engines.get(4)!, 1)
+    assert.deepEqual(storage.appliedState.confState.learners, [4], 'the learner persisted its membership with its applied index')
+  } finally {
+    await cluster.close()
+  }
+})

@@ -9,7 +9,7 @@ import type { Engine } from '../../src/engine/engine.js'
 import { MemoryEngine } from '../../src/engine/memory.js'
 import { RocksDbEngine } from '../../src/engine/rocksdb.js'
 import type { Entry } from '../../src/raft/types.js'
-import { EngineRaftStorage, type StagedWrite } from '../../src/raftstore/log-storage.js'
+import { BOOTSTRAP_INDEX, EngineRaftStorage, type StagedWrite } from '../../src/raftstore/log-storage.js'
 import { appliedStateKey, entryKey, hardStateKey } from '../../src/raftstore/records.js'
 
 const GROUP = 7
@@ -69,22 +69,23 @@ for (const [kind, make] of engines) {
       assert.equal(await EngineRaftStorage.bootstrap(h.engine, GROUP, VOTERS), true)
       assert.equal(await EngineRaftStorage.bootstrap(h.engine, GROUP, VOTERS), false, 'bootstrap is idempotent')
       const storage = await EngineRaftStorage.open(h.engine, GROUP)
-      assert.deepEqual(storage.initialState().confState, VOTERS)
-      const append = storage.appendOps(entries(1, 5, 2))
-      assert.equal(storage.lastIndex(), 0, 'memory changes only once the batch is durable')
-      await write(h.engine, append, storage.hardStateOps({ term: 2, vote: 3, commit: 4 }))
-      await write(h.engine, storage.appliedStateOps({ index: 3, term: 2, confState: VOTERS }))
+      assert.deepEqual(storage.initialState(), { hardState: { term: BOOTSTRAP_INDEX, vote: 0, commit: BOOTSTRAP_INDEX }, confState: VOTERS })
+      assert.equal(storage.firstIndex(), BOOTSTRAP_INDEX + 1, 'a bootstrapped group starts behind an implicit snapshot')
+      const append = storage.appendOps(entries(6, 10, 6))
+      assert.equal(storage.lastIndex(), 5, 'memory changes only once the batch is durable')
+      await write(h.engine, append, storage.hardStateOps({ term: 6, vote: 3, commit: 9 }))
+      await write(h.engine, storage.appliedStateOps({ index: 8, term: 6, confState: VOTERS }))
       await h.restart()
       const reopened = await EngineRaftStorage.open(h.engine, GROUP)
-      assert.deepEqual(reopened.initialState(), { hardState: { term: 2, vote: 3, commit: 4 }, confState: VOTERS })
-      assert.equal(reopened.appliedIndex, 3)
-      assert.equal(reopened.firstIndex(), 1)
-      assert.equal(reopened.lastIndex(), 5)
-      assert.equal(reopened.term(0), 0)
-      assert.equal(reopened.term(5), 2)
-      const read = reopened.entries(2, 6, Number.MAX_SAFE_INTEGER)
-      assert.deepEqual(read.map((e) => [e.index, e.term, Buffer.from(e.data).toString()]), [2, 3, 4, 5].map((i) => [i, 2, `cmd-${i}`]))
-      assert.equal(reopened.entries(1, 6, 1).length, 1, 'maxBytes limits but returns at least one entry')
+      assert.deepEqual(reopened.initialState(), { hardState: { term: 6, vote: 3, commit: 9 }, confState: VOTERS })
+      assert.equal(reopened.appliedIndex, 8)
+      assert.equal(reopened.firstIndex(), 6)
+      assert.equal(reopened.lastIndex(), 10)
+      assert.equal(reopened.term(5), 5)
+      assert.equal(reopened.term(10), 6)
+      const read = reopened.entries(7, 11, Number.MAX_SAFE_INTEGER)
+      assert.deepEqual(read.map((e) => [e.index, e.term, Buffer.from(e.data).toString()]), [7, 8, 9, 10].map((i) => [i, 6, `cmd-${i}`]))
+      assert.equal(reopened.entries(6, 11, 1).length, 1, 'maxBytes limits but returns at least one entry')
     } finally {
       await h.cleanup()
     }
@@ -155,7 +156,6 @@ for (const [kind, make] of engines) {
   test(`${kind}: compaction drops the applied prefix and survives a restart`, async () => {
     const h = await make()
     try {
-      await EngineRaftStorage.bootstrap(h.engine, GROUP, VOTERS)
       const storage = await EngineRaftStorage.open(h.engine, GROUP)
       await write(h.engine, storage.appendOps(entries(1, 10, 1)), storage.hardStateOps({ term: 1, vote: 1, commit: 8 }))
       await write(h.engine, storage.appliedStateOps({ index: 8, term: 1, confState: VOTERS }))
