@@ -50,8 +50,8 @@ export function validateConfChange(cs: ConfState, change: ConfChange): string | 
   if (change.type === 'addVoter' && isVoter) return `node ${change.nodeId} is already a voter`
   if (change.type === 'addLearner' && isLearner) return `node ${change.nodeId} is already a learner`
   if (change.type === 'removeNode' && !isVoter && !isLearner) return `node ${change.nodeId} is not a member`
-  const after = applyConfChangeTo(cs, change)
-  if (after.voters.length === 0) return 'the change would remove the last voter'
+  const votersAfter = change.type === 'addVoter' ? cs.voters.length + 1 : cs.voters.length - (isVoter ? 1 : 0)
+  if (votersAfter === 0) return 'the change would remove the last voter'
   return undefined
 }
 

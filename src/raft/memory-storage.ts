@@ -16,10 +16,16 @@ export class MemoryRaftStorage implements RaftStorage {
   // ents[i].index === ents[0].index + i.
   private ents: Entry[] = [{ term: 0, index: 0, type: 'normal', data: new Uint8Array(0) }]
 
-  /** MemoryRaftStorage.withPeers builds the storage of a brand-new group whose voters are `voters`. */
+  /**
+   * MemoryRaftStorage.withPeers builds the storage of a founding member of a new group: the
+   * membership is recorded in a snapshot at index 1, term 1 (as TiKV's RAFT_INIT_LOG_INDEX), so
+   * a node added later can only be caught up by a snapshot, which carries the founding members.
+   */
   static withPeers(voters: number[], learners: number[] = []): MemoryRaftStorage {
     const storage = new MemoryRaftStorage()
-    storage.snap = { ...storage.snap, meta: { ...storage.snap.meta, confState: { voters: [...voters], learners: [...learners], votersOutgoing: [] } } }
+    const confState: ConfState = { voters: [...voters], learners: [...learners], votersOutgoing: [] }
+    storage.applySnapshot({ meta: { index: 1, term: 1, confState }, data: new Uint8Array(0) })
+    storage.setHardState({ term: 1, vote: 0, commit: 1 })
     return storage
   }
 

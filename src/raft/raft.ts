@@ -523,9 +523,10 @@ export class Raft {
   private restore(snapshot: NonNullable<Message['snapshot']>): boolean {
     const meta = snapshot.meta
     if (meta.index <= this.log.committed) return false
+    // NB: unlike etcd, a snapshot whose configuration does not include this node is accepted: a
+    // node being added is caught up from a snapshot taken before its addition, and learns of its
+    // membership from the entries that follow (configurations take effect when appended).
     const cs = meta.confState
-    const member = cs.voters.includes(this.id) || cs.learners.includes(this.id) || cs.votersOutgoing.includes(this.id)
-    if (!member) return false // a snapshot from a configuration without us: ignore it
     if (this.log.matchTerm(meta.index, meta.term)) {
       // The log already has the snapshot's last entry: just fast-forward commit.
       this.log.commitTo(meta.index)

@@ -12,7 +12,7 @@ test('§5.2 a follower that hears no heartbeat starts an election and wins it', 
   net.tick(30)
   assert.equal(net.leaders().length, 1)
   const leader = net.leader()
-  assert.equal(net.status(leader).term, 1)
+  assert.equal(net.status(leader).term, 2) // founding members start at term 1 (see MemoryRaftStorage.withPeers)
   for (const id of [1, 2, 3]) assert.equal(net.status(id).leader, leader)
 })
 
@@ -30,7 +30,7 @@ test('§5.2 election timeouts are randomized in [electionTimeoutTicks, 2*electio
 test('§5.2 a candidate that wins a majority becomes leader and sends heartbeats', () => {
   const net = new Network([1, 2, 3], plain)
   net.electLeader(1)
-  assert.equal(net.status(1).term, 1)
+  assert.equal(net.status(1).term, 2)
   assert.equal(net.status(2).vote, 1)
   net.tick(1, [1])
   assert.ok(net.sent.some((m) => m.type === 'heartbeat' && m.from === 1))
@@ -39,10 +39,10 @@ test('§5.2 a candidate that wins a majority becomes leader and sends heartbeats
 test('§5.2 each node votes for at most one candidate per term', () => {
   const net = new Network([1, 2, 3], plain)
   net.isolate(3)
-  net.electLeader(1) // 2 votes for 1 in term 1
+  net.electLeader(1) // 2 votes for 1 in term 2
   const s2 = net.status(2)
   assert.equal(s2.vote, 1)
-  // 3 campaigns in the same term 1: 2 must refuse.
+  // 3 campaigns in the same term 2: 2 must refuse.
   net.heal()
   net.isolate(1)
   net.peer(3).node.campaign()
@@ -64,7 +64,7 @@ test('§5.2 a candidate that loses the vote (split vote) times out and retries i
   net.heal()
   net.tick(60)
   assert.equal(net.leaders().length, 1)
-  assert.ok(net.status(net.leader()).term >= 2)
+  assert.ok(net.status(net.leader()).term >= 3)
 })
 
 test('§5.4.1 a vote is refused to a candidate with a less up-to-date log', () => {
@@ -73,7 +73,7 @@ test('§5.4.1 a vote is refused to a candidate with a less up-to-date log', () =
   net.isolate(3)
   net.propose(1, 'a')
   net.heal()
-  // 3 missed entry 'a': its log (last index 1) is behind 1 and 2 (last index 2).
+  // 3 missed entry 'a': its log (last index 2) is behind 1 and 2 (last index 3).
   net.isolate(1)
   net.peer(3).node.campaign()
   net.stabilize()
@@ -105,7 +105,7 @@ test('§5.1 a message from a stale term is ignored', () => {
   net.electLeader(2)
   const before = net.status(3)
   // Deliver an old-term append from 1 directly to 3.
-  net.peer(3).node.step({ type: 'app', from: 1, to: 3, term: 1, logTerm: 1, index: 1, entries: [], commit: 1, reject: false, rejectHint: 0 })
+  net.peer(3).node.step({ type: 'app', from: 1, to: 3, term: 2, logTerm: 2, index: 2, entries: [], commit: 2, reject: false, rejectHint: 0 })
   net.stabilize()
   const after = net.status(3)
   assert.equal(after.term, before.term)
@@ -117,7 +117,7 @@ test('§5.2 a learner or removed node never campaigns', () => {
   net.isolate(3)
   net.tick(100, [3])
   assert.equal(net.status(3).role, 'follower')
-  assert.equal(net.status(3).term, 0)
+  assert.equal(net.status(3).term, 1)
 })
 
 test('§5.2 a single-node group elects itself and commits at once', () => {
@@ -134,6 +134,6 @@ test('§5.2 a restarted node keeps its term and vote (hard state is persisted)',
   net.electLeader(1)
   net.crash(2)
   net.restart(2)
-  assert.equal(net.status(2).term, 1)
+  assert.equal(net.status(2).term, 2)
   assert.equal(net.status(2).vote, 1)
 })

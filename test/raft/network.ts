@@ -65,12 +65,12 @@ export class Network {
   private readonly down = new Set<NodeId>()
   filter: MessageFilter = () => true
 
-  constructor(voters: NodeId[], options: Partial<RaftConfig> = {}, learners: NodeId[] = []) {
+  constructor(voters: NodeId[], readonly options: Partial<RaftConfig> = {}, learners: NodeId[] = []) {
     for (const id of [...voters, ...learners]) this.addPeer(id, MemoryRaftStorage.withPeers(voters, learners), options)
   }
 
-  /** addPeer starts a node over `storage` (a brand-new node joining uses an empty configuration). */
-  addPeer(id: NodeId, storage: MemoryRaftStorage, options: Partial<RaftConfig> = {}): TestPeer {
+  /** addPeer starts a node over `storage`; a brand-new node joining a group starts with empty storage. */
+  addPeer(id: NodeId, storage: MemoryRaftStorage = new MemoryRaftStorage(), options: Partial<RaftConfig> = this.options): TestPeer {
     const snap = storage.snapshot()
     const applied = snap.data.byteLength > 0 ? (JSON.parse(decoder.decode(snap.data)) as string[]) : []
     const config: RaftConfig = {
@@ -218,7 +218,7 @@ export class Network {
     this.queue.push(...rd.messages)
     // 3. apply
     if (rd.snapshot !== undefined) {
-      p.applied = JSON.parse(decoder.decode(rd.snapshot.data)) as string[]
+      p.applied = rd.snapshot.data.byteLength > 0 ? (JSON.parse(decoder.decode(rd.snapshot.data)) as string[]) : []
       p.appliedIndex = rd.snapshot.meta.index
       p.confState = rd.snapshot.meta.confState
     }

@@ -13,12 +13,12 @@ const plain = { preVote: false, checkQuorum: false }
 test('§5.3 a leader appends an empty entry at the start of its term and replicates proposals to every follower', () => {
   const net = new Network([1, 2, 3], plain)
   net.electLeader(1)
-  assert.equal(net.status(1).commit, 1) // the term's empty entry
+  assert.equal(net.status(1).commit, 2) // index 1 is the founding snapshot, 2 the term's empty entry
   const r = net.propose(1, 'a')
-  assert.deepEqual(r, { ok: true, index: 2, term: 1 })
+  assert.deepEqual(r, { ok: true, index: 3, term: 2 })
   for (const id of [1, 2, 3]) {
     assert.deepEqual(net.peer(id).applied, ['a'])
-    assert.equal(net.status(id).commit, 2)
+    assert.equal(net.status(id).commit, 3)
   }
 })
 
@@ -28,10 +28,10 @@ test('§5.3 an entry is committed once a majority stores it, even if a minority 
   net.isolate(4)
   net.isolate(5)
   net.propose(1, 'a')
-  assert.equal(net.status(1).commit, 2)
+  assert.equal(net.status(1).commit, 3)
   net.isolate(3)
   net.propose(1, 'b')
-  assert.equal(net.status(1).commit, 2, 'two of five is not a majority')
+  assert.equal(net.status(1).commit, 3, 'two of five is not a majority')
   net.heal()
   net.tick(2, [1])
   for (const id of [1, 2, 3, 4, 5]) assert.deepEqual(net.peer(id).applied, ['a', 'b'])
@@ -68,11 +68,11 @@ test('§5.3 a rejection carries a (index, term) hint so the leader skips a whole
   const net = new Network([1, 2, 3], plain)
   net.electLeader(1)
   net.isolate(1)
-  for (let i = 0; i < 50; i++) net.peer(1).node.propose(bytes(`lost${i}`)) // term 1, indexes 2..51
+  for (let i = 0; i < 50; i++) net.peer(1).node.propose(bytes(`lost${i}`)) // term 2, indexes 3..52
   net.stabilize()
   net.electLeader(2)
-  for (let i = 0; i < 10; i++) net.propose(2, `new${i}`) // term 2, indexes 2..12
-  net.electLeader(3) // term 3: its progress for 1 starts optimistic at next = 13
+  for (let i = 0; i < 10; i++) net.propose(2, `new${i}`) // term 3, indexes 3..13
+  net.electLeader(3) // term 4: its progress for 1 starts optimistic at next = 14
   net.heal()
   const before = net.sent.length
   net.tick(2, [3])
@@ -89,26 +89,26 @@ test('§5.4.2 a leader never commits an entry from a previous term by counting r
   net.electLeader(1)
   net.cutLink(1, 3)
   net.filter = (m) => !(m.type === 'appResp' && m.to === 1) // 1 never learns 2 stored 'old'
-  net.peer(1).node.propose(bytes('old')) // index 2, term 1: on 1 and 2, uncommitted
+  net.peer(1).node.propose(bytes('old')) // index 3, term 2: on 1 and 2, uncommitted
   net.stabilize()
-  assert.equal(net.status(2).lastIndex, 2)
-  assert.equal(net.status(1).commit, 1)
+  assert.equal(net.status(2).lastIndex, 3)
+  assert.equal(net.status(1).commit, 2)
   net.heal()
   net.crash(2)
   net.crash(1)
   net.restart(1)
-  // 1 wins term 2 with 3's vote; 3's acknowledgement of the term-2 empty entry (index 3) is lost.
-  net.filter = (m) => !(m.type === 'appResp' && m.from === 3 && m.index >= 3)
+  // 1 wins term 3 with 3's vote; 3's acknowledgement of the term-3 empty entry (index 4) is lost.
+  net.filter = (m) => !(m.type === 'appResp' && m.from === 3 && m.index >= 4)
   net.electLeader(1)
-  assert.equal(net.status(1).term, 2)
-  assert.equal(net.status(3).lastIndex, 3, '3 stores index 2 (term 1) and 3 (term 2)')
-  assert.equal(net.status(1).progress![3]!.match, 2)
-  // A majority (1, 3) stores index 2 of term 1, yet it must not be committed by counting replicas.
-  assert.equal(net.status(1).commit, 1)
+  assert.equal(net.status(1).term, 3)
+  assert.equal(net.status(3).lastIndex, 4, '3 stores index 3 (term 2) and 4 (term 3)')
+  assert.equal(net.status(1).progress![3]!.match, 3)
+  // A majority (1, 3) stores index 3 of term 2, yet it must not be committed by counting replicas.
+  assert.equal(net.status(1).commit, 2)
   net.filter = () => true
   net.tick(1, [1])
-  // Once the term-2 entry replicates, both commit together.
-  assert.equal(net.status(1).commit, 3)
+  // Once the term-3 entry replicates, both commit together.
+  assert.equal(net.status(1).commit, 4)
   assert.deepEqual(net.peer(1).applied, ['old'])
 })
 
@@ -119,7 +119,7 @@ test('§5.3 a follower learns the commit index from heartbeats and appends', () 
   net.propose(1, 'a')
   net.heal()
   net.tick(1, [1])
-  assert.equal(net.status(3).commit, 2)
+  assert.equal(net.status(3).commit, 3)
   assert.deepEqual(net.peer(3).applied, ['a'])
 })
 
@@ -172,7 +172,7 @@ test('flow control: an append message carries at most entryBytesMaxPerMessage by
   const apps = net.sent.filter((m) => m.type === 'app' && m.to === 2 && m.entries.length > 0)
   for (const m of apps) assert.ok(m.entries.length === 1 || m.entries.reduce((s, e) => s + e.data.byteLength + 24, 0) <= 300)
   assert.ok(apps.length >= 4)
-  assert.equal(net.status(2).commit, 11)
+  assert.equal(net.status(2).commit, 12)
 })
 
 test('flow control: proposals beyond uncommittedBytesMax are dropped with the bound named', () => {
@@ -215,7 +215,7 @@ test('§5.3 duplicated and reordered appends leave the log unchanged (appends ar
   net.stabilize()
   net.tick(1, [1])
   assert.deepEqual(net.peer(2).applied, ['e0', 'e1', 'e2', 'e3', 'e4'])
-  assert.equal(net.status(2).lastIndex, 6)
+  assert.equal(net.status(2).lastIndex, 7)
 })
 
 test('a restarted follower catches up from its persisted log', () => {
