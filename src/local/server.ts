@@ -195,11 +195,16 @@ function makeHandle(parts: HandleParts): LocalServerHandle {
         await wire.close().catch(() => undefined)
         unlinkQuietly(paths.socketPath)
         if (readPointer(paths)?.serverId === info.serverId) unlinkQuietly(paths.pointerFile)
-        await store.close()
-        // The engine lock goes last: until here no other server can open DIR.
-        await engine.close()
-        serverLog(paths, `stop server=${info.serverId} reason=${reason} writes=${store.stats.writeRequests} batches=${store.stats.engineBatches}`)
-        resolveStopped()
+        try {
+          await store.close()
+          // The engine lock goes last: until here no other server can open DIR.
+          await engine.close()
+          serverLog(paths, `stop server=${info.serverId} reason=${reason} writes=${store.stats.writeRequests} batches=${store.stats.engineBatches}`)
+        } catch (error) {
+          serverLog(paths, `stop server=${info.serverId} reason=${reason} failed: ${(error as Error)?.message ?? String(error)}`)
+        } finally {
+          resolveStopped()
+        }
       })()
       return stopping
     },
