@@ -6,6 +6,7 @@
 import { ErrorCode, KvError } from '../errors.js'
 import { WireClient, type WireAddress } from '../wire/index.js'
 import { randomUUID } from 'node:crypto'
+import { existsSync } from 'node:fs'
 import { LocalMethod, type ClientRecord } from './handlers.js'
 import { findLiveSocket } from './launcher.js'
 import { localPaths } from './paths.js'
@@ -26,6 +27,8 @@ export async function listClients(target: ListClientsTarget): Promise<ClientReco
   let address: WireAddress
   let token: string | undefined
   if ('dir' in target) {
+    // A directory that does not exist has no server.
+    if (!existsSync(target.dir)) return []
     const socket = await findLiveSocket(localPaths(target.dir))
     if (socket === undefined) return []
     address = { path: socket }

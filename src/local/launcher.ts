@@ -43,8 +43,7 @@ export async function findLiveSocket(paths: LocalPaths): Promise<string | undefi
 
 /** ensureServer returns the socket of DIR's server, starting one if none answers. */
 export async function ensureServer(dir: string, options: LaunchOptions): Promise<string> {
-  mkdirSync(dir, { recursive: true })
-  const paths = localPaths(dir)
+  const paths = localPaths(makeDatabaseDir(dir))
   let backoffMs = 10
   for (;;) {
     const live = await findLiveSocket(paths)
@@ -64,6 +63,18 @@ export async function ensureServer(dir: string, options: LaunchOptions): Promise
     await sleep(backoffMs + Math.random() * backoffMs)
     backoffMs = Math.min(backoffMs * 2, 200)
   }
+}
+
+/** makeDatabaseDir creates DIR (and its parents) if needed, turning file-system errors into KV_ERR_INVALID. */
+export function makeDatabaseDir(dir: string): string {
+  try {
+    mkdirSync(dir, { recursive: true })
+  } catch (error) {
+    throw new KvError(ErrorCode.INVALID, `cannot use ${dir} as a database directory: ${(error as Error).message}`, {
+      errno: (error as NodeJS.ErrnoException).code,
+    })
+  }
+  return dir
 }
 
 function tryLock(path: string): boolean {

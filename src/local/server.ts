@@ -10,7 +10,7 @@
  * applies each id at most once.
  */
 import { randomUUID } from 'node:crypto'
-import { appendFileSync, chmodSync, mkdirSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs'
+import { appendFileSync, chmodSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs'
 import { createEngine } from '../engine/index.js'
 import type { Engine } from '../engine/engine.js'
 import { ErrorCode, KvError } from '../errors.js'
@@ -20,6 +20,7 @@ import { registerLocalHandlers } from './handlers.js'
 import { localPaths, type LocalPaths } from './paths.js'
 import { LocalStore } from './store.js'
 import { openEngineExclusive, readPointer, type ServerPointer } from './discovery.js'
+import { makeDatabaseDir } from './launcher.js'
 
 /** EngineKind names the engines a local server can run on. */
 export type EngineKind = 'rocksdb' | 'leveldb' | 'memory'
@@ -100,8 +101,7 @@ function unlinkQuietly(path: string): void {
 /** startLocalServer opens the engine (waiting for a previous owner to let go), listens, and returns a handle. */
 export async function startLocalServer(options: LocalServerOptions): Promise<LocalServerHandle> {
   const { idleTimeoutSeconds, tcp } = validateOptions(options)
-  mkdirSync(options.dir, { recursive: true })
-  const paths = localPaths(options.dir)
+  const paths = localPaths(makeDatabaseDir(options.dir))
   const engine =
     typeof options.engine === 'object' ? options.engine : createEngine({ kind: options.engine ?? 'rocksdb', dir: paths.engineDir })
   const store = new LocalStore(engine)

@@ -13,7 +13,8 @@ import { RemoteKV } from '../../src/client/remote.js'
 import { LocalMethod } from '../../src/local/index.js'
 import { localPaths } from '../../src/local/paths.js'
 import { WireClient } from '../../src/wire/index.js'
-import { cleanup, makeTempDir, pointerPid } from '../local/helpers.js'
+import { alive, cleanup, makeTempDir, pointerPid, waitFor } from '../local/helpers.js'
+import { join } from 'node:path'
 
 let dir: string
 let db: DistKV
@@ -166,4 +167,26 @@ test('a request fails with KV_ERR_TIMEOUT after requestTimeoutMs while the serve
   }
   assert.equal(await slow.has('b/2'), true)
   await slow.close()
+})
+
+test('a query interrupted by kill -9 of the server resumes after the last key it delivered', async () => {
+  const reader = await open(dir)
+  let count = 0
+  let previous = ''
+  for await (const [key] of reader.query({ prefix: 'big/', limit: 15_000 })) {
+    assert.ok(key.toString() > previous, `${key} after ${previous}`)
+    previous = key.toString()
+    if (++count === 100) {
+      const pid = pointerPid(dir)!
+      process.kill(pid, 'SIGKILL')
+      await waitFor(() => !alive(pid), 5_000, 'the server to die')
+    }
+  }
+  assert.equal(count, 15_000)
+  assert.notEqual(pointerPid(dir), undefined)
+  await reader.close()
+})
+
+test('open() refuses a path that cannot be a directory', async () => {
+  await assert.rejects(open(join(dir, 'local-server.log', 'sub')), { code: ErrorCode.INVALID })
 })
