@@ -1,0 +1,103 @@
+/**
+ * RaftNode's public surface: config validation, message validation, the Ready/advance contract.
+ */
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { ErrorCode, KvError } from '../../src/errors.js'
+import { MemoryRaftStorage, RaftNode, type Message, type RaftConfig } from '../../src/raft/index.js'
+
+function config(overrides: Partial<RaftConfig> = {}): RaftConfig {
+  return { id: 1, storage: MemoryRaftStorage.withPeers([1, 2, 3]), random: () => 0.5, electionTimeoutTicks: 10, heartbeatIntervalTicks: 1, ...overrides }
+}
+
+function invalid(field: string): (e: unknown) => boolean {
+  return (e) => e instanceof KvError && e.code === ErrorCode.INVALID && e.message.includes(`RaftConfig.${field}`)
+}
+
+test('RaftConfig is validated once, with errors naming the field and range', () => {
+  assert.throws(() => new RaftNode(config({ id: 0 })), invalid('id'))
+  assert.throws(() => new RaftNode(config({ electionTimeoutTicks: 1, heartbeatIntervalTicks: 1 })), invalid('electionTimeoutTicks'))
+  assert.throws(() => new RaftNode(config({ heartbeatIntervalTicks: 0 })), invalid('heartbeatIntervalTicks'))
+  assert.throws(() => new RaftNode(config({ inflightMessagesMax: 0 })), invalid('inflightMessagesMax'))
+  assert.throws(() => new RaftNode(config({ entryBytesMaxPerMessage: 1.5 })), invalid('entryBytesMaxPerMessage'))
+  assert.throws(() => new RaftNode(config({ uncommittedBytesMax: -1 })), invalid('uncommittedBytesMax'))
+  assert.throws(() => new RaftNode(config({ preVote: 'yes' as unknown as boolean })), invalid('preVote'))
+  assert.throws(() => new RaftNode(config({ random: undefined as unknown as () => number })), invalid('random'))
+  assert.throws(() => new RaftNode(config({ electionTimeoutTicks: 5, heartbeatIntervalTicks: 10 })), /\[11, 1000000\]/)
+})
+
+function msg(fields: Partial<Message>): Message {
+  return { type: 'heartbeat', from: 2, to: 1, term: 1, logTerm: 0, index: 0, entries: [], commit: 0, reject: false, rejectHint: 0, ...fields }
+}
+
+test('messages from the network are validated: local types, addressing, numbers, entry continuity', () => {
+  const node = new RaftNode(config())
+  const protocol = (e: unknown): boolean => e instanceof KvError && e.code === ErrorCode.PROTOCOL
+  assert.throws(() => node.step(msg({ type: 'hup' })), protocol)
+  assert.throws(() => node.step(msg({ type: 'checkQuorum' })), protocol)
+  assert.throws(() => node.step(msg({ to: 2 })), protocol)
+  assert.throws(() => node.step(msg({ from: 0 })), protocol)
+  assert.throws(() => node.step(msg({ term: -1 })), protocol)
+  assert.throws(() => node.step(msg({ commit: 1.5 })), protocol)
+  assert.throws(() => node.step(msg({ type: 'snap' })), protocol)
+  const e = (index: number, term = 1) => ({ term, index, type: 'normal' as const, data: new Uint8Array(0) })
+  assert.throws(() => node.step(msg({ type: 'app', index: 1, entries: [e(2), e(4)] })), protocol)
+  assert.throws(() => node.step(msg({ type: 'app', index: 1, entries: [e(2, 5)] })), protocol, 'entry term above the message term')
+  node.step(msg({ type: 'app', index: 1, logTerm: 1, entries: [e(2)] }))
+  assert.equal(node.status().lastIndex, 2)
+})
+
+test('the Ready contract: persist entries and hard state, then advance; ready() twice without advance is a bug', () => {
+  const storage = MemoryRaftStorage.withPeers([1])
+  const node = new RaftNode(config({ storage }))
+  assert.equal(node.hasReady(), false)
+  node.campaign()
+  assert.equal(node.hasReady(), true)
+  const rd = node.ready()
+  assert.throws(() => node.ready(), /not been advanced/)
+  assert.deepEqual(rd.softState, { leader: 1, role: 'leader' })
+  assert.equal(rd.hardState!.term, 2)
+  assert.equal(rd.entries.length, 1)
+  assert.equal(rd.mustSync, true)
+  assert.deepEqual(rd.committedEntries.map((e) => e.index), [2])
+  storage.append(rd.entries)
+  storage.setHardState(rd.hardState!)
+  node.advance(rd)
+  assert.equal(node.hasReady(), false)
+  assert.equal(node.status().applied, 2)
+  assert.throws(() => node.advance(rd), /not the Ready/)
+})
+
+test('a commit-only hard state change does not require fsync', () => {
+  const storage = MemoryRaftStorage.withPeers([1, 2])
+  const node = new RaftNode(config({ storage }))
+  node.step(msg({ type: 'app', term: 2, index: 1, logTerm: 1, entries: [{ term: 2, index: 2, type: 'normal', data: new Uint8Array(0) }] }))
+  let rd = node.ready()
+  storage.append(rd.entries)
+  storage.setHardState(rd.hardState!)
+  node.advance(rd)
+  node.step(msg({ type: 'heartbeat', term: 2, commit: 2 }))
+  rd = node.ready()
+  assert.equal(rd.hardState!.commit, 2)
+  assert.equal(rd.mustSync, false)
+  node.advance(rd)
+})
+
+test('a restarted node resumes from storage: hard state, applied index, configuration', () => {
+  const storage = MemoryRaftStorage.withPeers([1])
+  const first = new RaftNode(config({ storage }))
+  first.campaign()
+  first.propose(new Uint8Array([1]))
+  const rd = first.ready()
+  storage.append(rd.entries)
+  storage.setHardState(rd.hardState!)
+  first.advance(rd)
+  const second = new RaftNode(config({ storage, applied: 3 }))
+  const s = second.status()
+  assert.equal(s.term, 2)
+  assert.equal(s.commit, 3)
+  assert.equal(s.applied, 3)
+  assert.equal(second.hasReady(), false)
+  second.campaign()
+  assert.equal(second.status().role, 'leader')
+})
