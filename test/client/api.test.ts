@@ -190,3 +190,26 @@ test('a query interrupted by kill -9 of the server resumes after the last key it
 test('open() refuses a path that cannot be a directory', async () => {
   await assert.rejects(open(join(dir, 'local-server.log', 'sub')), { code: ErrorCode.INVALID })
 })
+
+test('concurrent sync writes from one client share fsyncs on the server (group commit)', async () => {
+  const stats = async (): Promise<{ writeRequests: number; engineBatches: number; syncedBatches: number }> =>
+    ((await (db as RemoteKV).call(LocalMethod.info, {})) as { stats: { writeRequests: number; engineBatches: number; syncedBatches: number } }).stats
+  const before = await stats()
+  await Promise.all(Array.from({ length: 200 }, (_, i) => db.put(`gc/${i}`, 'v')))
+  const after = await stats()
+  assert.equal(after.writeRequests - before.writeRequests, 200)
+  assert.ok(after.syncedBatches - before.syncedBatches < 200, `${after.syncedBatches - before.syncedBatches} synced batches for 200 writes`)
+})
+
+test('open() with engine: leveldb starts a LevelDB server', async () => {
+  const levelDir = makeTempDir('distkv-api-level-')
+  try {
+    const level = await open(levelDir, { engine: 'leveldb', idleTimeoutSeconds: 0 })
+    await level.put('k', 'v')
+    assert.equal((await level.get('k'))?.toString(), 'v')
+    assert.equal((level as RemoteKV).serverInfo?.engine, 'leveldb')
+    await level.close()
+  } finally {
+    await cleanup(levelDir)
+  }
+})
