@@ -205,6 +205,8 @@ export class RemoteKV implements DistKV {
   private async getConnection(deadline: number): Promise<WireClient> {
     if (this.closed) throw closedError()
     if (this.connection !== undefined && !this.connection.closed) return this.connection
+    // NB: concurrent callers share one connection attempt, bounded by the first caller's
+    // deadline; a caller with a later deadline that sees it fail simply tries again.
     this.connecting ??= this.connector(this.hello, deadline)
       .then(async (connection) => {
         if (this.closed) {

@@ -51,6 +51,22 @@ function serverLogText(dir: string): string {
   return readFileSync(join(dir, 'local-server.log'), 'utf8')
 }
 
+test('a very long DIR still gets a short socket path', async () => {
+  const root = makeTempDir()
+  const dir = join(root, 'a'.repeat(120), 'b'.repeat(120))
+  try {
+    const server = await startLocalServer({ dir, engine: 'memory', idleTimeoutSeconds: 0, handleSignals: false })
+    assert.ok(Buffer.byteLength(server.info.socket) <= 103, server.info.socket)
+    const db = await open(dir)
+    await db.put('k', 'v')
+    assert.equal((await db.get('k'))?.toString(), 'v')
+    await db.close()
+    await server.stop()
+  } finally {
+    await cleanup(root, [], [dir])
+  }
+})
+
 test('TCP: refused at startup without a token; clients need the right token', async () => {
   const dir = makeTempDir()
   try {
