@@ -4,15 +4,14 @@
  * advance), and joined by the simulated network.
  *
  * Fault model (the disk): a node may crash between any two steps of processing a Ready, or in
- * the middle of persisting one (a prefix of its entries reaches the disk, its hard state does
- * not) or of sending one (a prefix of its messages leaves). A hard state written without
- * `mustSync` sits in the page cache and is lost by a crash until a later synced write (or a
- * snapshot, which is always synced) covers it. Whatever is on the disk survives; the Raft node
+ * the middle of persisting one (its snapshot, which is one record with its commit index, and a
+ * prefix of its entries reach the disk, its hard state does not) or of sending one (a prefix of
+ * its messages leaves). A hard state written without `mustSync` sits in the page cache and is
+ * lost by a crash until a later synced write (or a snapshot, which is always synced) covers it. Whatever is on the disk survives; the Raft node
  * and the state machine are volatile and are rebuilt from the disk on restart.
  */
 import { ErrorCode, KvError, assert } from '../../src/errors.js'
-import * as raft from '../../src/raft/index.js'
-import { MemoryRaftStorage, RaftNode, type ConfChange, type ConfState, type Entry, type HardState, type Message, type Ready, type ReadState, type Status } from '../../src/raft/index.js'
+import { MemoryRaftStorage, RaftNode, decodeConfChange, type ConfState, type Entry, type HardState, type Message, type Ready, type ReadState, type Status } from '../../src/raft/index.js'
 import { entrySignature, type Checker } from './checkers.js'
 import type { Network, Packet } from './network.js'
 import type { Random } from './random.js'
@@ -35,6 +34,9 @@ export interface ClusterOptions {
   snapshotEveryEntries: number
   /** compactKeepEntries: entries kept behind a snapshot, so slightly lagging followers still get appends. */
   compactKeepEntries: number
+  /** entryBytesMaxPerMessage and inflightMessagesMax are handed to the core (small values stress flow control). */
+  entryBytesMaxPerMessage: number
+  inflightMessagesMax: number
   /** readyLoopsMax bounds how many Readys one input may produce before the core is declared stuck. */
   readyLoopsMax: number
 }
@@ -59,29 +61,6 @@ export interface SimNode {
   restarts: number
 }
 
-/** decodeConfChange reads a confChange entry with the core's codec. */
-function decodeConfChange(data: Uint8Array): ConfChange {
-  const codec = (raft as unknown as { decodeConfChange?: (data: Uint8Array) => ConfChange }).decodeConfChange
-  if (codec === undefined) throw new KvError(ErrorCode.INTERNAL, 'simulator: src/raft exports no decodeConfChange')
-  return codec(data)
-}
-
-/**
- * bootstrapDisk is the disk of a founding member: the initial membership is a snapshot at index
- * 1 (TiKV's RAFT_INIT_LOG_INDEX idea), not a log entry, so a node added later is necessarily
- * caught up by a snapshot that carries the membership. Starting at index 0 instead would let a
- * joining node replay the log from 1 without ever learning the founding voters (FINDINGS.md).
- */
-export function bootstrapDisk(voters: readonly number[]): MemoryRaftStorage {
-  const disk = new MemoryRaftStorage()
-  disk.applySnapshot({ meta: { index: BOOTSTRAP_INDEX, term: BOOTSTRAP_INDEX, confState: { voters: [...voters], learners: [], votersOutgoing: [] } }, data: new Uint8Array(0) })
-  disk.setHardState({ term: BOOTSTRAP_INDEX, vote: 0, commit: BOOTSTRAP_INDEX })
-  return disk
-}
-
-/** BOOTSTRAP_INDEX is the index (and term) of the founding members' initial snapshot. */
-export const BOOTSTRAP_INDEX = 1
-
 /** Cluster owns the nodes, their drivers and the network between them. */
 export class Cluster {
   readonly nodes = new Map<number, SimNode>()
@@ -104,7 +83,8 @@ export class Cluster {
     this.trace = init.trace
     this.options = init.options
     this.latestConf = { index: 0, confState: { voters: [...init.voters], learners: [], votersOutgoing: [] } }
-    for (const id of init.voters) this.spawn(id, bootstrapDisk(init.voters))
+    // Founding members: membership in a snapshot at index 1, so added nodes need a snapshot (FINDINGS.md #1).
+    for (const id of init.voters) this.spawn(id, MemoryRaftStorage.withPeers(init.voters))
   }
 
   /** spawn starts a brand-new node over `disk` (empty for a node about to be added). */
@@ -133,6 +113,8 @@ export class Cluster {
       applied: snapshot.meta.index,
       preVote: this.options.preVote,
       checkQuorum: this.options.checkQuorum,
+      entryBytesMaxPerMessage: this.options.entryBytesMaxPerMessage,
+      inflightMessagesMax: this.options.inflightMessagesMax,
     })
     const hs = node.disk.hardState
     this.trace.add(this.now, `n${id} start (incarnation ${node.restarts}, term ${hs.term}, vote ${hs.vote}, commit ${hs.commit}, snapshot ${snapshot.meta.index}, last ${node.disk.lastIndex()})`)
@@ -237,8 +219,13 @@ export class Cluster {
   private persist(node: SimNode, rd: Ready, torn: boolean): void {
     const disk = node.disk
     if (rd.snapshot !== undefined) {
+      // A snapshot install is one synced record that also carries its commit index (a snapshot is
+      // committed by definition); the core rejects a disk whose hard state commits less than its
+      // snapshot (FINDINGS.md #2).
       disk.applySnapshot(rd.snapshot)
-      node.durableHardState = disk.hardState // a snapshot install is synced, and syncs what came before
+      const hs = disk.hardState
+      disk.setHardState({ ...hs, commit: Math.max(hs.commit, rd.snapshot.meta.index) })
+      node.durableHardState = disk.hardState
     }
     const entries = torn ? rd.entries.slice(0, this.random.int(0, Math.max(0, rd.entries.length - 1))) : rd.entries
     if (entries.length > 0) {

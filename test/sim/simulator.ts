@@ -81,6 +81,8 @@ function buildWorld(seed: number, options: RunOptions, trace: Trace): { world: W
     checkQuorum: params.chance(0.7),
     snapshotEveryEntries: params.int(3, 40),
     compactKeepEntries: params.int(0, 5),
+    entryBytesMaxPerMessage: params.pick([1, 100, 1024 * 1024]),
+    inflightMessagesMax: params.pick([1, 4, 256]),
     readyLoopsMax: 64,
   }
   const networkOptions: NetworkOptions = {
@@ -153,7 +155,8 @@ function injectFaults(world: World): void {
       cluster.input(leader, `transfer leadership to ${to}`, (r) => r.transferLeadership(to))
     }
   }
-  if (up.length > 0 && random.chance(faults.campaign)) cluster.input(random.pick(cluster.up()), 'campaign', (r) => r.campaign())
+  const stillUp = cluster.up()
+  if (stillUp.length > 0 && random.chance(faults.campaign)) cluster.input(random.pick(stillUp), 'campaign', (r) => r.campaign())
   if (random.chance(faults.confChange)) changeMembership(world)
 }
 
