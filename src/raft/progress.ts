@@ -37,6 +37,12 @@ export class Inflights {
     if (this.count === 0) this.start = 0
   }
 
+  /** freeFirstOne releases the oldest message, so a window full of lost appends cannot stall a peer forever. */
+  freeFirstOne(): void {
+    if (this.count === 0) return
+    this.freeLE(this.buffer[this.start]!)
+  }
+
   /** full tells whether another append would exceed inflightMessagesMax. */
   full(): boolean {
     return this.count === this.capacity

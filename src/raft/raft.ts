@@ -694,6 +694,8 @@ function stepHeartbeatResponse(r: Raft, m: Message): void {
   const pr = r.tracker.progress.get(m.from)!
   pr.recentActive = true
   pr.probeSent = false
+  // Appends in the window may have been lost: free one slot so the next append (or its rejection) gets through.
+  if (pr.state === 'replicate' && pr.inflights.full()) pr.inflights.freeFirstOne()
   if (pr.match < r.log.lastIndex()) r.maybeSendAppend(m.from, true)
   if (m.context === undefined || r.readOnly.size() === 0) return
   const acks = r.readOnly.recvAck(m.from, m.context)

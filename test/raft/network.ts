@@ -64,6 +64,8 @@ export class Network {
   private readonly cut = new Set<string>()
   private readonly down = new Set<NodeId>()
   filter: MessageFilter = () => true
+  /** shuffle, when set, reorders each batch of messages in flight (its draws are the test's seed). */
+  shuffle: (() => number) | undefined = undefined
 
   constructor(voters: NodeId[], readonly options: Partial<RaftConfig> = {}, learners: NodeId[] = []) {
     for (const id of [...voters, ...learners]) this.addPeer(id, MemoryRaftStorage.withPeers(voters, learners), options)
@@ -179,6 +181,7 @@ export class Network {
       }
       const batch = this.queue
       this.queue = []
+      if (this.shuffle !== undefined) shuffleInPlace(batch, this.shuffle)
       for (const m of batch) {
         moved = true
         this.deliver(m)
@@ -202,10 +205,11 @@ export class Network {
   /** deliver hands one message to its destination unless it is dropped. */
   deliver(m: Message): void {
     this.sent.push(m)
-    if (this.cut.has(`${m.from}->${m.to}`) || this.down.has(m.to) || this.down.has(m.from) || !this.filter(m)) return
     const target = this.peers.get(m.to)
-    if (target === undefined) return
-    target.node.step(m)
+    const dropped = this.cut.has(`${m.from}->${m.to}`) || this.down.has(m.to) || this.down.has(m.from) || !this.filter(m) || target === undefined
+    if (!dropped) target.node.step(m)
+    // Like a real transport, report how a snapshot transfer ended so the leader can retry.
+    if (m.type === 'snap' && !this.down.has(m.from)) this.peers.get(m.from)?.node.reportSnapshot(m.to, !dropped)
   }
 
   private processReady(p: TestPeer): void {
@@ -242,5 +246,14 @@ export class Network {
     assert.ok(at <= p.appliedIndex, 'compact beyond applied')
     p.storage.createSnapshot(p.appliedIndex, p.confState, encoder.encode(JSON.stringify(p.applied)))
     p.storage.compact(at)
+  }
+}
+
+function shuffleInPlace<T>(items: T[], random: () => number): void {
+  for (let i = items.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1))
+    const tmp = items[i]!
+    items[i] = items[j]!
+    items[j] = tmp
   }
 }
