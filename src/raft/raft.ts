@@ -98,8 +98,10 @@ export class Raft {
   }
 
   private loadHardState(hs: { term: number; vote: NodeId; commit: number }): void {
-    assert(hs.commit >= this.log.committed && hs.commit <= this.log.lastIndex(), `hardState.commit ${hs.commit} outside [${this.log.committed}, ${this.log.lastIndex()}]`)
-    this.log.committed = hs.commit
+    assert(hs.commit <= this.log.lastIndex(), `hardState.commit ${hs.commit} beyond lastIndex ${this.log.lastIndex()}`)
+    // NB: a snapshot is committed by definition, so a commit index below it (a driver that crashed
+    // between persisting a snapshot and the hard state) is raised to it rather than refused.
+    this.log.committed = Math.max(hs.commit, this.log.committed)
     this.term = hs.term
     this.vote = hs.vote
   }

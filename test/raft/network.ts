@@ -66,6 +66,8 @@ export class Network {
   filter: MessageFilter = () => true
   /** shuffle, when set, reorders each batch of messages in flight (its draws are the test's seed). */
   shuffle: (() => number) | undefined = undefined
+  /** reportSnapshots: call reportSnapshot after each snap message, as a transport would. */
+  reportSnapshots = true
 
   constructor(voters: NodeId[], readonly options: Partial<RaftConfig> = {}, learners: NodeId[] = []) {
     for (const id of [...voters, ...learners]) this.addPeer(id, MemoryRaftStorage.withPeers(voters, learners), options)
@@ -209,7 +211,7 @@ export class Network {
     const dropped = this.cut.has(`${m.from}->${m.to}`) || this.down.has(m.to) || this.down.has(m.from) || !this.filter(m) || target === undefined
     if (!dropped) target.node.step(m)
     // Like a real transport, report how a snapshot transfer ended so the leader can retry.
-    if (m.type === 'snap' && !this.down.has(m.from)) this.peers.get(m.from)?.node.reportSnapshot(m.to, !dropped)
+    if (m.type === 'snap' && this.reportSnapshots && !this.down.has(m.from)) this.peers.get(m.from)?.node.reportSnapshot(m.to, !dropped)
   }
 
   private processReady(p: TestPeer): void {

@@ -47,15 +47,35 @@ test('§7 after reportSnapshot(ok) the leader probes and resumes normal replicat
 test('§7 a failed snapshot (reportSnapshot false) is retried', () => {
   const net = laggingFollowerNetwork()
   net.heal()
-  net.filter = (m) => m.type !== 'snap'
+  const snaps: number[] = []
+  net.filter = (m) => {
+    if (m.type === 'snap') snaps.push(m.to)
+    return m.type !== 'snap' // the transfer fails; the test network reports it with reportSnapshot(3, false)
+  }
   net.tick(1, [1])
-  assert.equal(net.status(1).progress![3]!.state, 'snapshot')
-  net.peer(1).node.reportSnapshot(3, false)
-  assert.equal(net.status(1).progress![3]!.state, 'probe')
+  assert.deepEqual(snaps, [3])
+  assert.equal(net.status(1).progress![3]!.state, 'probe', 'a failed transfer returns the peer to probing')
   net.heal()
   net.tick(3, [1])
   assert.deepEqual(net.peer(3).applied, net.peer(1).applied)
   assert.equal(net.sent.filter((m) => m.type === 'snap').length, 2)
+})
+
+test('§7 while a snapshot is in flight nothing else is sent to that peer', () => {
+  const net = laggingFollowerNetwork()
+  net.heal()
+  net.reportSnapshots = false
+  net.filter = (m) => !(m.type === 'appResp' && m.from === 3 && !m.reject) // the snapshot's ack is lost
+  net.tick(1, [1])
+  assert.equal(net.status(1).progress![3]!.state, 'snapshot')
+  const mark = net.sent.length
+  net.propose(1, 'more')
+  net.tick(3, [1])
+  assert.deepEqual(net.sent.slice(mark).filter((m) => m.from === 1 && m.to === 3).map((m) => m.type).filter((t) => t !== 'heartbeat'), [])
+  net.heal()
+  net.peer(1).node.reportSnapshot(3, true)
+  net.tick(2, [1])
+  assert.deepEqual(net.peer(3).applied, net.peer(1).applied)
 })
 
 test('§7 a follower ignores a snapshot older than its commit index', () => {
