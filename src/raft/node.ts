@@ -55,26 +55,31 @@ export class RaftNode implements RaftCore {
   /** outstanding is the Ready handed out and not yet advanced; only one at a time. */
   private outstanding: Ready | undefined = undefined
 
+  /** constructor validates `config` (KV_ERR_INVALID naming the field) and restores state from its storage. */
   constructor(config: RaftConfig) {
     this.raft = new Raft(resolveRaftConfig(config))
     this.prevSoftState = this.softState()
     this.prevHardState = this.hardState()
   }
 
+  /** tick advances logical time by one tick. */
   tick(): void {
     this.raft.tick()
   }
 
+  /** step feeds a message from a peer; malformed or local-only messages are a KV_ERR_PROTOCOL error. */
   step(message: Message): void {
     this.validateMessage(message)
     this.raft.step(message)
   }
 
+  /** propose appends a normal entry on the leader (see ProposeResult for refusals and forwarding). */
   propose(data: Uint8Array): ProposeResult {
     if (!(data instanceof Uint8Array)) throw new KvError(ErrorCode.INVALID, 'propose: data must be a Uint8Array')
     return this.proposeEntries([{ type: 'normal', data }])
   }
 
+  /** proposeConfChange proposes a one-server membership change (docs/raft.md, "Membership changes"). */
   proposeConfChange(change: ConfChange): ProposeResult {
     if (change === null || typeof change !== 'object') throw new KvError(ErrorCode.INVALID, 'proposeConfChange: change must be an object')
     if (!Number.isSafeInteger(change.nodeId) || change.nodeId <= 0) {
@@ -95,10 +100,12 @@ export class RaftNode implements RaftCore {
     return { ok: true, index: 0, term: 0, forwardedTo: r.lead }
   }
 
+  /** applyConfChange is called for each applied confChange entry, in order; it returns the configuration as of that entry. */
   applyConfChange(change: ConfChange): ConfState {
     return this.raft.confs.nextApplied(change)
   }
 
+  /** readIndex requests a linearizable read point, answered by a ReadState carrying `context`. */
   readIndex(context: Uint8Array): void {
     if (!(context instanceof Uint8Array) || context.byteLength === 0 || context.byteLength > READ_CONTEXT_BYTES_MAX) {
       throw new KvError(ErrorCode.INVALID, `readIndex: context must be a non-empty Uint8Array of at most READ_CONTEXT_BYTES_MAX=${READ_CONTEXT_BYTES_MAX} bytes`)
@@ -106,23 +113,28 @@ export class RaftNode implements RaftCore {
     this.raft.step(newMessage({ type: 'readIndex', from: this.raft.id, context }))
   }
 
+  /** transferLeadership hands leadership to `to` (forwarded to the leader when called on a follower). */
   transferLeadership(to: NodeId): void {
     if (!Number.isSafeInteger(to) || to <= 0) throw new KvError(ErrorCode.INVALID, `transferLeadership: node id must be a positive integer, got ${String(to)}`)
     this.raft.step(newMessage({ type: 'transferLeader', from: to }))
   }
 
+  /** campaign starts a (pre-)election now, as if the election timeout had elapsed. */
   campaign(): void {
     this.raft.step(newMessage({ type: 'hup', from: this.raft.id }))
   }
 
+  /** reportUnreachable tells a leader the transport failed to reach `peer`, so it stops pipelining to it. */
   reportUnreachable(peer: NodeId): void {
     this.raft.step(newMessage({ type: 'unreachable', from: peer }))
   }
 
+  /** reportSnapshot tells a leader how sending a snapshot to `peer` ended. */
   reportSnapshot(peer: NodeId, ok: boolean): void {
     this.raft.step(newMessage({ type: 'snapStatus', from: peer, reject: !ok }))
   }
 
+  /** hasReady tells whether ready() would return any work. */
   hasReady(): boolean {
     const r = this.raft
     if (!softStateEqual(this.softState(), this.prevSoftState)) return true
@@ -131,6 +143,7 @@ export class RaftNode implements RaftCore {
     return r.msgs.length > 0 || r.readStates.length > 0 || r.log.hasNextCommittedEntries()
   }
 
+  /** ready returns the next batch of work; only one may be outstanding until advance(). */
   ready(): Ready {
     assert(this.outstanding === undefined, 'RaftNode.ready: the previous Ready has not been advanced')
     const r = this.raft
@@ -154,6 +167,7 @@ export class RaftNode implements RaftCore {
     return rd
   }
 
+  /** advance acknowledges that `ready` was persisted, sent and applied. */
   advance(ready: Ready): void {
     assert(ready === this.outstanding, 'RaftNode.advance: not the Ready last returned by ready()')
     this.outstanding = undefined
@@ -178,6 +192,7 @@ export class RaftNode implements RaftCore {
     this.raft.uncommittedBytes = Math.max(0, this.raft.uncommittedBytes - bytes)
   }
 
+  /** status reports the node's state for inspection, metrics and tests. */
   status(): Status {
     const r = this.raft
     const status: Status = {

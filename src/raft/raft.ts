@@ -320,6 +320,7 @@ export class Raft {
     return this.tracker.tallyVotes().result
   }
 
+  /** becomeLeaderAndBroadcast takes over and sends the term's first append to every peer. */
   becomeLeaderAndBroadcast(): void {
     this.becomeLeader()
     this.bcastAppend()
