@@ -42,6 +42,8 @@ function closedError(): KvError {
 
 /** isRetryable tells errors that mean "this connection is gone or going" from answers. */
 function isRetryable(error: unknown): boolean {
+  // A cluster proxy's `quorumLost` UNAVAILABLE is an answer: another proxy would find the same shard down.
+  if (isKvError(error) && error.details?.quorumLost === true) return false
   return isKvError(error) && (error.code === ErrorCode.CLOSED || error.code === ErrorCode.UNAVAILABLE)
 }
 
@@ -111,8 +113,10 @@ export class RemoteKV implements DistKV {
   }
 
   async batch(ops: BatchOp[], options?: BatchOptions): Promise<void> {
-    // A local server holds one engine, so every batch is atomic whatever `atomic` says.
-    await this.call(LocalMethod.batch, { ops: checkOps(ops), sync: checkSync(options) })
+    // A local server holds one engine, so every batch is atomic whatever `atomic` says; a cluster
+    // proxy splits a batch across shards only when told `atomic: false`.
+    const atomic = options?.atomic === false ? { atomic: false } : {}
+    await this.call(LocalMethod.batch, { ops: checkOps(ops), sync: checkSync(options), ...atomic })
   }
 
   async has(key: KeyLike): Promise<boolean> {

@@ -17,7 +17,7 @@ import { PROTOCOL_VERSION, type HelloInfo, type PeerInfo, type RequestContext, t
 /** ServerConfig is the frozen, validated configuration a connection works under. */
 export interface ServerConfig {
   serverInfo: Record<string, unknown>
-  authenticate: ((hello: HelloInfo, transport: 'unix' | 'tcp') => void) | undefined
+  authenticate: ((hello: HelloInfo, transport: 'unix' | 'tcp') => void | string) | undefined
   frameBytesMax: number
   inflightRequestsMax: number
   streamWindowPages: number
@@ -170,12 +170,13 @@ export class ServerConnection {
       return this.fail(new KvError(ErrorCode.PROTOCOL, 'hello needs clientId (string), name (string), pid (number), token (string, optional)'))
     }
     const info: HelloInfo = { clientId, name, pid, ...(typeof token === 'string' ? { token } : {}) }
+    let role: void | string
     try {
-      this.config.authenticate?.(info, this.peer.transport)
+      role = this.config.authenticate?.(info, this.peer.transport)
     } catch (error) {
       return this.fail(error instanceof KvError ? error : new KvError(ErrorCode.AUTH, 'authentication failed'))
     }
-    Object.assign(this.peer, { clientId, name, pid })
+    Object.assign(this.peer, { clientId, name, pid }, typeof role === 'string' ? { role } : {})
     this.ready = true
     this.connection.send(FrameType.HELLO_OK, ZERO_ID, encodeBody(this.config.serverInfo))
   }

@@ -26,6 +26,8 @@ export interface PeerInfo {
   remoteAddress: string
   connectedAt: number
   requests: number
+  /** role is what the server's authenticate hook returned for this connection, if anything. */
+  role?: string
 }
 
 /** RequestContext is handed to every handler call. */
@@ -47,8 +49,11 @@ export type StreamHandler = (params: any, ctx: RequestContext) => AsyncIterable<
 export interface WireServerOptions {
   /** serverInfo is returned to every client in the hello reply (e.g. { serverId, pid, version }). */
   serverInfo: Record<string, unknown>
-  /** authenticate throws KvError(AUTH) to refuse a client; the server sends the error and closes. */
-  authenticate?: (hello: HelloInfo, transport: 'unix' | 'tcp') => void
+  /**
+   * authenticate throws KvError(AUTH) to refuse a client; the server sends the error and closes.
+   * A string it returns becomes the connection's `peer.role` (e.g. 'internal' for cluster peers).
+   */
+  authenticate?: (hello: HelloInfo, transport: 'unix' | 'tcp') => void | string
   frameBytesMax?: number
   connectionsMax?: number
   inflightRequestsMax?: number

@@ -1,0 +1,193 @@
+/**
+ * Cluster commands of the distkv CLI: `dev` (a whole cluster on loopback, what `npm start`
+ * runs), `status` (the cluster view from any node) and `admin` (placement changes, which need
+ * the cluster token).
+ */
+import { readFileSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+import { ErrorCode, KvError } from '../errors.js'
+import { connect } from '../client/open.js'
+import type { RemoteKV } from '../client/remote.js'
+import { integerFlag, positionalCount, stringFlag, type Parsed } from '../cli/args.js'
+import type { Command, Io } from '../cli/command.js'
+import { write } from '../cli/io.js'
+import type { ClusterView } from '../meta/routing.js'
+import { DevCluster } from './dev.js'
+
+const devReadyTimeoutMs = 120_000
+
+/** devCommand runs a dev cluster until Ctrl-C or SIGTERM. */
+export const clusterDevCommand: Command = {
+  name: 'dev',
+  summary: 'run a whole cluster on loopback (what npm start runs)',
+  help: `usage: distkv dev [--dir DIR] [--nodes 3] [--shards 4] [--replicas 3] [--port 7700] [--no-restart]
+
+Starts --nodes node processes on 127.0.0.1, each with the meta, store and proxy roles, holding
+--shards shards of --replicas replicas. Node 1 serves HTTP on --port and RPC on the next port
+(node i: port + 10(i-1) and the one after). Writes DIR/cluster.json (addresses and pids),
+restarts a node that dies after about a second (unless --no-restart), and stops everything
+on Ctrl-C or SIGTERM. DIR defaults to ./data/dev.
+  --tick-ms MS, --request-timeout-ms MS, --down-after-ms MS   tuning (tests use short ones)`,
+  options: {
+    dir: { type: 'string' },
+    nodes: { type: 'string' },
+    shards: { type: 'string' },
+    replicas: { type: 'string' },
+    port: { type: 'string' },
+    'no-restart': { type: 'boolean' },
+    'tick-ms': { type: 'string' },
+    'request-timeout-ms': { type: 'string' },
+    'down-after-ms': { type: 'string' },
+  },
+  async run(parsed: Parsed, io: Io): Promise<number> {
+    positionalCount('dev', parsed, 0, 0)
+    const nodes = integerFlag(parsed, 'nodes', { min: 1, max: 9 }) ?? 3
+    const cluster = new DevCluster({
+      dir: resolve(stringFlag(parsed, 'dir') ?? join('data', 'dev')),
+      nodes,
+      shards: integerFlag(parsed, 'shards', { min: 1, max: 256 }) ?? 4,
+      replicas: integerFlag(parsed, 'replicas', { min: 1, max: 7 }) ?? Math.min(3, nodes),
+      port: integerFlag(parsed, 'port', { min: 1, max: 65_000 }) ?? 7700,
+      restart: parsed.values['no-restart'] !== true,
+      restartDelayMs: 1_000,
+      tickMs: integerFlag(parsed, 'tick-ms', { min: 1, max: 10_000 }),
+      requestTimeoutMs: integerFlag(parsed, 'request-timeout-ms', { min: 100, max: 300_000 }),
+      downAfterMs: integerFlag(parsed, 'down-after-ms', { min: 100, max: 86_400_000 }),
+      log: (line) => void write(io.stderr, `${line}\n`).catch(() => undefined),
+    })
+    const stopped = new Promise<void>((done) => {
+      process.once('SIGINT', done)
+      process.once('SIGTERM', done)
+    })
+    try {
+      await cluster.start()
+      const view = await waitForLeaders(cluster.endpoint, cluster.token, stopped)
+      if (view !== undefined) await write(io.stdout, banner(cluster, view))
+      await stopped
+    } finally {
+      await cluster.stop()
+    }
+    await write(io.stdout, 'distkv dev: stopped\n')
+    return 0
+  },
+}
+
+async function waitForLeaders(endpoint: string, token: string, stopped: Promise<void>): Promise<ClusterView | undefined> {
+  let stop = false
+  void stopped.then(() => (stop = true))
+  const kv = (await connect(endpoint, { token, name: 'distkv-dev' })) as RemoteKV
+  try {
+    const deadline = Date.now() + devReadyTimeoutMs
+    while (!stop && Date.now() < deadline) {
+      const view = (await kv.call('admin.cluster', {}).catch(() => undefined)) as ClusterView | undefined
+      if (view !== undefined && view.shards.length > 0 && view.shards.every((s) => s.leader !== null)) return view
+      await new Promise((r) => setTimeout(r, 200))
+    }
+    if (!stop) throw new KvError(ErrorCode.TIMEOUT, `the cluster did not elect shard leaders within ${devReadyTimeoutMs} ms`)
+    return undefined
+  } finally {
+    await kv.close()
+  }
+}
+
+function banner(cluster: DevCluster, view: ClusterView): string {
+  const o = cluster.options
+  return [
+    `distkv dev: ${o.nodes} nodes, ${view.shards.length} shards x ${o.replicas} replicas, data in ${o.dir}`,
+    `  web UI and HTTP API: http://${cluster.nodes[0]!.http}`,
+    `  client endpoint:     ${cluster.endpoint}   (connect('${cluster.endpoint}'), or any node's RPC address)`,
+    `  cluster file:        ${join(o.dir, 'cluster.json')}`,
+    ...cluster.nodes.map((n) => `  node ${n.id}: rpc ${n.rpc}, http http://${n.http}, pid ${n.pid}`),
+    'Ctrl-C stops the cluster.',
+    '',
+  ].join('\n')
+}
+
+function endpointOf(parsed: Parsed): string {
+  const endpoint = stringFlag(parsed, 'endpoint')
+  if (endpoint !== undefined) return endpoint
+  const dir = stringFlag(parsed, 'dir')
+  if (dir !== undefined) return (JSON.parse(readFileSync(join(dir, 'cluster.json'), 'utf8')) as { rpc: string }).rpc
+  throw new KvError(ErrorCode.INVALID, 'give --endpoint HOST:PORT (or --dir of a dev cluster)')
+}
+
+function tokenOf(parsed: Parsed, io: Io): string | undefined {
+  const dir = stringFlag(parsed, 'dir')
+  return stringFlag(parsed, 'token') ?? io.env.DISTKV_TOKEN ?? (dir === undefined ? undefined : readFileSync(join(dir, 'cluster-token'), 'utf8').trim())
+}
+
+/** statusCommand prints the cluster view of the node at --endpoint. */
+export const statusCommand: Command = {
+  name: 'status',
+  summary: 'show nodes, shards, leaders and slot ranges of a cluster',
+  help: `usage: distkv status (--endpoint HOST:PORT | --dir DEVDIR) [--token T] [--json]`,
+  options: { endpoint: { type: 'string' }, dir: { type: 'string' }, token: { type: 'string' }, json: { type: 'boolean' } },
+  async run(parsed: Parsed, io: Io): Promise<number> {
+    positionalCount('status', parsed, 0, 0)
+    const kv = (await connect(endpointOf(parsed), { token: tokenOf(parsed, io), requestTimeoutMs: 10_000 })) as RemoteKV
+    try {
+      const view = (await kv.call('admin.cluster', {})) as ClusterView
+      await write(io.stdout, parsed.values.json === true ? `${JSON.stringify(view, null, 2)}\n` : renderStatus(view))
+    } finally {
+      await kv.close()
+    }
+    return 0
+  },
+}
+
+/** renderStatus is the human-readable form of a cluster view. */
+export function renderStatus(view: ClusterView): string {
+  const lines = [`cluster ${view.clusterId} (routing version ${view.version}), meta leader: node ${view.meta.leader ?? 'none'}`, 'nodes:']
+  for (const n of view.nodes) lines.push(`  node ${n.id}  ${n.health.padEnd(4)}  rpc ${n.rpc}${n.http ? `  http ${n.http}` : ''}  roles ${n.roles.join(',')}`)
+  lines.push('shards:')
+  for (const s of view.shards) {
+    const ranges = s.slots.map(([a, b]) => (a === b ? `${a}` : `${a}-${b}`)).join(',')
+    lines.push(`  shard ${s.id}  epoch ${s.epoch}  leader ${s.leader ?? 'none'}  replicas ${s.replicas.join(',')}${s.learners.length ? `  learners ${s.learners.join(',')}` : ''}  slots ${s.slotCount} [${ranges}]`)
+  }
+  for (const m of view.moves) lines.push(`  moving ${m.slots.length} slots from shard ${m.from} to ${m.to}: ${m.stage}`)
+  return `${lines.join('\n')}\n`
+}
+
+function parseSlots(text: string): number[] {
+  const out: number[] = []
+  for (const part of text.split(',')) {
+    const m = /^(\d+)(?:-(\d+))?$/.exec(part.trim())
+    if (m === null) throw new KvError(ErrorCode.INVALID, `--slots: '${part}' is not N or N-M`)
+    for (let s = Number(m[1]); s <= Number(m[2] ?? m[1]); s++) out.push(s)
+  }
+  return out
+}
+
+/** adminCommand changes placement: add-shard, move-slots, transfer-leader, replace-replica. */
+export const adminCommand: Command = {
+  name: 'admin',
+  summary: 'change placement: add-shard, move-slots, transfer-leader, replace-replica',
+  help: `usage: distkv admin ACTION (--endpoint HOST:PORT | --dir DEVDIR) [--token CLUSTER_TOKEN] ...
+  add-shard [--nodes 1,2,3] [--slots N]     new shard, N slots moved onto it online
+  move-slots --slots A-B[,C] --to SHARD     move slots (all on one shard) to SHARD
+  transfer-leader --shard S --node N        make node N's replica the leader of shard S
+  replace-replica --shard S --from N --to M move shard S's replica from node N to node M
+Adding a node: start \`distkv server\` on it with the same --members and token; it registers.`,
+  options: { endpoint: { type: 'string' }, dir: { type: 'string' }, token: { type: 'string' }, nodes: { type: 'string' }, slots: { type: 'string' }, to: { type: 'string' }, shard: { type: 'string' }, node: { type: 'string' }, from: { type: 'string' } },
+  async run(parsed: Parsed, io: Io): Promise<number> {
+    positionalCount('admin', parsed, 1, 1)
+    const action = parsed.positionals[0]!
+    const num = (flag: string) => integerFlag(parsed, flag, { min: 1, max: 1e9 })
+    const calls: Record<string, () => [string, unknown]> = {
+      'add-shard': () => ['admin.addShard', { ...(stringFlag(parsed, 'nodes') ? { nodes: stringFlag(parsed, 'nodes')!.split(',').map(Number) } : {}), ...(num('slots') ? { slots: num('slots') } : {}) }],
+      'move-slots': () => ['admin.moveSlots', { slots: parseSlots(stringFlag(parsed, 'slots') ?? ''), to: num('to') }],
+      'transfer-leader': () => ['admin.transferLeader', { shard: num('shard'), node: num('node') }],
+      'replace-replica': () => ['admin.replaceReplica', { shard: num('shard'), from: num('from'), to: num('to') }],
+    }
+    const call = calls[action]
+    if (call === undefined) throw new KvError(ErrorCode.INVALID, `admin: unknown action '${action}' (see distkv admin --help)`)
+    const [method, params] = call()
+    const kv = (await connect(endpointOf(parsed), { token: tokenOf(parsed, io), requestTimeoutMs: 30_000 })) as RemoteKV
+    try {
+      await write(io.stdout, `${JSON.stringify(await kv.call(method, params))}\n`)
+    } finally {
+      await kv.close()
+    }
+    return 0
+  },
+}

@@ -1,0 +1,94 @@
+/**
+ * `distkv server`: runs one cluster node with the roles it is given, configured by a JSON file
+ * (--config), flags for every field (which win over the file) and the environment (tokens).
+ * Prints one line `ready {"id":..,"rpc":..,"http":..,"pid":..}` on stdout once serving, and stops
+ * cleanly on SIGTERM or Ctrl-C.
+ */
+import { readFileSync } from 'node:fs'
+import { ErrorCode, KvError } from '../errors.js'
+import { positionalCount, stringFlag, type Parsed } from '../cli/args.js'
+import type { Command, Io } from '../cli/command.js'
+import { write } from '../cli/io.js'
+import { resolveNodeConfig } from './config.js'
+import { startNode } from './node.js'
+
+const FLAG_FIELDS: Record<string, string> = {
+  id: 'id',
+  rpc: 'rpc',
+  http: 'http',
+  'data-dir': 'dataDir',
+  roles: 'roles',
+  token: 'token',
+  'client-token': 'clientToken',
+  shards: 'shards',
+  replicas: 'replicas',
+  'tick-ms': 'tickMs',
+  'election-ticks': 'electionTicks',
+  'request-timeout-ms': 'requestTimeoutMs',
+  'down-after-ms': 'downAfterMs',
+}
+
+/** parseMembers reads `--members 1@host:port,2@host:port` (every member gets every role). */
+export function parseMembers(text: string): Array<{ id: number; rpc: string; roles: string[] }> {
+  return text.split(',').filter((m) => m.trim() !== '').map((member) => {
+    const match = /^(\d+)@(.+)$/.exec(member.trim())
+    if (match === null) throw new KvError(ErrorCode.INVALID, `--members: '${member}' is not ID@HOST:PORT`)
+    return { id: Number(match[1]), rpc: match[2]!, roles: ['meta', 'store', 'proxy'] }
+  })
+}
+
+/** loadServerConfig merges the config file and the flags into a raw configuration. */
+export function loadServerConfig(parsed: Parsed): Record<string, unknown> {
+  const file = stringFlag(parsed, 'config')
+  let raw: Record<string, unknown> = {}
+  if (file !== undefined) {
+    try {
+      raw = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>
+    } catch (error) {
+      throw new KvError(ErrorCode.INVALID, `--config ${file}: ${(error as Error).message}`)
+    }
+    if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new KvError(ErrorCode.INVALID, `--config ${file}: must hold a JSON object`)
+  }
+  for (const [flag, field] of Object.entries(FLAG_FIELDS)) {
+    const value = stringFlag(parsed, flag)
+    if (value !== undefined) raw[field] = value
+  }
+  const members = stringFlag(parsed, 'members')
+  if (members !== undefined) raw.members = parseMembers(members)
+  return raw
+}
+
+/** serverCommand runs a cluster node until it is stopped. */
+export const serverCommand: Command = {
+  name: 'server',
+  summary: 'run a cluster node (roles meta, store, proxy)',
+  help: `usage: distkv server [--config FILE] [--id N --rpc HOST:PORT --data-dir DIR --members LIST ...]
+
+Runs one node of a distkv cluster. Every field of the config file can be given as a flag:
+  --config FILE            JSON file with the fields below (flags win)
+  --id N                   this node's id (1..999999), unique in the cluster
+  --roles LIST             meta,store,proxy (default: this member's roles, or all three)
+  --rpc HOST:PORT          wire listener for clients, proxies and peers
+  --http HOST:PORT         HTTP front end (proxy role)
+  --data-dir DIR           where this node keeps its RocksDB data
+  --members LIST           the static member list: 1@HOST:PORT,2@HOST:PORT,... (same on every node)
+  --token T                cluster token shared by all nodes (or DISTKV_TOKEN)
+  --client-token T         token clients must present (or DISTKV_CLIENT_TOKEN; default none)
+  --shards N --replicas R  layout a new cluster starts with (default 4 x 3)
+  --tick-ms MS             Raft tick (default 50); --election-ticks N (default 10)
+  --request-timeout-ms MS  how long the proxy retries one request (default 10000)
+  --down-after-ms MS       silence after which a node is reported down (default 30000)`,
+  options: Object.fromEntries([...Object.keys(FLAG_FIELDS), 'config', 'members'].map((flag) => [flag, { type: 'string' as const }])),
+  async run(parsed: Parsed, io: Io): Promise<number> {
+    positionalCount('server', parsed, 0, 0)
+    const config = resolveNodeConfig(loadServerConfig(parsed), io.env)
+    const node = await startNode(config, (line) => void write(io.stderr, `${line}\n`).catch(() => undefined))
+    await write(io.stdout, `ready ${JSON.stringify({ id: config.id, rpc: node.rpc, http: node.http ?? null, pid: process.pid, raftId: node.raftId })}\n`)
+    await new Promise<void>((resolve) => {
+      process.once('SIGTERM', resolve)
+      process.once('SIGINT', resolve)
+    })
+    await node.close()
+    return 0
+  },
+}

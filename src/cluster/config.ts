@@ -1,0 +1,112 @@
+/**
+ * Configuration of one cluster node (`distkv server`): read from a JSON file, then flags, then
+ * environment (DISTKV_TOKEN, DISTKV_CLIENT_TOKEN), validated once with messages that name the
+ * field, and frozen. Every node of a cluster is given the same static member list; it is only
+ * used to bootstrap a new cluster and to find the meta group at start.
+ */
+import { ErrorCode, KvError } from '../errors.js'
+import { parseEndpoint } from '../local/validate.js'
+import type { Role } from '../meta/state.js'
+
+/** MemberConfig is one node of the static member list. */
+export interface MemberConfig {
+  id: number
+  rpc: string
+  roles: Role[]
+}
+
+/** NodeConfig is the validated configuration of a node process. */
+export interface NodeConfig {
+  id: number
+  roles: Role[]
+  /** rpc: host:port of the wire listener (clients, proxies, peers). */
+  rpc: string
+  /** http: host:port of the HTTP front end (proxy role), if any. */
+  http: string | undefined
+  dataDir: string
+  /** token: the cluster token internal methods require (peers, stores, meta). */
+  token: string
+  /** clientToken: the token clients must present; none means clients need none. */
+  clientToken: string | undefined
+  members: MemberConfig[]
+  /** shards and replicas: the layout a new cluster is bootstrapped with. */
+  shards: number
+  replicas: number
+  tickMs: number
+  electionTicks: number
+  /** requestTimeoutMs: how long the proxy tries one client request before giving up. */
+  requestTimeoutMs: number
+  /** downAfterMs: a node silent this long is reported down (and its replicas may be replaced). */
+  downAfterMs: number
+}
+
+const ROLES: readonly Role[] = ['meta', 'store', 'proxy']
+
+function invalid(field: string, message: string): KvError {
+  return new KvError(ErrorCode.INVALID, `config ${field}: ${message}`, { field })
+}
+
+function integer(field: string, value: unknown, min: number, max: number): number {
+  const n = typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : value
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < min || n > max) throw invalid(field, `must be an integer in [${min}, ${max}], got ${JSON.stringify(value)}`)
+  return n
+}
+
+function address(field: string, value: unknown): string {
+  if (typeof value !== 'string') throw invalid(field, `must be 'host:port', got ${JSON.stringify(value)}`)
+  try {
+    parseEndpoint(value)
+  } catch {
+    throw invalid(field, `must be 'host:port', got ${JSON.stringify(value)}`)
+  }
+  return value
+}
+
+function roles(field: string, value: unknown): Role[] {
+  const list = typeof value === 'string' ? value.split(',').map((r) => r.trim()).filter((r) => r !== '') : value
+  if (!Array.isArray(list) || list.length === 0 || !list.every((r) => ROLES.includes(r as Role))) {
+    throw invalid(field, `must be a non-empty list of ${ROLES.join(', ')}, got ${JSON.stringify(value)}`)
+  }
+  return [...new Set(list as Role[])]
+}
+
+function members(value: unknown): MemberConfig[] {
+  if (!Array.isArray(value) || value.length === 0) throw invalid('members', 'must be a non-empty list of { id, rpc, roles }')
+  const out = value.map((m: Record<string, unknown>, i) => ({
+    id: integer(`members[${i}].id`, m?.id, 1, 999_999),
+    rpc: address(`members[${i}].rpc`, m?.rpc),
+    roles: roles(`members[${i}].roles`, m?.roles ?? ROLES),
+  }))
+  if (new Set(out.map((m) => m.id)).size !== out.length) throw invalid('members', 'ids must be unique')
+  if (!out.some((m) => m.roles.includes('meta'))) throw invalid('members', 'at least one member needs the meta role')
+  return out
+}
+
+/** resolveNodeConfig validates a raw configuration object (file merged with flags) and fills in defaults. */
+export function resolveNodeConfig(raw: Record<string, unknown>, env: NodeJS.ProcessEnv = {}): Readonly<NodeConfig> {
+  const id = integer('id', raw.id, 1, 999_999)
+  const token = raw.token ?? env.DISTKV_TOKEN
+  if (typeof token !== 'string' || token.length < 8) throw invalid('token', 'the cluster token is required (at least 8 characters; --token or DISTKV_TOKEN)')
+  const clientToken = raw.clientToken ?? env.DISTKV_CLIENT_TOKEN
+  if (clientToken !== undefined && typeof clientToken !== 'string') throw invalid('clientToken', 'must be a string')
+  if (typeof raw.dataDir !== 'string' || raw.dataDir === '') throw invalid('dataDir', 'is required')
+  const list = members(raw.members)
+  const self = list.find((m) => m.id === id)
+  const config: NodeConfig = {
+    id,
+    roles: roles('roles', raw.roles ?? self?.roles ?? ROLES),
+    rpc: address('rpc', raw.rpc ?? self?.rpc),
+    http: raw.http === undefined || raw.http === null ? undefined : address('http', raw.http),
+    dataDir: raw.dataDir,
+    token,
+    clientToken: clientToken === '' ? undefined : clientToken,
+    members: list,
+    shards: integer('shards', raw.shards ?? 4, 1, 1024),
+    replicas: integer('replicas', raw.replicas ?? 3, 1, 7),
+    tickMs: integer('tickMs', raw.tickMs ?? 50, 1, 10_000),
+    electionTicks: integer('electionTicks', raw.electionTicks ?? 10, 3, 1_000),
+    requestTimeoutMs: integer('requestTimeoutMs', raw.requestTimeoutMs ?? 10_000, 100, 300_000),
+    downAfterMs: integer('downAfterMs', raw.downAfterMs ?? 30_000, 100, 86_400_000),
+  }
+  return Object.freeze(config)
+}

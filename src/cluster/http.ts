@@ -1,0 +1,30 @@
+/**
+ * The HTTP front end of a proxy node: src/proxy/http served over a client connected to this
+ * node's own RPC listener, so HTTP requests take exactly the path (validation, routing,
+ * retries) that RPC clients take.
+ */
+import { connect } from '../client/open.js'
+import type { DistKV } from '../client/types.js'
+import { parseEndpoint } from '../local/validate.js'
+import { startHttpServer } from '../proxy/http/index.js'
+import type { NodeConfig } from './config.js'
+
+/** HttpAttachment is a running HTTP front end. */
+export interface HttpAttachment {
+  url: string
+  close(): Promise<void>
+}
+
+/** attachHttp starts the HTTP front end on `config.http`. */
+export async function attachHttp(config: Readonly<NodeConfig>, cluster: () => Promise<unknown>): Promise<HttpAttachment> {
+  const { host, port } = parseEndpoint(config.http!)
+  const kv: DistKV = await connect(config.rpc, { token: config.clientToken ?? config.token, name: `distkv-http-${config.id}`, requestTimeoutMs: config.requestTimeoutMs + 1_000 })
+  const handle = await startHttpServer({ kv, host, port, cluster: async () => (await cluster()) as object, token: config.clientToken })
+  return {
+    url: handle.url,
+    async close() {
+      await handle.close()
+      await kv.close()
+    },
+  }
+}

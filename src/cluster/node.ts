@@ -1,0 +1,222 @@
+/**
+ * One cluster node process (`distkv server`): one RocksDB engine, one wire listener, one
+ * RaftDriver hosting the meta group (meta role) and shard replicas (store role), and the
+ * client API (proxy role, plus the HTTP front end when `http` is configured).
+ *
+ * Identity: a node's Raft id is its configured id the first time it founds a cluster; a node
+ * that starts with an empty data directory while the cluster already exists asks meta for a
+ * fresh Raft id and joins as a new peer, so it never votes twice under an old identity.
+ *
+ * Auth: a hello with the cluster token gets the 'internal' role (raft.*, store.*, meta.*,
+ * mutating admin.*); other hellos need the client token when one is configured.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto'
+import { mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { ErrorCode, KvError } from '../errors.js'
+import type { Engine } from '../engine/engine.js'
+import { RocksDbEngine } from '../engine/rocksdb.js'
+import { parseEndpoint } from '../local/validate.js'
+import { RaftDriver } from '../raftstore/driver.js'
+import { EngineRaftStorage } from '../raftstore/log-storage.js'
+import { TcpTransport } from '../raftstore/tcp-transport.js'
+import { IntervalTicker } from '../raftstore/ticker.js'
+import { WireServer, type HelloInfo, type RequestContext } from '../wire/index.js'
+import { ADMIN_METHODS, handleAdmin } from '../meta/admin.js'
+import { MetaClient } from '../meta/client.js'
+import { MetaMachine } from '../meta/machine.js'
+import { Reconciler } from '../meta/reconciler.js'
+import { checkRouting, type Routing } from '../meta/routing.js'
+import { MetaService } from '../meta/service.js'
+import { META_GROUP_ID, type NodeRecord } from '../meta/state.js'
+import { StoreClient } from '../store/client.js'
+import { StoreHost } from '../store/host.js'
+import { registerStoreHandlers } from '../store/service.js'
+import { ClusterKV, registerProxyHandlers } from '../proxy/service.js'
+import { Router } from '../proxy/router.js'
+import type { NodeConfig } from './config.js'
+import { PeerPool } from './peers.js'
+import { attachHttp, type HttpAttachment } from './http.js'
+
+const IDENTITY_KEY = Buffer.from([0x00, 0x69, 0x64]) // outside raftstore's 0x01 keyspace
+/** heartbeatIntervalMs: how often a node reports to meta and re-reads its placement. */
+export const heartbeatIntervalMs = 250
+
+/** Identity is who this node is in Raft, stored in its engine. */
+interface Identity {
+  raftId: number
+  founder: boolean
+}
+
+/** ClusterNodeHandle is a running node. */
+export interface ClusterNodeHandle {
+  readonly config: Readonly<NodeConfig>
+  readonly raftId: number
+  readonly rpc: string
+  readonly http: string | undefined
+  close(): Promise<void>
+}
+
+function digest(text: string): Buffer {
+  return createHash('sha256').update(text, 'utf8').digest()
+}
+
+function authenticator(config: NodeConfig): (hello: HelloInfo) => string {
+  const cluster = digest(config.token)
+  const client = config.clientToken === undefined ? undefined : digest(config.clientToken)
+  return (hello) => {
+    const given = typeof hello.token === 'string' && hello.token !== '' ? digest(hello.token) : undefined
+    if (given !== undefined && timingSafeEqual(given, cluster)) return 'internal'
+    if (client === undefined) return 'client'
+    if (given === undefined) throw new KvError(ErrorCode.AUTH, 'a token is required')
+    if (!timingSafeEqual(given, client)) throw new KvError(ErrorCode.AUTH, 'wrong token')
+    return 'client'
+  }
+}
+
+/** internalOnly wraps a handler so that only peers with the cluster token may call it. */
+function internalOnly<T extends (params: any, ctx: RequestContext) => any>(handler: T): T {
+  return ((params: unknown, ctx: RequestContext) => {
+    if (ctx.peer.role !== 'internal') throw new KvError(ErrorCode.AUTH, 'this method needs the cluster token')
+    return handler(params, ctx)
+  }) as T
+}
+
+/** startNode opens the node's storage, joins or founds the cluster and serves until closed. */
+export async function startNode(config: Readonly<NodeConfig>, log: (line: string) => void = (line) => process.stderr.write(`${line}\n`)): Promise<ClusterNodeHandle> {
+  const say = (message: string, details: Record<string, unknown> = {}) => log(`distkv node ${config.id}: ${message} ${JSON.stringify(details)}`)
+  mkdirSync(config.dataDir, { recursive: true })
+  const engine = new RocksDbEngine({ dir: join(config.dataDir, 'db'), cacheBytes: 32 * 1024 * 1024, memtableBudgetBytes: 64 * 1024 * 1024, backgroundThreads: 2 })
+  await engine.open()
+  const server = new WireServer({ serverInfo: { nodeId: config.id, pid: process.pid, roles: config.roles, cluster: true }, authenticate: authenticator(config), onHandlerError: (error, method) => say('handler failed', { method, error: String((error as Error)?.stack ?? error) }) })
+  const rpc = parseEndpoint(config.rpc)
+  await server.listen(rpc)
+  const pool = new PeerPool({ name: `distkv-node-${config.id}`, token: config.token })
+  const addresses = new Map<number, string>(config.members.map((m) => [m.id, m.rpc]))
+  const metaSeeds = new Map(config.members.filter((m) => m.roles.includes('meta')).map((m) => [m.id, m.rpc]))
+  const meta = new MetaClient({ pool, seeds: metaSeeds, timeoutMs: config.requestTimeoutMs })
+  const identity = await loadIdentity(engine, config, pool, meta, say)
+  const guarded = { handle: (method: string, handler: any) => server.handle(method, internalOnly(handler)), handleStream: server.handleStream.bind(server) } as unknown as WireServer
+  const transport = new TcpTransport({ nodeId: identity.raftId, server: guarded, token: config.token, peers: (id) => (addresses.has(id) ? parseEndpoint(addresses.get(id)!) : undefined) })
+  const driver = new RaftDriver({
+    nodeId: identity.raftId,
+    engine,
+    transport,
+    ticker: new IntervalTicker(config.tickMs),
+    raft: { electionTimeoutTicks: config.electionTicks, heartbeatIntervalTicks: 1 },
+    limits: { requestTimeoutTicks: Math.max(20, Math.ceil(5_000 / config.tickMs)) },
+    logger: (level, message, details) => (level === 'info' ? undefined : say(`raft ${level}: ${message}`, details)),
+  })
+  await driver.start()
+  const stores = new StoreClient(pool)
+  const parts = await startRoles({ config, engine, server, driver, pool, meta, stores, identity, say })
+  const self: NodeRecord = { id: config.id, raftId: identity.raftId, rpc: config.rpc, http: parts.http?.url, roles: config.roles }
+  const loop = startHeartbeats({ self, meta, host: parts.host, addresses, router: parts.router, say })
+  say('serving', { rpc: config.rpc, http: parts.http?.url, raftId: identity.raftId, roles: config.roles })
+  return {
+    config,
+    raftId: identity.raftId,
+    rpc: config.rpc,
+    http: parts.http?.url,
+    async close() {
+      loop.stop()
+      parts.reconciler?.stop()
+      parts.router?.stop()
+      await parts.http?.close()
+      await server.close()
+      await driver.close()
+      await pool.close()
+      await engine.close()
+    },
+  }
+}
+
+async function loadIdentity(engine: Engine, config: NodeConfig, pool: PeerPool, meta: MetaClient, say: (m: string, d?: Record<string, unknown>) => void): Promise<Identity> {
+  const stored = await engine.get(IDENTITY_KEY)
+  if (stored !== undefined) return JSON.parse(stored.toString()) as Identity
+  let existing = false
+  await Promise.all(config.members.filter((m) => m.id !== config.id && m.roles.includes('meta')).map(async (m) => {
+    const info = (await pool.request(m.rpc, 'meta.info', {}, { timeoutMs: 1_000 }).catch(() => undefined)) as { clusterId?: string } | undefined
+    if (typeof info?.clusterId === 'string' && info.clusterId !== '') existing = true
+  }))
+  let identity: Identity = { raftId: config.id, founder: true }
+  if (existing) {
+    const raftId = await meta.call('meta.allocateRaftId', { nodeId: config.id }, 60_000)
+    if (typeof raftId !== 'number') throw new KvError(ErrorCode.PROTOCOL, 'meta.allocateRaftId returned no id')
+    identity = { raftId, founder: false }
+    say('empty data directory in an existing cluster: joining as a new peer', { raftId })
+  }
+  await engine.batch([{ type: 'put', key: IDENTITY_KEY, value: Buffer.from(JSON.stringify(identity)) }], { sync: true })
+  return identity
+}
+
+interface RoleDeps {
+  config: Readonly<NodeConfig>
+  engine: Engine
+  server: WireServer
+  driver: RaftDriver
+  pool: PeerPool
+  meta: MetaClient
+  stores: StoreClient
+  identity: Identity
+  say: (message: string, details?: Record<string, unknown>) => void
+}
+
+async function startRoles(d: RoleDeps): Promise<{ host?: StoreHost; router?: Router; reconciler?: Reconciler; http?: HttpAttachment }> {
+  const out: { host?: StoreHost; router?: Router; reconciler?: Reconciler; http?: HttpAttachment } = {}
+  let service: MetaService | undefined
+  if (d.config.roles.includes('meta')) {
+    const machine = new MetaMachine(d.engine)
+    await machine.load()
+    const voters = d.config.members.filter((m) => m.roles.includes('meta')).map((m) => m.id)
+    if (d.identity.founder && voters.includes(d.config.id)) await EngineRaftStorage.bootstrap(d.engine, META_GROUP_ID, { voters, learners: [], votersOutgoing: [] })
+    await d.driver.addGroup(META_GROUP_ID, machine)
+    service = new MetaService(d.driver, machine)
+    const meta = service
+    service.register(d.server, internalOnly, (method, params) => handleAdmin(meta, d.stores, d.config.downAfterMs, method, params))
+    out.reconciler = new Reconciler(service, d.stores, { members: d.config.members, shards: d.config.shards, replicas: d.config.replicas, intervalMs: 300, rpcTimeoutMs: 10_000, log: d.say })
+    out.reconciler.start()
+  }
+  if (d.config.roles.includes('store')) {
+    out.host = new StoreHost(d.driver, d.engine, d.identity.raftId, d.say)
+    registerStoreHandlers(d.server, out.host, d.driver, d.engine, internalOnly)
+  }
+  const forward = (method: string, params: unknown) => d.meta.call('meta.admin', { method, params })
+  d.server.handle(ADMIN_METHODS.cluster, async () => forward(ADMIN_METHODS.cluster, {}))
+  for (const method of [ADMIN_METHODS.addShard, ADMIN_METHODS.moveSlots, ADMIN_METHODS.transferLeader, ADMIN_METHODS.replaceReplica]) {
+    d.server.handle(method, internalOnly(async (params: unknown) => forward(method, params)))
+  }
+  if (d.config.roles.includes('proxy')) {
+    out.router = new Router({ meta: d.meta, stores: d.stores, requestTimeoutMs: d.config.requestTimeoutMs, refreshIntervalMs: 1_000 })
+    out.router.start()
+    const deps = { router: out.router, stores: d.stores, pool: d.pool }
+    registerProxyHandlers(d.server, new ClusterKV(deps), deps, () => forward(ADMIN_METHODS.cluster, {}))
+    if (d.config.http !== undefined) out.http = await attachHttp(d.config, () => forward(ADMIN_METHODS.cluster, {}))
+  }
+  return out
+}
+
+function startHeartbeats(d: { self: NodeRecord; meta: MetaClient; host: StoreHost | undefined; addresses: Map<number, string>; router: Router | undefined; say: (m: string, x?: Record<string, unknown>) => void }): { stop(): void } {
+  let stopped = false
+  let failures = 0
+  const beat = async (): Promise<void> => {
+    await d.meta.call('meta.heartbeat', { node: d.self, leaders: d.host?.leaders() ?? [] }, 2_000)
+    const routing: Routing = checkRouting(await d.meta.call('meta.routing', {}, 2_000))
+    d.meta.learn(routing)
+    for (const node of routing.nodes) d.addresses.set(node.raftId, node.rpc)
+    await d.host?.reconcile(routing)
+  }
+  const loop = async (): Promise<void> => {
+    while (!stopped) {
+      try {
+        await beat()
+        failures = 0
+      } catch (error) {
+        if (++failures % 20 === 1) d.say('heartbeat to meta failed', { error: (error as Error).message })
+      }
+      await new Promise((resolve) => setTimeout(resolve, heartbeatIntervalMs))
+    }
+  }
+  void loop()
+  return { stop: () => void (stopped = true) }
+}

@@ -1,0 +1,117 @@
+/**
+ * The proxy role: the DistKV RPC methods of local mode (same names, same validation, same
+ * result shapes, so `connect()` works unchanged), served by routing each request to the
+ * leaders of the shards that own its keys. Stateless: everything it caches (routing, leaders)
+ * can be rebuilt from meta.
+ *
+ * Batches: atomic when every key lives in one shard (keys sharing a `{tag}` always do);
+ * otherwise refused with KV_ERR_CROSS_SHARD_BATCH unless `atomic: false`, when each shard's
+ * part is applied atomically on its own, with a request id derived from the batch's.
+ */
+import { createHash } from 'node:crypto'
+import { ErrorCode, KvError } from '../errors.js'
+import { LocalMethod } from '../local/handlers.js'
+import { checkKey, checkKeys, checkOps, checkRange, checkSync, type WireOp } from '../local/validate.js'
+import type { PeerPool } from '../cluster/peers.js'
+import type { StoreClient } from '../store/client.js'
+import type { RequestContext, WireServer } from '../wire/index.js'
+import { gatherQuery } from './query.js'
+import { Router } from './router.js'
+
+/** ProxyDeps are what the proxy's handlers use. */
+export interface ProxyDeps {
+  router: Router
+  stores: StoreClient
+  pool: PeerPool
+}
+
+function paramsOf(params: unknown): Record<string, unknown> {
+  if (params === null || typeof params !== 'object' || Array.isArray(params)) throw new KvError(ErrorCode.INVALID, 'request params must be an object')
+  return params as Record<string, unknown>
+}
+
+/** subRequestId derives the request id of one shard's part of a non-atomic batch. */
+function subRequestId(requestId: string, shard: number): string {
+  const hex = createHash('sha256').update(`${requestId}/${shard}`).digest('hex')
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20, 32)}`
+}
+
+/** ClusterKV is the proxy's DistKV logic, usable in process (the HTTP front end) and over RPC. */
+export class ClusterKV {
+  constructor(private readonly deps: ProxyDeps) {}
+
+  /** read runs a point read of several keys, one store.read per shard, in parallel. */
+  async read(keys: Buffer[], kind: 'get' | 'has' | 'size'): Promise<unknown[]> {
+    const routing = await this.deps.router.current()
+    const byShard = new Map<number, number[]>()
+    keys.forEach((key, i) => {
+      const shard = Router.shardOfKey(routing, key)
+      byShard.set(shard, [...(byShard.get(shard) ?? []), i])
+    })
+    const out: unknown[] = new Array(keys.length)
+    await Promise.all([...byShard.values()].map(async (indexes) => {
+      const part = indexes.map((i) => keys[i]!)
+      const values = (await this.deps.router.run((r) => Router.shardOfKey(r, part[0]!), 'store.read', (shard) => ({ shard, keys: part, kind }), { write: false })) as unknown[]
+      indexes.forEach((index, j) => (out[index] = values[j]))
+    }))
+    return out
+  }
+
+  /** write applies ops (already validated) with `requestId`, atomically unless `atomic` is false. */
+  async write(requestId: string, ops: WireOp[], atomic: boolean): Promise<void> {
+    if (ops.length === 0) return
+    const routing = await this.deps.router.current()
+    const shards = new Map<number, WireOp[]>()
+    for (const op of ops) {
+      const shard = Router.shardOfKey(routing, op.key)
+      shards.set(shard, [...(shards.get(shard) ?? []), op])
+    }
+    if (shards.size > 1 && atomic) {
+      throw new KvError(ErrorCode.CROSS_SHARD_BATCH, `batch keys span ${shards.size} shards; use keys sharing a {tag}, or pass { atomic: false }`, { shards: shards.size })
+    }
+    const parts = shards.size === 1 ? [{ ops, id: requestId }] : [...shards.entries()].map(([shard, part]) => ({ ops: part, id: subRequestId(requestId, shard) }))
+    await Promise.all(parts.map((part) =>
+      this.deps.router.run((r) => Router.shardOfKey(r, part.ops[0]!.key), 'store.write', (shard) => ({ shard, ops: part.ops }), { write: true, requestId: part.id }),
+    ))
+  }
+}
+
+/** registerProxyHandlers serves the DistKV methods on `server` through `kv`. */
+export function registerProxyHandlers(server: WireServer, kv: ClusterKV, deps: ProxyDeps, clusterView: () => Promise<unknown>): void {
+  server.handle(LocalMethod.get, async (params) => (await kv.read([checkKey(paramsOf(params).key)], 'get'))[0] ?? null)
+  server.handle(LocalMethod.getMany, async (params) => (await kv.read(checkKeys(paramsOf(params).keys), 'get')).map((v) => v ?? null))
+  server.handle(LocalMethod.has, async (params) => (await kv.read([checkKey(paramsOf(params).key)], 'has'))[0] === true)
+  server.handle(LocalMethod.getSize, async (params) => (await kv.read([checkKey(paramsOf(params).key)], 'size'))[0] ?? null)
+  server.handle(LocalMethod.put, async (params, ctx: RequestContext) => {
+    const p = paramsOf(params)
+    checkSync(p)
+    await kv.write(ctx.requestId, checkOps([{ type: 'put', key: p.key, value: p.value }]), true)
+    return null
+  })
+  server.handle(LocalMethod.del, async (params, ctx: RequestContext) => {
+    const p = paramsOf(params)
+    checkSync(p)
+    await kv.write(ctx.requestId, [{ type: 'del', key: checkKey(p.key) }], true)
+    return null
+  })
+  server.handle(LocalMethod.batch, async (params, ctx: RequestContext) => {
+    const p = paramsOf(params)
+    checkSync(p)
+    if (p.atomic !== undefined && p.atomic !== null && typeof p.atomic !== 'boolean') throw new KvError(ErrorCode.INVALID, 'options.atomic must be a boolean')
+    await kv.write(ctx.requestId, checkOps(p.ops), p.atomic !== false)
+    return null
+  })
+  // Every acknowledged cluster write is already fsynced by a majority.
+  server.handle(LocalMethod.sync, async () => null)
+  server.handleStream(LocalMethod.query, (params, ctx: RequestContext) => queryPages(deps, params, ctx.signal))
+  server.handle('admin.cluster', async () => clusterView())
+  server.handle(LocalMethod.clients, async () => server.peers().filter((p) => p.role !== 'internal').map((peer) => ({
+    id: peer.clientId, name: peer.name, pid: peer.pid, transport: peer.transport, remoteAddress: peer.remoteAddress, since: peer.connectedAt, requests: peer.requests,
+  })))
+}
+
+async function* queryPages(deps: ProxyDeps, params: unknown, signal: AbortSignal): AsyncGenerator<unknown> {
+  const range = checkRange(params)
+  if (range.limit === 0) return
+  yield* gatherQuery(deps.router, deps, range, signal)
+}

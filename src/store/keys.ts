@@ -1,0 +1,46 @@
+/**
+ * Key layout of one shard replica in the node's engine, under the Raft group's prefix (so one
+ * engine holds many shards and their logs; suffixes below 0x20 belong to raftstore):
+ *   prefix | 'd' | user key        the data
+ *   prefix | 'r' | request id (16) the log index that applied a write request (exactly-once)
+ *   prefix | 's'                   the slots this replica owns and has frozen (msgpack)
+ */
+import { groupPrefix } from '../raftstore/records.js'
+
+const DATA = 0x64
+const REQUEST = 0x72
+const SLOTS = 0x73
+
+/** ShardKeys builds the engine keys of one shard. */
+export class ShardKeys {
+  readonly data: Buffer
+  readonly dataEnd: Buffer
+  readonly request: Buffer
+  readonly requestEnd: Buffer
+  readonly slots: Buffer
+
+  constructor(readonly shardId: number) {
+    const prefix = groupPrefix(shardId)
+    const withSuffix = (suffix: number) => Buffer.concat([prefix, Buffer.from([suffix])])
+    this.data = withSuffix(DATA)
+    this.dataEnd = withSuffix(DATA + 1)
+    this.request = withSuffix(REQUEST)
+    this.requestEnd = withSuffix(REQUEST + 1)
+    this.slots = withSuffix(SLOTS)
+  }
+
+  /** dataKey is the engine key of a user key. */
+  dataKey(key: Buffer): Buffer {
+    return Buffer.concat([this.data, key])
+  }
+
+  /** userKey strips the data prefix from an engine key. */
+  userKey(engineKey: Buffer): Buffer {
+    return engineKey.subarray(this.data.length)
+  }
+
+  /** requestKey is the engine key recording a request id. */
+  requestKey(id: Buffer): Buffer {
+    return Buffer.concat([this.request, id])
+  }
+}

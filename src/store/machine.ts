@@ -1,0 +1,261 @@
+/**
+ * ShardMachine: the StateMachine of one shard replica. It applies client writes (put, del,
+ * atomic batch) exactly once per request id, refuses keys of slots it does not own (or has
+ * frozen for a move), and the slot-move commands (freeze, ingest, claim, release, purge).
+ *
+ * Everything a decision depends on is replicated: ownership changes go through the log, so a
+ * write and a slot move are ordered the same way on every replica. Request ids are stored with
+ * the data they wrote (same engine batch as the applied index), bounded by `requestIdsMax`
+ * (oldest evicted first, by log index, identically on every replica).
+ */
+import { pack, unpack } from 'msgpackr'
+import { ErrorCode, KvError } from '../errors.js'
+import type { Engine, EngineOp } from '../engine/engine.js'
+import type { Entry, Snapshot } from '../raft/types.js'
+import type { ApplyOutput, StateMachine } from '../raftstore/driver.js'
+import { SlotSet, slotOf } from '../meta/slots.js'
+import { ShardKeys } from './keys.js'
+
+/** WriteOp is one operation of a write command: [0, key, value] for put, [1, key] for del. */
+export type WriteOp = [0, Buffer, Buffer] | [1, Buffer]
+
+/** ShardCommand is every command a shard group applies. */
+export type ShardCommand =
+  | { t: 'write'; id: Buffer; ops: WriteOp[] }
+  | { t: 'freeze'; slots: number[] }
+  | { t: 'ingest'; pairs: Array<[Buffer, Buffer]> }
+  | { t: 'claim'; slots: number[] }
+  | { t: 'release'; slots: number[] }
+  | { t: 'purge'; slots: number[] }
+
+/** ShardResult is what a command returns to its proposer: ok, or a KvError shape. */
+export type ShardResult = { ok: true; more?: boolean } | { ok: false; code: string; message: string }
+
+/** requestIdsMaxDefault: request ids remembered per shard; a retry older than this is applied again. */
+export const requestIdsMaxDefault = 100_000
+/** purgeKeysMax: most keys one purge command deletes (the mover repeats until done). */
+export const purgeKeysMax = 2_000
+
+/** encodeShardCommand is the log encoding of a shard command. */
+export function encodeShardCommand(command: ShardCommand): Uint8Array {
+  return pack(command)
+}
+
+function refuse(code: string, message: string): ShardResult {
+  return { ok: false, code, message }
+}
+
+/** ShardMachine applies one shard's commands to the shared engine. */
+export class ShardMachine implements StateMachine {
+  readonly keys: ShardKeys
+  /** owned and frozen are as of the latest apply (possibly ahead of the disk by one batch). */
+  owned = new SlotSet()
+  frozen = new SlotSet()
+  // Invariant: requestOrder holds exactly the ids of requestIndex, oldest (lowest index) first.
+  private readonly requestIndex = new Map<string, number>()
+  private requestOrder: string[] = []
+  private requestHead = 0
+
+  constructor(
+    private readonly engine: Engine,
+    shardId: number,
+    private readonly requestIdsMax = requestIdsMaxDefault,
+  ) {
+    this.keys = new ShardKeys(shardId)
+  }
+
+  /** load reads the durable slot state and request ids; call before the group starts. */
+  async load(): Promise<void> {
+    const slots = await this.engine.get(this.keys.slots)
+    this.setSlots(slots)
+    const ids: Array<[string, number]> = []
+    const iterator = this.engine.iterator({ gte: this.keys.request, lt: this.keys.requestEnd })
+    try {
+      for (;;) {
+        const batch = await iterator.nextBatch(1024)
+        if (batch.length === 0) break
+        for (const [key, value] of batch) ids.push([key.subarray(this.keys.request.length).toString('hex'), Number(value.readBigUInt64BE())])
+      }
+    } finally {
+      await iterator.close()
+    }
+    ids.sort((a, b) => a[1] - b[1])
+    this.requestIndex.clear()
+    for (const [id, index] of ids) this.requestIndex.set(id, index)
+    this.requestOrder = ids.map(([id]) => id)
+    this.requestHead = 0
+  }
+
+  /** ownsForRead tells whether reads of `slot` may be served here (owned, frozen or not). */
+  ownsForRead(slot: number): boolean {
+    return this.owned.has(slot)
+  }
+
+  async apply(entries: Entry[]): Promise<ApplyOutput> {
+    const ops: EngineOp[] = []
+    const results: ShardResult[] = []
+    let slotsChanged = false
+    for (const entry of entries) {
+      let command: ShardCommand
+      try {
+        command = unpack(entry.data) as ShardCommand
+      } catch {
+        results.push(refuse(ErrorCode.PROTOCOL, 'undecodable shard command'))
+        continue
+      }
+      if (command.t === 'write') results.push(this.applyWrite(command, entry.index, ops))
+      else if (command.t === 'ingest') results.push(this.applyIngest(command.pairs, ops))
+      else if (command.t === 'purge') results.push(await this.applyPurge(command.slots, ops))
+      else {
+        results.push(this.applySlots(command))
+        slotsChanged = true
+      }
+    }
+    if (slotsChanged) ops.push({ type: 'put', key: this.keys.slots, value: pack({ owned: this.owned.bits, frozen: this.frozen.bits }) })
+    return { ops, results }
+  }
+
+  private applyWrite(command: Extract<ShardCommand, { t: 'write' }>, index: number, ops: EngineOp[]): ShardResult {
+    const id = Buffer.from(command.id)
+    const hex = id.toString('hex')
+    // A re-sent request is answered, not applied again.
+    if (this.requestIndex.has(hex)) return { ok: true }
+    for (const op of command.ops) {
+      const slot = slotOf(op[1])
+      if (!this.owned.has(slot)) return refuse(ErrorCode.WRONG_SHARD, `shard ${this.keys.shardId} does not own slot ${slot}`)
+      if (this.frozen.has(slot)) return refuse(ErrorCode.STALE_EPOCH, `slot ${slot} of shard ${this.keys.shardId} is moving; retry`)
+    }
+    for (const op of command.ops) {
+      if (op[0] === 0) ops.push({ type: 'put', key: this.keys.dataKey(Buffer.from(op[1])), value: Buffer.from(op[2]) })
+      else ops.push({ type: 'del', key: this.keys.dataKey(Buffer.from(op[1])) })
+    }
+    this.remember(id, hex, index, ops)
+    return { ok: true }
+  }
+
+  private remember(id: Buffer, hex: string, index: number, ops: EngineOp[]): void {
+    const value = Buffer.alloc(8)
+    value.writeBigUInt64BE(BigInt(index))
+    ops.push({ type: 'put', key: this.keys.requestKey(id), value })
+    this.requestIndex.set(hex, index)
+    this.requestOrder.push(hex)
+    while (this.requestIndex.size > this.requestIdsMax) {
+      const oldest = this.requestOrder[this.requestHead++]!
+      this.requestIndex.delete(oldest)
+      ops.push({ type: 'del', key: this.keys.requestKey(Buffer.from(oldest, 'hex')) })
+    }
+    if (this.requestHead > 4096 && this.requestHead * 2 > this.requestOrder.length) {
+      this.requestOrder = this.requestOrder.slice(this.requestHead)
+      this.requestHead = 0
+    }
+  }
+
+  private applyIngest(pairs: Array<[Buffer, Buffer]>, ops: EngineOp[]): ShardResult {
+    for (const [key] of pairs) {
+      // Ingest only fills slots this shard is about to claim; never overwrite live ones.
+      if (this.owned.has(slotOf(key))) return refuse(ErrorCode.WRONG_SHARD, `ingest into slot ${slotOf(key)}, which shard ${this.keys.shardId} already owns`)
+    }
+    for (const [key, value] of pairs) ops.push({ type: 'put', key: this.keys.dataKey(Buffer.from(key)), value: Buffer.from(value) })
+    return { ok: true }
+  }
+
+  private async applyPurge(slots: number[], ops: EngineOp[]): Promise<ShardResult> {
+    const purge = new Set(slots)
+    for (const slot of slots) if (this.owned.has(slot)) return refuse(ErrorCode.INVALID, `cannot purge slot ${slot}: still owned`)
+    const iterator = this.engine.iterator({ gte: this.keys.data, lt: this.keys.dataEnd, values: false })
+    let deleted = 0
+    try {
+      for (;;) {
+        const batch = await iterator.nextBatch(1024)
+        if (batch.length === 0) return { ok: true }
+        for (const [key] of batch) {
+          if (!purge.has(slotOf(this.keys.userKey(key)))) continue
+          ops.push({ type: 'del', key })
+          if (++deleted >= purgeKeysMax) return { ok: true, more: true }
+        }
+      }
+    } finally {
+      await iterator.close()
+    }
+  }
+
+  private applySlots(command: Extract<ShardCommand, { t: 'freeze' | 'claim' | 'release' }>): ShardResult {
+    if (command.t === 'freeze') {
+      for (const slot of command.slots) if (!this.owned.has(slot)) return refuse(ErrorCode.WRONG_SHARD, `cannot freeze slot ${slot}: not owned`)
+      this.frozen.add(command.slots)
+    } else if (command.t === 'claim') {
+      this.owned.add(command.slots)
+    } else {
+      this.owned.delete(command.slots)
+      this.frozen.delete(command.slots)
+    }
+    return { ok: true }
+  }
+
+  private setSlots(bytes: Uint8Array | undefined): void {
+    const record = bytes === undefined ? undefined : (unpack(bytes) as { owned?: Uint8Array; frozen?: Uint8Array })
+    this.owned = new SlotSet(record?.owned)
+    this.frozen = new SlotSet(record?.frozen)
+  }
+
+  /** snapshot is every data key, request id and the slot record, as durable now. */
+  async snapshot(): Promise<Uint8Array> {
+    const pairs: Array<[Buffer, Buffer]> = []
+    for (const [gte, lt] of [[this.keys.data, this.keys.dataEnd], [this.keys.request, this.keys.requestEnd]] as const) {
+      const iterator = this.engine.iterator({ gte, lt })
+      try {
+        for (;;) {
+          const batch = await iterator.nextBatch(1024)
+          if (batch.length === 0) break
+          for (const [key, value] of batch) pairs.push([key.subarray(this.keys.data.length - 1), value])
+        }
+      } finally {
+        await iterator.close()
+      }
+    }
+    const slots = (await this.engine.get(this.keys.slots)) ?? null
+    return pack({ pairs, slots })
+  }
+
+  async restore(snapshot: Snapshot): Promise<EngineOp[]> {
+    const ops: EngineOp[] = []
+    for (const [gte, lt] of [[this.keys.data, this.keys.dataEnd], [this.keys.request, this.keys.requestEnd]] as const) {
+      const iterator = this.engine.iterator({ gte, lt, values: false })
+      try {
+        for (;;) {
+          const batch = await iterator.nextBatch(1024)
+          if (batch.length === 0) break
+          for (const [key] of batch) ops.push({ type: 'del', key })
+        }
+      } finally {
+        await iterator.close()
+      }
+    }
+    if (snapshot.data.byteLength === 0) {
+      this.setSlots(undefined)
+      this.requestIndex.clear()
+      this.requestOrder = []
+      this.requestHead = 0
+      return [...ops, { type: 'del', key: this.keys.slots }]
+    }
+    const decoded = unpack(snapshot.data) as { pairs?: Array<[Uint8Array, Uint8Array]>; slots?: Uint8Array | null }
+    if (!Array.isArray(decoded?.pairs)) throw new KvError(ErrorCode.CORRUPTION, `shard ${this.keys.shardId}: malformed snapshot`)
+    const base = this.keys.data.subarray(0, this.keys.data.length - 1)
+    const ids: Array<[string, number]> = []
+    for (const [suffixed, value] of decoded.pairs) {
+      const key = Buffer.concat([base, suffixed])
+      ops.push({ type: 'put', key, value: Buffer.from(value) })
+      if (key.subarray(0, this.keys.request.length).equals(this.keys.request)) {
+        ids.push([key.subarray(this.keys.request.length).toString('hex'), Number(Buffer.from(value).readBigUInt64BE())])
+      }
+    }
+    ops.push(decoded.slots ? { type: 'put', key: this.keys.slots, value: Buffer.from(decoded.slots) } : { type: 'del', key: this.keys.slots })
+    this.setSlots(decoded.slots ?? undefined)
+    ids.sort((a, b) => a[1] - b[1])
+    this.requestIndex.clear()
+    for (const [id, index] of ids) this.requestIndex.set(id, index)
+    this.requestOrder = ids.map(([id]) => id)
+    this.requestHead = 0
+    return ops
+  }
+}

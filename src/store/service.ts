@@ -1,0 +1,198 @@
+/**
+ * The internal `store.*` methods of a node (cluster token only), answered by the leader of the
+ * shard named in each request:
+ *   store.write   { shard, ops, sync }        replicate a write; the wire request id is its id
+ *   store.read    { shard, keys, kind }       linearizable point reads (ReadIndex)
+ *   store.query   { shard, range }  (stream)  linearizable range read; first page has `owned`
+ *   store.command { shard, command }          slot-move commands (freeze/claim/release/purge/ingest)
+ *   store.export  { shard, slots, after }     a page of a slot set's data, for moving it
+ *   store.replace { shard, old, new }         swap a replica: remove old, add new as learner, promote
+ *   store.transferLeader { shard, to }        hand a shard's leadership to a replica
+ *   store.status  {}                          this node's replicas
+ */
+import { ErrorCode, KvError, kvErrorFrom } from '../errors.js'
+import { Limits } from '../limits.js'
+import { checkKeys, checkOps, checkRange, type WireRange } from '../local/validate.js'
+import { engineRange } from '../local/keyspace.js'
+import type { RaftDriver } from '../raftstore/driver.js'
+import type { Engine } from '../engine/engine.js'
+import { SlotSet, checkSlots, slotOf } from '../meta/slots.js'
+import type { WireServer, RequestContext } from '../wire/index.js'
+import { encodeShardCommand, type ShardCommand, type ShardResult, type WriteOp } from './machine.js'
+import type { StoreHost } from './host.js'
+import { ShardKeys } from './keys.js'
+
+/** exportBytesMax: target size of one store.export page. */
+export const exportBytesMax = 1024 * 1024
+/** replaceCatchUpMs: how long store.replace waits for the new learner to catch up. */
+export const replaceCatchUpMs = 20_000
+
+type Guard = <T extends (params: any, ctx: RequestContext) => any>(handler: T) => T
+
+function shardOf(params: unknown): number {
+  const shard = (params as { shard?: unknown } | null)?.shard
+  if (typeof shard !== 'number' || !Number.isSafeInteger(shard) || shard < 2) throw new KvError(ErrorCode.INVALID, 'shard must be a shard id (an integer >= 2)')
+  return shard
+}
+
+function uuidBytes(requestId: string): Buffer {
+  const hex = requestId.replace(/-/g, '')
+  if (!/^[0-9a-f]{32}$/i.test(hex)) throw new KvError(ErrorCode.INVALID, 'write requests need a UUID request id')
+  return Buffer.from(hex, 'hex')
+}
+
+function settle(result: unknown): ShardResult {
+  const r = result as ShardResult
+  if (r !== null && typeof r === 'object' && r.ok === false) throw kvErrorFrom({ code: r.code, message: r.message })
+  return r
+}
+
+/** registerStoreHandlers adds the store.* methods to `server`, each behind `guard` (cluster token). */
+export function registerStoreHandlers(server: WireServer, host: StoreHost, driver: RaftDriver, engine: Engine, guard: Guard): void {
+  const propose = async (shard: number, command: ShardCommand): Promise<ShardResult> => {
+    host.machine(shard)
+    return settle(await driver.propose(shard, encodeShardCommand(command)))
+  }
+  const readable = async (shard: number, keys: Buffer[]) => {
+    const machine = host.machine(shard)
+    await driver.readIndex(shard)
+    for (const key of keys) {
+      const slot = slotOf(key)
+      if (!machine.ownsForRead(slot)) throw new KvError(ErrorCode.WRONG_SHARD, `shard ${shard} does not own slot ${slot}`, { shard, slot })
+    }
+    return machine
+  }
+  server.handle('store.write', guard(async (params: Record<string, unknown>, ctx) => {
+    const shard = shardOf(params)
+    const ops: WriteOp[] = checkOps(params.ops).map((op) => (op.type === 'put' ? [0, op.key, op.value] : [1, op.key]))
+    await propose(shard, { t: 'write', id: uuidBytes(ctx.requestId), ops })
+    return null
+  }))
+  server.handle('store.read', guard(async (params: Record<string, unknown>) => {
+    const shard = shardOf(params)
+    const keys = checkKeys(params.keys)
+    const machine = await readable(shard, keys)
+    const values = await engine.getMany(keys.map((key) => machine.keys.dataKey(key)))
+    if (params.kind === 'size') return values.map((v) => (v === undefined ? null : v.length))
+    if (params.kind === 'has') return values.map((v) => v !== undefined)
+    return values.map((v) => v ?? null)
+  }))
+  server.handleStream('store.query', (params: Record<string, unknown>, ctx) => queryPages(host, driver, engine, params, ctx))
+  server.handle('store.command', guard(async (params: Record<string, unknown>) => propose(shardOf(params), checkCommand(params.command))))
+  server.handle('store.export', guard(async (params: Record<string, unknown>) => {
+    const shard = shardOf(params)
+    const slots = checkSlots(params.slots)
+    if (slots === undefined) throw new KvError(ErrorCode.INVALID, 'slots must be a non-empty list of slot numbers')
+    host.machine(shard)
+    await driver.readIndex(shard)
+    return exportPage(engine, new ShardKeys(shard), new Set(slots), params.after instanceof Uint8Array ? Buffer.from(params.after) : undefined)
+  }))
+  server.handle('store.replace', guard(async (params: Record<string, unknown>) => {
+    const shard = shardOf(params)
+    host.machine(shard)
+    await replaceReplica(driver, shard, Number(params.old), Number(params.new))
+    return null
+  }))
+  server.handle('store.transferLeader', guard(async (params: Record<string, unknown>) => {
+    const shard = shardOf(params)
+    host.machine(shard)
+    const status = driver.status(shard)
+    if (status.role !== 'leader') throw new KvError(ErrorCode.NOT_LEADER, `not the leader of shard ${shard}`, { groupId: shard, leader: status.leader })
+    const to = Number(params.to)
+    if (!status.confState.voters.includes(to)) throw new KvError(ErrorCode.INVALID, `raft id ${to} is not a voter of shard ${shard}`)
+    driver.transferLeadership(shard, to)
+    return null
+  }))
+  server.handle('store.status', guard(async () => host.status()))
+}
+
+async function* queryPages(host: StoreHost, driver: RaftDriver, engine: Engine, params: Record<string, unknown>, ctx: RequestContext): AsyncGenerator<unknown> {
+  if (ctx.peer.role !== 'internal') throw new KvError(ErrorCode.AUTH, 'store.query needs the cluster token')
+  const shard = shardOf(params)
+  const range: WireRange = checkRange(params.range)
+  const machine = host.machine(shard)
+  await driver.readIndex(shard)
+  // The owned set is taken before the iterator, both after the read index: the proxy checks that
+  // the shards' owned sets cover every slot, so a slot in motion is never silently skipped.
+  const ownedAtStart = new SlotSet(machine.owned.bits)
+  const owned = Buffer.from(ownedAtStart.bits)
+  const keys = machine.keys
+  const bounds = engineRange(range)
+  // engineRange speaks the local keyspace (0x01 | key, upper edge 0x02): move it under this shard.
+  const rebase = (key: Buffer | undefined) => (key === undefined ? undefined : key[0] === 0x02 ? keys.dataEnd : Buffer.concat([keys.data, key.subarray(1)]))
+  const iterator = engine.iterator({ ...bounds, gt: rebase(bounds.gt), gte: rebase(bounds.gte), lt: rebase(bounds.lt), lte: rebase(bounds.lte), limit: undefined })
+  const wantValues = range.values !== false
+  const empty = Buffer.alloc(0)
+  let remaining = range.limit ?? Infinity
+  let first = true
+  try {
+    for (;;) {
+      const batch = remaining <= 0 ? [] : await iterator.nextBatch(Math.min(256, Limits.queryPageItemsMax))
+      const page = { keys: [] as Buffer[], values: [] as Buffer[], owned: first ? owned : undefined }
+      for (const [key, value] of batch) {
+        const user = keys.userKey(key)
+        if (!ownedAtStart.has(slotOf(user))) continue
+        if (remaining <= 0) break
+        page.keys.push(user)
+        page.values.push(wantValues ? value : empty)
+        remaining--
+      }
+      if (page.keys.length > 0 || first || batch.length === 0) yield page
+      first = false
+      if (batch.length === 0) return
+    }
+  } finally {
+    await iterator.close()
+  }
+}
+
+function checkCommand(value: unknown): ShardCommand {
+  const c = value as ShardCommand
+  if (c === null || typeof c !== 'object') throw new KvError(ErrorCode.INVALID, 'command must be an object')
+  if (c.t === 'freeze' || c.t === 'claim' || c.t === 'release' || c.t === 'purge') {
+    if (checkSlots(c.slots) === undefined) throw new KvError(ErrorCode.INVALID, `${c.t}: slots must be a non-empty list of slot numbers`)
+    return c
+  }
+  if (c.t === 'ingest' && Array.isArray(c.pairs) && c.pairs.every((p) => Array.isArray(p) && p[0] instanceof Uint8Array && p[1] instanceof Uint8Array)) return c
+  throw new KvError(ErrorCode.INVALID, 'command must be freeze, claim, release, purge or ingest')
+}
+
+async function exportPage(engine: Engine, keys: ShardKeys, slots: Set<number>, after: Buffer | undefined): Promise<{ pairs: Array<[Buffer, Buffer]>; next: Buffer | null }> {
+  const iterator = engine.iterator(after === undefined ? { gte: keys.data, lt: keys.dataEnd } : { gt: keys.dataKey(after), lt: keys.dataEnd })
+  const pairs: Array<[Buffer, Buffer]> = []
+  let bytes = 0
+  try {
+    for (;;) {
+      const batch = await iterator.nextBatch(512)
+      if (batch.length === 0) return { pairs, next: null }
+      for (const [key, value] of batch) {
+        const user = keys.userKey(key)
+        if (!slots.has(slotOf(user))) continue
+        pairs.push([Buffer.from(user), value])
+        bytes += user.length + value.length
+        if (bytes >= exportBytesMax) return { pairs, next: Buffer.from(user) }
+      }
+    }
+  } finally {
+    await iterator.close()
+  }
+}
+
+/** replaceReplica removes `old` (if still a member), adds `added` as a learner, waits for it to catch up, then promotes it. */
+async function replaceReplica(driver: RaftDriver, shard: number, old: number, added: number): Promise<void> {
+  const conf = () => driver.status(shard).confState
+  if (conf().voters.includes(old) && old !== added) await driver.proposeConfChange(shard, { type: 'removeNode', nodeId: old })
+  if (!conf().voters.includes(added) && !conf().learners.includes(added)) await driver.proposeConfChange(shard, { type: 'addLearner', nodeId: added })
+  const deadline = Date.now() + replaceCatchUpMs
+  while (!conf().voters.includes(added)) {
+    const status = driver.status(shard)
+    if (status.role !== 'leader') throw new KvError(ErrorCode.NOT_LEADER, `lost leadership of shard ${shard} while replacing a replica`, { groupId: shard, leader: status.leader })
+    const match = status.progress?.[added]?.match ?? 0
+    if (match >= status.commit) {
+      await driver.proposeConfChange(shard, { type: 'addVoter', nodeId: added })
+      break
+    }
+    if (Date.now() > deadline) throw new KvError(ErrorCode.TIMEOUT, `new replica ${added} of shard ${shard} did not catch up within replaceCatchUpMs (${replaceCatchUpMs})`)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
