@@ -80,7 +80,7 @@ async function waitForLeaders(endpoint: string, token: string, stopped: Promise<
     const deadline = Date.now() + devReadyTimeoutMs
     while (!stop && Date.now() < deadline) {
       const view = (await kv.call('admin.cluster', {}).catch(() => undefined)) as ClusterView | undefined
-      if (view !== undefined && view.shards.length > 0 && view.shards.every((s) => s.leader !== null)) return view
+      if (view !== undefined && view.shards.length > 0 && view.shards.every((s) => s.leader !== null && s.claimed)) return view
       await new Promise((r) => setTimeout(r, 200))
     }
     if (!stop) throw new KvError(ErrorCode.TIMEOUT, `the cluster did not elect shard leaders within ${devReadyTimeoutMs} ms`)

@@ -56,7 +56,7 @@ export interface ClusterView {
   version: number
   nodes: Array<{ id: number; raftId: number; roles: string[]; health: 'up' | 'down'; rpc: string; http?: string; lastSeenMsAgo: number | null }>
   meta: { leader: number | null; members: number[] }
-  shards: Array<{ id: number; epoch: number; replicas: number[]; learners: number[]; leader: number | null; slots: Array<[number, number]>; slotCount: number }>
+  shards: Array<{ id: number; epoch: number; replicas: number[]; learners: number[]; leader: number | null; slots: Array<[number, number]>; slotCount: number; claimed: boolean }>
   slots: SlotRange[]
   moves: MoveRecord[]
   replacing: ReplaceRecord[]
@@ -88,6 +88,7 @@ export function clusterView(state: MetaState, liveness: Liveness, metaLeaderRaft
         leader: leader === undefined ? null : nodeOf(leader),
         slots: mine.map(({ from, to }): [number, number] => [from, to]),
         slotCount: mine.reduce((sum, r) => sum + r.to - r.from + 1, 0),
+        claimed: s.claimed,
       }
     }),
     slots: ranges,

@@ -1,0 +1,102 @@
+// The whole DistKV client API through a cluster proxy (`connect()` against `distkv dev`): point
+// reads and writes, batches (atomic in one shard, refused across shards, split when asked),
+// queries merged across shards in both directions with bounds and limits, bad inputs, and the
+// admin.cluster view.
+import assert from 'node:assert/strict'
+import { after, before, test } from 'node:test'
+import type { RemoteKV } from '../../src/client/remote.js'
+import { slotOf, SLOT_COUNT } from '../../src/meta/slots.js'
+import { DevFixture, keysOnDistinctShards } from './fixture.js'
+
+let dev: DevFixture
+let kv: RemoteKV
+
+before(async () => {
+  dev = await DevFixture.start({ shards: 4 })
+  kv = await dev.client()
+})
+
+after(async () => {
+  await kv?.close()
+  await dev?.stop()
+})
+
+test('put, get, has, getSize, getMany and del route to the owning shard', async () => {
+  await kv.put('alpha', 'one')
+  await kv.put(Buffer.from([0, 1, 2]), Buffer.from([9, 9]))
+  assert.equal((await kv.get('alpha'))?.toString(), 'one')
+  assert.deepEqual(await kv.get(Buffer.from([0, 1, 2])), Buffer.from([9, 9]))
+  assert.equal(await kv.get('missing'), undefined)
+  assert.equal(await kv.has('alpha'), true)
+  assert.equal(await kv.has('missing'), false)
+  assert.equal(await kv.getSize('alpha'), 3)
+  assert.equal(await kv.getSize('missing'), undefined)
+  const many = await kv.getMany(['alpha', 'missing', Buffer.from([0, 1, 2])])
+  assert.deepEqual(many.map((v) => v?.toString('hex')), [Buffer.from('one').toString('hex'), undefined, '0909'])
+  await kv.del('alpha')
+  assert.equal(await kv.get('alpha'), undefined)
+  await kv.sync()
+})
+
+test('a batch in one shard is atomic; across shards it is refused unless atomic is false', async () => {
+  const view = await dev.view(kv)
+  const [a, b] = keysOnDistinctShards(view, slotOf, 2)
+  await assert.rejects(kv.batch([{ type: 'put', key: a!, value: '1' }, { type: 'put', key: b!, value: '2' }]), { code: 'KV_ERR_CROSS_SHARD_BATCH' })
+  assert.equal(await kv.get(a!), undefined, 'a refused batch writes nothing')
+  await kv.batch([{ type: 'put', key: a!, value: '1' }, { type: 'put', key: b!, value: '2' }], { atomic: false })
+  assert.equal((await kv.get(b!))?.toString(), '2')
+  await kv.batch([{ type: 'put', key: '{user:7}name', value: 'ann' }, { type: 'put', key: '{user:7}mail', value: 'a@x' }, { type: 'del', key: '{user:7}old' }])
+  assert.equal((await kv.get('{user:7}mail'))?.toString(), 'a@x')
+  await kv.batch([])
+})
+
+test('query merges every shard in key order, with bounds, limit and reverse, across pages', async () => {
+  const keys = Array.from({ length: 1500 }, (_, i) => `q/${String(i).padStart(5, '0')}`)
+  for (let i = 0; i < keys.length; i += 500) {
+    await Promise.all(keys.slice(i, i + 500).map((key) => kv.put(key, `v${key}`)))
+  }
+  const shardsHit = new Set(keys.map((key) => slotOf(Buffer.from(key))).map((slot) => Math.floor((slot * 4) / SLOT_COUNT)))
+  assert.ok(shardsHit.size > 1, 'the keys span shards')
+  const all: string[] = []
+  for await (const [key, value] of kv.query({ prefix: 'q/' })) {
+    all.push(key.toString())
+    assert.equal(value.toString(), `v${key}`)
+  }
+  assert.deepEqual(all, keys)
+  const reversed: string[] = []
+  for await (const [key] of kv.query({ prefix: 'q/', reverse: true, limit: 10 })) reversed.push(key.toString())
+  assert.deepEqual(reversed, keys.slice(-10).reverse())
+  const bounded: string[] = []
+  for await (const [key, value] of kv.query({ gt: 'q/00010', lte: 'q/00020', values: false })) {
+    bounded.push(key.toString())
+    assert.equal(value.length, 0)
+  }
+  assert.deepEqual(bounded, keys.slice(11, 21))
+  let none = 0
+  for await (const _ of kv.query({ prefix: 'q/', limit: 0 })) none++
+  assert.equal(none, 0)
+})
+
+test('bad input is refused with its code before anything is written', async () => {
+  await assert.rejects(kv.put('x'.repeat(5000), 'v'), { code: 'KV_ERR_KEY_TOO_LARGE' })
+  await assert.rejects(kv.put('k', Buffer.alloc(1024 * 1024 + 1)), { code: 'KV_ERR_VALUE_TOO_LARGE' })
+  await assert.rejects(kv.call('kv.put', { key: 42, value: 'v' }), { code: 'KV_ERR_INVALID' })
+  await assert.rejects(kv.call('store.write', { shard: 2, ops: [] }), { code: 'KV_ERR_AUTH' })
+  await assert.rejects(kv.call('admin.addShard', {}), { code: 'KV_ERR_AUTH' })
+})
+
+test('admin.cluster shows nodes, the meta leader, shards with leaders and every slot once', async () => {
+  const view = await dev.view(kv)
+  assert.equal(view.mode, 'cluster')
+  assert.equal(view.nodes.length, 3)
+  assert.ok(view.nodes.every((n) => n.health === 'up' && n.roles.length === 3))
+  assert.notEqual(view.meta.leader, null)
+  assert.equal(view.shards.length, 4)
+  let slots = 0
+  for (const shard of view.shards) {
+    assert.equal(shard.replicas.length, 3)
+    assert.notEqual(shard.leader, null)
+    slots += shard.slotCount
+  }
+  assert.equal(slots, SLOT_COUNT)
+})
