@@ -137,7 +137,8 @@ export class GroupReplica {
     for (const proposal of queued) {
       const result = proposal.change !== undefined ? this.core.proposeConfChange(proposal.change) : this.core.propose(proposal.data!)
       if (result.ok) {
-        this.failProposal(result.index, new KvError(ErrorCode.UNAVAILABLE, `raft group ${this.id}: proposal superseded at index ${result.index}`, { groupId: this.id }))
+        // A proposal still waiting at this index was in a log suffix a new leader overwrote.
+        if (this.proposals.has(result.index)) this.failProposal(result.index, new KvError(ErrorCode.UNAVAILABLE, `raft group ${this.id}: proposal superseded at index ${result.index}`, { groupId: this.id }))
         this.proposals.set(result.index, { ...proposal, term: result.term })
       } else if (result.reason === 'notLeader') {
         this.leader = result.leader
