@@ -39,6 +39,8 @@ const NETWORK_TYPES: ReadonlySet<MessageType> = new Set<MessageType>([
   'transferLeader', 'timeoutNow', 'readIndex', 'readIndexResp',
 ])
 
+const TERM_REQUIRED_TYPES: ReadonlySet<MessageType> = new Set<MessageType>(['app', 'heartbeat', 'snap', 'vote', 'preVote', 'timeoutNow'])
+
 function protocolError(message: string, details?: Record<string, unknown>): KvError {
   return new KvError(ErrorCode.PROTOCOL, `raft message: ${message}`, details)
 }
@@ -230,13 +232,18 @@ export class RaftNode implements RaftCore {
     for (const field of ['term', 'logTerm', 'index', 'commit', 'rejectHint'] as const) {
       if (!isIndex(m[field])) throw protocolError(`${field} must be a non-negative safe integer, got ${String(m[field])}`, { type: m.type })
     }
+    if (m.from === this.raft.id) throw protocolError(`node ${m.from} sent a message to itself`)
+    // A leader's or candidate's request always carries its term; at term 0 it would pass as a local message.
+    if (m.term === 0 && TERM_REQUIRED_TYPES.has(m.type)) throw protocolError(`${m.type} must carry a term`)
     if (!Array.isArray(m.entries)) throw protocolError('entries must be an array', { type: m.type })
     if (m.type === 'snap' && (m.snapshot === undefined || !isIndex(m.snapshot.meta?.index))) throw protocolError('snap without a valid snapshot')
-    if (m.type !== 'app') return
     for (let i = 0; i < m.entries.length; i++) {
       const e = m.entries[i]!
-      if (e.index !== m.index + 1 + i || !isIndex(e.term) || e.term > m.term || !(e.data instanceof Uint8Array)) {
-        throw protocolError(`app entry ${i} is malformed or not contiguous after index ${m.index}`, { type: m.type })
+      if (e === null || typeof e !== 'object' || !(e.data instanceof Uint8Array) || (e.type !== 'normal' && e.type !== 'confChange')) {
+        throw protocolError(`entry ${i} is malformed`, { type: m.type })
+      }
+      if (m.type === 'app' && (e.index !== m.index + 1 + i || !isIndex(e.term) || e.term > m.term)) {
+        throw protocolError(`app entry ${i} is not contiguous after index ${m.index} or has a term above the message's`, { type: m.type })
       }
     }
   }
