@@ -55,8 +55,8 @@ export interface ClusterView {
   clusterId: string
   version: number
   nodes: Array<{ id: number; raftId: number; roles: string[]; health: 'up' | 'down'; rpc: string; http?: string; lastSeenMsAgo: number | null }>
-  meta: { leader: number | null; members: number[] }
-  shards: Array<{ id: number; epoch: number; replicas: number[]; learners: number[]; leader: number | null; slots: Array<[number, number]>; slotCount: number; claimed: boolean }>
+  meta: { leader: number | null; members: number[]; raftIds: number[] }
+  shards: Array<{ id: number; epoch: number; replicas: number[]; learners: number[]; leader: number | null; slots: Array<[number, number]>; slotCount: number; claimed: boolean; raftIds: number[] }>
   slots: SlotRange[]
   moves: MoveRecord[]
   replacing: ReplaceRecord[]
@@ -76,7 +76,7 @@ export function clusterView(state: MetaState, liveness: Liveness, metaLeaderRaft
       const node = { id: n.id, raftId: n.raftId, roles: n.roles, health: seen !== undefined && nowMs - seen < downAfterMs ? 'up' as const : 'down' as const, rpc: n.rpc, lastSeenMsAgo: seen === undefined ? null : nowMs - seen }
       return n.http === undefined ? node : { ...node, http: n.http }
     }),
-    meta: { leader: metaLeaderRaftId === 0 ? null : nodeOf(metaLeaderRaftId), members: state.metaVoters.map(nodeOf) },
+    meta: { leader: metaLeaderRaftId === 0 ? null : nodeOf(metaLeaderRaftId), members: state.metaVoters.map(nodeOf), raftIds: state.metaVoters },
     shards: state.shards.map((s) => {
       const leader = liveness.leaders.get(s.id)
       const mine = ranges.filter((r) => r.shard === s.id)
@@ -89,6 +89,7 @@ export function clusterView(state: MetaState, liveness: Liveness, metaLeaderRaft
         slots: mine.map(({ from, to }): [number, number] => [from, to]),
         slotCount: mine.reduce((sum, r) => sum + r.to - r.from + 1, 0),
         claimed: s.claimed,
+        raftIds: s.replicas,
       }
     }),
     slots: ranges,
