@@ -93,7 +93,7 @@ function buildWorld(seed: number, options: RunOptions, trace: Trace): { world: W
     packetsInFlightMax: 4096,
   }
   const faults: Faults = {
-    crash: params.pick([0, 0.005, 0.02]),
+    crash: params.pick([0, 0.005, 0.02, 0.05]),
     crashInReady: params.pick([0, 0.002, 0.01]),
     restart: params.pick([0.02, 0.1]),
     partition: params.pick([0, 0.01, 0.03]),
@@ -124,25 +124,42 @@ function advance(world: World): void {
   }
 }
 
-function injectFaults(world: World): void {
+/** crashAndRestart crashes a node (the leader half the time: the interesting victim) and restarts others. */
+function crashAndRestart(world: World): void {
   const { cluster, random, faults } = world
   const up = cluster.up()
-  if (up.length > 0 && random.chance(faults.crash)) cluster.crash(random.pick(up))
+  if (up.length > 0 && random.chance(faults.crash)) {
+    const leader = cluster.leaders()[0]
+    cluster.crash(leader !== undefined && random.chance(0.5) ? leader : random.pick(up))
+  }
   for (const node of cluster.nodes.values()) {
     if (node.raft === undefined && random.chance(faults.restart)) cluster.restart(node.id)
   }
+}
+
+/** partitionNetwork cuts links: isolates the leader, splits the nodes in two, or cuts one direction of one link. */
+function partitionNetwork(world: World): void {
+  const { cluster, random } = world
   const ids = [...cluster.nodes.keys()].sort((a, b) => a - b)
-  if (random.chance(faults.partition) && ids.length > 1) {
-    if (random.chance(0.5)) {
-      const side = random.shuffle([...ids]).slice(0, random.int(1, ids.length - 1))
-      cluster.network.partition(side, ids.filter((id) => !side.includes(id)))
-      cluster.trace.add(cluster.now, `partition ${side.join(',')} | ${ids.filter((id) => !side.includes(id)).join(',')}`)
-    } else {
-      const [from, to] = random.shuffle([...ids])
-      cluster.network.cutOneWay(from!, to!)
-      cluster.trace.add(cluster.now, `cut one way ${from}->${to}`)
-    }
+  if (ids.length < 2) return
+  const kind = random.int(0, 2)
+  const leader = cluster.leaders()[0]
+  if (kind < 2) {
+    const side = kind === 0 && leader !== undefined ? [leader] : random.shuffle([...ids]).slice(0, random.int(1, ids.length - 1))
+    const rest = ids.filter((id) => !side.includes(id))
+    cluster.network.partition(side, rest)
+    cluster.trace.add(cluster.now, `partition ${side.join(',')} | ${rest.join(',')}`)
+  } else {
+    const [from, to] = random.shuffle([...ids])
+    cluster.network.cutOneWay(from!, to!)
+    cluster.trace.add(cluster.now, `cut one way ${from}->${to}`)
   }
+}
+
+function injectFaults(world: World): void {
+  const { cluster, random, faults } = world
+  crashAndRestart(world)
+  if (random.chance(faults.partition)) partitionNetwork(world)
   if (random.chance(faults.heal)) {
     cluster.network.heal()
     cluster.trace.add(cluster.now, 'heal network')
