@@ -230,3 +230,22 @@ test('a restarted follower catches up from its persisted log', () => {
   net.tick(2, [1])
   assert.deepEqual(net.peer(3).applied, ['a', 'b'])
 })
+
+test('flow control: a replicating follower recovers when the appends filling its window are lost', () => {
+  const net = new Network([1, 2, 3], { ...plain, inflightMessagesMax: 1 })
+  net.electLeader(1)
+  let dropped = 0
+  net.filter = (m) => {
+    if (m.type === 'app' && m.to === 3 && m.entries.length > 0 && dropped === 0) {
+      dropped++
+      return false
+    }
+    return true
+  }
+  net.propose(1, 'a') // the append to 3 is lost; its window of one is now full
+  net.propose(1, 'b')
+  assert.equal(dropped, 1)
+  assert.deepEqual(net.peer(3).applied, [])
+  net.tick(1, [1]) // a heartbeat response frees the slot; the next append is rejected, then repaired
+  assert.deepEqual(net.peer(3).applied, ['a', 'b'])
+})
