@@ -277,7 +277,11 @@ export class RaftDriver {
     if (work.length === 0 && applying.length === 0 && this.stagedNext.length === 0) return
     this.stats.iterations++
     const early = work.filter(({ group, ready }) => this.maySendBeforePersist(group, ready))
-    this.send(early)
+    if (early.length > 0) {
+      this.send(early)
+      // Let the transport flush before the write: an fsync may block this thread (RocksDB does).
+      await new Promise((resolve) => setImmediate(resolve))
+    }
     await this.persist(work, applying)
     this.send(work.filter((item) => !early.includes(item)))
     for (const { group, ready } of work) {
