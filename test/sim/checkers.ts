@@ -14,7 +14,6 @@
  *   committed entry on disk;
  * - staleRead / linearizability: a ReadIndex read sees every write committed before it began.
  */
-import { hashString } from './random.js'
 
 /** Invariant names every property the checker enforces. */
 export type Invariant =
@@ -213,10 +212,5 @@ export class Checker {
     if (servedIndex < commitAtCall) {
       throw new SimViolation('staleRead', `node ${node} served a read at applied index ${servedIndex}, but ${commitAtCall} was committed before the read began`, { node, commitAtCall, servedIndex })
     }
-  }
-
-  /** traceDigest is a short digest of the checker's knowledge (for determinism tests). */
-  traceDigest(): number {
-    return hashString(this.committed.slice(1, this.maxCommit + 1).join(';'))
   }
 }

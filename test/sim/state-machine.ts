@@ -5,7 +5,7 @@
  * snapshot and the committed log, exactly as a real node would.
  */
 import { ErrorCode, KvError } from '../../src/errors.js'
-import type { ConfChange, ConfState, Snapshot } from '../../src/raft/index.js'
+import type { ConfState, Snapshot } from '../../src/raft/index.js'
 
 /** PutCommand is the only application command: set `key` to `value`. */
 export interface PutCommand {
@@ -80,9 +80,4 @@ export class KvStateMachine {
 
 function cloneConf(cs: ConfState): ConfState {
   return { voters: [...cs.voters], learners: [...cs.learners], votersOutgoing: [...cs.votersOutgoing] }
-}
-
-/** describeConfChange renders a change for traces. */
-export function describeConfChange(change: ConfChange): string {
-  return `${change.type} ${change.nodeId}`
 }
