@@ -90,7 +90,9 @@ export class MemoryRaftStorage implements RaftStorage {
     if (offset > this.ents.length) {
       throw new KvError(ErrorCode.INVALID, `MemoryRaftStorage.append: gap, lastIndex ${this.lastIndex()} but entries start at ${kept[0]!.index}`)
     }
-    this.ents = this.ents.slice(0, offset).concat(kept.map(copyEntry))
+    // Truncate in place and push: appending must not copy the whole log.
+    this.ents.length = offset
+    for (const entry of kept) this.ents.push(copyEntry(entry))
   }
 
   /** applySnapshot replaces the whole log with `snapshot` (a follower installing the leader's snapshot). */

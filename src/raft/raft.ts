@@ -32,7 +32,22 @@ export interface ProposalEntry {
 
 /** newMessage builds a Message with every unused field at its zero value. */
 export function newMessage(fields: Partial<Message> & { type: MessageType }): Message {
-  return { from: NONE, to: NONE, term: 0, logTerm: 0, index: 0, entries: [], commit: 0, reject: false, rejectHint: 0, ...fields }
+  // One literal shape for every message keeps property access monomorphic on the hot path.
+  const m: Message = {
+    type: fields.type,
+    from: fields.from ?? NONE,
+    to: fields.to ?? NONE,
+    term: fields.term ?? 0,
+    logTerm: fields.logTerm ?? 0,
+    index: fields.index ?? 0,
+    entries: fields.entries ?? [],
+    commit: fields.commit ?? 0,
+    reject: fields.reject ?? false,
+    rejectHint: fields.rejectHint ?? 0,
+  }
+  if (fields.snapshot !== undefined) m.snapshot = fields.snapshot
+  if (fields.context !== undefined) m.context = fields.context
+  return m
 }
 
 function isTransferContext(context: Uint8Array | undefined): boolean {
@@ -108,7 +123,8 @@ export class Raft {
 
   /** send queues a message; vote traffic carries an explicit term, forwarded proposals and reads none. */
   send(fields: Partial<Message> & { type: MessageType; to: NodeId }): void {
-    const m = newMessage({ ...fields, from: fields.from !== undefined && fields.from !== NONE ? fields.from : this.id })
+    const m = newMessage(fields)
+    if (m.from === NONE) m.from = this.id
     if (fields.term === undefined && m.type !== 'prop' && m.type !== 'readIndex') m.term = this.term
     this.msgs.push(m)
   }
