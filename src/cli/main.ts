@@ -10,7 +10,8 @@ import { ExitCode, type Command, type Io } from './command.js'
 import { flush, OutputClosed, write } from './io.js'
 import { delCommand, getCommand, hasCommand, putCommand, sizeCommand } from './kv.js'
 import { batchCommand, scanCommand } from './scan.js'
-import { localServerCommand } from './servers.js'
+import { downloadCommand, uploadCommand } from './files.js'
+import { localDevCommand, localServerCommand } from './servers.js'
 import { adminCommand, clusterDevCommand, statusCommand } from '../cluster/cli.js'
 import { serverCommand } from '../cluster/command.js'
 
@@ -23,12 +24,15 @@ export const commands: readonly Command[] = [
   sizeCommand,
   scanCommand,
   batchCommand,
+  uploadCommand,
+  downloadCommand,
   clientsCommand,
   clusterDevCommand,
   serverCommand,
   statusCommand,
   adminCommand,
   localServerCommand,
+  localDevCommand,
 ]
 
 function overview(): string {

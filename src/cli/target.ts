@@ -18,7 +18,7 @@ export type Target = ({ dir: string } | { endpoint: string; token?: string }) & 
 export function targetOf(command: string, parsed: Parsed, env: NodeJS.ProcessEnv): Target {
   const dir = stringFlag(parsed, 'db')
   const endpoint = stringFlag(parsed, 'endpoint')
-  const token = stringFlag(parsed, 'token') ?? env.DISTKV_TOKEN
+  const token = stringFlag(parsed, 'token') ?? (env.DISTKV_TOKEN || undefined)
   const timeoutMs = 1000 * (integerFlag(parsed, 'timeout', { min: 1, max: 3600 }) ?? cliTimeoutSecondsDefault)
   if ((dir === undefined) === (endpoint === undefined)) {
     throw new KvError(ErrorCode.INVALID, `${command}: give exactly one of --db DIR or --endpoint HOST:PORT`)
