@@ -11,7 +11,7 @@ import { flush, OutputClosed, write } from './io.js'
 import { delCommand, getCommand, hasCommand, putCommand, sizeCommand } from './kv.js'
 import { batchCommand, scanCommand } from './scan.js'
 import { downloadCommand, uploadCommand } from './files.js'
-import { localServerCommand } from './servers.js'
+import { localDevCommand, localServerCommand } from './servers.js'
 import { adminCommand, clusterDevCommand, statusCommand } from '../cluster/cli.js'
 import { serverCommand } from '../cluster/command.js'
 
@@ -32,6 +32,7 @@ export const commands: readonly Command[] = [
   statusCommand,
   adminCommand,
   localServerCommand,
+  localDevCommand,
 ]
 
 function overview(): string {

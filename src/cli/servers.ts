@@ -1,8 +1,8 @@
 /**
- * The server commands. `local-server DIR` runs the one server that owns a database directory
- * (what open() starts detached; also runnable by hand). `dev` is what `npm start` runs: until
- * cluster mode exists it runs a local server with a TCP listener and a fresh token, prints how
- * to reach it, and stops cleanly on Ctrl-C or SIGTERM.
+ * The local-mode server commands. `local-server DIR` runs the one server that owns a database
+ * directory (what open() starts detached; also runnable by hand). `local-dev` is the light
+ * sibling of the cluster's `dev`: one local server with a TCP listener and a fresh token that
+ * prints how to reach it and stops cleanly on Ctrl-C or SIGTERM.
  */
 import { randomBytes } from 'node:crypto'
 import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs'
@@ -58,7 +58,7 @@ Exit status: 0 after a clean stop (idle, SIGTERM, Ctrl-C), 3 when DIR already ha
     const host = stringFlag(parsed, 'host')
     const tcp = port !== undefined || host !== undefined
     // The environment's token only applies when TCP was asked for on the command line.
-    const token = stringFlag(parsed, 'token') ?? (tcp ? io.env.DISTKV_TOKEN : undefined)
+    const token = stringFlag(parsed, 'token') ?? (tcp ? io.env.DISTKV_TOKEN || undefined : undefined)
     const idleTimeoutSeconds = integerFlag(parsed, 'idle-timeout', { min: 0, max: 2_147_483 })
     const engine = engineOf(parsed)
     try {
@@ -85,19 +85,19 @@ Exit status: 0 after a clean stop (idle, SIGTERM, Ctrl-C), 3 when DIR already ha
   },
 }
 
-/** devCommand runs a development server on loopback and prints how to use it. */
-export const devCommand: Command = {
-  name: 'dev',
-  summary: 'run a development server on loopback (what npm start runs)',
-  help: `usage: distkv dev [--dir DIR] [--port 7700] [--host H] [--token T] [--engine rocksdb|leveldb]
+/** localDevCommand runs one local server for development on loopback and prints how to use it. */
+export const localDevCommand: Command = {
+  name: 'local-dev',
+  summary: 'run one local server with TCP and a generated token (no cluster)',
+  help: `usage: distkv local-dev [--dir DIR] [--port 7700] [--host H] [--token T] [--engine rocksdb|leveldb]
 
-Until cluster mode lands this runs one local server on DIR (default ./data/dev) that never
-idles out, with TCP on --port + 1 (the cluster's RPC port) and a generated token, prints the
-directory, endpoint, token and a one-line Node.js example, and writes DIR/cluster.json
-(mode 0600; it holds the token). Ctrl-C or SIGTERM stops it cleanly.
+Runs one local server on DIR (default ./data/local-dev) that never idles out, with TCP on
+--port + 1 (where \`distkv dev\` puts the cluster's client endpoint) and a generated token,
+prints the directory, endpoint, token and a one-line Node.js example, and writes
+DIR/local-dev.json (mode 0600; it holds the token). Ctrl-C or SIGTERM stops it cleanly.
 The cluster flags --nodes, --shards, --replicas and --no-restart are accepted and ignored.
 
-  --dir DIR             database directory (default ./data/dev)
+  --dir DIR             database directory (default ./data/local-dev)
   --port P              base port (default 7700): the client endpoint is P + 1
   --host H              address to listen on (default 127.0.0.1)
   --token T             use this token instead of a generated one
@@ -114,9 +114,9 @@ The cluster flags --nodes, --shards, --replicas and --no-restart are accepted an
     'no-restart': { type: 'boolean' },
   },
   async run(parsed: Parsed, io: Io): Promise<number> {
-    positionalCount('dev', parsed, 0, 0)
+    positionalCount('local-dev', parsed, 0, 0)
     for (const name of ['nodes', 'shards', 'replicas']) integerFlag(parsed, name, { min: 1, max: 99 })
-    const dir = resolve(stringFlag(parsed, 'dir') ?? join('data', 'dev'))
+    const dir = resolve(stringFlag(parsed, 'dir') ?? join('data', 'local-dev'))
     const port = integerFlag(parsed, 'port', { min: 1, max: 65534 }) ?? 7700
     const host = stringFlag(parsed, 'host') ?? '127.0.0.1'
     const token = stringFlag(parsed, 'token') ?? randomBytes(24).toString('base64url')
@@ -128,7 +128,7 @@ The cluster flags --nodes, --shards, --replicas and --no-restart are accepted an
     await write(io.stdout, devBanner({ dir, endpoint, token, engine, pid: process.pid }))
     await handle.stopped
     rmSync(clusterFile, { force: true })
-    await write(io.stdout, 'distkv dev: stopped\n')
+    await write(io.stdout, 'distkv local-dev: stopped\n')
     return ExitCode.ok
   },
 }
@@ -144,9 +144,9 @@ async function startDev(options: { dir: string; host: string; port: number; toke
   }
 }
 
-/** writeClusterFile records the endpoint (and token) where tools look for a dev cluster. */
+/** writeClusterFile records the endpoint and token for tools, in the shape of the cluster's cluster.json. */
 function writeClusterFile(dir: string, endpoint: string, token: string, handle: LocalServerHandle): string {
-  const path = join(dir, 'cluster.json')
+  const path = join(dir, 'local-dev.json')
   const document = {
     mode: 'local',
     rpc: endpoint,
@@ -165,8 +165,8 @@ function devBanner(info: { dir: string; endpoint: string; token: string; engine:
     `const kv = await connect('${info.endpoint}', { token: '${info.token}' }); ` +
     `await kv.put('hello', 'world'); console.log(String(await kv.get('hello'))); await kv.close()"`
   return [
-    `distkv dev: serving ${info.dir} (engine ${info.engine}, pid ${info.pid})`,
-    `  (cluster mode is not built yet: this is one local server; there is no web UI yet)`,
+    `distkv local-dev: serving ${info.dir} (engine ${info.engine}, pid ${info.pid})`,
+    `  (one local server, no cluster and no web UI: \`distkv dev\` runs those)`,
     `  local:     distkv scan --db ${info.dir}`,
     `  endpoint:  ${info.endpoint}`,
     `  token:     ${info.token}`,
