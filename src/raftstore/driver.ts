@@ -44,6 +44,8 @@ export interface DriverOptions {
   /** decodeConfChange parses the data of a confChange entry (the core's encoding). */
   decodeConfChange?: (data: Uint8Array) => ConfChange
   logger?: (level: 'info' | 'warn' | 'error', message: string, details: Record<string, unknown>) => void
+  /** leaderSendsBeforePersist: a leader's appends leave before its own log write (default true; see maySendBeforePersist). */
+  leaderSendsBeforePersist?: boolean
 }
 
 /** DriverStats counts what the driver did, for tests (group commit) and metrics. */
@@ -375,7 +377,7 @@ export class RaftDriver {
    * unwritten entries towards a commit.
    */
   private maySendBeforePersist(group: GroupReplica, ready: Ready): boolean {
-    if ((ready.softState?.role ?? group.role) !== 'leader' || ready.snapshot !== undefined) return false
+    if (!this.options.leaderSendsBeforePersist || (ready.softState?.role ?? group.role) !== 'leader' || ready.snapshot !== undefined) return false
     const durable = group.storage.hardState
     if (ready.hardState !== undefined && (ready.hardState.term !== durable.term || ready.hardState.vote !== durable.vote)) return false
     return ready.messages.every((m) => EARLY_MESSAGE_TYPES.has(m.type))

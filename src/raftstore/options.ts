@@ -43,6 +43,7 @@ export interface ResolvedDriverOptions {
   readonly createCore: (config: RaftConfig) => RaftCore
   readonly decodeConfChange: (data: Uint8Array) => ConfChange
   readonly logger: NonNullable<DriverOptions['logger']>
+  readonly leaderSendsBeforePersist: boolean
 }
 
 function integerIn(field: string, value: unknown, min: number, max: number): number {
@@ -72,6 +73,9 @@ export function resolveDriverOptions(options: DriverOptions): ResolvedDriverOpti
   requireObject('engine', options.engine, 'batch')
   requireObject('transport', options.transport, 'send')
   requireObject('ticker', options.ticker, 'start')
+  if (options.leaderSendsBeforePersist !== undefined && typeof options.leaderSendsBeforePersist !== 'boolean') {
+    throw new KvError(ErrorCode.INVALID, 'DriverOptions.leaderSendsBeforePersist must be a boolean', { field: 'leaderSendsBeforePersist' })
+  }
   return Object.freeze({
     nodeId: options.nodeId,
     engine: options.engine,
@@ -84,6 +88,7 @@ export function resolveDriverOptions(options: DriverOptions): ResolvedDriverOpti
     createCore: options.createCore ?? ((config: RaftConfig) => new raft.RaftNode(config)),
     decodeConfChange: options.decodeConfChange ?? raft.decodeConfChange,
     logger: options.logger ?? (() => {}),
+    leaderSendsBeforePersist: options.leaderSendsBeforePersist ?? true,
   })
 }
 

@@ -7,8 +7,8 @@ import { EngineRaftStorage } from '../../src/raftstore/log-storage.js'
 import { Cluster } from './cluster.js'
 import { putCommand } from './kv-machine.js'
 
-test('3 nodes elect a leader, replicate and apply on every node; reads go through ReadIndex', async () => {
-  const cluster = new Cluster([1, 2, 3], [1])
+for (const leaderSendsBeforePersist of [true, false]) test(`3 nodes elect a leader, replicate and apply on every node; reads go through ReadIndex (leaderSendsBeforePersist ${leaderSendsBeforePersist})`, async () => {
+  const cluster = new Cluster([1, 2, 3], [1], { leaderSendsBeforePersist })
   await cluster.start()
   try {
     await cluster.elect(1, 1)
@@ -147,4 +147,11 @@ test('a node joins as a learner by conf change and receives the data', async () 
   } finally {
     await cluster.close()
   }
+})
+
+test('driver options are validated once, naming the field', async () => {
+  const cluster = new Cluster([1], [1], { limits: { pendingProposalsMax: 0 } })
+  await assert.rejects(cluster.start(), { code: 'KV_ERR_INVALID', message: /limits\.pendingProposalsMax/ })
+  await assert.rejects(new Cluster([1], [1], { compaction: { snapshotBytesMax: -1 } }).start(), { code: 'KV_ERR_INVALID', message: /snapshotBytesMax/ })
+  await assert.rejects(new Cluster([1], [1], { leaderSendsBeforePersist: 'yes' as unknown as boolean }).start(), { code: 'KV_ERR_INVALID', message: /leaderSendsBeforePersist/ })
 })
