@@ -8,7 +8,7 @@
  * quorum that can talk within an election timeout. A message is only ever emitted together
  * with (in the same Ready as) the log entries and hard state it depends on.
  */
-import { assert } from '../errors.js'
+import { ErrorCode, KvError, assert } from '../errors.js'
 import type { ConfState, Entry, EntryType, Message, MessageType, NodeId, ProposeResult, ReadState, Role } from './types.js'
 import { NONE } from './types.js'
 import type { ResolvedRaftConfig } from './config.js'
@@ -95,7 +95,7 @@ export class Raft {
     this.confs = new ConfHistory(storage.firstIndex() - 1, confState)
     this.replayStoredConfChanges()
     if (!isEmptyHardState(hardState)) this.loadHardState(hardState)
-    if (config.applied > this.log.applied) this.log.appliedTo(config.applied)
+    if (config.applied > this.log.applied) this.restoreApplied(config.applied)
     this.confs.compactTo(this.log.applied)
     this.tracker.applyConfState(this.confs.current(), this.log.lastIndex() + 1)
     this.becomeFollower(this.term, NONE)
@@ -119,6 +119,16 @@ export class Raft {
     this.log.committed = Math.max(hs.commit, this.log.committed)
     this.term = hs.term
     this.vote = hs.vote
+  }
+
+  private restoreApplied(applied: number): void {
+    if (applied > this.log.lastIndex()) {
+      throw new KvError(ErrorCode.INVALID, `RaftConfig.applied ${applied} is beyond the stored log (lastIndex ${this.log.lastIndex()})`, { field: 'applied', value: applied })
+    }
+    // NB: applied entries are committed by definition; a commit index that lagged it on disk (a
+    // commit-only hard state is written without fsync) is raised rather than refused.
+    this.log.commitTo(applied)
+    this.log.appliedTo(applied)
   }
 
   /** send queues a message; vote traffic carries an explicit term, forwarded proposals and reads none. */

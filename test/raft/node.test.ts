@@ -104,3 +104,12 @@ test('a restarted node resumes from storage: hard state, applied index, configur
   second.campaign()
   assert.equal(second.status().role, 'leader')
 })
+
+test('a restart with an applied index above the stored commit raises commit; one beyond the log is refused', () => {
+  const storage = MemoryRaftStorage.withPeers([1, 2, 3])
+  storage.append([2, 3, 4].map((index) => ({ term: 1, index, type: 'normal' as const, data: new Uint8Array(0) })))
+  const node = new RaftNode(config({ storage, applied: 3 }))
+  assert.equal(node.status().commit, 3)
+  assert.equal(node.status().applied, 3)
+  assert.throws(() => new RaftNode(config({ storage, applied: 9 })), invalid('applied'))
+})
