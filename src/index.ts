@@ -6,6 +6,8 @@ export { KvError, ErrorCode, isKvError } from './errors.js'
 export type { ErrorCodeName } from './errors.js'
 export { Limits } from './limits.js'
 export { open, connect } from './client/index.js'
+export { files, FileStore } from './files/index.js'
+export type { FileStoreOptions, FileInfo, FileRead, FileList, ListFilesOptions, PutFileOptions } from './files/index.js'
 export type {
   DistKV,
   KeyLike,
