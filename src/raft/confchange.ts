@@ -7,7 +7,7 @@
  * driver's snapshots) are known. The safety argument is in docs/raft.md.
  */
 import { ErrorCode, KvError } from '../errors.js'
-import type { ConfChange, ConfChangeType, ConfState, Entry, NodeId } from './types.js'
+import type { ConfChange, ConfChangeType, ConfState, Entry } from './types.js'
 import { cloneConfState } from './util.js'
 
 const CONF_CHANGE_VERSION = 1
@@ -151,15 +151,4 @@ export class ConfHistory {
   size(): number {
     return this.points.length
   }
-}
-
-/** sameMembers tells whether two configurations have the same voters and learners. */
-export function sameMembers(a: ConfState, b: ConfState): boolean {
-  const key = (cs: ConfState): string => `${[...cs.voters].sort().join(',')}|${[...cs.learners].sort().join(',')}|${[...cs.votersOutgoing].sort().join(',')}`
-  return key(a) === key(b)
-}
-
-/** nodeIdsOf lists every member of a configuration. */
-export function nodeIdsOf(cs: ConfState): NodeId[] {
-  return [...new Set([...cs.voters, ...cs.learners, ...cs.votersOutgoing])]
 }

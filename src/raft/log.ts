@@ -6,7 +6,7 @@
 import { assert } from '../errors.js'
 import type { Entry, RaftStorage, Snapshot } from './types.js'
 import { Unstable } from './log-unstable.js'
-import { entriesBytes, limitSize } from './util.js'
+import { limitSize } from './util.js'
 
 /** RaftLog combines storage and unstable entries and tracks the commit and apply points. */
 export class RaftLog {
@@ -199,10 +199,5 @@ export class RaftLog {
   stableSnapTo(index: number): void {
     this.unstable.stableSnapTo(index)
     if (index > this.applied) this.applied = index
-  }
-
-  /** bytesOf is entriesBytes, re-exported for the step functions' uncommitted-bytes bound. */
-  static bytesOf(entries: readonly Entry[]): number {
-    return entriesBytes(entries)
   }
 }
