@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import { describe, test } from 'node:test'
 import fc from 'fast-check'
 import type { Engine, EngineOp, RangeOptions } from '../../src/engine/engine.js'
-import { checkAgainstModel, readAll } from './model.js'
+import { checkAgainstModel, modelRange, readAll } from './model.js'
 
 /** MakeEngine builds an unopened engine storing in `dir` (the memory engine ignores it). */
 export type MakeEngine = (dir: string) => Engine
@@ -221,13 +221,21 @@ type Operation =
   | { kind: 'batch'; ops: Array<{ put: boolean; key: Buffer; value: Buffer }> }
   | { kind: 'query'; range: RangeOptions }
   | { kind: 'reopen' }
+  | { kind: 'snapshot'; range: RangeOptions; ops: Array<{ put: boolean; key: Buffer; value: Buffer }> }
+const batchOpsArbitrary = fc.array(fc.record({ put: fc.boolean(), key: keyArbitrary, value: valueArbitrary }), { maxLength: 6 })
 const operationArbitrary: fc.Arbitrary<Operation> = fc.oneof(
   fc.record({ kind: fc.constant('put' as const), key: keyArbitrary, value: valueArbitrary }),
   fc.record({ kind: fc.constant('del' as const), key: keyArbitrary }),
-  fc.record({ kind: fc.constant('batch' as const), ops: fc.array(fc.record({ put: fc.boolean(), key: keyArbitrary, value: valueArbitrary }), { maxLength: 6 }) }),
+  fc.record({ kind: fc.constant('batch' as const), ops: batchOpsArbitrary }),
   fc.record({ kind: fc.constant('query' as const), range: rangeArbitrary }),
+  fc.record({ kind: fc.constant('snapshot' as const), range: rangeArbitrary, ops: batchOpsArbitrary }),
   fc.constant({ kind: 'reopen' as const }),
 )
+
+async function applyBatch(engine: Engine, model: Map<string, Buffer>, ops: Array<{ put: boolean; key: Buffer; value: Buffer }>): Promise<void> {
+  await engine.batch(ops.map(({ put, key, value }): EngineOp => (put ? { type: 'put', key, value } : { type: 'del', key })))
+  for (const { put, key, value } of ops) put ? model.set(key.toString('hex'), value) : model.delete(key.toString('hex'))
+}
 
 async function runOperations(engine: Engine, operations: Operation[]): Promise<void> {
   const model = new Map<string, Buffer>()
@@ -240,8 +248,16 @@ async function runOperations(engine: Engine, operations: Operation[]): Promise<v
       await engine.del(operation.key)
       model.delete(hex(operation.key))
     } else if (operation.kind === 'batch') {
-      await engine.batch(operation.ops.map(({ put, key, value }): EngineOp => (put ? { type: 'put', key, value } : { type: 'del', key })))
-      for (const { put, key, value } of operation.ops) put ? model.set(hex(key), value) : model.delete(hex(key))
+      await applyBatch(engine, model, operation.ops)
+    } else if (operation.kind === 'snapshot') {
+      // An iterator opened before a batch must not see it, even after its first page.
+      const expected = modelRange(model, operation.range)
+      const iterator = engine.iterator(operation.range)
+      const rows = await iterator.nextBatch(1)
+      await applyBatch(engine, model, operation.ops)
+      for (let page = await iterator.nextBatch(3); page.length > 0; page = await iterator.nextBatch(3)) rows.push(...page)
+      await iterator.close()
+      assert.deepEqual(rows, expected)
     } else if (operation.kind === 'reopen') {
       await engine.close()
       await engine.open()
