@@ -141,14 +141,14 @@ export class RaftDriver {
   /** campaign makes this node start an election in `groupId` (tests, leadership placement). */
   campaign(groupId: number): void {
     const group = this.group(groupId)
-    group.inbox.reports.push((core) => core.campaign())
+    group.enqueueReport((core) => core.campaign())
     this.schedule(group)
   }
 
   /** transferLeadership asks the leader of `groupId` to hand over to `to`. */
   transferLeadership(groupId: number, to: NodeId): void {
     const group = this.group(groupId)
-    group.inbox.reports.push((core) => core.transferLeadership(to))
+    group.enqueueReport((core) => core.transferLeadership(to))
     this.schedule(group)
   }
 
@@ -218,7 +218,7 @@ export class RaftDriver {
   private report(groupId: number, report: (core: RaftCore) => void): void {
     const group = this.groups.get(groupId)
     if (group === undefined) return
-    group.inbox.reports.push(report)
+    group.enqueueReport(report)
     this.schedule(group)
   }
 

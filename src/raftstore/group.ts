@@ -37,7 +37,7 @@ export interface DriverLimits {
   pendingProposalsMax: number
   /** pendingReadsMax: linearizable reads per group not yet served. */
   pendingReadsMax: number
-  /** inboxMessagesMax: received messages per group waiting for the next iteration (excess dropped). */
+  /** inboxMessagesMax: received messages (and, separately, local reports) per group waiting for the next iteration; excess is dropped. */
   inboxMessagesMax: number
   /** proposalBytesMax: largest command one proposal may carry. */
   proposalBytesMax: number
@@ -123,6 +123,15 @@ export class GroupReplica {
       return
     }
     this.inbox.messages.push(message)
+  }
+
+  /** enqueueReport keeps a local input (transport report, campaign) for the next iteration; past inboxMessagesMax it is dropped like a message. */
+  enqueueReport(report: (core: RaftCore) => void): void {
+    if (this.inbox.reports.length >= this.limits.inboxMessagesMax) {
+      this.droppedMessages++
+      return
+    }
+    this.inbox.reports.push(report)
   }
 
   /** notLeaderError is the refusal a non-leader gives, with the leader hint. */
