@@ -37,3 +37,36 @@ test('3 processes over TCP: elect, replicate, read, survive a follower SIGKILL',
     rmSync(root, { recursive: true, force: true })
   }
 })
+
+test('3 processes over TCP: a follower that missed compacted entries is caught up by a snapshot', { timeout: 60_000 }, async () => {
+  const root = mkdtempSync(join(tmpdir(), 'distkv-raftstore-snap-'))
+  const ids = [1, 2, 3]
+  const portList = await freePorts(3)
+  const ports = Object.fromEntries(ids.map((id, i) => [String(id), portList[i]!]))
+  const compaction = { compactLogEntriesMax: 20, logRetainEntries: 5 }
+  const nodes = new Map<number, NodeProcess>()
+  try {
+    for (const id of ids) nodes.set(id, await spawnNode(id, join(root, `n${id}`), ports, compaction))
+    await propose(nodes, 'first', Buffer.from('1'))
+    const leaderId = await findLeader(nodes)
+    const followerId = ids.find((id) => id !== leaderId)!
+    await stopNode(nodes.get(followerId)!)
+    nodes.delete(followerId)
+    let last = 0
+    // Enough entries that the leader compacts past what the stopped follower has
+    // (transport.test.ts covers a snapshot spanning many chunks).
+    for (let i = 0; i < 60; i++) last = await propose(nodes, `k${i}`, Buffer.alloc(512, 0x41 + (i % 26)))
+    nodes.set(followerId, await spawnNode(followerId, join(root, `n${followerId}`), ports, compaction))
+    const follower = nodes.get(followerId)!
+    const status = await waitFor('the follower to catch up', async () => {
+      const s = (await follower.client.request('kv.status', {})) as Status
+      return s.applied >= last ? s : undefined
+    })
+    assert.ok(status.stats.snapshotsInstalled >= 1, 'caught up by a snapshot, not by the (compacted) log')
+    assert.equal(await follower.client.request('kv.localGet', { key: 'k59' }), Buffer.alloc(512, 0x41 + (59 % 26)).toString('latin1'))
+    assert.equal(await follower.client.request('kv.localGet', { key: 'first' }), '1')
+  } finally {
+    await Promise.all([...nodes.values()].map((node) => stopNode(node)))
+    rmSync(root, { recursive: true, force: true })
+  }
+})
