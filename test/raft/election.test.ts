@@ -137,3 +137,36 @@ test('§5.2 a restarted node keeps its term and vote (hard state is persisted)',
   assert.equal(net.status(2).term, 2)
   assert.equal(net.status(2).vote, 1)
 })
+
+test('§5.2 a candidate that hears from a leader of its own term steps down to follower', () => {
+  const net = new Network([1, 2, 3], plain)
+  net.electLeader(1)
+  net.isolate(3)
+  net.peer(3).node.campaign() // term 3, alone
+  net.stabilize()
+  assert.equal(net.status(3).role, 'candidate')
+  const term = net.status(3).term
+  net.peer(3).node.step({ type: 'app', from: 2, to: 3, term, logTerm: 2, index: 2, entries: [], commit: 2, reject: false, rejectHint: 0 })
+  assert.equal(net.status(3).role, 'follower')
+  assert.equal(net.status(3).leader, 2)
+})
+
+test('§5.4.1 a log with a later last term is more up to date than a longer log', () => {
+  const net = new Network([1, 2, 3], plain)
+  net.electLeader(1)
+  net.isolate(1)
+  for (let i = 0; i < 5; i++) net.peer(1).node.propose(new TextEncoder().encode(`long${i}`)) // term 2, longer
+  net.stabilize()
+  net.electLeader(2) // term 3: 2's log is shorter but ends in term 3
+  net.crash(1)
+  net.restart(1) // 1 is a follower again, with its longer term-2 log
+  net.heal()
+  net.isolate(2)
+  net.peer(1).node.campaign() // term 3, in which 3 already voted for 2
+  net.stabilize()
+  net.peer(1).node.campaign() // term 4: 3 is free to vote, and judges the logs
+  net.stabilize()
+  assert.equal(net.status(1).term, 4)
+  assert.notEqual(net.status(1).role, 'leader', '3 prefers the term-3 log over the longer term-2 log')
+  assert.ok(net.sent.some((m) => m.type === 'voteResp' && m.from === 3 && m.to === 1 && m.reject && m.term === 4))
+})
