@@ -11,8 +11,8 @@
  *     replica timed out): KV_ERR_TIMEOUT, "outcome unknown";
  *   - out of time otherwise (no leader, no quorum, no replica reachable): KV_ERR_UNAVAILABLE
  *     with `quorumLost`, which clients do not retry elsewhere.
- * Every attempt of one write carries the same request id, so a write applied by an attempt
- * whose answer was lost is answered, not applied again, by the next.
+ * Every attempt of one write carries the same write id (the client's request id), so a write
+ * applied by an attempt whose answer was lost is answered, not applied again, by the next.
  */
 import { ErrorCode, KvError } from '../errors.js'
 import type { MetaClient } from '../meta/client.js'
@@ -24,7 +24,7 @@ import type { StoreClient } from '../store/client.js'
 const RETRYABLE_CODES = new Set<string>([ErrorCode.NOT_LEADER, ErrorCode.WRONG_SHARD, ErrorCode.STALE_EPOCH, ErrorCode.UNAVAILABLE, ErrorCode.CLOSED, ErrorCode.TIMEOUT, ErrorCode.TOO_MANY_REQUESTS])
 const BACKOFF_MS_MAX = 200
 /** attemptTimeoutMsMax bounds one attempt, so a dead leader costs at most this before trying another. */
-const attemptTimeoutMsMax = 3_000
+const attemptTimeoutMsMax = 5_000
 
 /** RouterOptions configures a Router. */
 export interface RouterOptions {
@@ -98,7 +98,7 @@ export class Router {
    * run sends `method` to the leader of the shard `pick` chooses (re-chosen on every attempt
    * from the then-current routing), retrying as the module comment says.
    */
-  async run(pick: (routing: Routing) => number, method: string, params: (shard: number) => unknown, options: { write: boolean; requestId?: string }): Promise<unknown> {
+  async run(pick: (routing: Routing) => number, method: string, params: (shard: number) => unknown, options: { write: boolean }): Promise<unknown> {
     const deadline = Date.now() + this.options.requestTimeoutMs
     let maybeApplied = false
     let lastError: KvError | undefined
@@ -114,7 +114,7 @@ export class Router {
         break
       }
       const shard = pick(routing)
-      const attempt = await this.options.stores.attempt(routing, shard, method, params(shard), { timeoutMs: Math.min(remaining, attemptTimeoutMsMax), requestId: options.requestId })
+      const attempt = await this.options.stores.attempt(routing, shard, method, params(shard), { timeoutMs: Math.min(remaining, attemptTimeoutMsMax) })
       if (attempt.ok) return attempt.result
       lastError = attempt.error
       maybeApplied ||= attempt.maybeApplied

@@ -71,7 +71,7 @@ export class ClusterKV {
     }
     const parts = shards.size === 1 ? [{ ops, id: requestId }] : [...shards.entries()].map(([shard, part]) => ({ ops: part, id: subRequestId(requestId, shard) }))
     await Promise.all(parts.map((part) =>
-      this.deps.router.run((r) => Router.shardOfKey(r, part.ops[0]!.key), 'store.write', (shard) => ({ shard, ops: part.ops }), { write: true, requestId: part.id }),
+      this.deps.router.run((r) => Router.shardOfKey(r, part.ops[0]!.key), 'store.write', (shard) => ({ shard, ops: part.ops, id: part.id }), { write: true }),
     ))
   }
 }

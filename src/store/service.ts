@@ -1,7 +1,7 @@
 /**
  * The internal `store.*` methods of a node (cluster token only), answered by the leader of the
  * shard named in each request:
- *   store.write   { shard, ops, sync }        replicate a write; the wire request id is its id
+ *   store.write   { shard, ops, id }          replicate a write; `id` (a UUID) makes it exactly-once
  *   store.read    { shard, keys, kind }       linearizable point reads (ReadIndex)
  *   store.query   { shard, range }  (stream)  linearizable range read; first page has `owned`
  *   store.command { shard, command }          slot-move commands (freeze/claim/release/purge/ingest)
@@ -62,10 +62,12 @@ export function registerStoreHandlers(server: WireServer, host: StoreHost, drive
     }
     return machine
   }
-  server.handle('store.write', guard(async (params: Record<string, unknown>, ctx) => {
+  server.handle('store.write', guard(async (params: Record<string, unknown>) => {
     const shard = shardOf(params)
     const ops: WriteOp[] = checkOps(params.ops).map((op) => (op.type === 'put' ? [0, op.key, op.value] : [1, op.key]))
-    await propose(shard, { t: 'write', id: uuidBytes(ctx.requestId), ops })
+    // The write's identity travels in the params, apart from the wire request id, so a proxy may
+    // re-send it on the same connection while an earlier attempt is still pending there.
+    await propose(shard, { t: 'write', id: uuidBytes(typeof params.id === 'string' ? params.id : ''), ops })
     return null
   }))
   server.handle('store.read', guard(async (params: Record<string, unknown>) => {

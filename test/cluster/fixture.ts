@@ -80,8 +80,15 @@ export class DevFixture {
         reject(new Error(`distkv dev exited with ${code}:\n${output.text}`))
       })
     }).catch(async (error) => {
+      const logs = Array.from({ length: nodes }, (_, i) => {
+        try {
+          return `node-${i + 1}.log:\n${readFileSync(join(dir, `node-${i + 1}.log`), 'utf8').split('\n').slice(-15).join('\n')}`
+        } catch {
+          return ''
+        }
+      })
       await fixture.stop()
-      throw error
+      throw new Error(`${(error as Error).message}\n${logs.join('\n')}`)
     })
     return fixture
   }

@@ -1,0 +1,193 @@
+// Cluster benchmark: the distkv dev cluster (3 node processes, default settings) against a
+// 3-member etcd 3.4 cluster on the same loopback, each through its Node client (distkv's
+// connect(), the `etcd3` package), 1 KiB values:
+//   puts/s and linearizable gets/s with p50/p99, at 1 and at 64 concurrent clients;
+//   leader failover: kill -9 of a (shard) leader under write load, time until a write issued
+//   after the kill succeeds, over several trials.
+// Prints each figure beside etcd's and the ratio. Targets: >= 2x etcd's throughput at 64
+// clients with p99 no worse; failover p50 < 1 s.
+// Usage: npm run build && node dist/bench/cluster/run.js [--seconds 5] [--trials 5]
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Etcd3 } from 'etcd3'
+import { connect } from '../../src/client/index.js'
+import type { RemoteKV } from '../../src/client/remote.js'
+import { DevCluster } from '../../src/cluster/dev.js'
+import type { ClusterView } from '../../src/meta/routing.js'
+import { slotOf } from '../../src/meta/slots.js'
+import { EtcdCluster, ensureEtcd } from './etcd.js'
+
+interface Kv {
+  put(key: string, value: Buffer): Promise<unknown>
+  get(key: string): Promise<unknown>
+}
+
+interface Figures {
+  perSecond: number
+  p50Ms: number
+  p99Ms: number
+  errors: number
+}
+
+const KEYS = 10_000
+const VALUE = Buffer.alloc(1024, 0x61)
+
+function argument(name: string, fallback: number): number {
+  const at = process.argv.indexOf(`--${name}`)
+  return at >= 0 ? Number(process.argv[at + 1]) : fallback
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+/** measure keeps `clients` operations in flight for `seconds`. */
+async function measure(clients: number, seconds: number, op: (i: number) => Promise<unknown>): Promise<Figures> {
+  const latencies: number[] = []
+  let errors = 0
+  const end = performance.now() + seconds * 1000
+  await Promise.all(Array.from({ length: clients }, async (_, c) => {
+    for (let n = c; performance.now() < end; n += clients) {
+      const start = performance.now()
+      try {
+        await op(n)
+        latencies.push(performance.now() - start)
+      } catch {
+        errors++
+      }
+    }
+  }))
+  latencies.sort((a, b) => a - b)
+  return { perSecond: latencies.length / seconds, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99), errors }
+}
+
+async function throughput(kv: Kv, seconds: number): Promise<Record<string, Figures>> {
+  const out: Record<string, Figures> = {}
+  for (let i = 0; i < KEYS; i += 500) await Promise.all(Array.from({ length: 500 }, (_, j) => kv.put(`bench/${i + j}`, VALUE)))
+  for (const clients of [1, 64]) {
+    out[`put ${clients}`] = await measure(clients, seconds, (n) => kv.put(`bench/${(n * 7919) % KEYS}`, VALUE))
+    out[`get ${clients}`] = await measure(clients, seconds, (n) => kv.get(`bench/${(n * 7919) % KEYS}`))
+  }
+  return out
+}
+
+/** failoverTrial writes `keys` with 16 writers, runs `kill`, and returns ms until a write issued after it succeeds. */
+async function failoverTrial(put: (key: string) => Promise<unknown>, keys: string[], kill: () => Promise<void>): Promise<number> {
+  let running = true
+  let killedAt = Infinity
+  let recovered = Infinity
+  const writers = Array.from({ length: 16 }, async (_, w) => {
+    for (let n = w; running; n += 16) {
+      const start = performance.now()
+      const ok = await put(keys[n % keys.length]!).then(() => true, () => false)
+      if (ok && start >= killedAt) recovered = Math.min(recovered, performance.now())
+      if (!ok) await sleep(5)
+    }
+  })
+  await sleep(1_000)
+  killedAt = performance.now()
+  await kill()
+  for (let waited = 0; recovered === Infinity && waited < 20_000; waited += 20) await sleep(20)
+  running = false
+  await Promise.all(writers)
+  return recovered - killedAt
+}
+
+async function distkvFailover(cluster: DevCluster, kv: RemoteKV, trials: number): Promise<number[]> {
+  const out: number[] = []
+  for (let t = 0; t < trials; t++) {
+    const view = await waitForLeaders(kv)
+    // Keep the client's own proxy (node 1) alive: the figure is the shard's failover.
+    let shard = view.shards.find((s) => s.leader !== 1)
+    if (shard === undefined) {
+      await kv.call('admin.transferLeader', { shard: view.shards[0]!.id, node: 2 })
+      await sleep(1_000)
+      t--
+      continue
+    }
+    const owner = (key: string) => view.shards.find((s) => s.slots.some(([a, b]) => slotOf(Buffer.from(key)) >= a && slotOf(Buffer.from(key)) <= b))!.id
+    const keys = Array.from({ length: 4000 }, (_, i) => `fail/${i}`).filter((key) => owner(key) === shard!.id)
+    const node = cluster.nodes.find((n) => n.id === shard!.leader)!
+    out.push(await failoverTrial((key) => kv.put(key, VALUE), keys, async () => void process.kill(node.pid!, 'SIGKILL')))
+    await sleep(2_000) // the supervisor restarts the node after about a second
+  }
+  return out
+}
+
+async function etcdFailover(etcd: EtcdCluster, trials: number): Promise<number[]> {
+  const out: number[] = []
+  const client = new Etcd3({ hosts: etcd.hosts })
+  try {
+    for (let t = 0; t < trials; t++) {
+      const leader = await etcd.leader()
+      out.push(await failoverTrial(async (key) => await client.put(key).value(VALUE), Array.from({ length: 1000 }, (_, i) => `fail/${i}`), () => etcd.kill9(leader)))
+      etcd.launch(leader)
+      await sleep(3_000)
+    }
+  } finally {
+    client.close()
+  }
+  return out
+}
+
+async function waitForLeaders(kv: RemoteKV): Promise<ClusterView> {
+  for (;;) {
+    const view = (await kv.call('admin.cluster', {}).catch(() => undefined)) as ClusterView | undefined
+    if (view !== undefined && view.shards.every((s) => s.leader !== null && s.claimed) && view.nodes.every((n) => n.health === 'up')) return view
+    await sleep(200)
+  }
+}
+
+function row(name: string, ours: number, theirs: number, unit: string, higherIsBetter: boolean): string {
+  const ratio = theirs === 0 ? NaN : ours / theirs
+  const better = higherIsBetter ? ratio >= 1 : ratio <= 1
+  return `${name.padEnd(28)} ${ours.toFixed(1).padStart(10)} ${theirs.toFixed(1).padStart(10)} ${unit.padEnd(6)} ${ratio.toFixed(2).padStart(6)}x ${better ? '' : '(worse)'}`
+}
+
+async function main(): Promise<void> {
+  const seconds = argument('seconds', 5)
+  const trials = argument('trials', 5)
+  const binary = ensureEtcd()
+  const dir = mkdtempSync(join(tmpdir(), 'distkv-bench-cluster-'))
+  const cluster = new DevCluster({ dir: join(dir, 'distkv'), nodes: 3, shards: 4, replicas: 3, port: 27_700, restart: true, restartDelayMs: 1_000, log: () => {} })
+  const etcd = new EtcdCluster(binary, dir, 28_379)
+  try {
+    await cluster.start()
+    const kv = (await connect(cluster.endpoint, { token: cluster.token })) as RemoteKV
+    await waitForLeaders(kv)
+    const ours = await throughput(kv, seconds)
+    await etcd.start()
+    const client = new Etcd3({ hosts: etcd.hosts })
+    const theirs = await throughput({ put: async (k, v) => await client.put(k).value(v), get: (k) => client.get(k).buffer() }, seconds)
+    client.close()
+    const ourFailover = (await distkvFailover(cluster, kv, trials)).sort((a, b) => a - b)
+    const theirFailover = (await etcdFailover(etcd, trials)).sort((a, b) => a - b)
+    await kv.close()
+    console.log(`\ndistkv dev cluster (3 nodes, 4 shards x 3 replicas) vs etcd 3.4 (3 members), loopback, 1 KiB values, ${seconds} s per figure`)
+    console.log(`${'figure'.padEnd(28)} ${'distkv'.padStart(10)} ${'etcd'.padStart(10)} ${''.padEnd(6)} ${'ratio'.padStart(7)}`)
+    for (const op of ['put', 'get']) {
+      for (const clients of [1, 64]) {
+        const a = ours[`${op} ${clients}`]!
+        const b = theirs[`${op} ${clients}`]!
+        console.log(row(`${op}s/s, ${clients} client${clients > 1 ? 's' : ''}`, a.perSecond, b.perSecond, 'ops/s', true))
+        console.log(row(`  p50`, a.p50Ms, b.p50Ms, 'ms', false))
+        console.log(row(`  p99`, a.p99Ms, b.p99Ms, 'ms', false))
+        if (a.errors + b.errors > 0) console.log(`  errors: distkv ${a.errors}, etcd ${b.errors}`)
+      }
+    }
+    console.log(row(`failover p50 (${trials} trials)`, percentile(ourFailover, 50), percentile(theirFailover, 50), 'ms', false))
+    console.log(row('failover max', ourFailover[ourFailover.length - 1]!, theirFailover[theirFailover.length - 1]!, 'ms', false))
+  } finally {
+    await cluster.stop()
+    await etcd.stop()
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+main().catch((error) => {
+  console.error(error)
+  process.exitCode = 1
+})
