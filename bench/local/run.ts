@@ -1,0 +1,155 @@
+/**
+ * bench:local: local-mode throughput against its baselines, measured in the same run.
+ *
+ *   (a) distkv: 4 processes, each `open(dir)`, 64 operations in flight each; sync puts
+ *       (the default), `sync: false` puts, and gets;
+ *   (b) rave-level on the same workload (4 processes sharing one LevelDB through a leader);
+ *   (c) the raw RocksDB engine inside one process (4 x 64 in flight): the ceiling.
+ *
+ * Usage: npm run bench:local [-- --keys 20000 --gets 20000 --processes 4 --inflight 64]
+ * Each figure is total operations / wall time from "go" to the last worker's reply.
+ */
+import { fork, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import { open } from '../../src/client/index.js'
+import { runWorker, type WorkerSpec } from './worker.js'
+import { defaultWorkload, type Phase, type Workload } from './workload.js'
+
+type Reply = { ok: true; ops: number; ms: number } | { ok: false; error: string }
+
+/** Group is a set of worker processes driving one target. */
+class Group {
+  private readonly workers: ChildProcess[] = []
+  private constructor() {}
+
+  static async start(spec: WorkerSpec, processes: number): Promise<Group> {
+    const group = new Group()
+    const self = fileURLToPath(import.meta.url)
+    for (let i = 0; i < processes; i++) {
+      const child = fork(self, ['worker', JSON.stringify(spec)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+      group.workers.push(child)
+      // Open one at a time: the first opener may start a server or win a leader election.
+      await new Promise<void>((resolve, reject) => {
+        child.once('message', () => resolve())
+        child.once('exit', (code) => reject(new Error(`${spec.target} worker exited with ${code} before it was ready`)))
+      })
+    }
+    return group
+  }
+
+  /** run sends one phase per worker at once and returns operations per second overall. */
+  async run(phases: Phase[]): Promise<number> {
+    const started = performance.now()
+    const replies = await Promise.all(
+      this.workers.map(
+        (child, i) =>
+          new Promise<Reply>((resolve) => {
+            child.once('message', (reply: Reply) => resolve(reply))
+            child.send(phases[i]!)
+          }),
+      ),
+    )
+    const elapsedMs = performance.now() - started
+    let ops = 0
+    for (const reply of replies) {
+      if (!reply.ok) throw new Error(`worker failed: ${reply.error}`)
+      ops += reply.ops
+    }
+    return (ops / elapsedMs) * 1000
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(
+      this.workers.map(
+        (child) =>
+          new Promise<void>((resolve) => {
+            if (child.exitCode !== null) return resolve()
+            child.once('exit', () => resolve())
+            child.send({ kind: 'stop' })
+          }),
+      ),
+    )
+  }
+}
+
+interface Figures {
+  putsSync: number
+  putsNoSync: number
+  gets: number
+}
+
+/** measure runs warm-up, sync puts, unsynced puts and gets on a group of `processes` workers. */
+async function measure(spec: WorkerSpec, processes: number, withSync: boolean): Promise<Figures> {
+  const group = await Group.start(spec, processes)
+  try {
+    const { keys, getsPerWorker } = spec.workload
+    const share = Math.ceil(keys / processes)
+    const puts = (sync: boolean): Phase[] =>
+      Array.from({ length: processes }, (_, i) => ({ kind: 'put', sync, from: i * share, to: Math.min(keys, (i + 1) * share) }))
+    const gets: Phase[] = Array.from({ length: processes }, (_, i) => ({ kind: 'get', count: getsPerWorker, seed: 17 + i }))
+    await group.run(puts(false)) // warm-up: JIT, caches, and every key exists for the gets
+    const putsSync = withSync ? await group.run(puts(true)) : Number.NaN
+    const putsNoSync = await group.run(puts(false))
+    const getsPerSecond = await group.run(gets)
+    return { putsSync, putsNoSync, gets: getsPerSecond }
+  } finally {
+    await group.stop()
+  }
+}
+
+function row(figure: string, value: number, baselineName: string, baseline: number, target: string): string {
+  const ratio = value / baseline
+  return [
+    figure.padEnd(24),
+    Math.round(value).toLocaleString('en-US').padStart(10),
+    baselineName.padEnd(26),
+    Math.round(baseline).toLocaleString('en-US').padStart(10),
+    `${ratio.toFixed(2)}x`.padStart(7),
+    target.padStart(8),
+  ].join('  ')
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: { keys: { type: 'string' }, gets: { type: 'string' }, processes: { type: 'string' }, inflight: { type: 'string' } },
+  })
+  const processes = Number(values.processes ?? 4)
+  const workload: Workload = {
+    ...defaultWorkload,
+    keys: Number(values.keys ?? defaultWorkload.keys),
+    getsPerWorker: Number(values.gets ?? defaultWorkload.getsPerWorker),
+    inflight: Number(values.inflight ?? defaultWorkload.inflight),
+  }
+  const root = mkdtempSync(join(tmpdir(), 'distkv-bench-'))
+  try {
+    console.log(`bench:local: ${processes} processes x ${workload.inflight} in flight, ${workload.valueBytes} B values, ${workload.keys} keys`)
+    // Keep one client open so the server stays up between phases; stop it at the end.
+    const holder = await open(join(root, 'distkv'), { name: 'bench-holder', idleTimeoutSeconds: 2 })
+    const serverPid = (holder as unknown as { serverInfo?: { pid?: number } }).serverInfo?.pid
+    const distkv = await measure({ target: 'distkv', dir: join(root, 'distkv'), workload }, processes, true)
+    await holder.close()
+    if (typeof serverPid === 'number') process.kill(serverPid, 'SIGTERM')
+    const rave = await measure({ target: 'rave', dir: join(root, 'rave'), workload }, processes, false)
+    const raw = await measure({ target: 'raw', dir: join(root, 'raw'), workload: { ...workload, inflight: workload.inflight * processes, getsPerWorker: workload.getsPerWorker * processes } }, 1, true)
+    console.log()
+    console.log(['figure'.padEnd(24), 'distkv/s'.padStart(10), 'baseline'.padEnd(26), 'base/s'.padStart(10), 'ratio'.padStart(7), 'target'.padStart(8)].join('  '))
+    console.log(row('puts, sync (default)', distkv.putsSync, 'rave-level puts (unsynced)', rave.putsNoSync, '>= 1x'))
+    console.log(row('puts, sync: false', distkv.putsNoSync, 'rave-level puts (unsynced)', rave.putsNoSync, '>= 2x'))
+    console.log(row('gets', distkv.gets, 'rave-level gets', rave.gets, '>= 2x'))
+    console.log(row('gets', distkv.gets, 'raw RocksDB, 1 process', raw.gets, '>= 0.5x'))
+    console.log(row('puts, sync (default)', distkv.putsSync, 'raw RocksDB sync puts', raw.putsSync, ''))
+    console.log(row('puts, sync: false', distkv.putsNoSync, 'raw RocksDB puts', raw.putsNoSync, ''))
+  } finally {
+    rmSync(root, { recursive: true, force: true })
+  }
+}
+
+if (process.argv[2] === 'worker') {
+  await runWorker(JSON.parse(process.argv[3]!) as WorkerSpec)
+} else {
+  await main()
+}
