@@ -76,6 +76,7 @@ export class RaftDriver {
   private readonly active = new Set<GroupReplica>()
   private readonly onTick = (): void => this.tick()
   private stagedNext: StagedWrite[] = []
+  private removals: Array<{ group: GroupReplica; destroy: boolean; resolve(): void; reject(error: Error): void }> = []
   private currentTick = 0
   private readCounter = 0
   private running = false
@@ -168,6 +169,19 @@ export class RaftDriver {
     return new Promise((resolve) => this.idle.push(resolve))
   }
 
+  /**
+   * removeGroup stops hosting `groupId` at the next iteration boundary (its waiters get
+   * KV_ERR_CLOSED); with `destroy`, its Raft state is deleted in that iteration's batch (the
+   * state machine's data is the caller's to delete). Resolves once done.
+   */
+  removeGroup(groupId: number, options: { destroy?: boolean } = {}): Promise<void> {
+    const group = this.group(groupId)
+    return new Promise((resolve, reject) => {
+      this.removals.push({ group, destroy: options.destroy === true, resolve, reject })
+      this.schedule()
+    })
+  }
+
   /** close stops ticking and receiving, waits for the running iteration and fails every waiter with KV_ERR_CLOSED. */
   async close(): Promise<void> {
     if (this.state === 'closed') return
@@ -177,6 +191,7 @@ export class RaftDriver {
     if (wasRunning) await this.options.transport.close()
     while (this.running) await new Promise<void>((resolve) => this.idle.push(resolve))
     for (const group of this.groups.values()) group.failAll(new KvError(ErrorCode.CLOSED, 'raft driver closed', { groupId: group.id }))
+    for (const removal of this.removals.splice(0)) removal.reject(new KvError(ErrorCode.CLOSED, 'raft driver closed'))
   }
 
   private group(groupId: number): GroupReplica {
@@ -267,7 +282,28 @@ export class RaftDriver {
     for (const group of this.groups.values()) group.failAll(this.failure)
   }
 
+  /** takeRemovals unhosts groups between iterations; their destroy ops join this iteration's batch. */
+  private takeRemovals(): void {
+    const removals = this.removals
+    this.removals = []
+    for (const removal of removals) {
+      const { group } = removal
+      if (this.groups.get(group.id) !== group) {
+        removal.resolve()
+        continue
+      }
+      this.groups.delete(group.id)
+      this.active.delete(group)
+      group.failAll(new KvError(ErrorCode.CLOSED, `raft group ${group.id} was removed from node ${this.options.nodeId}`, { groupId: group.id }))
+      // Apply output not yet written is dropped with the group: nothing waits for it any more.
+      group.pendingApply = undefined
+      const destroy = removal.destroy ? group.storage.destroyOps() : undefined
+      this.stagedNext.push({ ops: destroy?.ops ?? [], onDurable: () => { destroy?.onDurable(); removal.resolve() } })
+    }
+  }
+
   private async iterate(): Promise<void> {
+    if (this.removals.length > 0) this.takeRemovals()
     const candidates = [...this.active]
     this.active.clear()
     const work: Array<{ group: GroupReplica; ready: Ready }> = []

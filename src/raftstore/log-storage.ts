@@ -299,6 +299,20 @@ export class EngineRaftStorage implements RaftStorage {
     }
   }
 
+  /** destroyOps stages deleting every Raft record of this group (the replica is being removed from this node). */
+  destroyOps(): StagedWrite {
+    const ops: EngineOp[] = [records.hardStateKey(this.groupId), records.appliedStateKey(this.groupId), records.truncatedStateKey(this.groupId)].map((key) => ({ type: 'del', key }))
+    for (let index = this.firstIndex(); index <= this.lastIndex(); index++) ops.push({ type: 'del', key: records.entryKey(this.groupId, index) })
+    return {
+      ops,
+      onDurable: () => {
+        this.log = []
+        this.bytes = 0
+        this.cachedSnapshot = undefined
+      },
+    }
+  }
+
   /** compactOps stages dropping the log up to and including `index`, which must be applied (and covered by a snapshot). */
   compactOps(index: number): StagedWrite {
     if (index <= this.truncated.index) return NO_WRITE

@@ -155,3 +155,29 @@ test('driver options are validated once, naming the field', async () => {
   await assert.rejects(new Cluster([1], [1], { compaction: { snapshotBytesMax: -1 } }).start(), { code: 'KV_ERR_INVALID', message: /snapshotBytesMax/ })
   await assert.rejects(new Cluster([1], [1], { leaderSendsBeforePersist: 'yes' as unknown as boolean }).start(), { code: 'KV_ERR_INVALID', message: /leaderSendsBeforePersist/ })
 })
+
+test('a removed group fails its waiters; with destroy its Raft state is deleted', async () => {
+  const cluster = new Cluster([1, 2, 3], [1, 2])
+  await cluster.start()
+  try {
+    await cluster.elect(2, 1)
+    await cluster.driver(1).propose(2, putCommand('a', '1'))
+    const waiting = cluster.driver(1).propose(2, putCommand('b', '2'))
+    await cluster.driver(1).removeGroup(2)
+    await assert.rejects(waiting, { code: 'KV_ERR_CLOSED' })
+    await assert.rejects(cluster.driver(1).propose(2, putCommand('c', '3')), { code: 'KV_ERR_INVALID' })
+    assert.deepEqual(cluster.driver(1).groupIds(), [1])
+
+    await cluster.until('node 3 applies a', async () => (await cluster.machine(3, 2).get('a')) === '1')
+    await cluster.driver(3).removeGroup(2, { destroy: true })
+    const storage = await EngineRaftStorage.open(cluster.engines.get(3)!, 2)
+    assert.equal(storage.lastIndex(), 0, 'the log is gone')
+    assert.equal(storage.appliedIndex, 0)
+    assert.deepEqual(storage.appliedState.confState.voters, [], 'the membership is gone')
+    await cluster.elect(1, 2)
+    await cluster.driver(2).propose(1, putCommand('other', 'group'))
+    await cluster.until('group 1 still replicates to node 3', async () => (await cluster.machine(3, 1).get('other')) === 'group')
+  } finally {
+    await cluster.close()
+  }
+})
