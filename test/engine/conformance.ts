@@ -174,6 +174,20 @@ export function runEngineConformance(name: string, makeEngine: MakeEngine, optio
       assert.deepEqual(await engine.get(text('a')), text('1'))
     })
 
+    withEngine('close lets reads already in flight finish, then refuses new ones', async (engine) => {
+      const value = Buffer.alloc(512, 1)
+      await engine.batch(Array.from({ length: 2000 }, (_, i): EngineOp => ({ type: 'put', key: text(`k${String(i).padStart(5, '0')}`), value })))
+      const iterator = engine.iterator()
+      const page = iterator.nextBatch(2000)
+      const read = engine.get(text('k00001'))
+      await engine.close()
+      assert.ok((await page).length > 0)
+      assert.deepEqual(await read, value)
+      await assert.rejects(iterator.nextBatch(1), { code: 'KV_ERR_CLOSED' })
+      await engine.open()
+      assert.equal((await readAll(engine, { gte: text('k01990') })).length, 10)
+    })
+
     withEngine('iterator misuse: bad counts, concurrent calls, use after close', async (engine) => {
       await engine.batch(Array.from({ length: 5 }, (_, i): EngineOp => ({ type: 'put', key: text(`k${i}`), value: text('v') })))
       const iterator = engine.iterator()
