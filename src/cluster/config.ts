@@ -38,6 +38,8 @@ export interface NodeConfig {
   requestTimeoutMs: number
   /** downAfterMs: a node silent this long is reported down (and its replicas may be replaced). */
   downAfterMs: number
+  /** dial: peer address -> address to connect to instead (a test harness's per-link proxies); empty in production. */
+  dial: Readonly<Record<string, string>>
 }
 
 const ROLES: readonly Role[] = ['meta', 'store', 'proxy']
@@ -68,6 +70,12 @@ function roles(field: string, value: unknown): Role[] {
     throw invalid(field, `must be a non-empty list of ${ROLES.join(', ')}, got ${JSON.stringify(value)}`)
   }
   return [...new Set(list as Role[])]
+}
+
+function dialMap(value: unknown): Record<string, string> {
+  if (value === undefined || value === null) return {}
+  if (typeof value !== 'object' || Array.isArray(value)) throw invalid('dial', 'must be an object of peer address -> address')
+  return Object.freeze(Object.fromEntries(Object.entries(value).map(([from, to]) => [address(`dial key ${from}`, from), address(`dial[${from}]`, to)])))
 }
 
 function members(value: unknown): MemberConfig[] {
@@ -107,6 +115,7 @@ export function resolveNodeConfig(raw: Record<string, unknown>, env: NodeJS.Proc
     electionTicks: integer('electionTicks', raw.electionTicks ?? 10, 3, 1_000),
     requestTimeoutMs: integer('requestTimeoutMs', raw.requestTimeoutMs ?? 10_000, 100, 300_000),
     downAfterMs: integer('downAfterMs', raw.downAfterMs ?? 30_000, 100, 86_400_000),
+    dial: dialMap(raw.dial),
   }
   return Object.freeze(config)
 }

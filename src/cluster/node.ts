@@ -91,13 +91,14 @@ export async function startNode(config: Readonly<NodeConfig>, log: (line: string
   const server = new WireServer({ serverInfo: { nodeId: config.id, pid: process.pid, roles: config.roles, cluster: true }, authenticate: authenticator(config), onHandlerError: (error, method) => say('handler failed', { method, error: String((error as Error)?.stack ?? error) }) })
   const rpc = parseEndpoint(config.rpc)
   await server.listen(rpc)
-  const pool = new PeerPool({ name: `distkv-node-${config.id}`, token: config.token })
+  const dial = (address: string): string => config.dial[address] ?? address
+  const pool = new PeerPool({ name: `distkv-node-${config.id}`, token: config.token, dial })
   const addresses = new Map<number, string>(config.members.map((m) => [m.id, m.rpc]))
   const metaSeeds = new Map(config.members.filter((m) => m.roles.includes('meta')).map((m) => [m.id, m.rpc]))
   const meta = new MetaClient({ pool, seeds: metaSeeds, timeoutMs: config.requestTimeoutMs })
   const identity = await loadIdentity(engine, config, pool, meta, say)
   const guarded = { handle: (method: string, handler: any) => server.handle(method, internalOnly(handler)), handleStream: server.handleStream.bind(server) } as unknown as WireServer
-  const transport = new TcpTransport({ nodeId: identity.raftId, server: guarded, token: config.token, peers: (id) => (addresses.has(id) ? parseEndpoint(addresses.get(id)!) : undefined) })
+  const transport = new TcpTransport({ nodeId: identity.raftId, server: guarded, token: config.token, peers: (id) => (addresses.has(id) ? parseEndpoint(dial(addresses.get(id)!)) : undefined) })
   const driver = new RaftDriver({
     nodeId: identity.raftId,
     engine,

@@ -18,6 +18,8 @@ export interface PeerPoolOptions {
   connectTimeoutMs?: number
   /** downBackoffMs: after a failed connect, calls to that address fail fast for this long. */
   downBackoffMs?: number
+  /** dial maps a peer address to the address actually connected to (a fault-injection proxy); identity when absent. */
+  dial?: (address: string) => string
 }
 
 /** PeerPool holds connections to cluster peers by 'host:port'. */
@@ -43,7 +45,7 @@ export class PeerPool {
     }
     const until = this.downUntil.get(address) ?? 0
     if (Date.now() < until) throw new KvError(ErrorCode.UNAVAILABLE, `${address} is unreachable (retrying after a back-off)`, { address })
-    const connecting = WireClient.connect(parseEndpoint(address), this.hello, { connectTimeoutMs: this.options.connectTimeoutMs ?? 1_000 })
+    const connecting = WireClient.connect(parseEndpoint(this.options.dial?.(address) ?? address), this.hello, { connectTimeoutMs: this.options.connectTimeoutMs ?? 1_000 })
     this.clients.set(address, connecting)
     try {
       const client = await connecting
