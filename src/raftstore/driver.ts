@@ -64,6 +64,7 @@ export interface DriverStats {
 const READ_CONTEXT_BYTES = 8
 /** EARLY_MESSAGE_TYPES are the leader messages that depend on no state the leader has yet to persist. */
 const EARLY_MESSAGE_TYPES: ReadonlySet<Message['type']> = new Set(['app', 'heartbeat', 'snap', 'readIndexResp'])
+/** TICKS_PER_ITERATION_MAX: ticks fed at once after a stall; the rest are dropped so a paused process does not fire a burst of timeouts. */
 const TICKS_PER_ITERATION_MAX = 64
 
 /** RaftDriver hosts many Raft groups on one engine and one transport. */
@@ -114,6 +115,8 @@ export class RaftDriver {
       const data = await stateMachine.snapshot()
       storage.setSnapshot({ meta: { index: applied.index, term: storage.term(applied.index), confState: applied.confState }, data })
     }
+    // Checked again: another addGroup of the same id may have finished while this one awaited.
+    if (this.groups.has(groupId)) throw new KvError(ErrorCode.INVALID, `raft group ${groupId} is already hosted`, { groupId })
     const core = o.createCore({ ...o.raft, id: o.nodeId, storage, random: o.random, applied: storage.appliedIndex })
     const group = new GroupReplica(groupId, core, storage, stateMachine, o.limits)
     this.groups.set(groupId, group)
