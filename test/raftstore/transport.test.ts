@@ -7,7 +7,8 @@ import type { Message } from '../../src/raft/types.js'
 import { decodeEnvelopes, encodeEnvelopes, type RaftEnvelope } from '../../src/raftstore/message-codec.js'
 import { TcpTransport } from '../../src/raftstore/tcp-transport.js'
 import { LoopbackNetwork, type TransportHandler } from '../../src/raftstore/transport.js'
-import { WireServer, type WireAddress } from '../../src/wire/index.js'
+import { randomUUID } from 'node:crypto'
+import { WireClient, WireServer, type WireAddress } from '../../src/wire/index.js'
 
 function message(fields: Partial<Message>): Message {
   return { type: 'app', from: 1, to: 2, term: 3, logTerm: 2, index: 10, entries: [], commit: 9, reject: false, rejectHint: 0, ...fields }
@@ -142,5 +143,33 @@ test('tcp: messages and a chunked snapshot cross real sockets; a dead peer is re
     await two.transport.close()
     await one.server.close()
     await two.server.close()
+  }
+})
+
+test('tcp: malformed or oversized input from a peer is refused with a KV_ERR code and the node keeps serving', async () => {
+  const server = new WireServer({ serverInfo: {} })
+  const recorder = new Recorder()
+  const transport = new TcpTransport({ nodeId: 2, server, peers: () => undefined, limits: { snapshotBytesMax: 1000, snapshotsReceivingMax: 1 } })
+  await transport.start(recorder)
+  const address = await server.listen({ host: '127.0.0.1', port: 0 })
+  const client = await WireClient.connect(address, { clientId: randomUUID(), name: 'peer', pid: process.pid })
+  try {
+    await assert.rejects(client.request('raft.messages', { from: 1, batches: [Buffer.from([0xc1])] }), { code: 'KV_ERR_PROTOCOL' })
+    await assert.rejects(client.request('raft.messages', { from: -1, batches: [] }), { code: 'KV_ERR_PROTOCOL' })
+    await assert.rejects(client.request('raft.messages', { from: 1, batches: 'x' }), { code: 'KV_ERR_PROTOCOL' })
+    const chunk = (id: string, total: number, offset = 0, bytes = Buffer.alloc(10)) => client.request('raft.snapshot', { from: 1, id, total, offset, chunk: bytes, header: null })
+    await assert.rejects(chunk('big', 5000), { code: 'KV_ERR_VALUE_TOO_LARGE', message: /snapshotBytesMax/ })
+    await assert.rejects(chunk('bad-offset', 100, 95), { code: 'KV_ERR_PROTOCOL' })
+    await chunk('first', 100)
+    await assert.rejects(chunk('second', 100), { code: 'KV_ERR_TOO_MANY_REQUESTS', message: /snapshotsReceivingMax/ })
+    await assert.rejects(client.request('raft.snapshot', { from: 1, id: 'first', total: 100, offset: 10, chunk: Buffer.alloc(10), header: Buffer.from('nope') }), { code: 'KV_ERR_PROTOCOL' })
+    // Still serving: a well-formed batch addressed to this node is delivered, one addressed elsewhere is not.
+    await client.request('raft.messages', { from: 1, batches: [encodeEnvelopes([{ groupId: 1, message: message({ to: 2 }) }, { groupId: 1, message: message({ to: 3 }) }])] })
+    assert.equal(recorder.received.length, 1)
+    assert.equal(recorder.received[0]!.envelopes.length, 1)
+  } finally {
+    await client.close()
+    await transport.close()
+    await server.close()
   }
 })
