@@ -31,9 +31,14 @@ export interface Manifest extends FileInfo {
   /** uploadId: the upload whose chunks hold the content; chunk i is chunkKey(uploadId, i). */
   uploadId: string
   chunkBytes: number
-  /** chunks: how many chunks; every one is chunkBytes long except the last. */
+  /** chunks: how many chunks; every one is chunkBytes long except the last. 0 for an inline file. */
   chunks: number
+  /** inline: the whole content of a small file, stored in the manifest itself (no chunks, one write). */
+  inline?: Buffer
 }
+
+/** inlineTag starts a manifest that carries its file's content: 01, u32 BE JSON length, JSON, content. */
+const inlineTag = 0x01
 
 /** etagOf derives the entity tag from the content's SHA-256 (128 bits are plenty to tell versions apart). */
 export function etagOf(sha256: string): string {
@@ -51,16 +56,35 @@ export function checkContentType(value: unknown): string {
   return value
 }
 
-/** encodeManifest serializes a manifest for storage. */
+/** encodeManifest serializes a manifest for storage: JSON, or a framed JSON + content for an inline file. */
 export function encodeManifest(manifest: Manifest): Buffer {
-  return Buffer.from(JSON.stringify(manifest), 'utf8')
+  const { inline, ...fields } = manifest
+  const json = Buffer.from(JSON.stringify(fields), 'utf8')
+  if (inline === undefined) return json
+  const head = Buffer.alloc(5)
+  head[0] = inlineTag
+  head.writeUInt32BE(json.length, 1)
+  return Buffer.concat([head, json, inline])
+}
+
+/** isInlineManifest tells, without parsing, whether stored manifest bytes carry their content. */
+export function isInlineManifest(bytes: Buffer): boolean {
+  return bytes[0] === inlineTag
+}
+
+function splitManifest(bytes: Buffer): { json: Buffer; inline?: Buffer } {
+  if (bytes[0] !== inlineTag) return { json: bytes }
+  const length = bytes.length >= 5 ? bytes.readUInt32BE(1) : Infinity
+  if (5 + length > bytes.length) throw new KvError(ErrorCode.CORRUPTION, 'file manifest is truncated')
+  return { json: bytes.subarray(5, 5 + length), inline: bytes.subarray(5 + length) }
 }
 
 /** decodeManifest parses and checks a stored manifest; a malformed one is KV_ERR_CORRUPTION. */
 export function decodeManifest(bytes: Buffer): Manifest {
+  const { json, inline } = splitManifest(bytes)
   let value: unknown
   try {
-    value = JSON.parse(bytes.toString('utf8'))
+    value = JSON.parse(json.toString('utf8'))
   } catch {
     throw new KvError(ErrorCode.CORRUPTION, 'file manifest is not valid JSON')
   }
@@ -80,10 +104,10 @@ export function decodeManifest(bytes: Buffer): Manifest {
     uploadIdPattern.test(m.uploadId) &&
     Number.isSafeInteger(m.chunkBytes) &&
     m.chunkBytes! > 0 &&
-    m.chunks === Math.ceil(m.size! / m.chunkBytes!)
+    (inline === undefined ? m.chunks === Math.ceil(m.size! / m.chunkBytes!) : m.chunks === 0 && inline.length === m.size)
   if (!ok) throw new KvError(ErrorCode.CORRUPTION, 'file manifest is malformed')
   checkFileName(m.name)
-  return m as Manifest
+  return inline === undefined ? (m as Manifest) : { ...(m as Manifest), inline }
 }
 
 /** infoOf is the public part of a manifest. */

@@ -30,6 +30,10 @@ async function fetchChunk(kv: DistKV, manifest: Manifest, index: number): Promis
 /** readChunks yields the bytes of `range` of the file, with up to `readsAhead` chunk reads in flight beyond the current one. */
 export async function* readChunks(kv: DistKV, manifest: Manifest, range: ByteRange, readsAhead: number): AsyncGenerator<Buffer> {
   if (range.end < range.start) return
+  if (manifest.inline !== undefined) {
+    yield manifest.inline.subarray(range.start, range.end + 1)
+    return
+  }
   const first = Math.floor(range.start / manifest.chunkBytes)
   const last = Math.floor(range.end / manifest.chunkBytes)
   const whole = range.start === 0 && range.end === manifest.size - 1

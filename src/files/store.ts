@@ -17,7 +17,7 @@ import { Limits } from '../limits.js'
 import { fixedChunks, sourceIterable, type FileSource } from './chunker.js'
 import { clockSkewMarginMs, collectAll, collectName, currentUploadId, deleteChunks, type SweepResult } from './collector.js'
 import { checkFileName, chunkKey, manifestKey, manifestPrefix, nameOfManifestKey, recordKey } from './keys.js'
-import { checkContentType, decodeManifest, encodeManifest, etagOf, infoOf, manifestVersion, type FileInfo, type Manifest } from './manifest.js'
+import { checkContentType, decodeManifest, isInlineManifest, encodeManifest, etagOf, infoOf, manifestVersion, type FileInfo, type Manifest } from './manifest.js'
 import { readChunks, type ByteRange } from './reader.js'
 
 /** FileStoreOptions configures a FileStore; every field has a default. */
@@ -32,6 +32,8 @@ export interface FileStoreOptions {
   garbageGraceMs?: number
   /** chunkWritesInflight: chunk writes in flight per upload (default 4). */
   chunkWritesInflight?: number
+  /** inlineBytesMax: files up to this size live inside their manifest: one write, no chunks (default 32 KiB). */
+  inlineBytesMax?: number
   /** chunkReadsAhead: chunks fetched ahead of the reader per download (default 2). */
   chunkReadsAhead?: number
   /** now: the clock (injected by tests). */
@@ -46,6 +48,7 @@ export const fileStoreDefaults = Object.freeze({
   garbageGraceMs: 60_000,
   chunkWritesInflight: 4,
   chunkReadsAhead: 2,
+  inlineBytesMax: 32 * 1024,
 })
 
 /** manifestChunksMax: most chunks one file may have (fileBytesMax / chunkBytes must stay under it). */
@@ -68,6 +71,12 @@ export interface GetFileOptions {
 export interface FileRead {
   info: FileInfo
   stream: Readable
+}
+
+/** OpenFile is a file whose manifest was read: `read` streams its bytes as of that manifest. */
+export interface OpenFile {
+  info: FileInfo
+  read(range?: ByteRange): Readable
 }
 
 /** ListFilesOptions: name prefix, a cursor (the last name of the previous page) and a page size. */
@@ -105,6 +114,7 @@ function checkOptions(options: FileStoreOptions): Config {
     garbageGraceMs: integerOption(o, 'garbageGraceMs', 0, 3600_000, fileStoreDefaults.garbageGraceMs),
     chunkWritesInflight: integerOption(o, 'chunkWritesInflight', 1, 64, fileStoreDefaults.chunkWritesInflight),
     chunkReadsAhead: integerOption(o, 'chunkReadsAhead', 0, 64, fileStoreDefaults.chunkReadsAhead),
+    inlineBytesMax: integerOption(o, 'inlineBytesMax', 0, Math.min(chunkBytes, 256 * 1024), Math.min(chunkBytes, fileStoreDefaults.inlineBytesMax)),
     now: options.now ?? Date.now,
   })
 }
@@ -125,29 +135,54 @@ export class FileStore {
   async putFile(name: string, source: FileSource, options: PutFileOptions = {}): Promise<FileInfo> {
     checkFileName(name)
     const contentType = checkContentType(options.contentType)
-    const iterable = sourceIterable(source)
+    const chunks = fixedChunks(sourceIterable(source), this.config.chunkBytes, this.config.fileBytesMax)[Symbol.asyncIterator]()
+    // Look at most two chunks ahead: a small file is stored inline, in one write.
+    const first = await chunks.next()
+    const second = first.done === true ? first : await chunks.next()
+    if (second.done === true && (first.done === true || first.value.length <= this.config.inlineBytesMax)) {
+      return this.putInline(name, first.done === true ? Buffer.alloc(0) : first.value, contentType)
+    }
+    return this.putChunked(name, resume([first, second], chunks), contentType)
+  }
+
+  private manifestOf(name: string, contentType: string, uploadId: string, size: number, sha256: string, chunks: number): Manifest {
+    return {
+      v: manifestVersion,
+      name,
+      size,
+      contentType,
+      sha256,
+      etag: etagOf(sha256),
+      created: new Date(this.config.now()).toISOString(),
+      uploadId,
+      chunkBytes: this.config.chunkBytes,
+      chunks,
+    }
+  }
+
+  private async putInline(name: string, content: Buffer, contentType: string): Promise<FileInfo> {
+    const sha256 = createHash('sha256').update(content).digest('hex')
+    const manifest = { ...this.manifestOf(name, contentType, randomBytes(16).toString('hex'), content.length, sha256, 0), inline: content }
+    const previous = await this.kv.get(manifestKey(name))
+    await this.kv.put(manifestKey(name), encodeManifest(manifest))
+    // Only a chunked predecessor leaves chunks behind. NB: one committed by a concurrent upload
+    // between the get and the put is left to the periodic sweep.
+    if (previous !== undefined && !isInlineManifest(previous)) await this.collect(name)
+    return infoOf(manifest)
+  }
+
+  private async putChunked(name: string, chunks: AsyncIterable<Buffer>, contentType: string): Promise<FileInfo> {
     const uploadId = randomBytes(16).toString('hex')
     const deadline = this.config.now() + this.config.uploadTimeoutMs
     // The record goes first, durably: from now on the collector can find whatever we write.
     await this.kv.put(recordKey(name, uploadId), JSON.stringify({ state: 'uploading', deadline }))
     let manifest: Manifest
     try {
-      const { size, sha256, chunks } = await this.writeChunks(uploadId, iterable)
+      const { size, sha256, chunks: count } = await this.writeChunks(uploadId, chunks)
       if (this.config.now() > deadline - clockSkewMarginMs) {
         throw new KvError(ErrorCode.TIMEOUT, `upload did not finish within uploadTimeoutMs (${this.config.uploadTimeoutMs})`)
       }
-      manifest = {
-        v: manifestVersion,
-        name,
-        size,
-        contentType,
-        sha256,
-        etag: etagOf(sha256),
-        created: new Date(this.config.now()).toISOString(),
-        uploadId,
-        chunkBytes: this.config.chunkBytes,
-        chunks,
-      }
+      manifest = this.manifestOf(name, contentType, uploadId, size, sha256, count)
       // Chunks were written with sync: false; make them durable before the manifest points at them.
       await this.kv.sync()
       await this.kv.put(manifestKey(name), encodeManifest(manifest))
@@ -160,14 +195,14 @@ export class FileStore {
     return infoOf(manifest)
   }
 
-  private async writeChunks(uploadId: string, source: AsyncIterable<Uint8Array>): Promise<{ size: number; sha256: string; chunks: number }> {
+  private async writeChunks(uploadId: string, chunks: AsyncIterable<Buffer>): Promise<{ size: number; sha256: string; chunks: number }> {
     const hash = createHash('sha256')
     const inflight = new Set<Promise<void>>()
     let failure: unknown
     let size = 0
     let index = 0
     try {
-      for await (const chunk of fixedChunks(source, this.config.chunkBytes, this.config.fileBytesMax)) {
+      for await (const chunk of chunks) {
         hash.update(chunk)
         size += chunk.length
         const write: Promise<void> = this.kv
@@ -207,16 +242,27 @@ export class FileStore {
     return manifest === undefined ? undefined : infoOf(manifest)
   }
 
+  /** openFile reads a file's manifest once: its info now, its bytes (or a range) when `read` is called. */
+  async openFile(name: string): Promise<OpenFile | undefined> {
+    const manifest = await this.manifest(name)
+    if (manifest === undefined) return undefined
+    return { info: infoOf(manifest), read: (range?: ByteRange) => this.stream(manifest, range) }
+  }
+
   /** getFile opens file `name` (or a byte range of it) for streaming; undefined when there is no such file. */
   async getFile(name: string, options: GetFileOptions = {}): Promise<FileRead | undefined> {
     const manifest = await this.manifest(name)
     if (manifest === undefined) return undefined
-    const range = options.range ?? { start: 0, end: manifest.size - 1 }
+    return { info: infoOf(manifest), stream: this.stream(manifest, options.range) }
+  }
+
+  private stream(manifest: Manifest, given: ByteRange | undefined): Readable {
+    const range = given ?? { start: 0, end: manifest.size - 1 }
     if (!(Number.isSafeInteger(range.start) && Number.isSafeInteger(range.end) && range.start >= 0 && range.end < manifest.size && range.start <= range.end + 1)) {
       throw new KvError(ErrorCode.INVALID, `range ${range.start}-${range.end} is outside the file (size ${manifest.size})`, { size: manifest.size })
     }
     const chunks = readChunks(this.kv, manifest, range, this.config.chunkReadsAhead)
-    return { info: infoOf(manifest), stream: Readable.from(chunks, { objectMode: false, highWaterMark: 64 * 1024 }) }
+    return Readable.from(chunks, { objectMode: false, highWaterMark: 64 * 1024 })
   }
 
   /** readFile returns a whole file as one Buffer: for small files only (the stream is the way for big ones). */
@@ -272,6 +318,14 @@ export class FileStore {
     const bytes = await this.kv.get(manifestKey(name))
     return bytes === undefined ? undefined : decodeManifest(bytes)
   }
+}
+
+async function* resume(
+  seen: Array<IteratorResult<Buffer>>,
+  rest: AsyncIterator<Buffer>,
+): AsyncGenerator<Buffer> {
+  for (const item of seen) if (item.done !== true) yield item.value
+  for (let next = await rest.next(); next.done !== true; next = await rest.next()) yield next.value
 }
 
 /** files returns a FileStore over `kv`: `files(kv).putFile(name, stream, { contentType })`. */

@@ -58,6 +58,26 @@ test('round trips byte for byte at 0, 1, chunk-1, chunk, chunk+1 and 3 chunks + 
   }
 })
 
+test('small files live inside their manifest (no chunk, no record) up to inlineBytesMax', async () => {
+  const limit = store.config.inlineBytesMax
+  for (const size of [limit, limit + 1]) {
+    const before = await fileKeys()
+    const data = randomBytes(size)
+    await store.putFile(`inline-${size}`, data)
+    const after = await fileKeys()
+    assert.deepEqual(after, size <= limit ? { ...before, m: before.m + 1 } : { m: before.m + 1, c: before.c + 1, r: before.r + 1 })
+    assert.ok((await store.readFile(`inline-${size}`))!.equals(data))
+    const file = await store.getFile(`inline-${size}`, { range: { start: 3, end: 9 } })
+    const parts: Buffer[] = []
+    for await (const part of file!.stream) parts.push(part as Buffer)
+    assert.deepEqual(Buffer.concat(parts), data.subarray(3, 10))
+  }
+  // Replacing a chunked file by an inline one collects the chunks.
+  const before = await fileKeys()
+  await store.putFile('inline-' + (limit + 1), 'now small')
+  assert.deepEqual(await fileKeys(), { m: before.m, c: before.c - 1, r: before.r - 1 })
+})
+
 test('ranges: inside one chunk, across chunks, the last byte, empty', async () => {
   const data = randomBytes(2 * chunk + 100)
   await store.putFile('ranged', data)

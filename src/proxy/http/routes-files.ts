@@ -54,8 +54,10 @@ function contentDisposition(name: string): string {
 }
 
 async function getFile(files: FileStore, name: string, req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
-  const info = await files.statFile(name)
-  if (info === undefined) throw notFound(`file '${name}'`)
+  // One manifest read serves the headers and the body, so both describe the same version.
+  const file = await files.openFile(name)
+  if (file === undefined) throw notFound(`file '${name}'`)
+  const info = file.info
   const headers = fileHeaders(info)
   if (url.searchParams.get('download') === '1') headers['content-disposition'] = contentDisposition(name)
   if (etagMatches(req.headers['if-none-match'], info.etag)) {
@@ -76,11 +78,9 @@ async function getFile(files: FileStore, name: string, req: IncomingMessage, res
     res.writeHead(range === undefined ? 200 : 206, headers).end()
     return
   }
-  // Open by the manifest we described: a file replaced meanwhile is still served whole (from its own chunks).
-  const file = await files.getFile(name, range === undefined ? {} : { range })
-  if (file === undefined || file.info.etag !== info.etag) throw new KvError(ErrorCode.UNAVAILABLE, `file '${name}' changed while being opened; retry`)
+  const body = file.read(range)
   res.writeHead(range === undefined ? 200 : 206, headers)
-  await pipeline(file.stream, res)
+  await pipeline(body, res)
 }
 
 /** checkFileLength refuses a PUT whose Content-Length is over fileBytesMax, before its body is read. */

@@ -1,0 +1,93 @@
+/**
+ * The two baselines of bench:files, measured in the same run as distkv: the disk's sequential
+ * write bandwidth (1 MiB writes, fsync at the end) and etcd storing the same small files as
+ * values (Debian's etcd-server, installed with apt-get when missing).
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { closeSync, fsyncSync, openSync, rmSync, writeSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { join } from 'node:path'
+import { Etcd3 } from 'etcd3'
+
+/** diskWriteMiBps writes `mib` MiB sequentially to a file in `dir`, fsyncs, and returns MiB/s. */
+export function diskWriteMiBps(dir: string, mib: number): number {
+  const path = join(dir, 'disk-probe.bin')
+  const block = randomBytes(1024 * 1024)
+  const fd = openSync(path, 'w')
+  const started = performance.now()
+  try {
+    for (let i = 0; i < mib; i++) writeSync(fd, block)
+    fsyncSync(fd)
+  } finally {
+    closeSync(fd)
+  }
+  const seconds = (performance.now() - started) / 1000
+  rmSync(path, { force: true })
+  return mib / seconds
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const port = (server.address() as { port: number }).port
+      server.close(() => resolve(port))
+    })
+  })
+}
+
+/** findEtcd returns the etcd binary, installing Debian's etcd-server when it is missing (needs root). */
+export function findEtcd(): string | undefined {
+  const which = (): string | undefined => spawnSync('sh', ['-c', 'command -v etcd'], { encoding: 'utf8' }).stdout.trim() || undefined
+  if (which() !== undefined) return which()
+  console.log('# etcd not found: installing Debian etcd-server')
+  spawnSync('sh', ['-c', 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server'], { stdio: 'inherit' })
+  return which()
+}
+
+/** EtcdBaseline is a running single-member etcd on loopback. */
+export interface EtcdBaseline {
+  client: Etcd3
+  stop(): Promise<void>
+}
+
+/** startEtcd runs etcd with its data in `dir` and waits until it answers. */
+export async function startEtcd(binary: string, dir: string): Promise<EtcdBaseline> {
+  const clientPort = await freePort()
+  const peerPort = await freePort()
+  const child: ChildProcess = spawn(
+    binary,
+    [
+      '--data-dir', join(dir, 'etcd'),
+      '--listen-client-urls', `http://127.0.0.1:${clientPort}`,
+      '--advertise-client-urls', `http://127.0.0.1:${clientPort}`,
+      '--listen-peer-urls', `http://127.0.0.1:${peerPort}`,
+      '--initial-advertise-peer-urls', `http://127.0.0.1:${peerPort}`,
+      '--initial-cluster', `default=http://127.0.0.1:${peerPort}`,
+      '--quota-backend-bytes', String(8 * 1024 * 1024 * 1024),
+      '--log-level', 'error',
+    ],
+    { stdio: 'ignore' },
+  )
+  const client = new Etcd3({ hosts: `http://127.0.0.1:${clientPort}` })
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await client.put('probe').value('ok')
+      break
+    } catch (error) {
+      if (attempt > 100) throw error
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+  }
+  return {
+    client,
+    stop: async () => {
+      client.close()
+      const exited = new Promise((resolve) => child.once('exit', resolve))
+      child.kill('SIGTERM')
+      await exited
+    },
+  }
+}
