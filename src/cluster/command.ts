@@ -26,6 +26,7 @@ const FLAG_FIELDS: Record<string, string> = {
   'election-ticks': 'electionTicks',
   'request-timeout-ms': 'requestTimeoutMs',
   'down-after-ms': 'downAfterMs',
+  balance: 'balance',
 }
 
 /** parseMembers reads `--members 1@host:port,2@host:port` (every member gets every role). */
@@ -77,7 +78,8 @@ Runs one node of a distkv cluster. Every field of the config file can be given a
   --shards N --replicas R  layout a new cluster starts with (default 4 x 3)
   --tick-ms MS             Raft tick (default 50); --election-ticks N (default 10)
   --request-timeout-ms MS  how long the proxy retries one request (default 10000)
-  --down-after-ms MS       silence after which a node is reported down (default 30000)`,
+  --down-after-ms MS       silence after which a node is down and its replicas move (default 30000)
+  --balance true|false     let meta rebalance replicas and leaders by itself (default true)`,
   options: Object.fromEntries([...Object.keys(FLAG_FIELDS), 'config', 'members'].map((flag) => [flag, { type: 'string' as const }])),
   async run(parsed: Parsed, io: Io): Promise<number> {
     positionalCount('server', parsed, 0, 0)

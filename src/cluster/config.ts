@@ -40,6 +40,8 @@ export interface NodeConfig {
   downAfterMs: number
   /** dial: peer address -> address to connect to instead (a test harness's per-link proxies); empty in production. */
   dial: Readonly<Record<string, string>>
+  /** balance: the meta leader moves replicas off nodes down past downAfterMs, onto added nodes, and spreads leaders. */
+  balance: boolean
 }
 
 const ROLES: readonly Role[] = ['meta', 'store', 'proxy']
@@ -52,6 +54,12 @@ function integer(field: string, value: unknown, min: number, max: number): numbe
   const n = typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : value
   if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < min || n > max) throw invalid(field, `must be an integer in [${min}, ${max}], got ${JSON.stringify(value)}`)
   return n
+}
+
+function boolean(field: string, value: unknown): boolean {
+  if (value === true || value === 'true') return true
+  if (value === false || value === 'false') return false
+  throw invalid(field, `must be true or false, got ${JSON.stringify(value)}`)
 }
 
 function address(field: string, value: unknown): string {
@@ -116,6 +124,7 @@ export function resolveNodeConfig(raw: Record<string, unknown>, env: NodeJS.Proc
     requestTimeoutMs: integer('requestTimeoutMs', raw.requestTimeoutMs ?? 10_000, 100, 300_000),
     downAfterMs: integer('downAfterMs', raw.downAfterMs ?? 30_000, 100, 86_400_000),
     dial: dialMap(raw.dial),
+    balance: boolean('balance', raw.balance ?? true),
   }
   return Object.freeze(config)
 }

@@ -175,7 +175,7 @@ async function startRoles(d: RoleDeps): Promise<{ host?: StoreHost; router?: Rou
     service = new MetaService(d.driver, machine)
     const meta = service
     service.register(d.server, internalOnly, (method, params) => handleAdmin(meta, d.stores, d.config.downAfterMs, method, params))
-    out.reconciler = new Reconciler(service, d.stores, { members: d.config.members, shards: d.config.shards, replicas: d.config.replicas, intervalMs: 300, rpcTimeoutMs: 10_000, log: d.say })
+    out.reconciler = new Reconciler(service, d.stores, { members: d.config.members, shards: d.config.shards, replicas: d.config.replicas, intervalMs: 300, rpcTimeoutMs: 10_000, downAfterMs: d.config.downAfterMs, balance: d.config.balance, log: d.say })
     out.reconciler.start()
   }
   if (d.config.roles.includes('store')) {

@@ -5,7 +5,9 @@
  *   - tell freshly created shards which slots they own;
  *   - replace replicas whose node came back with a new raft id (an emptied data directory), and
  *     finish replica replacements in progress (remove old, add new as learner, promote);
- *   - advance slot moves: freeze -> copy -> claim -> release -> flip -> cleanup -> done.
+ *   - advance slot moves: freeze -> copy -> claim -> release -> flip -> cleanup -> done;
+ *   - balance (balance.ts): replace replicas of nodes down longer than `downAfterMs`, even out
+ *     replica counts after a node is added, and spread shard leaders over the live nodes.
  *
  * Fault model: any RPC may fail or time out; the round stops there and the next round (or the
  * next meta leader) retries the same step. Every step is safe to repeat.
@@ -14,6 +16,7 @@ import { randomUUID } from 'node:crypto'
 import type { MemberConfig } from '../cluster/config.js'
 import type { StoreClient } from '../store/client.js'
 import type { ShardCommand } from '../store/machine.js'
+import { planBalance } from './balance.js'
 import { buildRouting, type Routing } from './routing.js'
 import type { MetaService } from './service.js'
 import { META_GROUP_ID, type MoveRecord, type NodeRecord } from './state.js'
@@ -25,6 +28,9 @@ export interface ReconcilerOptions {
   replicas: number
   intervalMs: number
   rpcTimeoutMs: number
+  downAfterMs: number
+  /** balance: whether the meta leader rebalances replicas and leaders by itself. */
+  balance: boolean
   log: (message: string, details: Record<string, unknown>) => void
 }
 
@@ -32,6 +38,8 @@ export interface ReconcilerOptions {
 export class Reconciler {
   private timer: NodeJS.Timeout | undefined
   private running = false
+  private leaderSinceMs = 0
+  private lastTransferMs = 0
 
   constructor(
     private readonly meta: MetaService,
@@ -53,7 +61,12 @@ export class Reconciler {
 
   /** round runs one pass if this node leads meta and no pass is running. */
   async round(): Promise<void> {
-    if (this.running || !this.meta.isLeader()) return
+    if (!this.meta.isLeader()) {
+      this.leaderSinceMs = 0
+      return
+    }
+    if (this.running) return
+    if (this.leaderSinceMs === 0) this.leaderSinceMs = Date.now()
     this.running = true
     try {
       await this.step()
@@ -86,6 +99,24 @@ export class Reconciler {
       this.options.log('replica replaced', { ...replace })
     }
     for (const move of [...state.moves]) await this.advance(move)
+    if (this.options.balance) await this.balance()
+  }
+
+  private async balance(): Promise<void> {
+    const now = Date.now()
+    const action = planBalance({ state: this.meta.machine.state, liveness: this.meta.liveness, nowMs: now, leaderSinceMs: this.leaderSinceMs, downAfterMs: this.options.downAfterMs })
+    if (action === undefined) return
+    if (action.type === 'replace') {
+      await this.meta.propose({ type: 'replaceStart', shard: action.shard, old: action.old, new: action.new })
+      this.options.log('rebalancing a replica', { ...action })
+      return
+    }
+    // A transfer shows in the leader hints one heartbeat later: do not plan on stale hints.
+    if (now - this.lastTransferMs < 2_000) return
+    this.lastTransferMs = now
+    await this.call(action.shard, 'store.transferLeader', { shard: action.shard, to: action.to })
+    this.meta.liveness.leaders.delete(action.shard)
+    this.options.log('moving a shard leader', { shard: action.shard, to: action.to })
   }
 
   private async initialise(): Promise<void> {

@@ -1,0 +1,93 @@
+// The shard state machine on a memory engine: exactly-once writes by request id, refusal of
+// unowned and frozen slots, the slot-move commands, request-id eviction at its bound (the same
+// on every replica), and snapshot/restore carrying data, request ids and owned slots.
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { MemoryEngine } from '../../src/engine/memory.js'
+import type { Entry } from '../../src/raft/types.js'
+import { SLOT_COUNT, slotOf } from '../../src/meta/slots.js'
+import { ShardMachine, encodeShardCommand, type ShardCommand, type ShardResult } from '../../src/store/machine.js'
+
+const ALL = Array.from({ length: SLOT_COUNT }, (_, i) => i)
+
+async function replica(requestIdsMax?: number): Promise<{ engine: MemoryEngine; machine: ShardMachine; run: (...commands: ShardCommand[]) => Promise<ShardResult[]> }> {
+  const engine = new MemoryEngine()
+  await engine.open()
+  const machine = new ShardMachine(engine, 2, requestIdsMax)
+  await machine.load()
+  let index = 10
+  const run = async (...commands: ShardCommand[]) => {
+    const entries: Entry[] = commands.map((c) => ({ term: 1, index: ++index, type: 'normal', data: encodeShardCommand(c) }))
+    const { ops, results } = await machine.apply(entries)
+    await engine.batch(ops)
+    return results as ShardResult[]
+  }
+  return { engine, machine, run }
+}
+
+const id = (n: number) => Buffer.from(n.toString(16).padStart(32, '0'), 'hex')
+const put = (n: number, key: string, value: string): ShardCommand => ({ t: 'write', id: id(n), ops: [[0, Buffer.from(key), Buffer.from(value)]] })
+
+test('a write is applied once per request id, even when re-sent in the same batch', async () => {
+  const { engine, machine, run } = await replica()
+  await run({ t: 'claim', slots: ALL })
+  const results = await run(put(1, 'a', 'first'), put(1, 'a', 'retry'), put(2, 'b', 'x'))
+  assert.deepEqual(results, [{ ok: true }, { ok: true }, { ok: true }])
+  assert.equal((await engine.get(machine.keys.dataKey(Buffer.from('a'))))?.toString(), 'first')
+  await run(put(3, 'a', 'second'), put(1, 'a', 'late retry'))
+  assert.equal((await engine.get(machine.keys.dataKey(Buffer.from('a'))))?.toString(), 'second')
+})
+
+test('keys of unowned slots are refused, frozen slots refused as retryable, nothing written', async () => {
+  const { engine, machine, run } = await replica()
+  const [refused] = await run(put(1, 'a', 'v'))
+  assert.equal(refused!.ok === false && refused!.code, 'KV_ERR_WRONG_SHARD')
+  await run({ t: 'claim', slots: ALL }, { t: 'freeze', slots: [slotOf(Buffer.from('a'))] })
+  const [frozen] = await run({ t: 'write', id: id(2), ops: [[0, Buffer.from('b'), Buffer.from('v')], [0, Buffer.from('a'), Buffer.from('v')]] })
+  assert.equal(frozen!.ok === false && frozen!.code, 'KV_ERR_STALE_EPOCH')
+  assert.equal(await engine.get(machine.keys.dataKey(Buffer.from('b'))), undefined, 'a refused batch writes nothing')
+  const [again] = await run({ t: 'write', id: id(2), ops: [[0, Buffer.from('b'), Buffer.from('v')]] })
+  assert.deepEqual(again, { ok: true }, 'a refused id was not remembered')
+})
+
+test('ingest fills unowned slots only; release then purge removes the moved data', async () => {
+  const { engine, machine, run } = await replica()
+  const slot = slotOf(Buffer.from('moved'))
+  const [ingested] = await run({ t: 'ingest', pairs: [[Buffer.from('moved'), Buffer.from('v')]] })
+  assert.deepEqual(ingested, { ok: true })
+  await run({ t: 'claim', slots: [slot] })
+  const [refused] = await run({ t: 'ingest', pairs: [[Buffer.from('moved'), Buffer.from('w')]] })
+  assert.equal(refused!.ok, false)
+  const [notYet] = await run({ t: 'purge', slots: [slot] })
+  assert.equal(notYet!.ok, false, 'an owned slot cannot be purged')
+  await run({ t: 'release', slots: [slot] }, { t: 'purge', slots: [slot] })
+  assert.equal(await engine.get(machine.keys.dataKey(Buffer.from('moved'))), undefined)
+})
+
+test('request ids are bounded: the oldest is forgotten first', async () => {
+  const { machine, run, engine } = await replica(3)
+  await run({ t: 'claim', slots: ALL })
+  await run(put(1, 'a', '1'), put(2, 'a', '2'), put(3, 'a', '3'), put(4, 'a', '4'))
+  await run(put(1, 'a', 'reapplied'))
+  assert.equal((await engine.get(machine.keys.dataKey(Buffer.from('a'))))?.toString(), 'reapplied')
+  await run(put(4, 'a', 'not again'))
+  assert.equal((await engine.get(machine.keys.dataKey(Buffer.from('a'))))?.toString(), 'reapplied')
+})
+
+test('snapshot and restore carry data, request ids and owned slots', async () => {
+  const source = await replica()
+  await source.run({ t: 'claim', slots: [1, 2, 3, ...ALL.slice(100)] }, put(1, 'k1', 'v1'), put(2, 'k2', 'v2'))
+  const data = await source.machine.snapshot()
+  const target = await replica()
+  await target.run({ t: 'claim', slots: ALL }, put(9, 'stale', 'x'))
+  const ops = await target.machine.restore({ meta: { index: 20, term: 1, confState: { voters: [1], learners: [], votersOutgoing: [] } }, data })
+  await target.engine.batch(ops)
+  assert.equal((await target.engine.get(target.machine.keys.dataKey(Buffer.from('k2'))))?.toString(), 'v2')
+  assert.equal(await target.engine.get(target.machine.keys.dataKey(Buffer.from('stale'))), undefined)
+  assert.equal(target.machine.owned.size, source.machine.owned.size)
+  const [retry] = await target.run(put(1, 'k1', 'again'))
+  assert.deepEqual(retry, { ok: true })
+  assert.equal((await target.engine.get(target.machine.keys.dataKey(Buffer.from('k1'))))?.toString(), 'v1', 'the request id came with the snapshot')
+  await target.machine.load()
+  assert.equal(target.machine.owned.size, source.machine.owned.size, 'the slot record is durable')
+})
