@@ -28,19 +28,31 @@ export function decodeBody(body: Buffer): { value: unknown } | { error: KvError 
   }
 }
 
-const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
-
 /** newRequestId returns a random (v4) UUID string. */
 export function newRequestId(): string {
   return randomUUID()
 }
 
+// Offsets of the five hex groups of a UUID string, and the byte each group starts at.
+const uuidGroups: ReadonlyArray<readonly [start: number, end: number, byte: number]> = [
+  [0, 8, 0],
+  [9, 13, 4],
+  [14, 18, 6],
+  [19, 23, 8],
+  [24, 36, 10],
+]
+
 /** requestIdToBytes packs a UUID string into its 16 raw bytes; a malformed id is KV_ERR_INVALID. */
 export function requestIdToBytes(id: string): Buffer {
-  if (typeof id !== 'string' || !uuidPattern.test(id)) {
-    throw new KvError(ErrorCode.INVALID, `requestId must be a UUID string, got ${JSON.stringify(id)}`)
+  const bytes = Buffer.allocUnsafe(16)
+  // Buffer.write stops at the first non-hex pair, so a short count means a malformed id.
+  let ok = typeof id === 'string' && id.length === 36 && id[8] === '-' && id[13] === '-' && id[18] === '-' && id[23] === '-'
+  for (let i = 0; ok && i < uuidGroups.length; i++) {
+    const [start, end, byte] = uuidGroups[i]!
+    ok = bytes.write(id.slice(start, end), byte, 'hex') === (end - start) / 2
   }
-  return Buffer.from(id.replaceAll('-', ''), 'hex')
+  if (!ok) throw new KvError(ErrorCode.INVALID, `requestId must be a UUID string, got ${JSON.stringify(id)}`)
+  return bytes
 }
 
 /** requestIdFromBytes formats 16 raw bytes as a lowercase UUID string. */

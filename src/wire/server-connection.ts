@@ -30,9 +30,11 @@ export interface ServerConfig {
 
 /** Call is one request or stream in flight; its AbortController is made only if a handler asks. */
 class Call implements RequestContext {
-  readonly requestId: string
+  /** key is the id as hex, the cheapest string form to look a call up by. */
+  readonly key: string
   readonly peer: PeerInfo
   readonly idBytes: Buffer
+  private uuid: string | undefined
   private controller: AbortController | undefined
   aborted = false
   // Stream state: pages the client can still take, and the pump waiting for credit.
@@ -40,10 +42,15 @@ class Call implements RequestContext {
   window = 0
   wake: (() => void) | undefined
 
-  constructor(requestId: string, idBytes: Buffer, peer: PeerInfo) {
-    this.requestId = requestId
+  constructor(key: string, idBytes: Buffer, peer: PeerInfo) {
+    this.key = key
     this.idBytes = idBytes
     this.peer = peer
+  }
+
+  get requestId(): string {
+    this.uuid ??= requestIdFromBytes(this.idBytes)
+    return this.uuid
   }
 
   get signal(): AbortSignal {
@@ -141,7 +148,7 @@ export class ServerConnection {
       case FrameType.STREAM_CREDIT:
         return this.handleCredit(frame)
       case FrameType.CANCEL:
-        this.calls.get(requestIdFromBytes(frame.requestId))?.abort()
+        this.calls.get(frame.requestId.toString('hex'))?.abort()
         return
       default:
         return this.fail(new KvError(ErrorCode.PROTOCOL, `unexpected frame type ${frame.type} from a client`))
@@ -183,7 +190,7 @@ export class ServerConnection {
 
   /** startCall registers a call, or answers with the error that refuses it. */
   private startCall(frame: Frame): Call | undefined {
-    const requestId = requestIdFromBytes(frame.requestId)
+    const key = frame.requestId.toString('hex')
     const idBytes = Buffer.from(frame.requestId)
     if (this.calls.size >= this.config.inflightRequestsMax) {
       this.replyError(
@@ -194,12 +201,12 @@ export class ServerConnection {
       )
       return undefined
     }
-    if (this.calls.has(requestId)) {
-      this.replyError(idBytes, new KvError(ErrorCode.INVALID, `request ${requestId} is already in flight on this connection`))
+    if (this.calls.has(key)) {
+      this.replyError(idBytes, new KvError(ErrorCode.INVALID, `request ${requestIdFromBytes(idBytes)} is already in flight on this connection`))
       return undefined
     }
-    const call = new Call(requestId, idBytes, this.peer)
-    this.calls.set(requestId, call)
+    const call = new Call(key, idBytes, this.peer)
+    this.calls.set(key, call)
     this.peer.requests++
     return call
   }
@@ -262,7 +269,7 @@ export class ServerConnection {
   }
 
   private handleCredit(frame: Frame): void {
-    const call = this.calls.get(requestIdFromBytes(frame.requestId))
+    const call = this.calls.get(frame.requestId.toString('hex'))
     if (call === undefined || call.window === 0) return // the stream ended before the credit arrived
     const decoded = decodeBody(frame.body)
     const more = 'value' in decoded ? decoded.value : undefined
@@ -304,8 +311,8 @@ export class ServerConnection {
 
   /** finish removes a call; false when it was already gone (cancelled or connection closed). */
   private finish(call: Call): boolean {
-    if (this.calls.get(call.requestId) !== call) return false
-    this.calls.delete(call.requestId)
+    if (this.calls.get(call.key) !== call) return false
+    this.calls.delete(call.key)
     return !call.aborted
   }
 

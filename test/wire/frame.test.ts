@@ -27,7 +27,10 @@ test('request ids round trip between UUID strings and 16 bytes', () => {
   const bytes = requestIdToBytes(id)
   assert.equal(bytes.length, 16)
   assert.equal(requestIdFromBytes(bytes), id)
-  assert.throws(() => requestIdToBytes('not-a-uuid'), (e: KvError) => e.code === ErrorCode.INVALID)
+  for (const bad of ['not-a-uuid', id.replace(/[0-9a-f]$/, 'g'), id.replaceAll('-', ''), ` ${id.slice(1)}`, 'x'.repeat(36)]) {
+    assert.throws(() => requestIdToBytes(bad), (e: KvError) => e.code === ErrorCode.INVALID, bad)
+  }
+  fc.assert(fc.property(fc.uuid(), (uuid) => requestIdFromBytes(requestIdToBytes(uuid)) === uuid.toLowerCase()))
 })
 
 test('bodies round trip: Buffers arrive as Buffers, undefined survives in arrays', () => {
