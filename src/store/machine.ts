@@ -8,6 +8,7 @@
  * the data they wrote (same engine batch as the applied index), bounded by `requestIdsMax`
  * (oldest evicted first, by log index, identically on every replica).
  */
+import { createHash } from 'node:crypto'
 import { pack, unpack } from 'msgpackr'
 import { ErrorCode, KvError } from '../errors.js'
 import type { Engine, EngineOp } from '../engine/engine.js'
@@ -27,9 +28,17 @@ export type ShardCommand =
   | { t: 'claim'; slots: number[] }
   | { t: 'release'; slots: number[] }
   | { t: 'purge'; slots: number[] }
+  | { t: 'hash' }
 
 /** ShardResult is what a command returns to its proposer: ok, or a KvError shape. */
-export type ShardResult = { ok: true; more?: boolean } | { ok: false; code: string; message: string }
+export type ShardResult = { ok: true; more?: boolean; index?: number; hash?: string } | { ok: false; code: string; message: string }
+
+/** ReplicaHash is what a replica recorded when it applied a `hash` command: its log index and content digest. */
+export interface ReplicaHash {
+  index: number
+  hash: string
+  keys: number
+}
 
 /** requestIdsMaxDefault: request ids remembered per shard; a retry older than this is applied again. */
 export const requestIdsMaxDefault = 100_000
@@ -55,6 +64,8 @@ export class ShardMachine implements StateMachine {
   private readonly requestIndex = new Map<string, number>()
   private requestOrder: string[] = []
   private requestHead = 0
+  /** lastHash is the result of the latest `hash` command this replica applied (replicas compare them). */
+  lastHash: ReplicaHash | undefined
 
   constructor(
     private readonly engine: Engine,
@@ -106,6 +117,7 @@ export class ShardMachine implements StateMachine {
       if (command.t === 'write') results.push(this.applyWrite(command, entry.index, ops))
       else if (command.t === 'ingest') results.push(this.applyIngest(command.pairs, ops))
       else if (command.t === 'purge') results.push(await this.applyPurge(command.slots, ops))
+      else if (command.t === 'hash') results.push(await this.applyHash(entry.index, ops))
       else {
         results.push(this.applySlots(command))
         slotsChanged = true
@@ -177,6 +189,50 @@ export class ShardMachine implements StateMachine {
     } finally {
       await iterator.close()
     }
+  }
+
+  /**
+   * applyHash digests the shard's content (data keys and values in key order, then the slot
+   * record) as of this log index: the engine holds every earlier apply run, `ops` this run's
+   * earlier entries. Every replica applies it at the same index, so equal content gives equal
+   * digests. It streams the engine; memory is bounded by this run's ops.
+   */
+  private async applyHash(index: number, ops: EngineOp[]): Promise<ShardResult> {
+    const pending = new Map<string, Buffer | undefined>()
+    for (const op of ops) {
+      if (Buffer.compare(op.key, this.keys.data) < 0 || Buffer.compare(op.key, this.keys.dataEnd) >= 0) continue
+      pending.set(Buffer.from(op.key).toString('hex'), op.type === 'put' ? Buffer.from(op.value) : undefined)
+    }
+    const overlay = [...pending.entries()].map(([hex, value]) => [Buffer.from(hex, 'hex'), value] as const).sort((a, b) => Buffer.compare(a[0], b[0]))
+    const digest = createHash('sha256')
+    let keys = 0
+    const add = (key: Buffer, value: Buffer | undefined) => {
+      if (value === undefined) return
+      const lengths = Buffer.alloc(8)
+      lengths.writeUInt32BE(key.length, 0)
+      lengths.writeUInt32BE(value.length, 4)
+      digest.update(lengths).update(key).update(value)
+      keys++
+    }
+    let next = 0
+    const iterator = this.engine.iterator({ gte: this.keys.data, lt: this.keys.dataEnd })
+    try {
+      for (;;) {
+        const batch = await iterator.nextBatch(1024)
+        for (const [key, value] of batch) {
+          while (next < overlay.length && Buffer.compare(overlay[next]![0], key) < 0) add(overlay[next]![0], overlay[next++]![1])
+          if (next < overlay.length && overlay[next]![0].equals(key)) add(key, overlay[next++]![1])
+          else add(key, value)
+        }
+        if (batch.length === 0) break
+      }
+    } finally {
+      await iterator.close()
+    }
+    while (next < overlay.length) add(overlay[next]![0], overlay[next++]![1])
+    digest.update(this.owned.bits).update(this.frozen.bits)
+    this.lastHash = { index, hash: digest.digest('hex'), keys }
+    return { ok: true, index, hash: this.lastHash.hash }
   }
 
   private applySlots(command: Extract<ShardCommand, { t: 'freeze' | 'claim' | 'release' }>): ShardResult {

@@ -9,6 +9,8 @@
  *   store.replace { shard, old, new }         swap a replica: remove old, add new as learner, promote
  *   store.transferLeader { shard, to }        hand a shard's leadership to a replica
  *   store.status  {}                          this node's replicas
+ *   store.hash    { shard }                   replicate a `hash` command; its { index, hash } on the leader
+ *   store.replicaHash { shard }               the { index, hash, keys } this replica recorded for the latest one
  */
 import { ErrorCode, KvError, kvErrorFrom } from '../errors.js'
 import { Limits } from '../limits.js'
@@ -106,6 +108,14 @@ export function registerStoreHandlers(server: WireServer, host: StoreHost, drive
     return null
   }))
   server.handle('store.status', guard(async () => host.status()))
+  server.handle('store.hash', guard(async (params: Record<string, unknown>) => {
+    const result = await propose(shardOf(params), { t: 'hash' })
+    return { index: result.ok ? result.index : undefined, hash: result.ok ? result.hash : undefined }
+  }))
+  server.handle('store.replicaHash', guard(async (params: Record<string, unknown>) => {
+    const shard = shardOf(params)
+    return { ...(host.machine(shard).lastHash ?? { index: 0, hash: null, keys: 0 }), applied: driver.status(shard).applied }
+  }))
 }
 
 async function* queryPages(host: StoreHost, driver: RaftDriver, engine: Engine, params: Record<string, unknown>, ctx: RequestContext): AsyncGenerator<unknown> {
