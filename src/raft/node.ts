@@ -177,8 +177,14 @@ export class RaftNode implements RaftCore {
     if (ready.softState !== undefined) this.prevSoftState = ready.softState
     if (ready.hardState !== undefined) this.prevHardState = ready.hardState
     if (ready.snapshot !== undefined) log.stableSnapTo(ready.snapshot.meta.index)
-    const lastEntry = ready.entries.at(-1)
-    if (lastEntry !== undefined) log.stableTo(lastEntry.index, lastEntry.term)
+    // Mark persisted the longest prefix of the handed-out entries still in the log: a suffix may
+    // have been overwritten by a step() between ready() and advance() and must be persisted anew.
+    for (let k = ready.entries.length - 1; k >= 0; k--) {
+      const entry = ready.entries[k]!
+      if (log.unstable.maybeTerm(entry.index) !== entry.term) continue
+      log.stableTo(entry.index, entry.term)
+      break
+    }
     const lastApplied = ready.committedEntries.at(-1)
     if (lastApplied !== undefined) {
       log.appliedTo(lastApplied.index)
