@@ -522,7 +522,7 @@ function nodeRow(node, rate, metaLeader) {
     el('td', {}, el('div', { class: 'roles' }, roles)),
     el('td', {}, el('span', { class: `dot ${health === 'up' ? 'up' : health === 'down' ? 'down' : 'unknown'}` }), ` ${health}`),
     el('td', { class: 'mono' }, [node.http, node.rpc].filter(Boolean).join(' · ') || '–'),
-    el('td', { class: 'num' }, rate === undefined ? '…' : rate.toFixed(rate < 10 ? 1 : 0)),
+    el('td', { class: 'num', title: rate === undefined && cluster.last ? 'this node reports no operation count' : '' }, rate !== undefined ? rate.toFixed(rate < 10 ? 1 : 0) : cluster.samples.length ? '–' : '…'),
   )
 }
 
@@ -566,7 +566,7 @@ function renderChart() {
   const ns = 'http://www.w3.org/2000/svg'
   const samples = cluster.samples
   const max = Math.max(10, ...samples) * 1.15
-  const x = (i) => (samples.length < 2 ? 0 : (i / 59) * 600)
+  const x = (i) => (samples.length < 2 ? 0 : (i / (samples.length - 1)) * 600)
   const y = (v) => 110 - (v / max) * 100
   const points = samples.map((v, i) => `${x(i)},${y(v)}`).join(' ')
   const shape = (tag, attrs) => {
@@ -583,9 +583,17 @@ function renderChart() {
   $('#ops-max').textContent = `${Math.round(max / 1.15)} ops/s`
 }
 
+/** withOps fills in opsTotal from the answering front end's own count when the view has none for that node. */
+function withOps(view) {
+  for (const node of view.nodes) {
+    if (typeof node.opsTotal !== 'number' && view.frontEnd && node.http === view.frontEnd.url) node.opsTotal = view.frontEnd.requestsTotal
+  }
+  return view
+}
+
 async function loadCluster() {
   try {
-    renderCluster(await json('/v1/cluster'))
+    renderCluster(withOps(await json('/v1/cluster')))
   } catch (error) {
     $('#cluster-updated').textContent = `update failed: ${error.message}`
     throw error

@@ -6,7 +6,10 @@
  */
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { chromium, type BrowserContext, type Page } from 'playwright-core'
@@ -126,6 +129,41 @@ test('phone width: every view fits without horizontal scrolling', async () => {
     const overflow = (await page.evaluate('document.documentElement.scrollWidth - document.documentElement.clientWidth')) as number
     assert.ok(overflow <= 0, `${view} overflows by ${overflow}px at phone width`)
     await shot(`phone-${view}`)
+  }
+})
+
+test('a 3-node dev cluster: the dashboard shows every node and shard; an image uploads through the page', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'distkv-e2e-cluster-'))
+  const port = 20_000 + Math.floor(Math.random() * 20_000)
+  const bin = fileURLToPath(new URL('../../../bin/distkv.js', import.meta.url))
+  const dev = spawn(process.execPath, [bin, 'dev', '--dir', dir, '--port', String(port), '--no-restart'], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const exited = new Promise((resolve) => dev.once('exit', resolve))
+  try {
+    const lines = createInterface({ input: dev.stdout! })
+    await new Promise<void>((resolve, reject) => {
+      lines.on('line', (line) => line.startsWith('Ctrl-C') && resolve())
+      dev.once('exit', (code) => reject(new Error(`distkv dev exited with ${code}`)))
+    })
+    const url = `http://127.0.0.1:${port}`
+    const view = (await (await fetch(`${url}/v1/cluster`)).json()) as { nodes: unknown[]; shards: unknown[] }
+    await page.setViewportSize({ width: 1280, height: 820 })
+    await page.goto(`${url}/#cluster`)
+    await page.locator('[data-testid="node-row"]').nth(view.nodes.length - 1).waitFor()
+    assert.equal(view.nodes.length, 3)
+    assert.equal(await page.locator('[data-testid="node-row"]').count(), 3)
+    assert.equal(await page.locator('[data-testid="shard-row"]').count(), view.shards.length)
+    for (let i = 0; i < 30; i++) await fetch(`${url}/v1/kv/ops-${i}`, { method: 'PUT', body: 'x' })
+    await page.locator('#ops-chart polyline').waitFor({ timeout: 10_000 })
+    await shot('cluster-3-nodes')
+    await page.goto(`${url}/#files`)
+    await page.getByTestId('file-input').setInputFiles([{ name: 'replicated.png', mimeType: 'image/png', buffer: gradientPng(360, 240, [120, 60, 200]) }])
+    await page.locator('.card[data-name="replicated.png"] img').waitFor()
+    await page.waitForFunction(`document.querySelector('.card[data-name="replicated.png"] img').naturalWidth === 360`)
+    await shot('cluster-gallery')
+  } finally {
+    dev.kill('SIGTERM')
+    await exited
+    rmSync(dir, { recursive: true, force: true })
   }
 })
 

@@ -38,6 +38,8 @@ export interface ClusterView {
   meta?: { leader?: number | string | null; members: Array<number | string> } | null
   shards: ClusterShard[]
   slotCount?: number
+  /** frontEnd: added by the HTTP server: its own URL and request count (the dashboard's ops/s fallback). */
+  frontEnd?: { url: string; requestsTotal: number }
   [more: string]: unknown
 }
 
