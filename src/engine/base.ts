@@ -49,6 +49,8 @@ export abstract class BaseEngine implements Engine {
   #status: Status = 'closed'
   #transition: Promise<void> = Promise.resolve()
   readonly #iterators = new Set<EngineIteratorHandle>()
+  /** inflight: native calls not yet settled; close() waits for them (bounded by the callers' own limits). */
+  readonly #inflight = new Set<Promise<unknown>>()
 
   protected abstract _open(): Promise<void>
   protected abstract _close(): Promise<void>
@@ -65,7 +67,8 @@ export abstract class BaseEngine implements Engine {
 
   /** open opens the engine; opening an open engine does nothing, and a closed one may be reopened. */
   open(): Promise<void> {
-    this.#transition = this.#transition.then(async () => {
+    // A failed earlier open or close must not fail this one: each transition starts afresh.
+    this.#transition = this.#transition.catch(() => undefined).then(async () => {
       if (this.#status === 'open') return
       this.#status = 'opening'
       try {
@@ -85,6 +88,10 @@ export abstract class BaseEngine implements Engine {
       if (this.#status !== 'open') return
       this.#status = 'closing'
       try {
+        // NB: RocksLevel's close with reads in flight reports success without closing the
+        // database (its deferred-close path skips db_close), which keeps the LOCK held; so no
+        // native call may be in flight when _close runs. New calls already fail (status).
+        await Promise.allSettled([...this.#inflight])
         await Promise.all([...this.#iterators].map((iterator) => iterator.close()))
         await this._close()
       } finally {
@@ -137,7 +144,8 @@ export abstract class BaseEngine implements Engine {
   iterator(range?: RangeOptions): EngineIterator {
     this.checkOpen('iterator')
     const normalized = normalizeRange(range ?? {})
-    const handle = new EngineIteratorHandle(this._iterator(normalized), normalized, this.#iterators)
+    const track = <T>(promise: Promise<T>) => this.track(promise)
+    const handle = new EngineIteratorHandle(this._iterator(normalized), normalized, { iterators: this.#iterators, track })
     this.#iterators.add(handle)
     return handle
   }
@@ -163,11 +171,24 @@ export abstract class BaseEngine implements Engine {
 
   private async native<T>(operation: string, call: () => Promise<T>): Promise<T> {
     try {
-      return await call()
+      return await this.track(call())
     } catch (error) {
       throw nativeError(error, operation)
     }
   }
+
+  private track<T>(promise: Promise<T>): Promise<T> {
+    this.#inflight.add(promise)
+    const forget = () => void this.#inflight.delete(promise)
+    promise.then(forget, forget)
+    return promise
+  }
+}
+
+/** IteratorRegistry is how an iterator tells its engine that it exists and what it has in flight. */
+interface IteratorRegistry {
+  iterators: Set<EngineIteratorHandle>
+  track<T>(promise: Promise<T>): Promise<T>
 }
 
 /** EngineIteratorHandle checks calls to a NativeIterator and fills in omitted halves. */
@@ -176,9 +197,9 @@ class EngineIteratorHandle implements EngineIterator {
   #closed = false
   #busy = false
   readonly #range: NormalizedRange
-  readonly #registry: Set<EngineIteratorHandle>
+  readonly #registry: IteratorRegistry
 
-  constructor(native: NativeIterator, range: NormalizedRange, registry: Set<EngineIteratorHandle>) {
+  constructor(native: NativeIterator, range: NormalizedRange, registry: IteratorRegistry) {
     this.#native = native
     this.#range = range
     this.#registry = registry
@@ -192,7 +213,7 @@ class EngineIteratorHandle implements EngineIterator {
     if (this.#busy) throw new KvError(ErrorCode.INVALID, 'nextBatch: called again before the previous call resolved')
     this.#busy = true
     try {
-      const rows = await this.#native.next(count)
+      const rows = await this.#registry.track(this.#native.next(count))
       const { keys, values } = this.#range
       return rows.map(([key, value]) => [keys ? (key ?? EMPTY) : EMPTY, values ? (value ?? EMPTY) : EMPTY])
     } catch (error) {
@@ -205,7 +226,7 @@ class EngineIteratorHandle implements EngineIterator {
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
-    this.#registry.delete(this)
+    this.#registry.iterators.delete(this)
     await this.#native.close()
   }
 
@@ -277,7 +298,7 @@ export function nativeError(error: unknown, operation: string): KvError {
     return new KvError(ErrorCode.CLOSED, `${operation}: database is not open`, { cause: text.trim() })
   }
   if (err?.code === 'LEVEL_LOCKED' || /\block\b|resource temporarily unavailable/i.test(text)) {
-    return new KvError(ErrorCode.UNAVAILABLE, `${operation}: database directory is locked by another process`, { cause: text.trim() })
+    return new KvError(ErrorCode.UNAVAILABLE, `${operation}: database directory is locked (another process or engine instance has it open)`, { cause: text.trim() })
   }
   if (/ENOSPC|no space left/i.test(text)) {
     return new KvError(ErrorCode.DISK_FULL, `${operation}: disk is full`, { cause: text.trim() })

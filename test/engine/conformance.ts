@@ -156,6 +156,22 @@ export function runEngineConformance(name: string, makeEngine: MakeEngine, optio
       })
     }
 
+    if (options.persistent) {
+      withEngine('a second engine on an open directory fails with KV_ERR_UNAVAILABLE, then opens once it is free', async (engine, dir) => {
+        await engine.put(text('k'), text('v'))
+        const second = makeEngine(dir)
+        await assert.rejects(second.open(), { code: 'KV_ERR_UNAVAILABLE', message: /locked/ })
+        await assert.rejects(second.get(text('k')), { code: 'KV_ERR_CLOSED' })
+        await engine.close()
+        await second.open()
+        try {
+          assert.deepEqual(await second.get(text('k')), text('v'))
+        } finally {
+          await second.close()
+        }
+      })
+    }
+
     withEngine('a closed engine refuses every operation with KV_ERR_CLOSED', async (engine) => {
       await engine.put(text('a'), text('1'))
       const iterator = engine.iterator()
