@@ -15,6 +15,8 @@ import type { ClusterView } from '../meta/routing.js'
 import { DevCluster } from './dev.js'
 
 const devReadyTimeoutMs = 120_000
+/** removeNodeTimeoutMs: how long `admin remove-node` waits for the node's replicas to move. */
+const removeNodeTimeoutMs = 300_000
 
 /** devCommand runs a dev cluster until Ctrl-C or SIGTERM. */
 export const clusterDevCommand: Command = {
@@ -161,12 +163,13 @@ function parseSlots(text: string): number[] {
 /** adminCommand changes placement: add-shard, move-slots, transfer-leader, replace-replica. */
 export const adminCommand: Command = {
   name: 'admin',
-  summary: 'change placement: add-shard, move-slots, transfer-leader, replace-replica',
+  summary: 'change placement: add-shard, move-slots, transfer-leader, replace-replica, remove-node',
   help: `usage: distkv admin ACTION (--endpoint HOST:PORT | --dir DEVDIR) [--token CLUSTER_TOKEN] ...
   add-shard [--nodes 1,2,3] [--slots N]     new shard, N slots moved onto it online
   move-slots --slots A-B[,C] --to SHARD     move slots (all on one shard) to SHARD
   transfer-leader --shard S --node N        make node N's replica the leader of shard S
   replace-replica --shard S --from N --to M move shard S's replica from node N to node M
+  remove-node --node N                      move node N's replicas to other nodes, then remove it
 Adding a node: start \`distkv server\` on it with the same --members and token; it registers.`,
   options: { endpoint: { type: 'string' }, dir: { type: 'string' }, token: { type: 'string' }, nodes: { type: 'string' }, slots: { type: 'string' }, to: { type: 'string' }, shard: { type: 'string' }, node: { type: 'string' }, from: { type: 'string' } },
   async run(parsed: Parsed, io: Io): Promise<number> {
@@ -178,13 +181,21 @@ Adding a node: start \`distkv server\` on it with the same --members and token; 
       'move-slots': () => ['admin.moveSlots', { slots: parseSlots(stringFlag(parsed, 'slots') ?? ''), to: num('to') }],
       'transfer-leader': () => ['admin.transferLeader', { shard: num('shard'), node: num('node') }],
       'replace-replica': () => ['admin.replaceReplica', { shard: num('shard'), from: num('from'), to: num('to') }],
+      'remove-node': () => ['admin.removeNode', { node: num('node') }],
     }
     const call = calls[action]
     if (call === undefined) throw new KvError(ErrorCode.INVALID, `admin: unknown action '${action}' (see distkv admin --help)`)
     const [method, params] = call()
     const kv = (await connect(endpointOf(parsed), { token: tokenOf(parsed, io), requestTimeoutMs: 30_000 })) as RemoteKV
     try {
-      await write(io.stdout, `${JSON.stringify(await kv.call(method, params))}\n`)
+      let result = (await kv.call(method, params)) as { removed?: boolean }
+      // Removal completes once the meta leader has moved every replica away: wait for it.
+      for (const deadline = Date.now() + removeNodeTimeoutMs; action === 'remove-node' && result.removed === false && Date.now() < deadline;) {
+        await new Promise((r) => setTimeout(r, 1_000))
+        result = (await kv.call(method, params)) as { removed?: boolean }
+      }
+      await write(io.stdout, `${JSON.stringify(result)}\n`)
+      if (action === 'remove-node' && result.removed === false) throw new KvError(ErrorCode.TIMEOUT, `node still holds replicas after ${removeNodeTimeoutMs} ms (is there a live node to take them?)`)
     } finally {
       await kv.close()
     }

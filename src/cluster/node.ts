@@ -184,7 +184,7 @@ async function startRoles(d: RoleDeps): Promise<{ host?: StoreHost; router?: Rou
   }
   const forward = (method: string, params: unknown) => d.meta.call('meta.admin', { method, params })
   d.server.handle(ADMIN_METHODS.cluster, async () => forward(ADMIN_METHODS.cluster, {}))
-  for (const method of [ADMIN_METHODS.addShard, ADMIN_METHODS.moveSlots, ADMIN_METHODS.transferLeader, ADMIN_METHODS.replaceReplica]) {
+  for (const method of [ADMIN_METHODS.addShard, ADMIN_METHODS.moveSlots, ADMIN_METHODS.transferLeader, ADMIN_METHODS.replaceReplica, ADMIN_METHODS.removeNode]) {
     d.server.handle(method, internalOnly(async (params: unknown) => forward(method, params)))
   }
   if (d.config.roles.includes('proxy')) {

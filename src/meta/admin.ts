@@ -6,6 +6,7 @@
  *   admin.moveSlots     { slots, to }          move slots (all on one source shard) to shard `to`
  *   admin.transferLeader { shard, node }       move a shard's leadership to the replica on `node`
  *   admin.replaceReplica { shard, from, to }   replace the replica on node `from` by one on `to`
+ *   admin.removeNode    { node }               move the node's replicas away, then remove it
  * Mutations only record intent in the meta log; the Reconciler carries them out, online.
  */
 import { ErrorCode, KvError } from '../errors.js'
@@ -22,6 +23,7 @@ export const ADMIN_METHODS = {
   moveSlots: 'admin.moveSlots',
   transferLeader: 'admin.transferLeader',
   replaceReplica: 'admin.replaceReplica',
+  removeNode: 'admin.removeNode',
 } as const
 
 function int(params: Record<string, unknown>, field: string): number {
@@ -64,6 +66,14 @@ export async function handleAdmin(meta: MetaService, stores: StoreClient, downAf
       const record = { type: 'replaceStart' as const, shard, old: raftIdOf(state, int(params, 'from')), new: raftIdOf(state, int(params, 'to')) }
       await meta.propose(record)
       return { shard, old: record.old, new: record.new }
+    }
+    case ADMIN_METHODS.removeNode: {
+      const nodeId = int(params, 'node')
+      if (state.removed.includes(nodeId)) return { node: nodeId, removed: true, remaining: [] }
+      const raftId = raftIdOf(state, nodeId)
+      await meta.propose({ type: 'drainNode', nodeId })
+      const remaining = state.shards.filter((s) => s.replicas.includes(raftId) || s.learners.includes(raftId)).map((s) => s.id)
+      return { node: nodeId, removed: false, remaining }
     }
     default:
       throw new KvError(ErrorCode.UNKNOWN_METHOD, `unknown admin method ${method}`)

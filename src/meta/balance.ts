@@ -4,8 +4,8 @@
  * out; nothing here has side effects.
  *
  * Priorities, first match wins:
- *   1. a replica on a node down longer than `downAfterMs` moves to a live store node that does
- *      not hold that shard yet (the fewest replicas first);
+ *   1. a replica on a node down longer than `downAfterMs`, or on a node being drained for
+ *      removal, moves to a live store node that does not hold that shard yet (fewest first);
  *   2. replica counts: when the fullest live store node holds 2 or more replicas more than the
  *      emptiest (a node was added), one replica moves from the former to the latter;
  *   3. leaders: when a live node leads more than its share (ceil(shards / live store nodes)),
@@ -17,6 +17,7 @@ import type { MetaState, NodeRecord } from './state.js'
 /** BalanceAction is the one change a round makes. */
 export type BalanceAction =
   | { type: 'replace'; shard: number; old: number; new: number; why: 'node down' | 'replica balance' }
+  | { type: 'remove'; nodeId: number }
   | { type: 'transfer'; shard: number; to: number }
 
 /** BalanceInput is what the decision depends on. */
@@ -38,8 +39,9 @@ export function planBalance(input: BalanceInput): BalanceAction | undefined {
   const { state } = input
   if (state.moves.length > 0 || state.replacing.length > 0 || state.shards.some((s) => !s.claimed)) return undefined
   const stores = state.nodes.filter((n) => n.roles.includes('store'))
-  const live = stores.filter((n) => input.nowMs - lastSeen(input, n) < input.downAfterMs && input.liveness.lastSeenMs.has(n.id))
-  const dead = new Set(stores.filter((n) => input.nowMs - lastSeen(input, n) >= input.downAfterMs).map((n) => n.raftId))
+  const draining = new Set(state.draining)
+  const live = stores.filter((n) => input.nowMs - lastSeen(input, n) < input.downAfterMs && input.liveness.lastSeenMs.has(n.id) && !draining.has(n.id))
+  const dead = new Set(stores.filter((n) => input.nowMs - lastSeen(input, n) >= input.downAfterMs || draining.has(n.id)).map((n) => n.raftId))
   const load = (raftId: number) => state.shards.filter((s) => s.replicas.includes(raftId)).length
   const byLoad = (a: NodeRecord, b: NodeRecord) => load(a.raftId) - load(b.raftId) || a.id - b.id
   for (const shard of state.shards) {
@@ -47,6 +49,10 @@ export function planBalance(input: BalanceInput): BalanceAction | undefined {
     if (lost === undefined) continue
     const target = live.filter((n) => !shard.replicas.includes(n.raftId)).sort(byLoad)[0]
     if (target !== undefined) return { type: 'replace', shard: shard.id, old: lost, new: target.raftId, why: 'node down' }
+  }
+  for (const nodeId of state.draining) {
+    const node = state.nodes.find((n) => n.id === nodeId)
+    if (node !== undefined && !state.shards.some((s) => s.replicas.includes(node.raftId) || s.learners.includes(node.raftId))) return { type: 'remove', nodeId }
   }
   if (live.length >= 2) {
     const sorted = [...live].sort(byLoad)

@@ -56,7 +56,8 @@ export class MetaClient {
             if (hint !== undefined && hint !== address && !candidates.slice(i + 1).includes(hint)) candidates.splice(i + 1, 0, hint)
             continue
           }
-          if (![ErrorCode.UNAVAILABLE, ErrorCode.CLOSED, ErrorCode.TIMEOUT].includes(error.code as never)) throw error
+          // UNKNOWN_METHOD: a member listed with the meta role that does not run it (yet).
+          if (![ErrorCode.UNAVAILABLE, ErrorCode.CLOSED, ErrorCode.TIMEOUT, ErrorCode.UNKNOWN_METHOD].includes(error.code as never)) throw error
           if (this.leaderAddress === address) this.leaderAddress = undefined
         }
       }

@@ -106,6 +106,11 @@ export class Reconciler {
     const now = Date.now()
     const action = planBalance({ state: this.meta.machine.state, liveness: this.meta.liveness, nowMs: now, leaderSinceMs: this.leaderSinceMs, downAfterMs: this.options.downAfterMs })
     if (action === undefined) return
+    if (action.type === 'remove') {
+      await this.meta.propose({ type: 'removeNode', nodeId: action.nodeId })
+      this.options.log('node removed after its replicas moved away', { node: action.nodeId })
+      return
+    }
     if (action.type === 'replace') {
       await this.meta.propose({ type: 'replaceStart', shard: action.shard, old: action.old, new: action.new })
       this.options.log('rebalancing a replica', { ...action })

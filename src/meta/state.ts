@@ -71,6 +71,10 @@ export interface MetaState {
   nextShardId: number
   nextRaftId: number
   nextMoveId: number
+  /** draining: node ids whose replicas are being moved away before removal. */
+  draining: number[]
+  /** removed: node ids removed from the cluster; they may not register again. */
+  removed: number[]
 }
 
 /** MetaCommand is every command the meta group applies. */
@@ -86,6 +90,8 @@ export type MetaCommand =
   | { type: 'replaceDone'; shard: number; old: number; new: number }
   | { type: 'metaVoters'; voters: number[] }
   | { type: 'shardClaimed'; shard: number }
+  | { type: 'drainNode'; nodeId: number }
+  | { type: 'removeNode'; nodeId: number }
 
 /** CommandResult is what applying a command returns to its proposer. */
 export type CommandResult = { ok: true; value?: unknown } | { ok: false; reason: string }
@@ -98,7 +104,7 @@ export const RAFT_ID_BASE = 1_000_000
 
 /** emptyState is the state of a meta group before `init`. */
 export function emptyState(): MetaState {
-  return { clusterId: '', version: 0, nodes: [], shards: [], slots: [], metaVoters: [], moves: [], replacing: [], nextShardId: FIRST_SHARD_ID, nextRaftId: RAFT_ID_BASE, nextMoveId: 1 }
+  return { clusterId: '', version: 0, nodes: [], shards: [], slots: [], metaVoters: [], moves: [], replacing: [], nextShardId: FIRST_SHARD_ID, nextRaftId: RAFT_ID_BASE, nextMoveId: 1, draining: [], removed: [] }
 }
 
 function fail(reason: string): CommandResult {
@@ -147,6 +153,9 @@ export function applyCommand(state: MetaState, command: MetaCommand): CommandRes
       state.version++
       return { ok: true }
     }
+    case 'drainNode':
+    case 'removeNode':
+      return applyRemoval(state, command)
     case 'metaVoters':
       state.metaVoters = [...command.voters]
       state.version++
@@ -175,6 +184,7 @@ function applyInit(state: MetaState, command: Extract<MetaCommand, { type: 'init
 }
 
 function applyRegister(state: MetaState, node: NodeRecord): CommandResult {
+  if (state.removed.includes(node.id)) return fail(`node ${node.id} was removed from the cluster`)
   const index = state.nodes.findIndex((n) => n.id === node.id)
   const previous = index < 0 ? undefined : state.nodes[index]!
   const former = [...(previous?.former ?? [])]
@@ -229,6 +239,23 @@ function applyReplace(state: MetaState, command: Extract<MetaCommand, { type: 'r
     shard.learners = []
   }
   shard.epoch++
+  state.version++
+  return { ok: true }
+}
+
+function applyRemoval(state: MetaState, command: Extract<MetaCommand, { type: 'drainNode' | 'removeNode' }>): CommandResult {
+  const node = state.nodes.find((n) => n.id === command.nodeId)
+  if (node === undefined) return fail(`no node ${command.nodeId}`)
+  if (state.metaVoters.includes(node.raftId)) return fail(`node ${node.id} is a meta voter; the meta group cannot lose it this way`)
+  if (command.type === 'drainNode') {
+    if (!state.draining.includes(node.id)) state.draining.push(node.id)
+    return { ok: true }
+  }
+  const held = state.shards.filter((s) => s.replicas.includes(node.raftId) || s.learners.includes(node.raftId)).map((s) => s.id)
+  if (held.length > 0) return fail(`node ${node.id} still holds replicas of shards ${held.join(', ')}`)
+  state.nodes = state.nodes.filter((n) => n.id !== node.id)
+  state.draining = state.draining.filter((id) => id !== node.id)
+  state.removed.push(node.id)
   state.version++
   return { ok: true }
 }
