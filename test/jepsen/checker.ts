@@ -1,0 +1,135 @@
+/**
+ * Checkers over a recorded history (see workload.ts for the outcomes):
+ *
+ * - linearizability, per key (linearizability is local, so a key-value store is linearizable iff
+ *   each key is a linearizable register): the Wing & Gong / Lowe search of
+ *   test/sim/linearizability.ts over a register whose value may be absent. Each operation is
+ *   projected onto the keys it touches: a put or del is a write of a value or of "absent"; a
+ *   batch is one write per key it touches (its last step for that key), all with the batch's
+ *   call and return times; a get is a read. Failed operations are left out (they did not take
+ *   effect); unknown writes get ret = Infinity (they may take effect at any point after their
+ *   call, or never); unknown and failed reads are left out (they observed nothing). What the
+ *   per-key projection cannot see is a batch's atomicity across keys (a reader of two keys
+ *   seeing half a batch); the workload's reads are single-key, so that is not checked.
+ * - lost writes: an acknowledged write whose value the final read of its key does not show,
+ *   although the final value was written by an operation that returned before the lost one was
+ *   called (or the key is absent and no delete could have come after it).
+ * - phantom reads: a get returning a value that no put or batch wrote with outcome ok or unknown.
+ * For a violation, `minimize` shrinks the key's sub-history to a small one that still fails.
+ */
+import { checkPartition, type Model, type Operation } from '../sim/linearizability.js'
+import type { HistoryOp } from './workload.js'
+
+type RegInput = { write: true; value: string | undefined } | { write: false }
+type RegOp = Operation<RegInput, string | undefined> & { source: HistoryOp }
+
+/** maybeRegister is a register that may be absent (undefined), initially absent. */
+export const maybeRegister: Model<string | undefined, RegInput, string | undefined> = {
+  init: () => undefined,
+  step: (state, input, output) => (input.write ? { ok: true, state: input.value } : { ok: output === state, state }),
+  key: (state) => (state === undefined ? '\u0000' : `=${state}`),
+}
+
+/** Violation is one finding, with the smallest failing sub-history found. */
+export interface Violation {
+  kind: 'linearizability' | 'lost-write' | 'phantom-read' | 'search-budget' | 'replica-divergence'
+  key?: string
+  message: string
+  ops: HistoryOp[]
+}
+
+/** searchStepsMax bounds the search per key; a key past it is reported as 'search-budget' (not a pass). */
+export const searchStepsMax = 20_000_000
+/** partitionOpsMax bounds one key's operations. */
+export const partitionOpsMax = 20_000
+/** minimizeChecksMax bounds the shrinking of one violation. */
+export const minimizeChecksMax = 400
+
+/** projectKey returns the register operations of `key`. */
+export function projectKey(history: readonly HistoryOp[], key: string): RegOp[] {
+  const out: RegOp[] = []
+  for (const op of history) {
+    if (op.outcome === 'fail') continue
+    const mine = op.steps.filter((s) => s.key === key)
+    if (mine.length === 0) continue
+    if (op.type === 'get') {
+      if (op.outcome === 'ok') out.push({ call: op.call, ret: op.ret, input: { write: false }, output: op.read, client: op.client, source: op })
+      continue
+    }
+    const last = mine[mine.length - 1]!
+    out.push({ call: op.call, ret: op.outcome === 'ok' ? op.ret : Infinity, input: { write: true, value: last.value }, output: undefined, client: op.client, source: op })
+  }
+  return out
+}
+
+function violates(ops: RegOp[]): boolean {
+  return checkPartition(maybeRegister, ops, { stepsMax: searchStepsMax / 10, operationsMax: partitionOpsMax }).outcome === 'violation'
+}
+
+/** minimize shrinks a failing partition: the shortest failing prefix by call time, then drop operations one by one while it still fails. */
+export function minimize(ops: RegOp[]): RegOp[] {
+  const sorted = [...ops].sort((a, b) => a.call - b.call)
+  let budget = minimizeChecksMax
+  let lo = 1
+  let hi = sorted.length
+  while (lo < hi && budget-- > 0) {
+    const mid = (lo + hi) >>> 1
+    if (violates(sorted.slice(0, mid))) hi = mid
+    else lo = mid + 1
+  }
+  let current = sorted.slice(0, hi)
+  for (let i = current.length - 1; i >= 0 && budget-- > 0; i--) {
+    const without = current.filter((_, j) => j !== i)
+    if (violates(without)) current = without
+  }
+  return current
+}
+
+/** checkLinearizable checks every key; returns its violations (at most one per key). */
+export function checkLinearizable(history: readonly HistoryOp[], keys: readonly string[]): { violations: Violation[]; steps: number } {
+  const violations: Violation[] = []
+  let steps = 0
+  for (const key of keys) {
+    const ops = projectKey(history, key)
+    const result = checkPartition(maybeRegister, ops, { stepsMax: searchStepsMax, operationsMax: partitionOpsMax })
+    steps += result.steps
+    if (result.outcome === 'violation') {
+      const small = minimize(ops)
+      violations.push({ kind: 'linearizability', key, message: `key ${key}: no linearization of ${ops.length} operations; smallest failing sub-history has ${small.length}`, ops: small.map((o) => o.source) })
+    } else if (result.outcome === 'unknown') {
+      violations.push({ kind: 'search-budget', key, message: `key ${key}: search budget of ${searchStepsMax} steps spent on ${ops.length} operations; not proven linearizable`, ops: [] })
+    }
+  }
+  return { violations, steps }
+}
+
+/** checkLostWrites compares acknowledged writes with the final reads (`finals`: key -> op of the final get). */
+export function checkLostWrites(history: readonly HistoryOp[], finals: ReadonlyMap<string, HistoryOp>): Violation[] {
+  const out: Violation[] = []
+  for (const [key, final] of finals) {
+    const writes = history.filter((op) => op.type !== 'get' && op.outcome !== 'fail' && op.steps.some((s) => s.key === key))
+    const valueOf = (op: HistoryOp) => op.steps.filter((s) => s.key === key).at(-1)!.value
+    const writer = final.read === undefined ? undefined : writes.find((w) => valueOf(w) === final.read)
+    for (const w of writes) {
+      if (w.outcome !== 'ok' || w === writer) continue
+      const overwritten = final.read === undefined
+        ? writes.some((d) => valueOf(d) === undefined && d.ret >= w.call && d !== w) || valueOf(w) === undefined
+        : writer !== undefined && writer.ret >= w.call
+      if (!overwritten) out.push({ kind: 'lost-write', key, message: `key ${key}: acknowledged write of ${JSON.stringify(valueOf(w))} (op ${w.id}) lost: final read ${JSON.stringify(final.read)} was written before it`, ops: [w, ...(writer ? [writer] : []), final] })
+    }
+  }
+  return out
+}
+
+/** checkPhantomReads finds reads of values nobody wrote (ok or unknown). */
+export function checkPhantomReads(history: readonly HistoryOp[]): Violation[] {
+  const written = new Set<string>()
+  for (const op of history) if (op.type !== 'get' && op.outcome !== 'fail') for (const s of op.steps) if (s.value !== undefined) written.add(s.value)
+  const out: Violation[] = []
+  for (const op of history) {
+    if (op.type !== 'get' || op.outcome !== 'ok' || op.read === undefined || written.has(op.read)) continue
+    const origin = history.filter((w) => w.type !== 'get' && w.steps.some((s) => s.value === op.read))
+    out.push({ kind: 'phantom-read', key: op.steps[0]!.key, message: `key ${op.steps[0]!.key}: read ${JSON.stringify(op.read)}, which no ok or unknown write wrote${origin.length > 0 ? ` (a write reported as failed did)` : ''}`, ops: [...origin, op] })
+  }
+  return out
+}
