@@ -1,15 +1,19 @@
 /**
  * The RocksDB engine (the default), on @nxtedition/rocksdb's `RocksLevel` (abstract-level 1.x).
  *
- * Durability: every write goes through one WriteBatch; `sync: true` sets WriteOptions.sync so
- * RocksDB fdatasyncs the WAL before the write resolves. NB: RocksLevel's own put()/del() drop
+ * Durability: every write goes through one WriteBatch. NB: RocksLevel's own put()/del() drop
  * the `sync` option (they write a chained batch without options), which is why put and del
- * are batches here too. `sync()` writes an empty batch with `sync: true`, which makes RocksDB
- * sync the WAL up to every earlier write (checked with strace: one fdatasync per call).
- *
- * NB: the binding performs WriteBatch writes on the JavaScript thread, so a synced write
- * blocks the event loop for one fdatasync; callers that need throughput batch their writes
- * (the Raft driver writes one batch per Ready: group commit).
+ * are batches here too. NB: the binding performs WriteBatch writes on the JavaScript thread,
+ * so how a synced write reaches the disk is chosen by `walSync`:
+ * - 'threadpool' (default): the batch is written with `sync: false` (memtable insert and one
+ *   write(2) of the WAL record), then a `WalSyncer` (wal-sync.ts) fdatasyncs the WAL files on
+ *   libuv's thread pool, one coalesced round for any number of concurrent synced writes and
+ *   `sync()` calls. The event loop keeps serving sockets and timers while the disk flushes.
+ * - 'native': the batch is written with WriteOptions.sync, so RocksDB fdatasyncs the WAL inside
+ *   `DB::Write` and the event loop stalls for that time; `sync()` writes an empty synced batch
+ *   (one fdatasync per call). Kept to compare against and as a fallback.
+ * The default can be set for a whole process with DISTKV_ROCKSDB_WAL_SYNC (benchmarks use it
+ * to compare code they do not construct engines in).
  *
  * Iterators read an implicit RocksDB snapshot taken at creation, and `nextBatch` is one native
  * `nextv` call bounded by `iteratorBatchBytesMax`.
@@ -19,6 +23,7 @@ import { cpus } from 'node:os'
 import { ErrorCode, KvError } from '../errors.js'
 import { BaseEngine, levelRange, type NativeIterator, type NormalizedRange } from './base.js'
 import type { EngineOp } from './engine.js'
+import { checkWalOptions, WalSyncer } from './wal-sync.js'
 
 const require = createRequire(import.meta.url)
 
@@ -51,14 +56,32 @@ export interface RocksDbEngineOptions {
   memtableBudgetBytes?: number
   /** backgroundThreads: flush and compaction threads; default the number of CPUs (at least 2). */
   backgroundThreads?: number
+  /** walSync: who fdatasyncs the WAL for synced writes; default 'threadpool' (see the module comment). */
+  walSync?: WalSyncMode
+}
+
+/** WalSyncMode: 'threadpool' fdatasyncs the WAL off the event loop, 'native' inside RocksDB's write. */
+export type WalSyncMode = 'threadpool' | 'native'
+
+/** walSyncModeEnv names the environment variable that sets the default `walSync` of a process. */
+export const walSyncModeEnv = 'DISTKV_ROCKSDB_WAL_SYNC'
+
+function checkWalSyncMode(value: unknown, from: string): WalSyncMode {
+  if (value !== 'threadpool' && value !== 'native') {
+    throw new KvError(ErrorCode.INVALID, `${from} must be 'threadpool' or 'native'`, { walSync: value })
+  }
+  return value
 }
 
 /** RocksDbEngine stores in a RocksDB directory. */
 export class RocksDbEngine extends BaseEngine {
   readonly kind = 'rocksdb' as const
   readonly dir: string
+  /** walSync: the mode chosen at construction. */
+  readonly walSync: WalSyncMode
   readonly #openOptions: Readonly<Record<string, unknown>>
   #db: RocksDatabase | undefined
+  #walSyncer: WalSyncer | undefined
 
   constructor(options: RocksDbEngineOptions) {
     super()
@@ -66,6 +89,10 @@ export class RocksDbEngine extends BaseEngine {
       throw new KvError(ErrorCode.INVALID, 'RocksDbEngine: dir must be a non-empty string')
     }
     this.dir = options.dir
+    const envMode = process.env[walSyncModeEnv]
+    this.walSync = options.walSync !== undefined
+      ? checkWalSyncMode(options.walSync, 'RocksDbEngine option walSync')
+      : envMode !== undefined && envMode !== '' ? checkWalSyncMode(envMode, walSyncModeEnv) : 'threadpool'
     const cacheSize = checkSize('cacheBytes', options.cacheBytes ?? 64 * 1024 * 1024, 0, 2 ** 32 - 1)
     const memtableMemoryBudget = checkSize('memtableBudgetBytes', options.memtableBudgetBytes ?? 128 * 1024 * 1024, 4 * 1024 * 1024, 2 ** 40)
     const parallelism = checkSize('backgroundThreads', options.backgroundThreads ?? Math.max(2, cpus().length), 1, 64)
@@ -86,12 +113,26 @@ export class RocksDbEngine extends BaseEngine {
     const { RocksLevel } = require('@nxtedition/rocksdb') as { RocksLevel: RocksLevelClass }
     const db = new RocksLevel(this.dir, { keyEncoding: 'buffer', valueEncoding: 'buffer' })
     await db.open({ ...this.#openOptions })
+    if (this.walSync === 'threadpool') {
+      try {
+        await checkWalOptions(this.dir)
+      } catch (error) {
+        await db.close()
+        throw error
+      }
+      // NB: the binding never sets wal_dir, so the WAL files live in the database directory.
+      this.#walSyncer = new WalSyncer(this.dir)
+    }
     this.#db = db
   }
 
   protected async _close(): Promise<void> {
     const db = this.#db
+    const walSyncer = this.#walSyncer
     this.#db = undefined
+    this.#walSyncer = undefined
+    // Rounds already started finish against the open database before it closes.
+    await walSyncer?.close()
     await db?.close()
   }
 
@@ -105,7 +146,19 @@ export class RocksDbEngine extends BaseEngine {
   }
 
   protected async _write(ops: EngineOp[], sync: boolean): Promise<void> {
-    await this.db().batch(ops, { sync })
+    const walSyncer = this.#walSyncer
+    if (walSyncer === undefined) {
+      await this.db().batch(ops, { sync })
+      return
+    }
+    // The binding writes before batch() returns, so the sync round requested next starts after it.
+    await this.db().batch(ops, { sync: false })
+    if (sync) await walSyncer.sync()
+  }
+
+  /** walSyncStats: the thread-pool WAL syncer's round counters, or undefined in 'native' mode or when closed. */
+  get walSyncStats(): Readonly<WalSyncer['stats']> | undefined {
+    return this.#walSyncer?.stats
   }
 
   protected _iterator(range: NormalizedRange): NativeIterator {
@@ -114,8 +167,9 @@ export class RocksDbEngine extends BaseEngine {
   }
 
   protected async _sync(): Promise<void> {
-    // RocksLevel's public batch() skips empty batches, so call the implementation directly.
     const db = this.db()
+    if (this.#walSyncer !== undefined) return this.#walSyncer.sync()
+    // RocksLevel's public batch() skips empty batches, so call the implementation directly.
     await new Promise<void>((resolve, reject) => db._batch([], { sync: true }, (error) => (error ? reject(error) : resolve())))
   }
 
