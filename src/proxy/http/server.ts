@@ -128,7 +128,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
     metrics,
     files,
     close: async () => {
-      stopSweeper()
+      await stopSweeper()
       await new Promise<void>((resolve) => {
         server.close(() => resolve())
         server.closeAllConnections()
@@ -141,21 +141,28 @@ function log(options: HttpServerOptions): (line: string) => void {
   return options.log ?? ((line) => process.stderr.write(`distkv http: ${line}\n`))
 }
 
-function startSweeper(files: FileStore, intervalMs: number, report: (line: string) => void): () => void {
-  if (intervalMs === 0) return () => undefined
+function startSweeper(files: FileStore, intervalMs: number, report: (line: string) => void): () => Promise<void> {
+  if (intervalMs === 0) return async () => undefined
   let after: string | undefined
-  let running = false
+  let running: Promise<void> | undefined
+  let stopped = false
   const timer = setInterval(() => {
-    if (running) return
-    running = true
-    files
+    if (running !== undefined) return
+    running = files
       .sweep({ ...(after !== undefined ? { after } : {}) })
-      .then((result) => (after = result.next))
-      .catch((error: unknown) => report(`file sweep failed: ${(error as Error).message}`))
-      .finally(() => (running = false))
+      .then((result) => void (after = result.next))
+      .catch((error: unknown) => {
+        if (!stopped) report(`file sweep failed: ${(error as Error).message}`)
+      })
+      .finally(() => (running = undefined))
   }, intervalMs)
   timer.unref()
-  return () => clearInterval(timer)
+  // Stopping waits for a pass in progress, so the caller may close the DistKV right after.
+  return async () => {
+    stopped = true
+    clearInterval(timer)
+    await running
+  }
 }
 
 /** serve answers one request and records its metrics; `expectsContinue` is set for `Expect: 100-continue`. */
