@@ -4,7 +4,9 @@
  *   (a) distkv: 4 processes, each `open(dir)`, 64 operations in flight each; sync puts
  *       (the default), `sync: false` puts, and gets;
  *   (b) rave-level on the same workload (4 processes sharing one LevelDB through a leader);
- *   (c) the raw RocksDB engine inside one process (4 x 64 in flight): the ceiling.
+ *   (c) the raw RocksDB engine inside one process (4 x 64 in flight): the ceiling;
+ *   (d) the wire alone: the same requests to a WireServer that answers without storage,
+ *       which shows how much of distkv's cost is the protocol and how much is the store.
  *
  * Usage: npm run bench:local [-- --keys 20000 --gets 20000 --processes 4 --inflight 64]
  *        [--rounds 2] [--only distkv] [--dir DIR (use, and do not stop, the distkv server already on DIR)]
@@ -21,6 +23,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { open } from '../../src/client/index.js'
+import { WireServer } from '../../src/wire/index.js'
 import { runWorker, type WorkerSpec } from './worker.js'
 import { defaultWorkload, type Phase, type Workload } from './workload.js'
 
@@ -129,7 +132,22 @@ function row(figure: string, value: number, baselineName: string, baseline: numb
   ].join('  ')
 }
 
-function printTable(distkv: Figures, rave: Figures | undefined, raw: Figures | undefined): void {
+/** measureWire runs the workload against an in-process WireServer with storage-free handlers. */
+async function measureWire(root: string, workload: Workload, processes: number): Promise<Figures> {
+  const server = new WireServer({ serverInfo: { bench: true } })
+  const value = Buffer.alloc(workload.valueBytes, 1)
+  server.handle('kv.put', async () => null)
+  server.handle('kv.get', async () => value)
+  const path = join(root, 'wire.sock')
+  await server.listen({ path })
+  try {
+    return await measure({ target: 'wire', dir: path, workload }, processes, true)
+  } finally {
+    await server.close()
+  }
+}
+
+function printTable(distkv: Figures, rave: Figures | undefined, raw: Figures | undefined, wire?: Figures): void {
   console.log()
   console.log(['figure'.padEnd(24), 'distkv/s'.padStart(10), 'baseline'.padEnd(26), 'base/s'.padStart(10), 'ratio'.padStart(7), 'target'.padStart(8)].join('  '))
   if (rave === undefined || raw === undefined) {
@@ -141,6 +159,9 @@ function printTable(distkv: Figures, rave: Figures | undefined, raw: Figures | u
   console.log(row('gets', distkv.gets, 'rave-level gets', rave.gets, '>= 2x'))
   console.log(row('gets', distkv.gets, 'raw RocksDB, 1 process', raw.gets, '>= 0.5x'))
   console.log(row('puts, sync: false', distkv.putsNoSync, 'raw RocksDB puts', raw.putsNoSync, ''))
+  if (wire === undefined) return
+  console.log(row('puts, sync: false', distkv.putsNoSync, 'wire alone (no storage)', wire.putsNoSync, ''))
+  console.log(row('gets', distkv.gets, 'wire alone (no storage)', wire.gets, ''))
 }
 
 async function main(): Promise<void> {
@@ -183,7 +204,8 @@ async function main(): Promise<void> {
     if (values.only === 'distkv') return printTable(distkv!, undefined, undefined)
     const rawWorkload = { ...workload, inflight: workload.inflight * processes, getsPerWorker: workload.getsPerWorker * processes }
     const raw = await measure({ target: 'raw', dir: join(root, 'raw'), workload: rawWorkload }, 1, false)
-    printTable(distkv!, rave, raw)
+    const wire = await measureWire(root, workload, processes)
+    printTable(distkv!, rave, raw, wire)
   } finally {
     rmSync(root, { recursive: true, force: true })
   }
