@@ -31,7 +31,7 @@ import { MetaService } from '../meta/service.js'
 import { META_GROUP_ID, type NodeRecord } from '../meta/state.js'
 import { StoreClient } from '../store/client.js'
 import { StoreHost } from '../store/host.js'
-import { registerStoreHandlers } from '../store/service.js'
+import { registerStoreHandlers, type LocalStoreCall } from '../store/service.js'
 import { ClusterKV, registerProxyHandlers } from '../proxy/service.js'
 import { Router } from '../proxy/router.js'
 import type { NodeConfig } from './config.js'
@@ -109,8 +109,7 @@ export async function startNode(config: Readonly<NodeConfig>, log: (line: string
     logger: (level, message, details) => (level === 'info' ? undefined : say(`raft ${level}: ${message}`, details)),
   })
   await driver.start()
-  const stores = new StoreClient(pool)
-  const parts = await startRoles({ config, engine, server, driver, pool, meta, stores, identity, say })
+  const parts = await startRoles({ config, engine, server, driver, pool, meta, identity, say })
   const self: NodeRecord = { id: config.id, raftId: identity.raftId, rpc: config.rpc, http: parts.http?.url, roles: config.roles }
   const loop = startHeartbeats({ self, meta, host: parts.host, addresses, router: parts.router, say })
   say('serving', { rpc: config.rpc, http: parts.http?.url, raftId: identity.raftId, roles: config.roles })
@@ -158,13 +157,15 @@ interface RoleDeps {
   driver: RaftDriver
   pool: PeerPool
   meta: MetaClient
-  stores: StoreClient
   identity: Identity
   say: (message: string, details?: Record<string, unknown>) => void
 }
 
 async function startRoles(d: RoleDeps): Promise<{ host?: StoreHost; router?: Router; reconciler?: Reconciler; http?: HttpAttachment }> {
   const out: { host?: StoreHost; router?: Router; reconciler?: Reconciler; http?: HttpAttachment } = {}
+  let callLocal: LocalStoreCall | undefined
+  const local = d.config.roles.includes('store') ? { raftId: d.identity.raftId, call: (method: string, params: unknown) => (callLocal === undefined ? Promise.reject(new KvError(ErrorCode.NOT_LEADER, 'store role still starting', { leader: 0 })) : callLocal(method, params)) } : undefined
+  const stores = new StoreClient(d.pool, local)
   let service: MetaService | undefined
   if (d.config.roles.includes('meta')) {
     const machine = new MetaMachine(d.engine)
@@ -174,13 +175,13 @@ async function startRoles(d: RoleDeps): Promise<{ host?: StoreHost; router?: Rou
     await d.driver.addGroup(META_GROUP_ID, machine)
     service = new MetaService(d.driver, machine)
     const meta = service
-    service.register(d.server, internalOnly, (method, params) => handleAdmin(meta, d.stores, d.config.downAfterMs, method, params))
-    out.reconciler = new Reconciler(service, d.stores, { members: d.config.members, shards: d.config.shards, replicas: d.config.replicas, intervalMs: 300, rpcTimeoutMs: 10_000, downAfterMs: d.config.downAfterMs, balance: d.config.balance, log: d.say })
+    service.register(d.server, internalOnly, (method, params) => handleAdmin(meta, stores, d.config.downAfterMs, method, params))
+    out.reconciler = new Reconciler(service, stores, { members: d.config.members, shards: d.config.shards, replicas: d.config.replicas, intervalMs: 300, rpcTimeoutMs: 10_000, downAfterMs: d.config.downAfterMs, balance: d.config.balance, log: d.say })
     out.reconciler.start()
   }
   if (d.config.roles.includes('store')) {
     out.host = new StoreHost(d.driver, d.engine, d.identity.raftId, d.say)
-    registerStoreHandlers(d.server, out.host, d.driver, d.engine, internalOnly)
+    callLocal = registerStoreHandlers(d.server, out.host, d.driver, d.engine, internalOnly)
   }
   const forward = (method: string, params: unknown) => d.meta.call('meta.admin', { method, params })
   d.server.handle(ADMIN_METHODS.cluster, async () => forward(ADMIN_METHODS.cluster, {}))
@@ -188,9 +189,9 @@ async function startRoles(d: RoleDeps): Promise<{ host?: StoreHost; router?: Rou
     d.server.handle(method, internalOnly(async (params: unknown) => forward(method, params)))
   }
   if (d.config.roles.includes('proxy')) {
-    out.router = new Router({ meta: d.meta, stores: d.stores, requestTimeoutMs: d.config.requestTimeoutMs, refreshIntervalMs: 1_000 })
+    out.router = new Router({ meta: d.meta, stores: stores, requestTimeoutMs: d.config.requestTimeoutMs, refreshIntervalMs: 1_000 })
     out.router.start()
-    const deps = { router: out.router, stores: d.stores, pool: d.pool }
+    const deps = { router: out.router, stores: stores, pool: d.pool }
     registerProxyHandlers(d.server, new ClusterKV(deps), deps, () => forward(ADMIN_METHODS.cluster, {}))
     if (d.config.http !== undefined) out.http = await attachHttp(d.config, () => forward(ADMIN_METHODS.cluster, {}))
   }

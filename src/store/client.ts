@@ -21,7 +21,11 @@ const DEFINITE_CODES = new Set<string>([ErrorCode.NOT_LEADER, ErrorCode.WRONG_SH
 export class StoreClient {
   private readonly leaders = new Map<number, number>()
 
-  constructor(private readonly pool: PeerPool) {}
+  constructor(
+    private readonly pool: PeerPool,
+    /** local: this node's raft id and in-process store methods, when it has the store role. */
+    private readonly local?: { raftId: number; call(method: string, params: unknown): Promise<unknown> },
+  ) {}
 
   /** noteLeader records a leader learnt elsewhere (a routing table). */
   noteLeader(shardId: number, raftId: number): void {
@@ -49,7 +53,9 @@ export class StoreClient {
       const remaining = deadline - Date.now()
       if (where === undefined || remaining <= 0) continue
       try {
-        const result = await this.pool.request(where, method, params, { timeoutMs: remaining, requestId: options.requestId })
+        const result = this.local !== undefined && this.local.raftId === raftId
+          ? await this.local.call(method, params)
+          : await this.pool.request(where, method, params, { timeoutMs: remaining, requestId: options.requestId })
         this.leaders.set(shardId, raftId)
         return { ok: true, result }
       } catch (error) {

@@ -49,8 +49,25 @@ function settle(result: unknown): ShardResult {
   return r
 }
 
-/** registerStoreHandlers adds the store.* methods to `server`, each behind `guard` (cluster token). */
-export function registerStoreHandlers(server: WireServer, host: StoreHost, driver: RaftDriver, engine: Engine, guard: Guard): void {
+/** LocalStoreCall runs a store.* method of this node in process (a proxy calling its own node skips the wire). */
+export type LocalStoreCall = (method: string, params: unknown) => Promise<unknown>
+
+const LOCAL_CONTEXT: RequestContext = {
+  requestId: '00000000-0000-0000-0000-000000000000',
+  peer: { clientId: 'local', name: 'local', pid: process.pid, transport: 'unix', remoteAddress: 'local', connectedAt: 0, requests: 0, role: 'internal' },
+  signal: new AbortController().signal,
+}
+
+/** registerStoreHandlers adds the store.* methods to `server`, each behind `guard` (cluster token), and returns the in-process caller of the same methods. */
+export function registerStoreHandlers(server: WireServer, host: StoreHost, driver: RaftDriver, engine: Engine, guard: Guard): LocalStoreCall {
+  const local = new Map<string, (params: any, ctx: RequestContext) => Promise<unknown>>()
+  const methods = {
+    handle(method: string, handler: (params: any, ctx: RequestContext) => Promise<unknown>): void {
+      local.set(method, handler)
+      server.handle(method, handler)
+    },
+    handleStream: server.handleStream.bind(server),
+  }
   const propose = async (shard: number, command: ShardCommand): Promise<ShardResult> => {
     host.machine(shard)
     return settle(await driver.propose(shard, encodeShardCommand(command)))
@@ -64,7 +81,7 @@ export function registerStoreHandlers(server: WireServer, host: StoreHost, drive
     }
     return machine
   }
-  server.handle('store.write', guard(async (params: Record<string, unknown>) => {
+  methods.handle('store.write', guard(async (params: Record<string, unknown>) => {
     const shard = shardOf(params)
     const ops: WriteOp[] = checkOps(params.ops).map((op) => (op.type === 'put' ? [0, op.key, op.value] : [1, op.key]))
     // The write's identity travels in the params, apart from the wire request id, so a proxy may
@@ -72,7 +89,7 @@ export function registerStoreHandlers(server: WireServer, host: StoreHost, drive
     await propose(shard, { t: 'write', id: uuidBytes(typeof params.id === 'string' ? params.id : ''), ops })
     return null
   }))
-  server.handle('store.read', guard(async (params: Record<string, unknown>) => {
+  methods.handle('store.read', guard(async (params: Record<string, unknown>) => {
     const shard = shardOf(params)
     const keys = checkKeys(params.keys)
     const machine = await readable(shard, keys)
@@ -81,9 +98,9 @@ export function registerStoreHandlers(server: WireServer, host: StoreHost, drive
     if (params.kind === 'has') return values.map((v) => v !== undefined)
     return values.map((v) => v ?? null)
   }))
-  server.handleStream('store.query', (params: Record<string, unknown>, ctx) => queryPages(host, driver, engine, params, ctx))
-  server.handle('store.command', guard(async (params: Record<string, unknown>) => propose(shardOf(params), checkCommand(params.command))))
-  server.handle('store.export', guard(async (params: Record<string, unknown>) => {
+  methods.handleStream('store.query', (params: Record<string, unknown>, ctx) => queryPages(host, driver, engine, params, ctx))
+  methods.handle('store.command', guard(async (params: Record<string, unknown>) => propose(shardOf(params), checkCommand(params.command))))
+  methods.handle('store.export', guard(async (params: Record<string, unknown>) => {
     const shard = shardOf(params)
     const slots = checkSlots(params.slots)
     if (slots === undefined) throw new KvError(ErrorCode.INVALID, 'slots must be a non-empty list of slot numbers')
@@ -91,13 +108,13 @@ export function registerStoreHandlers(server: WireServer, host: StoreHost, drive
     await driver.readIndex(shard)
     return exportPage(engine, new ShardKeys(shard), new Set(slots), params.after instanceof Uint8Array ? Buffer.from(params.after) : undefined)
   }))
-  server.handle('store.replace', guard(async (params: Record<string, unknown>) => {
+  methods.handle('store.replace', guard(async (params: Record<string, unknown>) => {
     const shard = shardOf(params)
     host.machine(shard)
     await replaceReplica(driver, shard, Number(params.old), Number(params.new))
     return null
   }))
-  server.handle('store.transferLeader', guard(async (params: Record<string, unknown>) => {
+  methods.handle('store.transferLeader', guard(async (params: Record<string, unknown>) => {
     const shard = shardOf(params)
     host.machine(shard)
     const status = driver.status(shard)
@@ -107,15 +124,20 @@ export function registerStoreHandlers(server: WireServer, host: StoreHost, drive
     driver.transferLeadership(shard, to)
     return null
   }))
-  server.handle('store.status', guard(async () => host.status()))
-  server.handle('store.hash', guard(async (params: Record<string, unknown>) => {
+  methods.handle('store.status', guard(async () => host.status()))
+  methods.handle('store.hash', guard(async (params: Record<string, unknown>) => {
     const result = await propose(shardOf(params), { t: 'hash' })
     return { index: result.ok ? result.index : undefined, hash: result.ok ? result.hash : undefined }
   }))
-  server.handle('store.replicaHash', guard(async (params: Record<string, unknown>) => {
+  methods.handle('store.replicaHash', guard(async (params: Record<string, unknown>) => {
     const shard = shardOf(params)
     return { ...(host.machine(shard).lastHash ?? { index: 0, hash: null, keys: 0 }), applied: driver.status(shard).applied }
   }))
+  return async (method, params) => {
+    const handler = local.get(method)
+    if (handler === undefined) throw new KvError(ErrorCode.UNKNOWN_METHOD, `unknown method ${method}`)
+    return handler(params, LOCAL_CONTEXT)
+  }
 }
 
 async function* queryPages(host: StoreHost, driver: RaftDriver, engine: Engine, params: Record<string, unknown>, ctx: RequestContext): AsyncGenerator<unknown> {
