@@ -418,7 +418,12 @@ export class Raft {
   /** maybeStepDownAfterRemoval ends the term of a leader whose removal has committed (§4.2.2). */
   maybeStepDownAfterRemoval(): void {
     if (this.role !== 'leader' || this.tracker.isVoter(this.id)) return
-    if (this.log.committed >= this.confs.lastChangeIndex()) this.becomeFollower(this.term, NONE)
+    if (this.log.committed < this.confs.lastChangeIndex()) return
+    // Hand over to an up-to-date voter at once rather than leave the group leaderless for an
+    // election timeout (the transferee campaigns past the followers' leader lease).
+    const successor = this.tracker.voterIds().find((id) => this.tracker.progress.get(id)?.match === this.log.lastIndex())
+    if (successor !== undefined) this.sendTimeoutNow(successor)
+    this.becomeFollower(this.term, NONE)
   }
 
   /** bcastAppend sends every peer the entries it is missing (or an empty append carrying commit). */

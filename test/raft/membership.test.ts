@@ -78,6 +78,9 @@ test('§6 (dissertation §4.2.2) a removed leader keeps leading until the change
   net.tick(1, [1])
   assert.equal(net.status(1).role, 'follower')
   assert.deepEqual(net.status(2).confState.voters, [2, 3])
+  // The stepping-down leader hands over with timeoutNow: no election timeout without a leader.
+  assert.ok(net.sent.some((m) => m.type === 'timeoutNow' && m.from === 1))
+  assert.equal(net.leaders().length, 1)
   net.tick(40)
   const leader = net.leader()
   assert.ok(leader === 2 || leader === 3)
