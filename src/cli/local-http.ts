@@ -1,12 +1,14 @@
 /**
  * `distkv local-server DIR --http HOST:PORT`: the local server plus the HTTP API and web UI
- * over it, in one process. The HTTP side is a client of the server like any other (through
- * the private socket), so the server's idle timeout never fires while HTTP is served.
+ * over it, in one process. The HTTP side calls the store directly (InProcessKV), with the same
+ * validation and exactly-once writes as wire clients but no socket hop. HTTP traffic does not
+ * count as a connected client, so the idle timeout defaults to 0 (never) here.
  */
-import { open } from '../client/index.js'
+import { InProcessKV } from '../client/in-process.js'
 import { ErrorCode, KvError } from '../errors.js'
 import { startLocalServer, type LocalServerOptions } from '../local/index.js'
 import { startHttpServer } from '../proxy/http/index.js'
+import { localClusterView } from '../proxy/http/cluster.js'
 import { write } from './io.js'
 import type { Io } from './command.js'
 
@@ -22,11 +24,13 @@ export function parseHttpAddress(text: string): { host: string; port: number } {
 /** runLocalServerWithHttp runs DIR's server and an HTTP front end until SIGTERM or Ctrl-C. */
 export async function runLocalServerWithHttp(options: LocalServerOptions, http: string, io: Io): Promise<void> {
   const address = parseHttpAddress(http)
-  // Signals are ours: HTTP and its client must stop before the server, or the client would
-  // start a fresh server for a request that arrives during shutdown.
-  const handle = await startLocalServer({ ...options, handleSignals: false })
-  const kv = await open(options.dir, { name: 'distkv-http' })
-  const front = await startHttpServer({ kv, ...address, ...(options.token !== undefined ? { token: options.token } : {}) })
+  // Signals are ours: HTTP stops before the server, so no request meets a closed store.
+  const handle = await startLocalServer({ ...options, idleTimeoutSeconds: options.idleTimeoutSeconds ?? 0, handleSignals: false })
+  const kv = new InProcessKV(handle.store)
+  let url = ''
+  const cluster = () => localClusterView(kv, { http: url }, { ...handle.info, stats: handle.store.stats })
+  const front = await startHttpServer({ kv, ...address, cluster, ...(options.token !== undefined ? { token: options.token } : {}) })
+  url = front.url
   const stop = (): void => {
     void front
       .close()

@@ -46,11 +46,11 @@ export interface ClusterView {
 /** localSlotCount: the local description claims every slot for its one shard, like a one-shard cluster. */
 const localSlotCount = 4096
 
-/** localClusterView describes a local-mode server as a one-node, one-shard cluster. */
-export async function localClusterView(kv: DistKV, self: { http: string; opsTotal: number }): Promise<ClusterView> {
-  let info: Record<string, unknown> = {}
+/** localClusterView describes a local-mode server as a one-node, one-shard cluster; `known` is its server info when already at hand. */
+export async function localClusterView(kv: DistKV, self: { http: string; opsTotal?: number }, known?: object): Promise<ClusterView> {
+  let info = (known ?? {}) as Record<string, unknown>
   const call = (kv as { call?: (method: string, params: unknown) => Promise<unknown> }).call
-  if (typeof call === 'function') {
+  if (known === undefined && typeof call === 'function') {
     // A RemoteKV can ask its server about itself; other DistKV implementations simply show less.
     info = ((await call.call(kv, 'admin.info', {}).catch(() => ({}))) ?? {}) as Record<string, unknown>
   }
@@ -60,7 +60,7 @@ export async function localClusterView(kv: DistKV, self: { http: string; opsTota
     roles: ['local'],
     health: 'up',
     http: self.http,
-    opsTotal: self.opsTotal,
+    ...(self.opsTotal !== undefined ? { opsTotal: self.opsTotal } : {}),
     host: hostname(),
     ...(typeof info.pid === 'number' ? { pid: info.pid } : {}),
     ...(typeof info.engine === 'string' ? { engine: info.engine } : {}),
