@@ -47,6 +47,8 @@ export const putCommand: Command = {
   help: `usage: distkv put KEY VALUE|@FILE|- (--db DIR | --endpoint HOST:PORT) [options]
 
 VALUE is stored as its UTF-8 bytes; @FILE stores the file's bytes; - reads stdin to its end.
+A KEY or VALUE that starts with - goes after --, which ends the options:
+  distkv put counter --db DIR -- -5
 Values larger than valueBytesMax (${Limits.valueBytesMax} bytes) are refused before sending.
 
 ${targetHelp}
