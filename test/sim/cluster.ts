@@ -69,8 +69,14 @@ export class Cluster {
   readonly trace: Trace
   readonly options: ClusterOptions
   hooks: ClusterHooks = {}
-  /** crashPlan is asked once per Ready whether (and where) the node crashes while processing it. */
-  crashPlan: (node: number) => CrashPoint | undefined = () => undefined
+  /**
+   * crashPlan is asked once per Ready whether (and where) the node crashes while processing it;
+   * `critical` marks the Readys where a crash hurts most: a node's first Ready as leader, and a
+   * leader's Ready that advances its commit index.
+   */
+  crashPlan: (node: number, critical: boolean) => CrashPoint | undefined = () => undefined
+  /** onCriticalReady lets the fault injector act (isolate the node, say) just before a critical Ready is processed. */
+  onCriticalReady: (node: number) => void = () => undefined
   /** latestConf is the membership applied at the highest index by any node: the committed configuration. */
   latestConf: { index: number; confState: ConfState }
   now = 0
@@ -193,7 +199,10 @@ export class Cluster {
       if (loops >= this.options.readyLoopsMax) {
         throw new KvError(ErrorCode.INTERNAL, `node ${node.id} produced more than readyLoopsMax ${this.options.readyLoopsMax} Readys for one input`)
       }
-      this.handleReady(node, node.raft, node.raft.ready(), this.crashPlan(node.id))
+      const rd = node.raft.ready()
+      const critical = isCritical(node, node.raft, rd)
+      if (critical) this.onCriticalReady(node.id)
+      this.handleReady(node, node.raft, rd, this.crashPlan(node.id, critical))
     }
   }
 
@@ -309,6 +318,11 @@ export class Cluster {
     }
     this.checker.checkDurability(this.latestConf.confState.voters, disks)
   }
+}
+
+function isCritical(node: SimNode, r: RaftNode, rd: Ready): boolean {
+  if (rd.softState?.role === 'leader') return true
+  return rd.hardState !== undefined && rd.hardState.commit > node.disk.hardState.commit && r.status().role === 'leader'
 }
 
 /** describe renders a message in one short trace line. */

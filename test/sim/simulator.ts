@@ -36,6 +36,10 @@ export const RUN_DEFAULTS: RunOptions = { safetyTicks: 300, livenessElectionTime
 interface Faults {
   crash: number
   crashInReady: number
+  /** crashInCriticalReady: crash chance in a new leader's first Ready or a leader's commit-advancing Ready. */
+  crashInCriticalReady: number
+  /** isolateAtCriticalReady: chance to cut a node off from all others just as it processes a critical Ready. */
+  isolateAtCriticalReady: number
   restart: number
   partition: number
   heal: number
@@ -95,6 +99,8 @@ function buildWorld(seed: number, options: RunOptions, trace: Trace): { world: W
   const faults: Faults = {
     crash: params.pick([0, 0.005, 0.02, 0.05]),
     crashInReady: params.pick([0, 0.002, 0.01]),
+    crashInCriticalReady: params.pick([0, 0.01, 0.05, 0.2]),
+    isolateAtCriticalReady: params.pick([0, 0.05, 0.2]),
     restart: params.pick([0.02, 0.1]),
     partition: params.pick([0, 0.01, 0.03]),
     heal: params.pick([0.02, 0.1]),
@@ -223,7 +229,14 @@ function retireRemoved(world: World): void {
 
 function runSafety(world: World, ticks: number): void {
   const { cluster } = world
-  cluster.crashPlan = () => (world.random.chance(world.faults.crashInReady) ? world.random.pick(CRASH_POINTS) : undefined)
+  const { crashInReady, crashInCriticalReady, isolateAtCriticalReady } = world.faults
+  cluster.crashPlan = (_node, critical) => (world.random.chance(critical ? crashInCriticalReady : crashInReady) ? world.random.pick(CRASH_POINTS) : undefined)
+  cluster.onCriticalReady = (node) => {
+    if (!world.random.chance(isolateAtCriticalReady)) return
+    const rest = [...cluster.nodes.keys()].filter((id) => id !== node).sort((a, b) => a - b)
+    cluster.network.partition([node], rest)
+    cluster.trace.add(cluster.now, `isolate n${node} at a critical Ready`)
+  }
   for (let tick = 0; tick < ticks; tick++) {
     for (let unit = 0; unit < TICK_UNITS; unit++, cluster.now++) advance(world)
     injectFaults(world)
@@ -236,6 +249,7 @@ function runSafety(world: World, ticks: number): void {
 function runLiveness(world: World, options: RunOptions): void {
   const { cluster, workload } = world
   cluster.crashPlan = () => undefined
+  cluster.onCriticalReady = () => undefined
   cluster.network.heal()
   cluster.network.setOptions({ delayMin: 1, delayMax: TICK_UNITS, lossProbability: 0, duplicateProbability: 0, packetsInFlightMax: 4096 })
   for (const node of cluster.nodes.values()) if (node.raft === undefined) cluster.restart(node.id)
