@@ -33,25 +33,26 @@ export function sourceIterable(source: FileSource): AsyncIterable<Uint8Array> {
 
 /** fixedChunks yields `chunkBytes`-long Buffers (the last may be shorter); each is a fresh Buffer the caller may keep. */
 export async function* fixedChunks(source: AsyncIterable<Uint8Array>, chunkBytes: number, fileBytesMax: number): AsyncGenerator<Buffer> {
-  let chunk = Buffer.allocUnsafe(chunkBytes)
-  let filled = 0
+  // Pieces are gathered and joined once per chunk, so a small file costs its own size, not a chunk.
+  let pieces: Buffer[] = []
+  let pending = 0
   let total = 0
   for await (const piece of source) {
-    const bytes = asBytes(piece)
+    let bytes = asBytes(piece)
     total += bytes.length
     if (total > fileBytesMax) throw tooLarge(total, fileBytesMax)
-    let offset = 0
-    while (offset < bytes.length) {
-      const n = Math.min(chunkBytes - filled, bytes.length - offset)
-      bytes.copy(chunk, filled, offset, offset + n)
-      filled += n
-      offset += n
-      if (filled === chunkBytes) {
-        yield chunk
-        chunk = Buffer.allocUnsafe(chunkBytes)
-        filled = 0
-      }
+    while (pending + bytes.length >= chunkBytes) {
+      const take = chunkBytes - pending
+      pieces.push(bytes.subarray(0, take))
+      yield Buffer.concat(pieces, chunkBytes)
+      bytes = bytes.subarray(take)
+      pieces = []
+      pending = 0
+    }
+    if (bytes.length > 0) {
+      pieces.push(bytes)
+      pending += bytes.length
     }
   }
-  if (filled > 0) yield chunk.subarray(0, filled)
+  if (pending > 0) yield Buffer.concat(pieces, pending)
 }
