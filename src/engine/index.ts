@@ -13,7 +13,7 @@ export type { Engine, EngineIterator, EngineOp, RangeOptions, WriteOptions } fro
 export { BaseEngine, iteratorBatchEntriesMax } from './base.js'
 export { LevelDbEngine, type LevelDbEngineOptions } from './leveldb.js'
 export { MemoryEngine, unsyncedBatchesMax, type CrashOptions, type MemoryEngineOptions } from './memory.js'
-export { RocksDbEngine, iteratorBatchBytesMax, type RocksDbEngineOptions } from './rocksdb.js'
+export { RocksDbEngine, iteratorBatchBytesMax, walSyncModeEnv, type RocksDbEngineOptions, type WalSyncMode } from './rocksdb.js'
 
 /** EngineKind names an engine implementation. */
 export type EngineKind = Engine['kind']

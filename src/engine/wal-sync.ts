@@ -137,6 +137,7 @@ export class WalSyncer {
     if (newest === undefined) {
       throw new KvError(ErrorCode.INTERNAL, 'no RocksDB WAL file (NNNNNN.log) in the WAL directory', { walDir: this.walDir })
     }
+    // Bounded: RocksDB keeps a WAL only while a memtable it backs is unflushed (max_write_buffer_number + 1).
     const targets = numbers.filter((number) => number >= this.#floor)
     const syncs: Array<Promise<FileHandle | undefined>> = targets.map((number) => this.#syncWal(number, number === newest))
     if (newest > this.#dirSyncedThrough) syncs.push(this.#syncDir())

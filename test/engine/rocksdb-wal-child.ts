@@ -31,7 +31,7 @@ for (let i = 0, written = 0; newestWal() === first; i++, written += value.length
   if (written > rotationBytesMax) throw new Error(`no WAL rotation after ${rotationBytesMax} bytes`)
   await engine.put(Buffer.from(`fill-${i}`), value)
 }
-mark(`rotated ${newestWal()}`)
+mark(`rotated ${newestWal()} dirSyncs=${engine.walSyncStats?.dirSyncs ?? 0}`)
 await engine.put(Buffer.from('synced-2'), Buffer.from('value-2'), { sync: true })
-mark('synced2')
+mark(`synced2 dirSyncs=${engine.walSyncStats?.dirSyncs ?? 0}`)
 await engine.close()
