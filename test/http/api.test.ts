@@ -115,6 +115,7 @@ test('/healthz, /metrics with per-route counts and latencies, /v1/openapi.json, 
   assert.deepEqual(await (await fetch(`${server.url}/healthz`)).json(), { ok: true })
   const metrics = await (await fetch(`${server.url}/metrics`)).text()
   assert.match(metrics, /distkv_http_requests_total\{route="v1_kv_key",method="PUT",status="204"\} \d+/)
+  assert.match(metrics, /distkv_http_file_bytes_total\{direction="in"\} [1-9]/)
   assert.match(metrics, /distkv_http_request_duration_seconds_bucket\{le="0.1",route="v1_kv_key",method="GET"\} \d+/)
   const spec = (await (await fetch(`${server.url}/v1/openapi.json`)).json()) as { openapi: string; paths: Record<string, unknown> }
   assert.equal(spec.openapi, '3.1.0')

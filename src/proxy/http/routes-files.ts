@@ -53,7 +53,10 @@ function contentDisposition(name: string): string {
   return `attachment; filename="${base.replace(/[^\x20-\x7e]|["\\]/g, '_')}"; filename*=UTF-8''${encodeURIComponent(base)}`
 }
 
-async function getFile(files: FileStore, name: string, req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+/** CountBytes records file content moved through the front end (the metrics' file byte counter). */
+export type CountBytes = (direction: 'in' | 'out', bytes: number) => void
+
+async function getFile(files: FileStore, name: string, req: IncomingMessage, res: ServerResponse, url: URL, count: CountBytes): Promise<void> {
   // One manifest read serves the headers and the body, so both describe the same version.
   const file = await files.openFile(name)
   if (file === undefined) throw notFound(`file '${name}'`)
@@ -81,6 +84,7 @@ async function getFile(files: FileStore, name: string, req: IncomingMessage, res
   const body = file.read(range)
   res.writeHead(range === undefined ? 200 : 206, headers)
   await pipeline(body, res)
+  count('out', length)
 }
 
 /** checkFileLength refuses a PUT whose Content-Length is over fileBytesMax, before its body is read. */
@@ -91,7 +95,7 @@ export function checkFileLength(req: IncomingMessage, fileBytesMax: number): voi
   }
 }
 
-async function putFile(files: FileStore, name: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function putFile(files: FileStore, name: string, req: IncomingMessage, res: ServerResponse, count: CountBytes): Promise<void> {
   checkFileLength(req, files.config.fileBytesMax)
   const length = declaredLength(req)
   const contentType = req.headers['content-type']
@@ -102,17 +106,25 @@ async function putFile(files: FileStore, name: string, req: IncomingMessage, res
     // Node already refuses a body shorter than Content-Length; this guards the invariant anyway.
     throw new KvError(ErrorCode.INVALID, `body was ${info.size} bytes, Content-Length said ${length}`)
   }
+  count('in', info.size)
   sendJson(res, 201, info, { etag: info.etag })
 }
 
 /** handleFile serves one file: GET, HEAD, PUT, DELETE. */
-export async function handleFile(files: FileStore, name: string, req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+export async function handleFile(
+  files: FileStore,
+  name: string,
+  req: IncomingMessage,
+  res: ServerResponse,
+  url: URL,
+  count: CountBytes = () => undefined,
+): Promise<void> {
   switch (req.method) {
     case 'GET':
     case 'HEAD':
-      return getFile(files, name, req, res, url)
+      return getFile(files, name, req, res, url, count)
     case 'PUT':
-      return putFile(files, name, req, res)
+      return putFile(files, name, req, res, count)
     case 'DELETE':
       if (!(await files.deleteFile(name))) throw notFound(`file '${name}'`)
       res.writeHead(204).end()

@@ -222,7 +222,7 @@ function resolveRoute(context: Context, path: string, req: IncomingMessage, res:
   }
   if (path.startsWith('/v1/files/')) {
     const name = checkFileName(decodeSegment(path.slice('/v1/files/'.length), 'file name'))
-    return { route: 'v1_files_name', run: () => handleFile(files, name, req, res, url), precheck: () => checkFileLength(req, files.config.fileBytesMax) }
+    return { route: 'v1_files_name', run: () => handleFile(files, name, req, res, url, (direction, bytes) => context.metrics.countFileBytes(direction, bytes)), precheck: () => checkFileLength(req, files.config.fileBytesMax) }
   }
   switch (path) {
     case '/v1/kv':
