@@ -17,7 +17,7 @@
  * fsync per put makes them take minutes and no target depends on them.
  */
 import { fork, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -27,15 +27,30 @@ import { WireServer } from '../../src/wire/index.js'
 import { runWorker, type WorkerSpec } from './worker.js'
 import { defaultWorkload, type Phase, type Workload } from './workload.js'
 
-type Reply = { ok: true; ops: number; ms: number } | { ok: false; error: string }
+type Reply = { ok: true; ops: number; ms: number; cpuMs: number } | { ok: false; error: string }
+
+/** Measure is one figure: wall-clock throughput, and CPU time per operation over every process involved. */
+interface Measure {
+  rate: number
+  cpuUsPerOp: number
+}
+
+/** serverCpuMs reads a process's user+system CPU time from /proc (Linux), in ms. */
+function serverCpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  // Fields 14 and 15 of stat(5) (utime, stime) in clock ticks of 10 ms.
+  return (Number(fields[11]) + Number(fields[12])) * 10
+}
 
 /** Group is a set of worker processes driving one target. */
 class Group {
   private readonly workers: ChildProcess[] = []
-  private constructor() {}
+  private constructor(private readonly serverCpu: (() => number) | undefined) {}
 
-  static async start(spec: WorkerSpec, processes: number, profileDir?: string): Promise<Group> {
-    const group = new Group()
+  /** start forks the workers; `serverCpu` reads the CPU ms of a server process they use, if any. */
+  static async start(spec: WorkerSpec, processes: number, serverCpu?: () => number, profileDir?: string): Promise<Group> {
+    const group = new Group(serverCpu)
     const self = fileURLToPath(import.meta.url)
     const execArgv = profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', profileDir]
     for (let i = 0; i < processes; i++) {
@@ -51,7 +66,8 @@ class Group {
   }
 
   /** run sends one phase per worker at once and returns operations per second overall. */
-  async run(phases: Phase[]): Promise<number> {
+  async run(phases: Phase[]): Promise<Measure> {
+    const serverCpuBefore = this.serverCpu?.() ?? 0
     const started = performance.now()
     const replies = await Promise.all(
       this.workers.map(
@@ -64,11 +80,13 @@ class Group {
     )
     const elapsedMs = performance.now() - started
     let ops = 0
+    let cpuMs = (this.serverCpu?.() ?? 0) - serverCpuBefore
     for (const reply of replies) {
       if (!reply.ok) throw new Error(`worker failed: ${reply.error}`)
       ops += reply.ops
+      cpuMs += reply.cpuMs
     }
-    return (ops / elapsedMs) * 1000
+    return { rate: (ops / elapsedMs) * 1000, cpuUsPerOp: (cpuMs * 1000) / ops }
   }
 
   async stop(): Promise<void> {
@@ -86,14 +104,16 @@ class Group {
 }
 
 interface Figures {
-  putsSync: number
-  putsNoSync: number
-  gets: number
+  putsSync: Measure
+  putsNoSync: Measure
+  gets: Measure
 }
 
+const notMeasured: Measure = { rate: Number.NaN, cpuUsPerOp: Number.NaN }
+
 /** measure runs warm-up, sync puts, unsynced puts and gets on a group of `processes` workers. */
-async function measure(spec: WorkerSpec, processes: number, withSync: boolean, profileDir?: string): Promise<Figures> {
-  const group = await Group.start(spec, processes, profileDir)
+async function measure(spec: WorkerSpec, processes: number, withSync: boolean, serverCpu?: () => number, profileDir?: string): Promise<Figures> {
+  const group = await Group.start(spec, processes, serverCpu, profileDir)
   try {
     const { keys, getsPerWorker } = spec.workload
     const share = Math.ceil(keys / processes)
@@ -101,35 +121,13 @@ async function measure(spec: WorkerSpec, processes: number, withSync: boolean, p
       Array.from({ length: processes }, (_, i) => ({ kind: 'put', sync, from: i * share, to: Math.min(keys, (i + 1) * share) }))
     const gets: Phase[] = Array.from({ length: processes }, (_, i) => ({ kind: 'get', count: getsPerWorker, seed: 17 + i }))
     await group.run(puts(false)) // warm-up: JIT, caches, and every key exists for the gets
-    const putsSync = withSync ? await group.run(puts(true)) : Number.NaN
+    const putsSync = withSync ? await group.run(puts(true)) : notMeasured
     const putsNoSync = await group.run(puts(false))
     const getsPerSecond = await group.run(gets)
     return { putsSync, putsNoSync, gets: getsPerSecond }
   } finally {
     await group.stop()
   }
-}
-
-function best(a: Figures | undefined, b: Figures): Figures {
-  if (a === undefined) return b
-  return { putsSync: Math.max(a.putsSync, b.putsSync), putsNoSync: Math.max(a.putsNoSync, b.putsNoSync), gets: Math.max(a.gets, b.gets) }
-}
-
-function describe(figures: Figures): string {
-  const f = (n: number) => (Number.isNaN(n) ? '-' : Math.round(n).toLocaleString('en-US'))
-  return `sync puts ${f(figures.putsSync)}/s, puts ${f(figures.putsNoSync)}/s, gets ${f(figures.gets)}/s`
-}
-
-function row(figure: string, value: number, baselineName: string, baseline: number, target: string): string {
-  const ratio = value / baseline
-  return [
-    figure.padEnd(24),
-    Math.round(value).toLocaleString('en-US').padStart(10),
-    baselineName.padEnd(26),
-    Math.round(baseline).toLocaleString('en-US').padStart(10),
-    `${ratio.toFixed(2)}x`.padStart(7),
-    target.padStart(8),
-  ].join('  ')
 }
 
 /** measureWire runs the workload against an in-process WireServer with storage-free handlers. */
@@ -140,16 +138,60 @@ async function measureWire(root: string, workload: Workload, processes: number):
   server.handle('kv.get', async () => value)
   const path = join(root, 'wire.sock')
   await server.listen({ path })
+  // The server is this process: its CPU counts (IPC with the workers adds a little).
+  const parentCpuMs = (): number => {
+    const used = process.cpuUsage()
+    return (used.user + used.system) / 1000
+  }
   try {
-    return await measure({ target: 'wire', dir: path, workload }, processes, true)
+    return await measure({ target: 'wire', dir: path, workload }, processes, true, parentCpuMs)
   } finally {
     await server.close()
   }
 }
 
+function better(a: Measure, b: Measure): Measure {
+  return { rate: Math.max(a.rate, b.rate), cpuUsPerOp: Math.min(a.cpuUsPerOp, b.cpuUsPerOp) }
+}
+
+/** best keeps, per figure, the best round: highest throughput and lowest CPU per operation. */
+function best(a: Figures | undefined, b: Figures): Figures {
+  if (a === undefined) return b
+  return { putsSync: better(a.putsSync, b.putsSync), putsNoSync: better(a.putsNoSync, b.putsNoSync), gets: better(a.gets, b.gets) }
+}
+
+function format(n: number, digits = 0): string {
+  return Number.isNaN(n) ? '-' : n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
+}
+
+function describe(figures: Figures): string {
+  const f = (m: Measure) => `${format(m.rate)}/s (${format(m.cpuUsPerOp, 1)} us cpu/op)`
+  return `sync puts ${f(figures.putsSync)}, puts ${f(figures.putsNoSync)}, gets ${f(figures.gets)}`
+}
+
+const columns = [24, 9, 8, 27, 9, 8, 7, 7, 8]
+
+function line(cells: string[]): string {
+  return cells.map((cell, i) => (i === 0 || i === 3 ? cell.padEnd(columns[i]!) : cell.padStart(columns[i]!))).join('  ')
+}
+
+function row(figure: string, value: Measure, baselineName: string, baseline: Measure, target: string): string {
+  return line([
+    figure,
+    format(value.rate),
+    format(value.cpuUsPerOp, 1),
+    baselineName,
+    format(baseline.rate),
+    format(baseline.cpuUsPerOp, 1),
+    `${format(value.rate / baseline.rate, 2)}x`,
+    `${format(baseline.cpuUsPerOp / value.cpuUsPerOp, 2)}x`,
+    target,
+  ])
+}
+
 function printTable(distkv: Figures, rave: Figures | undefined, raw: Figures | undefined, wire?: Figures): void {
   console.log()
-  console.log(['figure'.padEnd(24), 'distkv/s'.padStart(10), 'baseline'.padEnd(26), 'base/s'.padStart(10), 'ratio'.padStart(7), 'target'.padStart(8)].join('  '))
+  console.log(line(['figure', 'distkv/s', 'cpu us', 'baseline', 'base/s', 'cpu us', 'rate', 'cpu', 'target']))
   if (rave === undefined || raw === undefined) {
     console.log(`distkv: ${describe(distkv)}`)
     return
@@ -162,6 +204,7 @@ function printTable(distkv: Figures, rave: Figures | undefined, raw: Figures | u
   if (wire === undefined) return
   console.log(row('puts, sync: false', distkv.putsNoSync, 'wire alone (no storage)', wire.putsNoSync, ''))
   console.log(row('gets', distkv.gets, 'wire alone (no storage)', wire.gets, ''))
+  console.log('rate = distkv/s over base/s; cpu = base cpu us/op over distkv cpu us/op (CPU of every process involved, incl. servers); > 1x favours distkv')
 }
 
 async function main(): Promise<void> {
@@ -194,7 +237,8 @@ async function main(): Promise<void> {
     let distkv: Figures | undefined
     let rave: Figures | undefined
     for (let round = 0; round < Number(values.rounds ?? 2); round++) {
-      distkv = best(distkv, await measure({ target: 'distkv', dir: distkvDir, workload }, processes, true, values['cpu-prof']))
+      const serverCpu = typeof serverPid === 'number' ? () => serverCpuMs(serverPid) : undefined
+      distkv = best(distkv, await measure({ target: 'distkv', dir: distkvDir, workload }, processes, true, serverCpu, values['cpu-prof']))
       if (values.only === 'distkv') continue
       rave = best(rave, await measure({ target: 'rave', dir: join(root, 'rave'), workload }, processes, false))
       console.log(`round ${round + 1}: distkv ${describe(distkv)}; rave-level ${describe(rave)}`)

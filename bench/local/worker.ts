@@ -53,8 +53,12 @@ export async function runWorker(spec: WorkerSpec): Promise<void> {
       return
     }
     const started = performance.now()
+    const cpu = process.cpuUsage()
     runPhase(target, message, spec.workload, values).then(
-      (ops) => process.send!({ ok: true, ops, ms: performance.now() - started }),
+      (ops) => {
+        const used = process.cpuUsage(cpu)
+        process.send!({ ok: true, ops, ms: performance.now() - started, cpuMs: (used.user + used.system) / 1000 })
+      },
       (error: Error) => process.send!({ ok: false, error: `${error.message}` }),
     )
   })

@@ -5,7 +5,7 @@
  * stream grants credit back in batches of half a window as pages are consumed, so a slow
  * consumer holds at most `window` pages in memory and the server produces no further ahead.
  */
-import { KvError } from '../errors.js'
+import { ErrorCode, KvError } from '../errors.js'
 
 /** StreamControl is how a ClientStream talks back to its connection. */
 export interface StreamControl {
@@ -78,6 +78,7 @@ export class ClientStream implements AsyncIterator<unknown>, AsyncIterable<unkno
       return Promise.reject(failure)
     }
     if (this.finished) return Promise.resolve({ value: undefined, done: true })
+    if (this.waiter !== undefined) return Promise.reject(new KvError(ErrorCode.INVALID, 'next() called again before the previous next() settled'))
     return new Promise((resolve, reject) => (this.waiter = { resolve, reject }))
   }
 

@@ -43,6 +43,7 @@ export const FrameType = {
   CANCEL: 10,
 } as const
 
+/** FrameTypeValue is the numeric type byte of a frame. */
 export type FrameTypeValue = (typeof FrameType)[keyof typeof FrameType]
 
 const frameTypeMax = FrameType.CANCEL
