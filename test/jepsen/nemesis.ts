@@ -49,6 +49,9 @@ export function parseNemeses(text: string): NemesisName[] {
   return [...out]
 }
 
+/** viewTimeoutMs bounds the wait for the cluster view when a fault looks for a leader. */
+const viewTimeoutMs = 3_000
+
 /** fillBytesMax bounds the filler file of disk-full (larger than the tmpfs, so it always fills it). */
 const fillBytesMax = 512 * 1024 * 1024
 
@@ -130,6 +133,19 @@ export class Nemesis {
     return this.cluster.nodes.map((n) => n.id)
   }
 
+  /** target picks the node a one-node fault hits: half the time a shard leader (stale-leader bugs need one), else any node. */
+  private async target(): Promise<number> {
+    const ids = this.ids()
+    const any = this.random.pick(ids)
+    if (!this.random.chance(0.5)) return any
+    const view = (await Promise.race([
+      this.admin.call('admin.cluster', {}).catch(() => undefined),
+      new Promise((resolve) => setTimeout(resolve, viewTimeoutMs)),
+    ])) as { shards?: Array<{ leader: number | null }> } | undefined
+    const leaders = (view?.shards ?? []).map((s) => s.leader).filter((l): l is number => l !== null && ids.includes(l))
+    return leaders.length === 0 ? any : this.random.pick(leaders)
+  }
+
   private minority(): number[] {
     const ids = this.random.shuffle([...this.ids()])
     return ids.slice(0, Math.max(1, Math.floor((ids.length - 1) / 2)))
@@ -144,25 +160,26 @@ export class Nemesis {
       case 'kill-one':
       case 'kill-minority':
       case 'kill-all': {
-        const nodes = name === 'kill-all' ? ids : name === 'kill-one' ? [this.random.pick(ids)] : this.minority()
+        const nodes = name === 'kill-all' ? ids : name === 'kill-one' ? [await this.target()] : this.minority()
         for (const id of nodes) this.cluster.kill(id)
         return { detail: `nodes ${nodes.join(',')}`, nodes, heal: restart(nodes) }
       }
       case 'pause': {
-        const id = this.random.pick(ids)
+        const id = await this.target()
         this.cluster.pause(id)
         return { detail: `node ${id}`, nodes: [id], heal: async () => this.cluster.resume(id) }
       }
       case 'partition-one':
       case 'partition-minority': {
-        const side = name === 'partition-one' ? [this.random.pick(ids)] : this.minority()
+        const side = name === 'partition-one' ? [await this.target()] : this.minority()
         const cut = ids.flatMap((a) => ids.filter((b) => a !== b && side.includes(a) !== side.includes(b)).map((b) => [a, b] as const))
         return this.cutLinks(cut, `{${side.join(',')}} | {${ids.filter((i) => !side.includes(i)).join(',')}}`, side)
       }
       case 'partition-ring':
         return this.ring(ids)
       case 'partition-oneway': {
-        const [a, b] = this.random.shuffle([...ids])
+        const a = await this.target()
+        const b = this.random.pick(ids.filter((i) => i !== a))
         // Lost from a to b: requests a dials to b and replies a sends on connections b dialed.
         this.cluster.link(a!, b!).set('forward', { blocked: true })
         this.cluster.link(b!, a!).set('backward', { blocked: true })

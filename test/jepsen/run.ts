@@ -21,6 +21,8 @@ export interface RunOptions {
   nemeses: NemesisName[]
   seed: number
   clients: number
+  /** clientTimeoutMs: the clients' request timeout (past it an op is unknown); generous by default. */
+  clientTimeoutMs: number
   log: (line: string) => void
 }
 
@@ -78,7 +80,7 @@ export async function runJepsen(options: RunOptions): Promise<RunResult> {
     const t0 = performance.now()
     const now = () => Math.round((performance.now() - t0) * 10) / 10
     const history = new History(now)
-    const workload = new Workload({ clients: options.clients, groups: 4, keysPerGroup: 3, opTimeoutMs: 25_000, clientRequestTimeoutMs: 15_000, thinkMs: 20 }, history, random.fork('workload'))
+    const workload = new Workload({ clients: options.clients, groups: 4, keysPerGroup: 3, opTimeoutMs: options.clientTimeoutMs + 10_000, clientRequestTimeoutMs: options.clientTimeoutMs, thinkMs: 20 }, history, random.fork('workload'))
     const running = workload.run((i) => cluster.clientEndpoints(i))
     const admin = await cluster.admin()
     const nemesis = new Nemesis(cluster, options.nemeses, random.fork('nemesis'), now, admin, options.log)
