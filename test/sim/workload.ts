@@ -8,7 +8,7 @@
  * information and is dropped.
  */
 import type { Entry, ReadState } from '../../src/raft/index.js'
-import { SimViolation } from './checkers.js'
+import { SimViolation, entrySignature } from './checkers.js'
 import type { Cluster } from './cluster.js'
 import { checkKv, type KvOperation } from './linearizability.js'
 import type { Random } from './random.js'
@@ -23,7 +23,7 @@ export interface WorkloadOptions {
   readFraction: number
   /** opTimeout: simulated time after which a client gives up on an operation. */
   opTimeout: number
-  /** historyOpsMax bounds the recorded history (the checker is exponential in the worst case). */
+  /** historyOpsMax bounds the recorded history (the checker is exponential in the worst case); later operations still run, unrecorded. */
   historyOpsMax: number
 }
 
@@ -31,6 +31,7 @@ interface PendingPut {
   kind: 'put'
   node: number
   index: number
+  term: number
   data: Uint8Array
   op: KvOperation
 }
@@ -63,6 +64,8 @@ export class Workload {
   readsCompleted = 0
   private readonly pending = new Map<number, PendingPut | PendingGet>()
   private sequence = 0
+  private recording = true
+  private readonly abandonedPuts: PendingPut[] = []
 
   constructor(
     private readonly cluster: Cluster,
@@ -83,7 +86,6 @@ export class Workload {
     this.abandon((p) => now - (p.kind === 'put' ? p.op.call : p.call) > this.options.opTimeout)
     for (let client = 1; client <= this.options.clients; client++) {
       if (this.pending.has(client) || !this.random.chance(this.options.opProbability)) continue
-      if (this.history.length >= this.options.historyOpsMax) return
       const key = `k${this.random.int(1, this.options.keys)}`
       if (this.random.chance(this.options.readFraction)) this.startGet(client, key)
       else this.startPut(client, key)
@@ -103,15 +105,15 @@ export class Workload {
     const value = `c${client}.${++this.sequence}`
     const data = encodeCommand({ key, value })
     const call = this.cluster.now
-    let accepted: { index: number } | undefined
+    let accepted: { index: number; term: number } | undefined
     this.cluster.input(node, `client ${client} put ${key}=${value}`, (r) => {
       const result = r.propose(data)
-      if (result.ok) accepted = { index: result.index }
+      if (result.ok) accepted = { index: result.index, term: result.term }
     })
     if (accepted === undefined) return
     const op: KvOperation = { call, ret: Infinity, input: { key, type: 'put', value }, output: undefined, client }
-    this.history.push(op)
-    this.pending.set(client, { kind: 'put', node, index: accepted.index, data, op })
+    this.record(op)
+    this.pending.set(client, { kind: 'put', node, index: accepted.index, term: accepted.term, data, op })
   }
 
   private startGet(client: number, key: string): void {
@@ -132,7 +134,8 @@ export class Workload {
         this.putsCompleted++
         this.lastCompletedPutCall = Math.max(this.lastCompletedPutCall, p.op.call)
       } else {
-        this.history.splice(this.history.indexOf(p.op), 1) // another entry holds its index: it can never commit
+        const at = this.history.indexOf(p.op)
+        if (at >= 0) this.history.splice(at, 1) // another entry holds its index: it can never commit
       }
     }
   }
@@ -151,17 +154,42 @@ export class Workload {
       const output = sm.registers.get(p.key)
       this.cluster.trace.add(this.cluster.now, `client ${client} read ${p.key} = ${output ?? '(none)'} at n${node} index ${sm.applied} (read index ${p.readIndex})`)
       this.cluster.checker.observeRead(node, p.commitAtCall, sm.applied)
-      this.history.push({ call: p.call, ret: this.cluster.now, input: { key: p.key, type: 'get' }, output, client })
+      this.record({ call: p.call, ret: this.cluster.now, input: { key: p.key, type: 'get' }, output, client })
       this.readsCompleted++
     }
   }
 
+  private record(op: KvOperation): void {
+    // Once full, recording stops for good: a later read could otherwise see an unrecorded write.
+    if (this.history.length >= this.options.historyOpsMax) this.recording = false
+    if (this.recording) this.history.push(op)
+  }
+
   private abandon(which: (p: PendingPut | PendingGet) => boolean): void {
-    for (const [client, p] of this.pending) if (which(p)) this.pending.delete(client)
+    for (const [client, p] of this.pending) {
+      if (!which(p)) continue
+      this.pending.delete(client)
+      if (p.kind === 'put') this.abandonedPuts.push(p)
+    }
+  }
+
+  /**
+   * settleAbandonedPuts drops from the history the abandoned puts that can never take effect
+   * because another entry was committed at their index. Without this, every abandoned put stays
+   * concurrent with the rest of the run and the linearizability search grows exponentially.
+   */
+  private settleAbandonedPuts(): void {
+    for (const p of this.abandonedPuts.splice(0)) {
+      const committed = this.cluster.checker.committedSignature(p.index)
+      if (committed === undefined || committed === entrySignature({ index: p.index, term: p.term, type: 'normal', data: p.data })) continue
+      const at = this.history.indexOf(p.op)
+      if (at >= 0) this.history.splice(at, 1)
+    }
   }
 
   /** checkLinearizable runs the Wing & Gong search over the whole history; a violation throws. */
   checkLinearizable(): number {
+    this.settleAbandonedPuts()
     const result = checkKv(this.history)
     if (result.outcome === 'violation') {
       const ops = result.partition.map((o) => `[${o.call},${o.ret}] c${o.client} ${o.input.type === 'put' ? `put ${o.input.value}` : `get -> ${o.output ?? '(none)'}`}`)
