@@ -41,7 +41,7 @@ export interface Violation {
 /** searchStepsMax bounds the search per key; a key past it is reported as 'search-budget' (not a pass). */
 export const searchStepsMax = 20_000_000
 /** partitionOpsMax bounds one key's operations. */
-export const partitionOpsMax = 20_000
+export const partitionOpsMax = 120_000
 /** minimizeChecksMax bounds the shrinking of one violation. */
 export const minimizeChecksMax = 400
 

@@ -53,6 +53,9 @@ export interface WorkloadOptions {
   thinkMs: number
 }
 
+/** historyOpsMax bounds a run's history (memory and check time); clients stop issuing operations at it. */
+export const historyOpsMax = 120_000
+
 /** FAIL_CODES are errors that mean "not applied" (the contract under test says so). */
 export const FAIL_CODES: ReadonlySet<string> = new Set([ErrorCode.UNAVAILABLE, ErrorCode.INVALID, ErrorCode.CROSS_SHARD_BATCH, ErrorCode.KEY_TOO_LARGE, ErrorCode.VALUE_TOO_LARGE, ErrorCode.BATCH_TOO_LARGE])
 
@@ -149,7 +152,7 @@ export class Workload {
   private async loop(kv: DistKV, client: number, random: Random): Promise<void> {
     let seq = 0
     // A client whose last op is unknown starts a fresh one anyway: histories allow concurrency.
-    while (!this.stopped) {
+    while (!this.stopped && this.history.ops.length < historyOpsMax) {
       const group = random.int(0, this.options.groups - 1)
       const key = () => keyName(group, random.int(0, this.options.keysPerGroup - 1))
       const value = () => `c${client}-${seq++}`
