@@ -9,7 +9,7 @@
 import { connect as netConnect } from 'node:net'
 import { ErrorCode, KvError } from '../errors.js'
 import { Limits } from '../limits.js'
-import { decodeBody, encodeBody, errorFromWire, newRequestId, requestIdToBytes } from './codec.js'
+import { decodeBody, encodeBody, errorFromWire, newRequestId, requestIdKey, requestIdToBytes } from './codec.js'
 import { FrameConnection } from './connection.js'
 import { FrameType, ZERO_ID, type Frame } from './frame.js'
 import { ClientStream } from './client-stream.js'
@@ -161,7 +161,7 @@ export class WireClient {
 
   private newId(requestId: string | undefined): { key: string; idBytes: Buffer } {
     const idBytes = requestIdToBytes(requestId ?? newRequestId())
-    const key = idBytes.toString('hex')
+    const key = requestIdKey(idBytes)
     if (this.pending.has(key) || this.streams.has(key)) {
       throw new KvError(ErrorCode.INVALID, `request ${requestId} is already in flight on this connection`)
     }
@@ -189,7 +189,7 @@ export class WireClient {
   }
 
   private handleFrame(frame: Frame): void {
-    const key = frame.requestId.toString('hex')
+    const key = requestIdKey(frame.requestId)
     if (key === zeroKey) {
       if (frame.type === FrameType.ERROR) this.closeReason = errorFromWire(frame.body)
       return
@@ -246,5 +246,5 @@ export class WireClient {
   }
 }
 
-const zeroKey = ZERO_ID.toString('hex')
+const zeroKey = requestIdKey(ZERO_ID)
 

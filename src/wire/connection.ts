@@ -107,10 +107,15 @@ export class FrameConnection {
     const out = Buffer.allocUnsafe(this.queuedBytes)
     let offset = 0
     for (const frame of this.queue) {
-      out.writeUInt32LE(frame.body.length, offset)
+      const length = frame.body.length
+      out[offset] = length & 0xff
+      out[offset + 1] = (length >>> 8) & 0xff
+      out[offset + 2] = (length >>> 16) & 0xff
+      out[offset + 3] = length >>> 24
       out[offset + 4] = frame.type
       out[offset + 5] = 0
-      out.writeUInt16LE(0, offset + 6)
+      out[offset + 6] = 0
+      out[offset + 7] = 0
       out.set(frame.requestId, offset + 8)
       out.set(frame.body, offset + HEADER_BYTES)
       offset += HEADER_BYTES + frame.body.length

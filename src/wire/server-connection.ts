@@ -9,7 +9,7 @@
  */
 import type { Socket } from 'node:net'
 import { ErrorCode, KvError } from '../errors.js'
-import { decodeBody, encodeBody, errorToWire, requestIdFromBytes } from './codec.js'
+import { decodeBody, encodeBody, errorToWire, requestIdFromBytes, requestIdKey } from './codec.js'
 import { FrameConnection } from './connection.js'
 import { FrameType, ZERO_ID, type Frame, type FrameTypeValue } from './frame.js'
 import { PROTOCOL_VERSION, type HelloInfo, type PeerInfo, type RequestContext, type StreamHandler, type UnaryHandler } from './types.js'
@@ -30,7 +30,7 @@ export interface ServerConfig {
 
 /** Call is one request or stream in flight; its AbortController is made only if a handler asks. */
 class Call implements RequestContext {
-  /** key is the id as hex, the cheapest string form to look a call up by. */
+  /** key is the id's cheapest string form (requestIdKey), to look the call up by. */
   readonly key: string
   readonly peer: PeerInfo
   readonly idBytes: Buffer
@@ -148,7 +148,7 @@ export class ServerConnection {
       case FrameType.STREAM_CREDIT:
         return this.handleCredit(frame)
       case FrameType.CANCEL:
-        this.calls.get(frame.requestId.toString('hex'))?.abort()
+        this.calls.get(requestIdKey(frame.requestId))?.abort()
         return
       default:
         return this.fail(new KvError(ErrorCode.PROTOCOL, `unexpected frame type ${frame.type} from a client`))
@@ -190,7 +190,7 @@ export class ServerConnection {
 
   /** startCall registers a call, or answers with the error that refuses it. */
   private startCall(frame: Frame): Call | undefined {
-    const key = frame.requestId.toString('hex')
+    const key = requestIdKey(frame.requestId)
     const idBytes = Buffer.from(frame.requestId)
     if (this.calls.size >= this.config.inflightRequestsMax) {
       this.replyError(
@@ -269,7 +269,7 @@ export class ServerConnection {
   }
 
   private handleCredit(frame: Frame): void {
-    const call = this.calls.get(frame.requestId.toString('hex'))
+    const call = this.calls.get(requestIdKey(frame.requestId))
     if (call === undefined || call.window === 0) return // the stream ended before the credit arrived
     const decoded = decodeBody(frame.body)
     const more = 'value' in decoded ? decoded.value : undefined
