@@ -128,6 +128,30 @@ test('/healthz, /metrics with per-route counts and latencies, /v1/openapi.json, 
   assert.equal((await raw(`${server.url}/ui/app.js`, { headers: { 'if-none-match': script.headers.get('etag')! } })).status, 304)
 })
 
+test('file transfers over uploadsMax get 429 KV_ERR_TOO_MANY_REQUESTS until one finishes', async () => {
+  const limited = await startTestServer({ uploadsMax: 1 })
+  try {
+    const { request } = await import('node:http')
+    // Hold one upload open: headers and part of the body sent, the rest withheld.
+    const held = request(`${limited.url}/v1/files/held.bin`, { method: 'PUT', headers: { 'content-length': '100000' } })
+    const reply = new Promise<number>((resolve) => held.on('response', (res) => (res.resume(), resolve(res.statusCode!))))
+    held.write(Buffer.alloc(1000))
+    let second: Response | undefined
+    for (let i = 0; i < 50; i++) {
+      second = await fetch(`${limited.url}/v1/files/other.bin`, { method: 'PUT', body: 'x' })
+      if (second.status === 429) break
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+    assert.equal(second!.status, 429)
+    assert.equal(await errorCode(second!), 'KV_ERR_TOO_MANY_REQUESTS')
+    held.end(Buffer.alloc(99_000))
+    assert.equal(await reply, 201)
+    assert.equal((await fetch(`${limited.url}/v1/files/other.bin`, { method: 'PUT', body: 'x' })).status, 201)
+  } finally {
+    await limited.close()
+  }
+})
+
 test('a token protects /v1/* (401 KV_ERR_AUTH) but not the page, health or metrics', async () => {
   const guarded = await startTestServer({ token: 'secret-token' })
   try {

@@ -44,6 +44,9 @@ export interface HttpServerOptions {
   headersTimeoutMs?: number
   idleTimeoutMs?: number
   connectionsMax?: number
+  /** uploadsMax / downloadsMax: file transfers in flight at once (each holds a few chunks); more get 429. */
+  uploadsMax?: number
+  downloadsMax?: number
   /** sweepIntervalMs: how often the file collector runs a bounded pass; 0 = never (default 60 s). */
   sweepIntervalMs?: number
   /** log: where unexpected errors go (default: stderr). */
@@ -59,6 +62,8 @@ export const httpDefaults = Object.freeze({
   connectionsMax: 1024,
   sweepIntervalMs: 60_000,
   healthTimeoutMs: 2_000,
+  uploadsMax: 32,
+  downloadsMax: 128,
 })
 
 /** HttpServerHandle is a running HTTP front end. */
@@ -80,6 +85,8 @@ interface Context {
   url: () => string
   tokenDigest: Buffer | undefined
   assets: Map<string, UiAsset>
+  /** transfers counts file uploads and downloads in flight, against their maxima. */
+  transfers: { uploads: number; downloads: number; uploadsMax: number; downloadsMax: number }
 }
 
 function positive(value: number | undefined, field: string, fallback: number): number {
@@ -103,6 +110,12 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
     url: () => base,
     tokenDigest: options.token === undefined ? undefined : createHash('sha256').update(options.token).digest(),
     assets: await uiAssets(),
+    transfers: {
+      uploads: 0,
+      downloads: 0,
+      uploadsMax: positive(options.uploadsMax, 'uploadsMax', httpDefaults.uploadsMax),
+      downloadsMax: positive(options.downloadsMax, 'downloadsMax', httpDefaults.downloadsMax),
+    },
   }
   const server = createServer({ maxHeaderSize: headerBytesMax }, (req, res) => void serve(context, req, res))
   server.requestTimeout = positive(options.requestTimeoutMs, 'requestTimeoutMs', httpDefaults.requestTimeoutMs)
@@ -222,7 +235,8 @@ function resolveRoute(context: Context, path: string, req: IncomingMessage, res:
   }
   if (path.startsWith('/v1/files/')) {
     const name = checkFileName(decodeSegment(path.slice('/v1/files/'.length), 'file name'))
-    return { route: 'v1_files_name', run: () => handleFile(files, name, req, res, url, (direction, bytes) => context.metrics.countFileBytes(direction, bytes)), precheck: () => checkFileLength(req, files.config.fileBytesMax) }
+    const run = (): Promise<void> => handleFile(files, name, req, res, url, (direction, bytes) => context.metrics.countFileBytes(direction, bytes))
+    return { route: 'v1_files_name', run: () => bounded(context, req, run), precheck: () => checkFileLength(req, files.config.fileBytesMax) }
   }
   switch (path) {
     case '/v1/kv':
@@ -252,6 +266,23 @@ function resolveRoute(context: Context, path: string, req: IncomingMessage, res:
     return { route: 'ui', run: async () => sendAsset(asset, req, res) }
   }
   return { route: 'unknown', run: async () => Promise.reject(notFound(`route ${path}`)) }
+}
+
+/** bounded runs a file transfer if one of its kind is free, so memory stays within (uploadsMax + downloadsMax) x a few chunks. */
+async function bounded(context: Context, req: IncomingMessage, run: () => Promise<void>): Promise<void> {
+  const kind = req.method === 'PUT' ? 'uploads' : req.method === 'GET' ? 'downloads' : undefined
+  if (kind === undefined) return run()
+  const t = context.transfers
+  const max = kind === 'uploads' ? t.uploadsMax : t.downloadsMax
+  if (t[kind] >= max) {
+    throw new KvError(ErrorCode.TOO_MANY_REQUESTS, `too many file ${kind} in flight: ${kind}Max (${max}); retry later`, { [`${kind}Max`]: max })
+  }
+  t[kind]++
+  try {
+    await run()
+  } finally {
+    t[kind]--
+  }
 }
 
 async function clusterView(context: Context): Promise<object> {
