@@ -9,7 +9,7 @@
  * the nemesis can fill its filesystem; when mounting is refused `diskFault` says why.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { appendFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -161,6 +161,25 @@ export class JepsenCluster {
         reject(new KvError(ErrorCode.UNAVAILABLE, `node ${id} exited with ${code} before it was ready (see ${logFile})`))
       })
     })
+  }
+
+  /** logSize is the length of a node's log file (a mark for logSince). */
+  logSize(id: number): number {
+    try {
+      return statSync(join(this.dir, `node-${id}.log`)).size
+    } catch {
+      return 0
+    }
+  }
+
+  /** logSince returns what a node logged after the mark `from` (bounded to the last MiB). */
+  logSince(id: number, from: number): string {
+    try {
+      const text = readFileSync(join(this.dir, `node-${id}.log`))
+      return text.subarray(Math.max(from, text.length - 1024 * 1024)).toString()
+    } catch {
+      return ''
+    }
   }
 
   /** kill sends SIGKILL to a running node (SIGCONT first is unnecessary: SIGKILL ends stopped processes too). */

@@ -86,6 +86,8 @@ function fillDisk(dir: string): string {
 /** Nemesis schedules and applies faults. */
 export class Nemesis {
   readonly events: FaultEvent[] = []
+  /** stoppedDrivers: nodes whose Raft driver stopped on the full disk (the nemesis restarted them at heal). */
+  readonly stoppedDrivers: Array<{ node: number; atMs: number }> = []
   private stopped = false
 
   constructor(
@@ -199,8 +201,19 @@ export class Nemesis {
         return this.moveSlots()
       case 'disk-full': {
         const mount = (this.cluster.diskFault as { mount: string }).mount
+        const node = this.cluster.options.diskNode
+        const mark = this.cluster.logSize(node)
         const file = fillDisk(mount)
-        return { detail: `node ${this.cluster.options.diskNode} filesystem full`, nodes: [this.cluster.options.diskNode], heal: async () => rmSync(file, { force: true }) }
+        const heal = async () => {
+          rmSync(file, { force: true })
+          // A node whose Raft driver stopped on a failed write stays up refusing everything; an operator restarts it.
+          if (this.cluster.logSince(node, mark).includes('raft driver stopped')) {
+            this.stoppedDrivers.push({ node, atMs: this.now() })
+            this.cluster.kill(node)
+            await this.cluster.startNode(node).catch((error) => this.log(`restart of node ${node}: ${(error as Error).message}`))
+          }
+        }
+        return { detail: `node ${node} filesystem full`, nodes: [node], heal }
       }
     }
   }

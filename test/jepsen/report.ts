@@ -82,6 +82,7 @@ export function formatReport(result: RunResult): string {
   lines.push(`one node of three down (kill-one), outside the ${electionWindowMs} ms election window: ${ratio(nodeDownAvailability(result))}`)
   const rec = recoveries(result).sort((a, b) => a - b)
   lines.push(`recovery after heal (every key group served again): ${rec.length === 0 ? 'n/a' : `median ${rec[rec.length >> 1]!.toFixed(0)} ms, max ${rec[rec.length - 1]!.toFixed(0)} ms`}; after the last heal: ${result.healToServeMs.toFixed(0)} ms`)
+  if (result.stoppedDrivers.length > 0) lines.push(`raft driver stopped on the full disk (node kept running, refusing; restarted by the nemesis at heal): ${result.stoppedDrivers.map((s) => `node ${s.node} at +${(s.atMs / 1000).toFixed(1)}s`).join('; ')}`)
   if (result.crashes.length > 0) lines.push(`node exits not caused by the nemesis: ${result.crashes.map((c) => `node ${c.node} at +${(c.atMs / 1000).toFixed(1)}s (code ${c.code}, ${c.signal})`).join('; ')}`)
   lines.push(`replicas: ${result.digests.map((d) => `shard ${d.shard} @${d.index} ${d.replicas.every((r) => r.hash === d.replicas[0]!.hash && r.index === d.index) ? 'equal' : 'DIFFER'} (${d.replicas[0]?.keys ?? 0} keys)`).join(', ')}`)
   lines.push(`check: ${result.searchSteps} search steps, ${(result.checkMs / 1000).toFixed(1)} s`)

@@ -37,6 +37,7 @@ export interface RunResult {
   digests: ShardDigest[]
   diskFault: string
   crashes: JepsenCluster['crashes']
+  stoppedDrivers: Nemesis['stoppedDrivers']
   startMs: number
   /** healToServeMs: after the last heal, until a write went through with every shard led. */
   healToServeMs: number
@@ -102,7 +103,7 @@ export async function runJepsen(options: RunOptions): Promise<RunResult> {
     if (kept) writeFileSync(join(cluster.dir, 'history.json'), JSON.stringify(history.ops.map((o) => ({ ...o, ret: Number.isFinite(o.ret) ? o.ret : null }))))
     return {
       seed: options.seed, dir: cluster.dir, kept, history: history.ops, faults: nemesis.events, violations, digests: replicas.digests,
-      diskFault: 'mount' in cluster.diskFault ? `tmpfs ${cluster.diskFault.mount}` : cluster.diskFault.refused, crashes: cluster.crashes,
+      diskFault: 'mount' in cluster.diskFault ? `tmpfs ${cluster.diskFault.mount}` : cluster.diskFault.refused, crashes: cluster.crashes, stoppedDrivers: nemesis.stoppedDrivers,
       startMs, healToServeMs, checkMs: performance.now() - checkBegin, searchSteps: linear.steps,
     }
   } catch (error) {
