@@ -28,6 +28,14 @@ test('every command answers --help with its usage and exit 0', async () => {
   assert.equal((await runCli(['help', 'scan'])).stdout.toString(), (await runCli(['scan', '-h'])).stdout.toString())
 })
 
+test('the command table agrees with every command module it loads lazily', async () => {
+  for (const entry of commands) {
+    const command = await entry.load()
+    assert.equal(command.name, entry.name)
+    assert.equal(command.summary, entry.summary, `summary of ${entry.name}`)
+  }
+})
+
 test('unknown commands and bad flags exit 2 with one KV_ERR_INVALID line', async () => {
   for (const args of [['frobnicate'], ['get', 'k', '--db', '/tmp/x', '--bogus'], ['put', 'k'], ['scan', '--db'], ['local-server'], ['local-server', '/tmp/x', '--port', 'http']]) {
     const result = await runCli(args)
