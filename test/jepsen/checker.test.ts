@@ -25,7 +25,7 @@ test('a read of an overwritten value is a violation, shrunk to the ops that prov
   const { violations } = checkLinearizable(history, ['a', 'b'])
   assert.equal(violations.length, 1)
   assert.equal(violations[0]!.key, 'a')
-  assert.deepEqual(violations[0]!.ops.map((o) => o.id), [history[2]!.id, history[4]!.id])
+  assert.deepEqual(violations[0]!.ops.map((o) => o.id), [history[0]!.id, history[2]!.id, history[4]!.id])
 })
 
 test('an unknown write may take effect long after its call, or never', () => {

@@ -43,7 +43,7 @@ export const searchStepsMax = 20_000_000
 /** partitionOpsMax bounds one key's operations. */
 export const partitionOpsMax = 120_000
 /** minimizeChecksMax bounds the shrinking of one violation. */
-export const minimizeChecksMax = 400
+export const minimizeChecksMax = 3_000
 
 /** projectKey returns the register operations of `key`. */
 export function projectKey(history: readonly HistoryOp[], key: string): RegOp[] {
@@ -63,11 +63,21 @@ export function projectKey(history: readonly HistoryOp[], key: string): RegOp[] 
 }
 
 function violates(ops: RegOp[]): boolean {
-  return checkPartition(maybeRegister, ops, { stepsMax: searchStepsMax / 10, operationsMax: partitionOpsMax }).outcome === 'violation'
+  return closed(ops) && checkPartition(maybeRegister, ops, { stepsMax: searchStepsMax / 10, operationsMax: partitionOpsMax }).outcome === 'violation'
 }
 
-/** minimize shrinks a failing partition: the shortest failing prefix by call time, then drop operations one by one while it still fails. */
+let written = new Set<string>()
+
+/** closed: every value a read returns is written by an op of `ops` (or by none of the whole partition: a phantom), so a shrunk history never fails merely because a read lost its writer. */
+function closed(ops: RegOp[]): boolean {
+  const here = new Set<string>()
+  for (const o of ops) if (o.input.write && o.input.value !== undefined) here.add(o.input.value)
+  return ops.every((o) => o.input.write || o.output === undefined || here.has(o.output) || !written.has(o.output))
+}
+
+/** minimize shrinks a failing partition: the shortest failing prefix by call time, then chunks and single operations dropped while it still fails and stays closed. */
 export function minimize(ops: RegOp[]): RegOp[] {
+  written = new Set(ops.flatMap((o) => (o.input.write && o.input.value !== undefined ? [o.input.value] : [])))
   const sorted = [...ops].sort((a, b) => a.call - b.call)
   let budget = minimizeChecksMax
   let lo = 1
@@ -78,9 +88,18 @@ export function minimize(ops: RegOp[]): RegOp[] {
     else lo = mid + 1
   }
   let current = sorted.slice(0, hi)
-  for (let i = current.length - 1; i >= 0 && budget-- > 0; i--) {
-    const without = current.filter((_, j) => j !== i)
-    if (violates(without)) current = without
+  // Drop chunks, halving the chunk size (delta debugging), then single ops until a pass removes nothing.
+  for (let chunk = Math.max(1, current.length >> 1); budget > 0; chunk = Math.max(1, chunk >> 1)) {
+    let removed = false
+    for (let start = current.length - chunk; start > -chunk && budget-- > 0; start -= chunk) {
+      const from = Math.max(0, start)
+      const without = [...current.slice(0, from), ...current.slice(start + chunk)]
+      if (without.length > 0 && violates(without)) {
+        current = without
+        removed = true
+      }
+    }
+    if (chunk === 1 && !removed) break
   }
   return current
 }
@@ -110,6 +129,8 @@ export function checkLostWrites(history: readonly HistoryOp[], finals: ReadonlyM
     const writes = history.filter((op) => op.type !== 'get' && op.outcome !== 'fail' && op.steps.some((s) => s.key === key))
     const valueOf = (op: HistoryOp) => op.steps.filter((s) => s.key === key).at(-1)!.value
     const writer = final.read === undefined ? undefined : writes.find((w) => valueOf(w) === final.read)
+    // A final value no ok or unknown write wrote is a phantom read (reported as such); nothing to compare with.
+    if (final.read !== undefined && writer === undefined) continue
     for (const w of writes) {
       if (w.outcome !== 'ok' || w === writer) continue
       const overwritten = final.read === undefined

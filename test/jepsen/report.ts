@@ -8,6 +8,9 @@ import type { FaultEvent } from './nemesis.js'
 import type { RunResult } from './run.js'
 import type { HistoryOp } from './workload.js'
 
+/** violationsShownMax: violations printed per kind (all are counted). */
+export const violationsShownMax = 5
+
 /** electionWindowMs: ops invoked this soon after a fault begins or heals are left out of the "one node down" figure. */
 export const electionWindowMs = 3_000
 
@@ -86,10 +89,14 @@ export function formatReport(result: RunResult): string {
   if (result.crashes.length > 0) lines.push(`node exits not caused by the nemesis: ${result.crashes.map((c) => `node ${c.node} at +${(c.atMs / 1000).toFixed(1)}s (code ${c.code}, ${c.signal})`).join('; ')}`)
   lines.push(`replicas: ${result.digests.map((d) => `shard ${d.shard} @${d.index} ${d.replicas.every((r) => r.hash === d.replicas[0]!.hash && r.index === d.index) ? 'equal' : 'DIFFER'} (${d.replicas[0]?.keys ?? 0} keys)`).join(', ')}`)
   lines.push(`check: ${result.searchSteps} search steps, ${(result.checkMs / 1000).toFixed(1)} s`)
-  lines.push(`violations: ${result.violations.length}`)
-  for (const v of result.violations) {
-    lines.push(`  ${v.kind}: ${v.message}`)
-    for (const o of [...v.ops].sort((a, b) => a.call - b.call)) lines.push(formatOp(o))
+  lines.push(`violations: ${result.violations.length}${result.violations.length > 0 ? ` (${[...new Set(result.violations.map((v) => v.kind))].map((k) => `${k} ${result.violations.filter((v) => v.kind === k).length}`).join(', ')})` : ''}`)
+  for (const kind of new Set(result.violations.map((v) => v.kind))) {
+    const all = result.violations.filter((v) => v.kind === kind)
+    for (const v of all.slice(0, violationsShownMax)) {
+      lines.push(`  ${v.kind}: ${v.message}`)
+      for (const o of [...v.ops].sort((a, b) => a.call - b.call)) lines.push(formatOp(o))
+    }
+    if (all.length > violationsShownMax) lines.push(`  ... and ${all.length - violationsShownMax} more ${kind} violations (history.json in the kept directory)`)
   }
   lines.push(result.kept ? `data directories kept: ${result.dir}` : 'data directories removed (no violation)')
   return lines.join('\n')
