@@ -90,6 +90,8 @@ export function formatReport(result: RunResult): string {
   lines.push(`replicas: ${result.digests.map((d) => `shard ${d.shard} @${d.index} ${d.replicas.every((r) => r.hash === d.replicas[0]!.hash && r.index === d.index) ? 'equal' : 'DIFFER'} (${d.replicas[0]?.keys ?? 0} keys)`).join(', ')}`)
   lines.push(`check: ${result.searchSteps} search steps, ${(result.checkMs / 1000).toFixed(1)} s`)
   lines.push(`violations: ${result.violations.length}${result.violations.length > 0 ? ` (${[...new Set(result.violations.map((v) => v.kind))].map((k) => `${k} ${result.violations.filter((v) => v.kind === k).length}`).join(', ')})` : ''}`)
+  const evidence = result.violations.filter((v) => v.ops.length > 0).map((v) => Math.max(...v.ops.map((o) => (Number.isFinite(o.ret) ? o.ret : o.call))))
+  if (evidence.length > 0) lines.push(`first complete evidence at +${(Math.min(...evidence) / 1000).toFixed(1)} s into the run`)
   for (const kind of new Set(result.violations.map((v) => v.kind))) {
     const all = result.violations.filter((v) => v.kind === kind)
     for (const v of all.slice(0, violationsShownMax)) {
