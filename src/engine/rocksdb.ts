@@ -151,8 +151,10 @@ export class RocksDbEngine extends BaseEngine {
       await this.db().batch(ops, { sync })
       return
     }
-    // The binding writes before batch() returns, so the sync round requested next starts after it.
+    // Noted once the write reached the page cache and before anyone is told it happened: every
+    // sync() that must cover it then sees it (the binding in fact writes before batch() returns).
     await this.db().batch(ops, { sync: false })
+    walSyncer.noteWrite()
     if (sync) await walSyncer.sync()
   }
 

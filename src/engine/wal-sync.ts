@@ -8,6 +8,9 @@
  * is served meanwhile. A `sync: false` write costs a memtable insert plus one write(2) of the
  * WAL record into the page cache, and this module does the fdatasync elsewhere.
  *
+ * The engine calls `noteWrite()` right after each write returns, so a `sync()` with no write
+ * since the start of the running or last completed round needs no round of its own.
+ *
  * Coalescing: `sync()` resolves after a *round* that started after the call. At most two rounds
  * exist: the running one and the next one, which every caller that arrives while a round runs
  * shares (it cannot use the running round: that may have listed the WAL before its write). So
@@ -90,16 +93,28 @@ export class WalSyncer {
   /** #dirSyncedThrough: the newest WAL whose directory entry a directory fsync covered. */
   #dirSyncedThrough = 0
   #current: { number: number; handle: FileHandle } | undefined
+  /** #writes counts noteWrite() calls; #durableWrites is that count when the last good round started. */
+  #writes = 0
+  #durableWrites = 0
+  /** #runningWrites: the write count when the running round started. */
+  #runningWrites = 0
 
   constructor(walDir: string) {
     this.walDir = walDir
   }
 
-  /** sync resolves once every write finished before the call is on stable storage. */
+  /** noteWrite records a write RocksDB completed; call it before the write is acknowledged or synced. */
+  noteWrite(): void {
+    this.#writes++
+  }
+
+  /** sync resolves once every write noted before the call is on stable storage. */
   sync(): Promise<void> {
     if (this.#failure !== undefined) return Promise.reject(this.#failure)
     if (this.#closed) return Promise.reject(new KvError(ErrorCode.CLOSED, 'WAL syncer is closed'))
-    if (this.#running === undefined) return this.#start()
+    if (this.#running === undefined) return this.#writes === this.#durableWrites ? Promise.resolve() : this.#start()
+    // The running round started after every write so far: it is enough.
+    if (this.#writes === this.#runningWrites) return this.#running
     this.#next ??= deferred()
     return this.#next.promise
   }
@@ -132,6 +147,8 @@ export class WalSyncer {
 
   async #round(): Promise<void> {
     this.stats.roundsStarted++
+    const writes = this.#writes
+    this.#runningWrites = writes
     const numbers = await this.#listWals()
     const newest = numbers[numbers.length - 1]
     if (newest === undefined) {
@@ -158,6 +175,7 @@ export class WalSyncer {
     this.#dirSyncedThrough = Math.max(this.#dirSyncedThrough, newest)
     this.#floor = this.#previousNewest
     this.#previousNewest = newest
+    this.#durableWrites = writes
     this.stats.roundsCompleted++
   }
 

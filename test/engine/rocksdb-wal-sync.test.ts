@@ -157,21 +157,21 @@ for (const mode of ['threadpool', 'native'] as const) {
   })
 }
 
-test('rocksdb walSync threadpool: concurrent synced writes share rounds, and a call never uses a round that started before it', async (t) => {
+test('rocksdb walSync threadpool: concurrent synced writes share rounds; sync() runs a round only after a write', async (t) => {
   const { engine, dir } = await openedEngine(t, 'threadpool')
-  await engine.sync()
   const stats = engine.walSyncStats!
   const started = stats.roundsStarted
   await Promise.all(Array.from({ length: 64 }, (_, i) => engine.put(Buffer.from(`key${i}`), Buffer.from('v'), { sync: true })))
   assert.ok(stats.roundsStarted - started <= 2, `64 concurrent synced puts took ${stats.roundsStarted - started} rounds`)
 
-  const first = engine.sync()
-  const roundOfFirst = stats.roundsStarted
-  const second = engine.sync()
-  await first
-  let roundsAtSecond = 0
-  await second.then(() => (roundsAtSecond = stats.roundsCompleted))
-  assert.ok(roundsAtSecond >= roundOfFirst + 1, 'sync() called during a round resolved with that round')
+  // Nothing written since the last round: sync() needs no round of its own.
+  const before = stats.roundsStarted
+  await engine.sync()
+  await Promise.all([engine.sync(), engine.sync()])
+  assert.equal(stats.roundsStarted, before, 'sync() with no write since the last round started one')
+  await engine.put(Buffer.from('unsynced'), Buffer.from('v'))
+  await engine.sync()
+  assert.equal(stats.roundsStarted, before + 1, 'sync() after an unsynced write must run a round')
   await engine.close()
   const reopened = openEngine(dir, 'threadpool')
   await reopened.open()
@@ -188,30 +188,64 @@ test('WalSyncer: syncs every listed WAL at or above the floor, survives deleted 
   writeFileSync(join(dir, walFileName(9)), 'b')
   writeFileSync(join(dir, 'MANIFEST-000010'), 'not a wal')
   const syncer = new WalSyncer(dir)
+  const written = async (): Promise<void> => {
+    syncer.noteWrite()
+    await syncer.sync()
+  }
   await syncer.sync()
+  assert.equal(syncer.stats.roundsStarted, 0, 'no write noted: nothing to sync')
+  await written()
   assert.deepEqual({ ...syncer.stats }, { roundsStarted: 1, roundsCompleted: 1, filesSynced: 2, dirSyncs: 1 })
   // A rotation: 9 is sealed and 3 obsolete; the floor reaches 12 only two rounds later.
   writeFileSync(join(dir, walFileName(12)), 'c')
   unlinkSync(join(dir, walFileName(3)))
-  await syncer.sync()
+  await written()
   assert.deepEqual({ ...syncer.stats }, { roundsStarted: 2, roundsCompleted: 2, filesSynced: 4, dirSyncs: 2 })
-  await syncer.sync()
+  await written()
   assert.equal(syncer.stats.filesSynced, 6, 'the floor is 9, the newest WAL of two rounds ago')
-  await syncer.sync()
+  await written()
   assert.equal(syncer.stats.filesSynced, 7, 'only WAL 12 is at or above the floor now')
   assert.equal(syncer.stats.dirSyncs, 2, 'the directory is fsynced only when a newer WAL appears')
   unlinkSync(join(dir, walFileName(9)))
   unlinkSync(join(dir, walFileName(12)))
-  await assert.rejects(syncer.sync(), { code: 'KV_ERR_INTERNAL', message: /no RocksDB WAL file/ })
+  await assert.rejects(written(), { code: 'KV_ERR_INTERNAL', message: /no RocksDB WAL file/ })
   writeFileSync(join(dir, walFileName(13)), 'd')
-  await assert.rejects(syncer.sync(), { code: 'KV_ERR_INTERNAL' }, 'a failed syncer stays failed')
+  await assert.rejects(written(), { code: 'KV_ERR_INTERNAL' }, 'a failed syncer stays failed')
   await syncer.close()
 
   const closed = new WalSyncer(dir)
   await closed.close()
   await assert.rejects(closed.sync(), { code: 'KV_ERR_CLOSED' })
   const missing = new WalSyncer(join(dir, 'absent'))
+  missing.noteWrite()
   await assert.rejects(missing.sync(), { code: 'KV_ERR_INTERNAL', message: /ENOENT/ })
+})
+
+test('WalSyncer: a write noted while a round runs waits for the next round; callers share rounds', async (t) => {
+  const dir = tempDir(t)
+  writeFileSync(join(dir, walFileName(5)), 'a')
+  const syncer = new WalSyncer(dir)
+  syncer.noteWrite()
+  const first = syncer.sync()
+  assert.equal(syncer.stats.roundsStarted, 1, 'the first sync starts a round at once')
+  // No write since that round started: it is enough.
+  let covered = 0
+  const same = syncer.sync().then(() => (covered = syncer.stats.roundsCompleted))
+  syncer.noteWrite()
+  let roundsAtSecond = 0
+  const seconds = Array.from({ length: 10 }, () => syncer.sync().then(() => (roundsAtSecond = syncer.stats.roundsCompleted)))
+  await Promise.all([first, same, ...seconds])
+  assert.equal(covered, 1, 'a sync with no newer write shares the running round')
+  assert.equal(roundsAtSecond, 2, 'a write noted during round 1 resolved only after round 2')
+  assert.equal(syncer.stats.roundsStarted, 2, 'ten callers shared one next round')
+  syncer.noteWrite()
+  const third = syncer.sync()
+  syncer.noteWrite()
+  await third
+  await new Promise((resolve) => setImmediate(resolve))
+  await syncer.sync()
+  assert.equal(syncer.stats.roundsStarted, 4, 'a write noted during a round is not covered by that round')
+  await syncer.close()
 })
 
 test('checkWalOptions: refuses RocksDB options that would break the thread-pool sync argument, naming the option', async (t) => {
