@@ -32,7 +32,7 @@ export const maybeRegister: Model<string | undefined, RegInput, string | undefin
 
 /** Violation is one finding, with the smallest failing sub-history found. */
 export interface Violation {
-  kind: 'linearizability' | 'lost-write' | 'phantom-read' | 'search-budget' | 'replica-divergence'
+  kind: 'linearizability' | 'lost-write' | 'phantom-read' | 'search-budget' | 'replica-divergence' | 'unavailable'
   key?: string
   message: string
   ops: HistoryOp[]

@@ -53,6 +53,15 @@ export interface NodeProc {
   starts: number
 }
 
+/** appendLog appends to a node's log; output arriving after stop() removed the directory is dropped. */
+function appendLog(file: string, data: string | Buffer): void {
+  try {
+    appendFileSync(file, data)
+  } catch {
+    // the run's directory is gone
+  }
+}
+
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer()
@@ -139,11 +148,11 @@ export class JepsenCluster {
     node.paused = false
     node.starts++
     const logFile = join(this.dir, `node-${id}.log`)
-    appendFileSync(logFile, `--- start ${node.starts} at +${Date.now() - this.started} ms, pid ${child.pid}\n`)
-    child.stderr!.on('data', (chunk: Buffer) => appendFileSync(logFile, chunk))
+    appendLog(logFile, `--- start ${node.starts} at +${Date.now() - this.started} ms, pid ${child.pid}\n`)
+    child.stderr!.on('data', (chunk: Buffer) => appendLog(logFile, chunk))
     child.once('exit', (code, signal) => {
       if (node.child === child) node.child = undefined
-      appendFileSync(logFile, `--- exit code ${code} signal ${signal}\n`)
+      appendLog(logFile, `--- exit code ${code} signal ${signal}\n`)
       if (!this.expectedExit.delete(child)) this.crashes.push({ node: id, code, signal, atMs: Date.now() - this.started })
     })
     await new Promise<void>((resolve, reject) => {
