@@ -47,15 +47,16 @@ export interface RunResult {
 
 /** recoveryWaitMs: how long after the last heal the cluster gets to serve again before the run fails. */
 const recoveryWaitMs = 60_000
-/** finalReadMs: how long the final read of one key is retried. */
+/** finalReadMs: how long the final read of one key is retried (all keys: twice that). */
 const finalReadMs = 30_000
 
 async function finalReads(cluster: JepsenCluster, history: History, keys: string[]): Promise<Map<string, HistoryOp>> {
   const kv = await connect(cluster.clientEndpoints(), { requestTimeoutMs: 10_000, name: 'jepsen-final' })
   const finals = new Map<string, HistoryOp>()
   try {
+    const overall = Date.now() + 2 * finalReadMs
     for (const key of keys) {
-      const deadline = Date.now() + finalReadMs
+      const deadline = Math.min(Date.now() + finalReadMs, overall)
       while (Date.now() < deadline) {
         const op = await history.record(-1, 'get', [{ key, value: undefined }], 15_000, () => kv.get(key))
         if (op.outcome === 'ok') {
