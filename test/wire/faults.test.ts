@@ -1,11 +1,11 @@
 // Hostile and broken peers: bounds, garbage, disconnects, slow and non-reading clients.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { connect, type Socket } from 'node:net'
+import { connect, createServer, type Socket } from 'node:net'
 import { ErrorCode } from '../../src/errors.js'
 import { FrameDecoder, FrameType, encodeFrame, type Frame } from '../../src/wire/frame.js'
 import { encodeBody, errorFromWire, requestIdToBytes, newRequestId } from '../../src/wire/codec.js'
-import { PROTOCOL_VERSION, type WireAddress } from '../../src/wire/index.js'
+import { PROTOCOL_VERSION, WireClient, type WireAddress } from '../../src/wire/index.js'
 import { connectClient, hello, rejectsWith, startServer } from './helpers.js'
 
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
@@ -187,6 +187,33 @@ test('a client that never reads: the server stops reading its requests and its b
     assert.equal(await other.request('echo', 'served'), 'served')
     await other.close()
     raw.socket.destroy()
+  } finally {
+    await s.stop()
+  }
+})
+
+test('connect gives up with KV_ERR_TIMEOUT when the server never answers the hello', async () => {
+  const accepted: Socket[] = []
+  const silent = createServer((socket) => accepted.push(socket)) // accepts, never speaks
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve))
+  const port = (silent.address() as { port: number }).port
+  try {
+    const error = await rejectsWith(WireClient.connect({ host: '127.0.0.1', port }, hello(), { connectTimeoutMs: 100 }), ErrorCode.TIMEOUT)
+    assert.match(error.message, /connectTimeoutMs/)
+  } finally {
+    for (const socket of accepted) socket.destroy()
+    await new Promise((resolve) => silent.close(resolve))
+  }
+})
+
+test('a connection that never sends its hello is closed after helloTimeoutMs', async () => {
+  const s = await startServer({ helloTimeoutMs: 50 })
+  try {
+    const raw = await rawConnect(s.tcp)
+    await raw.closed
+    assert.equal(errorFromWire(raw.frames.at(-1)!.body).code, ErrorCode.PROTOCOL)
+    for (let i = 0; i < 100 && s.server.connectionCount > 0; i++) await delay(5)
+    assert.equal(s.server.connectionCount, 0)
   } finally {
     await s.stop()
   }
