@@ -192,30 +192,43 @@ export class ShardMachine implements StateMachine {
   }
 
   /**
-   * applyHash digests the shard's content (data keys and values in key order, then the slot
-   * record) as of this log index: the engine holds every earlier apply run, `ops` this run's
-   * earlier entries. Every replica applies it at the same index, so equal content gives equal
-   * digests. It streams the engine; memory is bounded by this run's ops.
+   * applyHash digests the shard's content (data pairs, then request-id records, each in key
+   * order, then the slot record) as of this log index: the engine holds every earlier apply run,
+   * `ops` this run's earlier entries. Every replica applies it at the same index, so equal content
+   * gives equal digests. Request ids are included because, unlike data, they are never
+   * overwritten: a write a replica lost stays visible. Streams the engine; memory is bounded by
+   * this run's ops.
    */
   private async applyHash(index: number, ops: EngineOp[]): Promise<ShardResult> {
+    const digest = createHash('sha256')
+    let keys = 0
+    for (const [gte, lt] of [[this.keys.data, this.keys.dataEnd], [this.keys.request, this.keys.requestEnd]] as const) {
+      keys += await this.digestRange(digest, gte, lt, ops)
+    }
+    digest.update(this.owned.bits).update(this.frozen.bits)
+    this.lastHash = { index, hash: digest.digest('hex'), keys }
+    return { ok: true, index, hash: this.lastHash.hash }
+  }
+
+  /** digestRange feeds [gte, lt) of the engine, overlaid with the pending `ops`, into `digest`; returns the pairs counted. */
+  private async digestRange(digest: ReturnType<typeof createHash>, gte: Buffer, lt: Buffer, ops: EngineOp[]): Promise<number> {
     const pending = new Map<string, Buffer | undefined>()
     for (const op of ops) {
-      if (Buffer.compare(op.key, this.keys.data) < 0 || Buffer.compare(op.key, this.keys.dataEnd) >= 0) continue
+      if (Buffer.compare(op.key, gte) < 0 || Buffer.compare(op.key, lt) >= 0) continue
       pending.set(Buffer.from(op.key).toString('hex'), op.type === 'put' ? Buffer.from(op.value) : undefined)
     }
     const overlay = [...pending.entries()].map(([hex, value]) => [Buffer.from(hex, 'hex'), value] as const).sort((a, b) => Buffer.compare(a[0], b[0]))
-    const digest = createHash('sha256')
-    let keys = 0
+    let count = 0
     const add = (key: Buffer, value: Buffer | undefined) => {
       if (value === undefined) return
       const lengths = Buffer.alloc(8)
       lengths.writeUInt32BE(key.length, 0)
       lengths.writeUInt32BE(value.length, 4)
       digest.update(lengths).update(key).update(value)
-      keys++
+      count++
     }
     let next = 0
-    const iterator = this.engine.iterator({ gte: this.keys.data, lt: this.keys.dataEnd })
+    const iterator = this.engine.iterator({ gte, lt })
     try {
       for (;;) {
         const batch = await iterator.nextBatch(1024)
@@ -230,9 +243,7 @@ export class ShardMachine implements StateMachine {
       await iterator.close()
     }
     while (next < overlay.length) add(overlay[next]![0], overlay[next++]![1])
-    digest.update(this.owned.bits).update(this.frozen.bits)
-    this.lastHash = { index, hash: digest.digest('hex'), keys }
-    return { ok: true, index, hash: this.lastHash.hash }
+    return count
   }
 
   private applySlots(command: Extract<ShardCommand, { t: 'freeze' | 'claim' | 'release' }>): ShardResult {
