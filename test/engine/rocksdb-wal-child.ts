@@ -1,5 +1,6 @@
 // Child process for rocksdb-wal-sync.test.ts, run under strace: synced writes between marker
-// lines on stdout, before and after a forced WAL rotation. Usage: node rocksdb-wal-child.js DIR MODE
+// lines on stdout, before and after a forced WAL rotation; or, with `until-killed`, synced puts
+// acknowledged on stdout until SIGKILL. Usage: node rocksdb-wal-child.js DIR MODE [until-killed]
 import { readdirSync, writeSync } from 'node:fs'
 import { RocksDbEngine, type WalSyncMode } from '../../src/engine/rocksdb.js'
 
@@ -13,6 +14,19 @@ function mark(text: string): void {
   writeSync(1, `MARK ${text}\n`)
 }
 
+/** writeUntilKilled acknowledges synced puts on stdout, 8 in flight, until the parent kills it. */
+async function writeUntilKilled(): Promise<never> {
+  const value = Buffer.alloc(4096, 3)
+  let next = 0
+  for (;;) {
+    await Promise.all(Array.from({ length: 8 }, async () => {
+      const n = next++
+      await engine.put(Buffer.from(`acked-${n}`), value, { sync: true })
+      writeSync(1, `ACK ${n}\n`)
+    }))
+  }
+}
+
 function newestWal(): number {
   const numbers = readdirSync(dir).flatMap((name) => (/^\d+\.log$/.test(name) ? [Number.parseInt(name, 10)] : []))
   return Math.max(0, ...numbers)
@@ -20,6 +34,7 @@ function newestWal(): number {
 
 const engine = new RocksDbEngine({ dir, walSync: mode, cacheBytes: 1024 * 1024, memtableBudgetBytes: 4 * 1024 * 1024, backgroundThreads: 1 })
 await engine.open()
+if (process.argv[4] === 'until-killed') await writeUntilKilled()
 mark(`begin ${process.pid}`)
 await engine.put(Buffer.from('synced-1'), Buffer.from('value-1'), { sync: true })
 mark('synced')
