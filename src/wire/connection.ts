@@ -69,6 +69,11 @@ export class FrameConnection {
     return this.decoder.buffered
   }
 
+  /** setFrameBytesMax changes the largest incoming frame accepted from now on. */
+  setFrameBytesMax(frameBytesMax: number): void {
+    this.decoder.frameBytesMax = frameBytesMax
+  }
+
   /** send queues one frame; it goes out with everything else queued in this turn. */
   send(type: FrameTypeValue, requestId: Uint8Array, body: Uint8Array): void {
     if (this.closed) return

@@ -83,7 +83,8 @@ export type DecodeResult = { frame: Frame } | { error: KvError } | null
  * (at most HEADER_BYTES + frameBytesMax) plus the unread part of the last chunk.
  */
 export class FrameDecoder {
-  readonly frameBytesMax: number
+  /** frameBytesMax is the largest body accepted; a server lowers it until the hello is accepted. */
+  frameBytesMax: number
   private chunks: Buffer[] = []
   private bufferedBytes = 0
   private failed: KvError | undefined

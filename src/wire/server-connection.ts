@@ -14,6 +14,12 @@ import { FrameConnection } from './connection.js'
 import { FrameType, ZERO_ID, type Frame, type FrameTypeValue } from './frame.js'
 import { PROTOCOL_VERSION, type HelloInfo, type PeerInfo, type RequestContext, type StreamHandler, type UnaryHandler } from './types.js'
 
+/**
+ * helloBytesMax bounds frames from a client that has not been accepted yet, so that
+ * unauthenticated connections cost at most this much each, not frameBytesMax.
+ */
+export const helloBytesMax = 64 * 1024
+
 /** ServerConfig is the frozen, validated configuration a connection works under. */
 export interface ServerConfig {
   serverInfo: Record<string, unknown>
@@ -96,7 +102,7 @@ export class ServerConnection {
       requests: 0,
     }
     this.connection = new FrameConnection(socket, {
-      frameBytesMax: config.frameBytesMax,
+      frameBytesMax: Math.min(helloBytesMax, config.frameBytesMax),
       writeBufferBytesMax: config.writeBufferBytesMax,
       onFrame: (frame) => this.handleFrame(frame),
       onFatal: (error) => this.fail(error),
@@ -185,6 +191,7 @@ export class ServerConnection {
     }
     Object.assign(this.peer, { clientId, name, pid }, typeof role === 'string' ? { role } : {})
     this.ready = true
+    this.connection.setFrameBytesMax(this.config.frameBytesMax)
     this.connection.send(FrameType.HELLO_OK, ZERO_ID, encodeBody(this.config.serverInfo))
   }
 

@@ -6,6 +6,7 @@ import { ErrorCode } from '../../src/errors.js'
 import { FrameDecoder, FrameType, encodeFrame, type Frame } from '../../src/wire/frame.js'
 import { encodeBody, errorFromWire, requestIdToBytes, newRequestId } from '../../src/wire/codec.js'
 import { PROTOCOL_VERSION, WireClient, type WireAddress } from '../../src/wire/index.js'
+import { helloBytesMax } from '../../src/wire/server-connection.js'
 import { connectClient, hello, rejectsWith, startServer } from './helpers.js'
 
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
@@ -83,6 +84,27 @@ test('garbage bytes, an oversized frame or a request before hello close only tha
     }
     assert.equal(await good.request('echo', 'fine'), 'fine')
     await good.close()
+  } finally {
+    await s.stop()
+  }
+})
+
+test('before its hello is accepted a client may send only small frames (helloBytesMax)', async () => {
+  const s = await startServer()
+  try {
+    const raw = await rawConnect(s.unix)
+    const header = encodeFrame(FrameType.HELLO, Buffer.alloc(16), Buffer.alloc(0))
+    header.writeUInt32LE(helloBytesMax + 1, 0)
+    raw.socket.write(header)
+    await raw.closed
+    const error = errorFromWire(raw.frames.at(-1)!.body)
+    assert.equal(error.code, ErrorCode.FRAME_TOO_LARGE)
+    assert.equal(error.details?.frameBytesMax, helloBytesMax)
+    // After the hello, frames up to frameBytesMax are fine.
+    const client = await connectClient(s.unix)
+    const big = Buffer.alloc(helloBytesMax * 4, 1)
+    assert.deepEqual(await client.request('echo', big), big)
+    await client.close()
   } finally {
     await s.stop()
   }
