@@ -36,6 +36,8 @@ export interface Violation {
   key?: string
   message: string
   ops: HistoryOp[]
+  /** leftOut: failed writes of the key overlapping the sub-history, which the check assumed had no effect. */
+  leftOut?: HistoryOp[]
 }
 
 /** searchStepsMax bounds the search per key; a key past it is reported as 'search-budget' (not a pass). */
@@ -114,7 +116,10 @@ export function checkLinearizable(history: readonly HistoryOp[], keys: readonly 
     steps += result.steps
     if (result.outcome === 'violation') {
       const small = minimize(ops)
-      violations.push({ kind: 'linearizability', key, message: `key ${key}: no linearization of ${ops.length} operations; smallest failing sub-history has ${small.length}`, ops: small.map((o) => o.source) })
+      const from = Math.min(...small.map((o) => o.call))
+      const to = Math.max(...small.map((o) => (Number.isFinite(o.ret) ? o.ret : o.call)))
+      const leftOut = history.filter((o) => o.outcome === 'fail' && o.type !== 'get' && o.steps.some((s) => s.key === key) && o.call <= to && o.ret >= from)
+      violations.push({ kind: 'linearizability', key, message: `key ${key}: no linearization of ${ops.length} operations; smallest failing sub-history has ${small.length}`, ops: small.map((o) => o.source), leftOut })
     } else if (result.outcome === 'unknown') {
       violations.push({ kind: 'search-budget', key, message: `key ${key}: search budget of ${searchStepsMax} steps spent on ${ops.length} operations; not proven linearizable`, ops: [] })
     }

@@ -97,6 +97,7 @@ export function formatReport(result: RunResult): string {
     for (const v of all.slice(0, violationsShownMax)) {
       lines.push(`  ${v.kind}: ${v.message}`)
       for (const o of [...v.ops].sort((a, b) => a.call - b.call)) lines.push(formatOp(o))
+      for (const o of v.leftOut ?? []) lines.push(`${formatOp(o)}   <- reported failed, so left out`)
     }
     if (all.length > violationsShownMax) lines.push(`  ... and ${all.length - violationsShownMax} more ${kind} violations (history.json in the kept directory)`)
   }
