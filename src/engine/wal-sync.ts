@@ -80,7 +80,9 @@ interface Deferred {
 
 /** WalSyncer fdatasyncs one RocksDB WAL directory in coalesced rounds on the thread pool. */
 export class WalSyncer {
+  /** walDir: the directory RocksDB writes its WAL files to. */
   readonly walDir: string
+  /** stats: round counters, updated in place. */
   readonly stats: WalSyncStats = { roundsStarted: 0, roundsCompleted: 0, filesSynced: 0, dirSyncs: 0 }
   #running: Promise<void> | undefined
   #next: Deferred | undefined
