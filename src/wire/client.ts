@@ -104,6 +104,10 @@ export class WireClient {
     let key: string
     let body: Buffer
     let idBytes: Buffer
+    const timeoutMs = options?.timeoutMs
+    if (timeoutMs !== undefined && !(typeof timeoutMs === 'number' && timeoutMs > 0 && timeoutMs <= 2_147_483_647)) {
+      return Promise.reject(new KvError(ErrorCode.INVALID, `timeoutMs must be a number between 1 and 2147483647, got ${String(timeoutMs)}`))
+    }
     try {
       ;({ key, idBytes } = this.newId(options?.requestId))
       body = this.encodeRequest(method, params)
@@ -111,7 +115,6 @@ export class WireClient {
       return Promise.reject(error)
     }
     return new Promise((resolve, reject) => {
-      const timeoutMs = options?.timeoutMs
       const timer = timeoutMs === undefined ? undefined : setTimeout(() => this.timeOut(key, idBytes, method, timeoutMs), timeoutMs)
       this.pending.set(key, { resolve, reject, timer })
       this.connection.send(FrameType.REQUEST, idBytes, body)

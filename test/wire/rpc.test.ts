@@ -66,6 +66,8 @@ test('a request timeout rejects with KV_ERR_TIMEOUT and cancels the handler', as
   try {
     const client = await connectClient(s.unix)
     await rejectsWith(client.request('wait', null, { timeoutMs: 50 }), ErrorCode.TIMEOUT)
+    await rejectsWith(client.request('echo', 1, { timeoutMs: -1 }), ErrorCode.INVALID)
+    await rejectsWith(client.request('echo', 1, { requestId: 'nope' }), ErrorCode.INVALID)
     assert.equal(await client.request('echo', 1), 1)
     await client.close()
   } finally {
