@@ -8,7 +8,7 @@
 // clients with p99 no worse; failover p50 < 1 s.
 // Usage: npm run build && node dist/bench/cluster/run.js [--seconds 5] [--trials 5]
 import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Etcd3 } from 'etcd3'
 import { connect } from '../../src/client/index.js'
@@ -136,7 +136,7 @@ async function etcdFailover(etcd: EtcdCluster, trials: number): Promise<number[]
 async function waitForLeaders(kv: RemoteKV): Promise<ClusterView> {
   for (;;) {
     const view = (await kv.call('admin.cluster', {}).catch(() => undefined)) as ClusterView | undefined
-    if (view !== undefined && view.shards.every((s) => s.leader !== null && s.claimed) && view.nodes.every((n) => n.health === 'up')) return view
+    if (view !== undefined && view.shards.every((s) => s.leader !== null && s.claimed) && view.nodes.every((n) => n.health === 'up') && view.replacing.length === 0 && view.moves.length === 0) return view
     await sleep(200)
   }
 }
@@ -166,7 +166,8 @@ async function main(): Promise<void> {
     const ourFailover = (await distkvFailover(cluster, kv, trials)).sort((a, b) => a - b)
     const theirFailover = (await etcdFailover(etcd, trials)).sort((a, b) => a - b)
     await kv.close()
-    console.log(`\ndistkv dev cluster (3 nodes, 4 shards x 3 replicas) vs etcd 3.4 (3 members), loopback, 1 KiB values, ${seconds} s per figure`)
+    console.log(`\nload average while measuring: ${loadavg().map((l) => l.toFixed(1)).join(' ')} (2 cores shared with other work)`)
+    console.log(`distkv dev cluster (3 nodes, 4 shards x 3 replicas) vs etcd 3.4 (3 members), loopback, 1 KiB values, ${seconds} s per figure`)
     console.log(`${'figure'.padEnd(28)} ${'distkv'.padStart(10)} ${'etcd'.padStart(10)} ${''.padEnd(6)} ${'ratio'.padStart(7)}`)
     for (const op of ['put', 'get']) {
       for (const clients of [1, 64]) {

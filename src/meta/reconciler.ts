@@ -21,6 +21,9 @@ import { buildRouting, type Routing } from './routing.js'
 import type { MetaService } from './service.js'
 import { META_GROUP_ID, type MoveRecord, type NodeRecord } from './state.js'
 
+/** initWaitMs: how long a new cluster's first meta leader waits for every founding member before `init`. */
+export const initWaitMs = 15_000
+
 /** ReconcilerOptions configures the loop. */
 export interface ReconcilerOptions {
   members: MemberConfig[]
@@ -125,6 +128,11 @@ export class Reconciler {
   }
 
   private async initialise(): Promise<void> {
+    // Wait (a bounded time) for every founding member to report in: a member that starts after
+    // `init` finds the cluster existing and must join under a new raft id, which works but
+    // costs a replacement of each of its replicas.
+    const everyoneSeen = this.options.members.every((m) => this.meta.liveness.lastSeenMs.has(m.id))
+    if (!everyoneSeen && Date.now() - this.leaderSinceMs < initWaitMs) return
     const nodes: NodeRecord[] = this.options.members.map((m) => ({ id: m.id, raftId: m.id, rpc: m.rpc, http: undefined, roles: m.roles }))
     const metaVoters = this.meta.driver.status(META_GROUP_ID).confState.voters
     await this.meta.propose({ type: 'init', clusterId: randomUUID(), nodes, metaVoters, shards: this.options.shards, replicas: this.options.replicas })

@@ -30,14 +30,16 @@ test('add a shard and move slots onto it under reads and writes: nothing lost, n
   let running = true
   const writing = Array.from({ length: writers }, async (_, w) => {
     for (let n = 1; running; n++) {
-      await kv.put(`ctr/${w}`, String(n)).then(() => (acked[w] = n), () => undefined)
+      // A failed write yields to timers, so a closed client cannot spin the event loop.
+      await kv.put(`ctr/${w}`, String(n)).then(() => (acked[w] = n), () => new Promise((resolve) => setTimeout(resolve, 10)))
     }
   })
   const reading = Array.from({ length: 3 }, async (_, r) => {
     for (let i = r; running; i += 3) {
       const w = i % writers
       const floor = acked[w]!
-      const [counter, value] = await Promise.all([kv.get(`ctr/${w}`), kv.get(fixed[i % fixed.length]!)]).catch(() => [undefined, Buffer.from(fixed[i % fixed.length]!)])
+      const [counter, value] = await Promise.all([kv.get(`ctr/${w}`), kv.get(fixed[i % fixed.length]!)])
+        .catch(async () => (await new Promise((resolve) => setTimeout(resolve, 10)), [undefined, Buffer.from(fixed[i % fixed.length]!)]))
       if (counter !== undefined && Number(counter) < floor) problems.push(`ctr/${w} read ${counter} after ${floor} was acknowledged`)
       if (value === undefined) problems.push(`${fixed[i % fixed.length]} missing`)
     }
@@ -46,19 +48,29 @@ test('add a shard and move slots onto it under reads and writes: nothing lost, n
   const scanning = (async () => {
     while (running) {
       const keys: string[] = []
-      for await (const [key] of kv.query({ prefix: 'fixed/' })) keys.push(key.toString())
-      scans.push(keys)
+      try {
+        for await (const [key] of kv.query({ prefix: 'fixed/' })) keys.push(key.toString())
+        scans.push(keys)
+      } catch {
+        await new Promise((resolve) => setTimeout(resolve, 10))
+      }
     }
   })()
-  const before = await dev.view(kv)
-  const added = (await kv.call('admin.addShard', {})) as { shard: number; moves: number[] }
-  assert.ok(added.moves.length > 0)
-  const moved = await dev.waitFor('the slot moves to finish', async () => {
-    const view = await dev.view(kv)
-    return view.moves.length === 0 ? view : undefined
-  }, 40_000)
-  running = false
-  await Promise.all([...writing, ...reading, scanning])
+  let before: Awaited<ReturnType<typeof dev.view>>
+  let added: { shard: number; moves: number[] }
+  let moved: Awaited<ReturnType<typeof dev.view>>
+  try {
+    before = await dev.view(kv)
+    added = (await kv.call('admin.addShard', {})) as { shard: number; moves: number[] }
+    assert.ok(added.moves.length > 0)
+    moved = await dev.waitFor('the slot moves to finish', async () => {
+      const view = await dev.view(kv)
+      return view.moves.length === 0 ? view : undefined
+    }, 40_000)
+  } finally {
+    running = false
+    await Promise.all([...writing, ...reading, scanning])
+  }
   assert.deepEqual(problems, [])
   const shard = moved.shards.find((s) => s.id === added.shard)!
   assert.ok(shard.slotCount > 0, 'the new shard owns slots')

@@ -43,6 +43,7 @@ function startLoad(writers: number, killed: { at: number }): Load {
       } catch (error) {
         // An unknown outcome is allowed; the key is simply not counted as acknowledged.
         load.errors.push(isKvError(error) ? error.code : String(error))
+        await new Promise((resolve) => setTimeout(resolve, 10))
       }
     }
   })
@@ -54,15 +55,18 @@ function startLoad(writers: number, killed: { at: number }): Load {
 }
 
 test('kill -9 of a shard leader under write load: writes resume and every acknowledged write is present', async () => {
-  const view = await dev.view(kv)
-  const victim = view.shards[0]!.leader!
+  // Leader hints are refreshed by heartbeats (and cleared while a leadership moves): wait for one.
+  const victim = await dev.waitFor('a leader of the first shard', async () => (await dev.view(kv)).shards[0]!.leader ?? undefined)
   const killed = { at: 0 }
   const load = startLoad(8, killed)
-  await dev.waitFor('some writes before the kill', () => (load.acknowledged.size >= 50 ? true : undefined))
-  dev.kill9(victim)
-  killed.at = Date.now()
-  await dev.waitFor('writes acknowledged after the kill', () => (load.afterKill >= 100 ? true : undefined), 40_000)
-  await load.stop()
+  try {
+    await dev.waitFor('some writes before the kill', () => (load.acknowledged.size >= 50 ? true : undefined))
+    dev.kill9(victim)
+    killed.at = Date.now()
+    await dev.waitFor(`writes acknowledged after the kill (errors: ${load.errors.slice(-3).join(', ')})`, () => (load.afterKill >= 100 ? true : undefined), 40_000)
+  } finally {
+    await load.stop()
+  }
   for (const [key, value] of load.acknowledged) assert.equal((await kv.get(key))?.toString(), value, `acknowledged ${key} is present`)
   let seen = 0
   for await (const _ of kv.query({ prefix: 'load/' })) seen++

@@ -54,8 +54,18 @@ export class DevFixture {
     readonly output: { text: string },
   ) {}
 
-  /** start launches `distkv dev` and waits for its banner. */
+  /** start launches `distkv dev` and waits for its banner, retrying on other ports if one was taken meanwhile. */
   static async start(options: DevFixtureOptions = {}): Promise<DevFixture> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await DevFixture.startOnce(options)
+      } catch (error) {
+        if (attempt >= 3 || !/EADDRINUSE|cannot listen|exited before it was ready/.test((error as Error).message)) throw error
+      }
+    }
+  }
+
+  private static async startOnce(options: DevFixtureOptions): Promise<DevFixture> {
     const dir = mkdtempSync(join(tmpdir(), 'distkv-cluster-'))
     const nodes = options.nodes ?? 3
     const args = [BIN, 'dev', '--dir', dir, '--port', String(await freeBlock(nodes)), '--nodes', String(nodes), '--shards', String(options.shards ?? 4),
