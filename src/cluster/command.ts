@@ -76,7 +76,7 @@ Runs one node of a distkv cluster. Every field of the config file can be given a
   --token T                cluster token shared by all nodes (or DISTKV_TOKEN)
   --client-token T         token clients must present (or DISTKV_CLIENT_TOKEN; default none)
   --shards N --replicas R  layout a new cluster starts with (default 4 x 3)
-  --tick-ms MS             Raft tick (default 50); --election-ticks N (default 10)
+  --tick-ms MS             Raft tick (default 40); --election-ticks N (default 10)
   --request-timeout-ms MS  how long the proxy retries one request (default 10000)
   --down-after-ms MS       silence after which a node is down and its replicas move (default 30000)
   --balance true|false     let meta rebalance replicas and leaders by itself (default true)`,

@@ -24,6 +24,9 @@ import { META_GROUP_ID, type MoveRecord, type NodeRecord } from './state.js'
 /** initWaitMs: how long a new cluster's first meta leader waits for every founding member before `init`. */
 export const initWaitMs = 15_000
 
+/** leaderTransferIntervalMs: the least time between two leadership moves made for balance. */
+export const leaderTransferIntervalMs = 10_000
+
 /** ReconcilerOptions configures the loop. */
 export interface ReconcilerOptions {
   members: MemberConfig[]
@@ -119,8 +122,9 @@ export class Reconciler {
       this.options.log('rebalancing a replica', { ...action })
       return
     }
-    // A transfer shows in the leader hints one heartbeat later: do not plan on stale hints.
-    if (now - this.lastTransferMs < 2_000) return
+    // A transfer shows in the leader hints a heartbeat later, and each costs its shard a short
+    // pause: move at most one leader per leaderTransferIntervalMs, never on stale hints.
+    if (now - this.lastTransferMs < leaderTransferIntervalMs || now - this.leaderSinceMs < leaderTransferIntervalMs) return
     this.lastTransferMs = now
     await this.call(action.shard, 'store.transferLeader', { shard: action.shard, to: action.to })
     this.meta.liveness.leaders.delete(action.shard)

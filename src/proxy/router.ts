@@ -22,7 +22,8 @@ import type { StoreClient } from '../store/client.js'
 
 /** RETRYABLE_CODES are refusals after which a fresher routing table or another leader may succeed. */
 const RETRYABLE_CODES = new Set<string>([ErrorCode.NOT_LEADER, ErrorCode.WRONG_SHARD, ErrorCode.STALE_EPOCH, ErrorCode.UNAVAILABLE, ErrorCode.CLOSED, ErrorCode.TIMEOUT, ErrorCode.TOO_MANY_REQUESTS])
-const BACKOFF_MS_MAX = 200
+/** BACKOFF_MS_MAX bounds the pause between attempts, and so how late a new leader is noticed. */
+const BACKOFF_MS_MAX = 100
 /** attemptTimeoutMsMax bounds one attempt, so a dead leader costs at most this before trying another. */
 const attemptTimeoutMsMax = 5_000
 

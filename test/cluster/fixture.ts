@@ -69,7 +69,7 @@ export class DevFixture {
     const dir = mkdtempSync(join(tmpdir(), 'distkv-cluster-'))
     const nodes = options.nodes ?? 3
     const args = [BIN, 'dev', '--dir', dir, '--port', String(await freeBlock(nodes)), '--nodes', String(nodes), '--shards', String(options.shards ?? 4),
-      '--replicas', String(options.replicas ?? 3), '--tick-ms', '20', '--request-timeout-ms', String(options.requestTimeoutMs ?? 8_000), '--down-after-ms', '2000']
+      '--replicas', String(options.replicas ?? 3), '--tick-ms', '20', '--request-timeout-ms', String(options.requestTimeoutMs ?? 15_000), '--down-after-ms', '2000']
     if (options.restart === false) args.push('--no-restart')
     const supervisor = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] })
     const output = { text: '' }
