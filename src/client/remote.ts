@@ -8,12 +8,20 @@
  * until `requestTimeoutMs` has passed since the request was made (then KV_ERR_TIMEOUT). The
  * server applies a write id at most once, so a re-sent write is never applied twice.
  * A query interrupted by a restart resumes after the last key it delivered.
+ *
+ * Single-key calls (get, has, getSize, put, del) made in one event-loop turn are coalesced
+ * into `kv.multi` frames (src/client/coalesce.ts); each keeps its own request id across
+ * re-sends. A server without `kv.multi` (a cluster proxy, an older local server) answers
+ * KV_ERR_UNKNOWN_METHOD once, and the client falls back to one request per call.
  */
 import { randomUUID } from 'node:crypto'
 import { ErrorCode, KvError, isKvError } from '../errors.js'
 import { LocalMethod } from '../local/handlers.js'
 import { checkKey, checkKeys, checkOps, checkRange, checkSync, checkValue, type WireRange } from '../local/validate.js'
 import { sleep } from '../local/discovery.js'
+import { MultiKind, type MultiKindValue, type MultiOp } from '../local/multi.js'
+import { requestIdFromBytes } from '../wire/codec.js'
+import { Coalescer, newOpId } from './coalesce.js'
 import type { HelloInfo, WireClient } from '../wire/index.js'
 import type { BatchOp, BatchOptions, DistKV, KeyLike, QueryRange, ValueLike, WriteOptions } from './types.js'
 
@@ -32,6 +40,8 @@ export interface RemoteKVOptions {
   name?: string | undefined
   token?: string | undefined
   requestTimeoutMs?: number | undefined
+  /** coalesce: send concurrent single-key calls as `kv.multi` frames (default true). */
+  coalesce?: boolean | undefined
 }
 
 const retryBackoffMsMax = 250
@@ -73,9 +83,11 @@ export class RemoteKV implements DistKV {
   private connection: WireClient | undefined
   private connecting: Promise<WireClient> | undefined
   private closed = false
+  private coalescer: Coalescer | undefined
 
   constructor(options: RemoteKVOptions) {
     this.connector = options.connector
+    if (options.coalesce !== false) this.coalescer = new Coalescer((ops, deadline) => this.sendMulti(ops, deadline))
     this.requestTimeoutMs = checkRequestTimeoutMs(options.requestTimeoutMs)
     const name = options.name ?? process.title
     if (typeof name !== 'string') throw new KvError(ErrorCode.INVALID, 'name must be a string')
@@ -95,7 +107,7 @@ export class RemoteKV implements DistKV {
   }
 
   async get(key: KeyLike): Promise<Buffer | undefined> {
-    return asBuffer(await this.call(LocalMethod.get, { key: checkKey(key) }))
+    return asBuffer(await this.single(MultiKind.get, checkKey(key), null, true))
   }
 
   async getMany(keys: KeyLike[]): Promise<Array<Buffer | undefined>> {
@@ -105,11 +117,11 @@ export class RemoteKV implements DistKV {
   }
 
   async put(key: KeyLike, value: ValueLike, options?: WriteOptions): Promise<void> {
-    await this.call(LocalMethod.put, { key: checkKey(key), value: checkValue(value), sync: checkSync(options) })
+    await this.single(MultiKind.put, checkKey(key), checkValue(value), checkSync(options))
   }
 
   async del(key: KeyLike, options?: WriteOptions): Promise<void> {
-    await this.call(LocalMethod.del, { key: checkKey(key), sync: checkSync(options) })
+    await this.single(MultiKind.del, checkKey(key), null, checkSync(options))
   }
 
   async batch(ops: BatchOp[], options?: BatchOptions): Promise<void> {
@@ -120,11 +132,11 @@ export class RemoteKV implements DistKV {
   }
 
   async has(key: KeyLike): Promise<boolean> {
-    return (await this.call(LocalMethod.has, { key: checkKey(key) })) === true
+    return (await this.single(MultiKind.has, checkKey(key), null, true)) === true
   }
 
   async getSize(key: KeyLike): Promise<number | undefined> {
-    const size = await this.call(LocalMethod.getSize, { key: checkKey(key) })
+    const size = await this.single(MultiKind.getSize, checkKey(key), null, true)
     return typeof size === 'number' ? size : undefined
   }
 
@@ -135,24 +147,63 @@ export class RemoteKV implements DistKV {
   /** call sends one request (of any method, e.g. admin ones) with retries across reconnects. */
   async call(method: string, params: unknown): Promise<unknown> {
     const requestId = randomUUID()
+    return this.retrying(method, async (deadline) => {
+      const connection = await this.getConnection(deadline)
+      return connection.request(method, params, { requestId, timeoutMs: deadline - Date.now() })
+    })
+  }
+
+  /** single sends one single-key call, coalesced with the others of this turn when the server allows. */
+  private single(kind: MultiKindValue, key: Buffer, value: Buffer | null, sync: boolean): Promise<unknown> {
+    const id = newOpId()
+    const op: MultiOp = kind === MultiKind.put || kind === MultiKind.del ? [kind, id, key, value, sync] : [kind, id, key]
+    return this.retrying(methodOf[kind], async (deadline) => {
+      const coalescer = this.coalescer
+      if (coalescer === undefined) {
+        const connection = await this.getConnection(deadline)
+        return connection.request(methodOf[kind], singleParams(op), { requestId: requestIdFromBytes(id), timeoutMs: deadline - Date.now() })
+      }
+      try {
+        return await coalescer.submit(op, deadline)
+      } catch (error) {
+        if (!(isKvError(error) && error.code === ErrorCode.UNKNOWN_METHOD && error.details?.method === LocalMethod.multi)) throw error
+        // A server without kv.multi: from now on, one request per call (same id, so still at most once).
+        this.coalescer = undefined
+        throw new KvError(ErrorCode.UNAVAILABLE, 'server does not coalesce; re-sending alone')
+      }
+    })
+  }
+
+  /**
+   * retrying runs `attempt` until it answers, re-running it after a lost connection (or a
+   * timeout before the caller's own deadline) with backoff, until requestTimeoutMs has passed.
+   */
+  private async retrying(method: string, attempt: (deadline: number) => Promise<unknown>): Promise<unknown> {
     const deadline = Date.now() + this.requestTimeoutMs
     let backoffMs = 5
     let lastError: unknown
     for (;;) {
       if (this.closed) throw closedError()
-      const remaining = deadline - Date.now()
-      if (remaining <= 0) throw this.timeoutError(method, lastError)
+      if (deadline - Date.now() <= 0) throw this.timeoutError(method, lastError)
       try {
-        const connection = await this.getConnection(deadline)
-        return await connection.request(method, params, { requestId, timeoutMs: remaining })
+        return await attempt(deadline)
       } catch (error) {
         if (this.closed) throw closedError()
-        if (!isRetryable(error)) throw error
+        // A coalesced frame times out with its least patient op; the others still have time.
+        const early = isKvError(error) && error.code === ErrorCode.TIMEOUT && Date.now() < deadline
+        if (!isRetryable(error) && !early) throw error
         lastError = error
       }
       await sleep(backoffMs)
       backoffMs = Math.min(backoffMs * 2, retryBackoffMsMax)
     }
+  }
+
+  private async sendMulti(ops: MultiOp[], deadline: number): Promise<unknown> {
+    const connection = await this.getConnection(deadline)
+    const remaining = deadline - Date.now()
+    if (remaining <= 0) throw new KvError(ErrorCode.TIMEOUT, `${LocalMethod.multi} ran out of time before it was sent`)
+    return connection.request(LocalMethod.multi, { ops }, { timeoutMs: remaining })
   }
 
   query(range?: QueryRange): AsyncIterable<[Buffer, Buffer]> {
@@ -228,6 +279,22 @@ export class RemoteKV implements DistKV {
       })
     return this.connecting
   }
+}
+
+const methodOf: Record<MultiKindValue, string> = {
+  [MultiKind.get]: LocalMethod.get,
+  [MultiKind.put]: LocalMethod.put,
+  [MultiKind.del]: LocalMethod.del,
+  [MultiKind.has]: LocalMethod.has,
+  [MultiKind.getSize]: LocalMethod.getSize,
+}
+
+/** singleParams is the params of the one-request form of a multi op. */
+function singleParams(op: MultiOp): Record<string, unknown> {
+  const [kind, , key, value, sync] = op
+  if (kind === MultiKind.put) return { key, value, sync }
+  if (kind === MultiKind.del) return { key, sync }
+  return { key }
 }
 
 function checkPage(page: unknown): { keys: Buffer[]; values: Buffer[] } {

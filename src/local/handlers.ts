@@ -6,12 +6,14 @@
 import type { RequestContext, WireServer } from '../wire/index.js'
 import { ErrorCode, KvError } from '../errors.js'
 import type { LocalStore } from './store.js'
+import { checkMultiOps, executeMulti } from './multi.js'
 import { checkKey, checkKeys, checkOps, checkRange, checkSync, checkValue } from './validate.js'
 
 /** LocalMethod names every method the local server serves. */
 export const LocalMethod = {
   get: 'kv.get',
   getMany: 'kv.getMany',
+  multi: 'kv.multi',
   put: 'kv.put',
   del: 'kv.del',
   batch: 'kv.batch',
@@ -47,7 +49,12 @@ async function* queryPages(store: LocalStore, params: unknown, signal: AbortSign
 }
 
 /** registerLocalHandlers wires the store and the admin calls onto `server`. */
-export function registerLocalHandlers(server: WireServer, store: LocalStore, info: () => Record<string, unknown>): void {
+export function registerLocalHandlers(
+  server: WireServer,
+  store: LocalStore,
+  info: () => Record<string, unknown>,
+  onUnexpected: (error: unknown, method: string) => void = () => undefined,
+): void {
   server.handle(LocalMethod.get, async (params) => {
     const value = await store.get(checkKey(paramsOf(params).key))
     return value ?? null
@@ -57,6 +64,9 @@ export function registerLocalHandlers(server: WireServer, store: LocalStore, inf
     // null, not undefined, marks an absent key: it survives every msgpack decoder.
     return values.map((value) => value ?? null)
   })
+  server.handle(LocalMethod.multi, (params) =>
+    executeMulti(store, checkMultiOps(params), (error) => onUnexpected(error, LocalMethod.multi)),
+  )
   server.handle(LocalMethod.has, async (params) => (await store.get(checkKey(paramsOf(params).key))) !== undefined)
   server.handle(LocalMethod.getSize, async (params) => {
     const value = await store.get(checkKey(paramsOf(params).key))

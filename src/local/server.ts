@@ -120,13 +120,15 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
       startedAt: Date.now(),
     }
     const idle = new IdleTimer(idleTimeoutSeconds)
+    const logHandlerError = (error: unknown, method: string): void =>
+      serverLog(paths, `error in ${method}: ${(error as Error)?.stack ?? String(error)}`)
     wire = new WireServer({
       serverInfo: { serverId, pid: process.pid, version: PROTOCOL_VERSION, engine: engine.kind },
       authenticate: authenticator(options.token),
       onConnectionsChanged: (count) => idle.connections(count),
-      onHandlerError: (error, method) => serverLog(paths, `error in ${method}: ${(error as Error)?.stack ?? String(error)}`),
+      onHandlerError: logHandlerError,
     })
-    registerLocalHandlers(wire, store, () => ({ ...info }))
+    registerLocalHandlers(wire, store, () => ({ ...info }), logHandlerError)
     // The engine lock is ours, so any socket file left here belongs to a dead server.
     unlinkQuietly(paths.socketPath)
     await wire.listen({ path: paths.socketPath })

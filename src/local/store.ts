@@ -9,6 +9,10 @@
  * Each batch also records the request ids it applies (see RecentRequests), so a retried
  * request is recognised even across a crash.
  *
+ * Read coalescing: single-key reads that arrive in one event-loop turn (from any connection)
+ * are answered by one `engine.getMany`, at most `readBatchKeysMax` keys each; a dispatch per
+ * key costs several times what the lookup does.
+ *
  * Fault model: the process may die at any point; the engine batch is atomic, so a write and
  * its request-id record are both present or both absent on restart.
  */
@@ -27,6 +31,8 @@ export interface LocalStoreOptions {
   groupRequestsMax: number
   /** groupBytesMax: most key+value bytes merged into one engine batch (one request may exceed it alone). */
   groupBytesMax: number
+  /** readBatchKeysMax: most keys of coalesced single-key reads sent to the engine in one getMany. */
+  readBatchKeysMax: number
   recentRequests: RecentRequestsOptions
 }
 
@@ -35,6 +41,7 @@ export const defaultLocalStoreOptions: LocalStoreOptions = Object.freeze({
   pendingWritesMax: 16_384,
   groupRequestsMax: 1024,
   groupBytesMax: Limits.batchBytesMax,
+  readBatchKeysMax: 1024,
   recentRequests: defaultRecentRequestsOptions,
 })
 
@@ -61,6 +68,12 @@ interface PendingWrite {
   reject: (error: unknown) => void
 }
 
+interface PendingRead {
+  keys: Buffer[]
+  resolve: (values: Array<Buffer | undefined>) => void
+  reject: (error: unknown) => void
+}
+
 /** LocalStore serves the DistKV operations from one engine. */
 export class LocalStore {
   private readonly options: LocalStoreOptions
@@ -71,6 +84,8 @@ export class LocalStore {
   private committing: Promise<void> | undefined
   private scheduled = false
   private closed = false
+  private reads: PendingRead[] = []
+  private readsScheduled = false
   /** stats counts writes and batches since start. */
   readonly stats: StoreStats = { writeRequests: 0, duplicateRequests: 0, engineBatches: 0, syncedBatches: 0 }
 
@@ -90,8 +105,15 @@ export class LocalStore {
   /** write applies `ops` atomically once per request id and resolves when (if `sync`) durable. */
   write(requestId: string, ops: WireOp[], sync: boolean): Promise<void> {
     if (this.closed) return Promise.reject(new KvError(ErrorCode.CLOSED, 'local server is shutting down'))
-    const id = requestIdBytes(requestId)
-    const hex = id.toString('hex')
+    return this.writeId(requestIdBytes(requestId), ops, sync)
+  }
+
+  /** writeId is `write` for a request id already in its 16-byte form. */
+  writeId(id: Buffer, ops: WireOp[], sync: boolean): Promise<void> {
+    if (this.closed) return Promise.reject(new KvError(ErrorCode.CLOSED, 'local server is shutting down'))
+    if (id.length !== 16) return Promise.reject(new KvError(ErrorCode.INVALID, `request id must be 16 bytes, got ${id.length}`))
+    // latin1 is the cheapest string form of the raw bytes to key a Map with.
+    const hex = id.toString('latin1')
     const running = this.inflight.get(hex)
     if (running !== undefined || this.recent.has(id)) {
       this.stats.duplicateRequests++
@@ -114,14 +136,55 @@ export class LocalStore {
     return done
   }
 
-  /** get reads one user key. */
+  /** get reads one user key; the reads of one event-loop turn share one engine getMany. */
   get(key: Buffer): Promise<Buffer | undefined> {
-    return this.engine.get(userKey(key))
+    return new Promise((resolve, reject) => this.enqueueRead([userKey(key)], (values) => resolve(values[0]), reject))
   }
 
-  /** getMany reads many user keys in one engine call. */
+  /** getMany reads many user keys, sharing an engine getMany with the other reads of this turn. */
   getMany(keys: Buffer[]): Promise<Array<Buffer | undefined>> {
-    return this.engine.getMany(keys.map(userKey))
+    return new Promise((resolve, reject) => this.enqueueRead(keys.map(userKey), resolve, reject))
+  }
+
+  private enqueueRead(keys: Buffer[], resolve: PendingRead['resolve'], reject: PendingRead['reject']): void {
+    this.reads.push({ keys, resolve, reject })
+    if (this.readsScheduled) return
+    this.readsScheduled = true
+    // setImmediate, like the commit loop: every request decoded from this turn's socket reads joins.
+    setImmediate(() => this.flushReads())
+  }
+
+  private flushReads(): void {
+    this.readsScheduled = false
+    const reads = this.reads
+    this.reads = []
+    let start = 0
+    while (start < reads.length) {
+      // One request's keys are never split, so a getMany larger than the bound goes alone.
+      let end = start
+      let count = 0
+      while (end < reads.length && (end === start || count + reads[end]!.keys.length <= this.options.readBatchKeysMax)) {
+        count += reads[end]!.keys.length
+        end++
+      }
+      this.readChunk(end - start === 1 ? reads[start]!.keys : reads.slice(start, end).flatMap((read) => read.keys), reads.slice(start, end))
+      start = end
+    }
+  }
+
+  private readChunk(keys: Buffer[], chunk: PendingRead[]): void {
+    this.engine.getMany(keys).then(
+      (values) => {
+        let at = 0
+        for (const read of chunk) {
+          read.resolve(chunk.length === 1 ? values : values.slice(at, at + read.keys.length))
+          at += read.keys.length
+        }
+      },
+      (error: unknown) => {
+        for (const read of chunk) read.reject(error)
+      },
+    )
   }
 
   /** sync makes every write acknowledged so far durable, including `sync: false` ones. */
