@@ -18,7 +18,7 @@ const devReadyTimeoutMs = 120_000
 /** removeNodeTimeoutMs: how long `admin remove-node` waits for the node's replicas to move. */
 const removeNodeTimeoutMs = 300_000
 
-/** devCommand runs a dev cluster until Ctrl-C or SIGTERM. */
+/** clusterDevCommand runs a dev cluster until Ctrl-C or SIGTERM. */
 export const clusterDevCommand: Command = {
   name: 'dev',
   summary: 'run a whole cluster on loopback (what npm start runs)',

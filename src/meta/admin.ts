@@ -101,7 +101,9 @@ async function addShard(meta: MetaService, params: Record<string, unknown>): Pro
   for (let slot = 0; slot < state.slots.length; slot++) {
     const owner = state.slots[slot]!
     if (state.moves.some((m) => m.slots.includes(slot))) continue
-    bySource.set(owner, [...(bySource.get(owner) ?? []), slot])
+    const list = bySource.get(owner)
+    if (list === undefined) bySource.set(owner, [slot])
+    else list.push(slot)
   }
   const total = [...bySource.values()].reduce((sum, s) => sum + s.length, 0)
   for (const [from, slots] of bySource) {

@@ -96,7 +96,7 @@ export type MetaCommand =
 /** CommandResult is what applying a command returns to its proposer. */
 export type CommandResult = { ok: true; value?: unknown } | { ok: false; reason: string }
 
-/** FIRST_SHARD_ID: group 1 is the meta group; shards are groups 2, 3, ... */
+/** META_GROUP_ID is the Raft group of the meta role; shards are groups FIRST_SHARD_ID, ... */
 export const META_GROUP_ID = 1
 const FIRST_SHARD_ID = 2
 /** RAFT_ID_BASE: raft ids handed to re-created nodes start here, above any static node id. */

@@ -46,7 +46,9 @@ export class ClusterKV {
     const byShard = new Map<number, number[]>()
     keys.forEach((key, i) => {
       const shard = Router.shardOfKey(routing, key)
-      byShard.set(shard, [...(byShard.get(shard) ?? []), i])
+      const list = byShard.get(shard)
+      if (list === undefined) byShard.set(shard, [i])
+      else list.push(i)
     })
     const out: unknown[] = new Array(keys.length)
     await Promise.all([...byShard.values()].map(async (indexes) => {
@@ -64,7 +66,9 @@ export class ClusterKV {
     const shards = new Map<number, WireOp[]>()
     for (const op of ops) {
       const shard = Router.shardOfKey(routing, op.key)
-      shards.set(shard, [...(shards.get(shard) ?? []), op])
+      const list = shards.get(shard)
+      if (list === undefined) shards.set(shard, [op])
+      else list.push(op)
     }
     if (shards.size > 1 && atomic) {
       throw new KvError(ErrorCode.CROSS_SHARD_BATCH, `batch keys span ${shards.size} shards; use keys sharing a {tag}, or pass { atomic: false }`, { shards: shards.size })
