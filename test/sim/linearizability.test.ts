@@ -1,3 +1,5 @@
+// Unit tests of the linearizability checker: hand-made histories, linearizable and not,
+// including never-returned writes, touching intervals, per-key partitioning and the bounds.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { checkKv, checkPartition, registerModel, type KvOperation, type Operation, type RegisterInput } from './linearizability.js'
