@@ -7,7 +7,8 @@
  * Faults (names for --nemesis): kill-one, kill-minority, kill-all (SIGKILL, restart at heal),
  * pause (SIGSTOP a node, SIGCONT at heal), partition-one, partition-minority, partition-ring
  * (majorities that overlap: every node sees a majority, no two see the same one), partition-oneway
- * (a node's messages to one peer are lost, the replies are not), delay (every node link slowed),
+ * (a node's messages to one peer are lost, the replies are not), delay (every node link slowed a
+ * little, or one node's links by more than the election timeout),
  * drop (node links lose chunks, which resets their connections), transfer-leader, move-slots,
  * disk-full (the disk node's filesystem filled to the last byte, freed at heal).
  */
@@ -188,13 +189,9 @@ export class Nemesis {
         return { detail: `${a} -> ${b} lost`, nodes: [], heal: async () => [this.cluster.link(a!, b!), this.cluster.link(b!, a!)].forEach((l) => l.heal()) }
       }
       case 'delay':
-      case 'drop': {
-        const links = ids.flatMap((a) => ids.filter((b) => a !== b).map((b) => this.cluster.link(a, b)))
-        const delayMs = this.random.int(20, 300)
-        const dropRate = this.random.int(1, 10) / 200
-        for (const link of links) for (const d of ['forward', 'backward'] as const) link.set(d, name === 'delay' ? { delayMs } : { dropRate })
-        return { detail: name === 'delay' ? `${delayMs} ms on every node link` : `${dropRate} chunk loss on every node link`, nodes: [], heal: async () => links.forEach((l) => l.heal()) }
-      }
+        return this.random.chance(0.5) ? this.slowNode(ids) : this.slowLinks(name, ids)
+      case 'drop':
+        return this.slowLinks(name, ids)
       case 'transfer-leader':
         return this.transfer()
       case 'move-slots':
@@ -216,6 +213,29 @@ export class Nemesis {
         return { detail: `node ${node} filesystem full`, nodes: [node], heal }
       }
     }
+  }
+
+  /** slowLinks delays (20-300 ms) or drops (0.5-5 % of chunks) on every node-to-node link. */
+  private slowLinks(name: 'delay' | 'drop', ids: number[]): { detail: string; nodes: number[]; heal: () => Promise<void> } {
+    const links = ids.flatMap((a) => ids.filter((b) => a !== b).map((b) => this.cluster.link(a, b)))
+    const delayMs = this.random.int(20, 300)
+    const dropRate = this.random.int(1, 10) / 200
+    for (const link of links) for (const d of ['forward', 'backward'] as const) link.set(d, name === 'delay' ? { delayMs } : { dropRate })
+    return { detail: name === 'delay' ? `${delayMs} ms on every node link` : `${dropRate} chunk loss on every node link`, nodes: [], heal: async () => links.forEach((l) => l.heal()) }
+  }
+
+  /**
+   * slowNode delays every link to and from one node (often a leader) by 0.6-2 s, longer than the
+   * election timeout: its peers elect another leader while it still hears them, late, and so
+   * believes it leads until the new leader's messages reach it. Reads it serves meanwhile are
+   * stale unless it confirms leadership (ReadIndex) first.
+   */
+  private async slowNode(ids: number[]): Promise<{ detail: string; nodes: number[]; heal: () => Promise<void> }> {
+    const id = await this.target()
+    const links = ids.filter((b) => b !== id).flatMap((b) => [this.cluster.link(id, b), this.cluster.link(b, id)])
+    const delayMs = this.random.int(600, 2_000)
+    for (const link of links) for (const d of ['forward', 'backward'] as const) link.set(d, { delayMs })
+    return { detail: `${delayMs} ms on every link of node ${id}`, nodes: [], heal: async () => links.forEach((l) => l.heal()) }
   }
 
   private cutLinks(pairs: ReadonlyArray<readonly [number, number]>, detail: string, nodes: number[]): { detail: string; nodes: number[]; heal: () => Promise<void> } {
