@@ -99,6 +99,21 @@ export function registerStoreHandlers(server: WireServer, host: StoreHost, drive
     return values.map((v) => v ?? null)
   }))
   methods.handleStream('store.query', (params: Record<string, unknown>, ctx) => queryPages(host, driver, engine, params, ctx))
+  registerPlacementMethods(methods, { host, driver, engine, guard, propose })
+  return async (method, params) => {
+    const handler = local.get(method)
+    if (handler === undefined) throw new KvError(ErrorCode.UNKNOWN_METHOD, `unknown method ${method}`)
+    return handler(params, LOCAL_CONTEXT)
+  }
+}
+
+interface MethodTable {
+  handle(method: string, handler: (params: any, ctx: RequestContext) => Promise<unknown>): void
+}
+
+/** registerPlacementMethods adds the methods the meta leader and fault suites use: slot moves, replicas, leadership, status, hashes. */
+function registerPlacementMethods(methods: MethodTable, d: { host: StoreHost; driver: RaftDriver; engine: Engine; guard: Guard; propose: (shard: number, command: ShardCommand) => Promise<ShardResult> }): void {
+  const { host, driver, engine, guard, propose } = d
   methods.handle('store.command', guard(async (params: Record<string, unknown>) => propose(shardOf(params), checkCommand(params.command))))
   methods.handle('store.export', guard(async (params: Record<string, unknown>) => {
     const shard = shardOf(params)
@@ -133,11 +148,6 @@ export function registerStoreHandlers(server: WireServer, host: StoreHost, drive
     const shard = shardOf(params)
     return { ...(host.machine(shard).lastHash ?? { index: 0, hash: null, keys: 0 }), applied: driver.status(shard).applied }
   }))
-  return async (method, params) => {
-    const handler = local.get(method)
-    if (handler === undefined) throw new KvError(ErrorCode.UNKNOWN_METHOD, `unknown method ${method}`)
-    return handler(params, LOCAL_CONTEXT)
-  }
 }
 
 async function* queryPages(host: StoreHost, driver: RaftDriver, engine: Engine, params: Record<string, unknown>, ctx: RequestContext): AsyncGenerator<unknown> {
