@@ -14,10 +14,11 @@ import { CRASH_POINTS, Cluster, type ClusterOptions } from './cluster.js'
 import { Network, type NetworkOptions } from './network.js'
 import { Random } from './random.js'
 import { Trace } from './trace.js'
-import { Workload, type WorkloadOptions } from './workload.js'
+import { Workload } from './workload.js'
+import { TICK_UNITS, drawProfile, type Faults } from './profiles.js'
 
-/** TICK_UNITS is how many simulated time units make one Raft tick (network delays are in units). */
-export const TICK_UNITS = 10
+/** TICK_UNITS is re-exported from profiles.ts for the simulator's callers. */
+export { TICK_UNITS }
 
 /** RunOptions size one run. */
 export interface RunOptions {
@@ -31,22 +32,6 @@ export interface RunOptions {
 
 /** RUN_DEFAULTS is the run size used by `npm test` and the CLI. */
 export const RUN_DEFAULTS: RunOptions = { safetyTicks: 300, livenessElectionTimeouts: 40 }
-
-/** Faults are the per-seed fault rates (per tick unless named otherwise). */
-interface Faults {
-  crash: number
-  crashInReady: number
-  /** crashInCriticalReady: crash chance in a new leader's first Ready or a leader's commit-advancing Ready. */
-  crashInCriticalReady: number
-  /** isolateAtCriticalReady: chance to cut a node off from all others just as it processes a critical Ready. */
-  isolateAtCriticalReady: number
-  restart: number
-  partition: number
-  heal: number
-  transfer: number
-  campaign: number
-  confChange: number
-}
 
 /** RunResult is what one seed did. */
 export interface RunResult {
@@ -76,47 +61,44 @@ interface World {
 
 function buildWorld(seed: number, options: RunOptions, trace: Trace): { world: World; description: string } {
   const random = new Random(seed)
-  const params = random.fork('parameters')
-  const size = params.chance(0.6) ? 3 : 5
-  const clusterOptions: ClusterOptions = {
-    electionTimeoutTicks: params.int(5, 12),
-    heartbeatIntervalTicks: params.int(1, 2),
-    preVote: params.chance(0.7),
-    checkQuorum: params.chance(0.7),
-    snapshotEveryEntries: params.int(3, 40),
-    compactKeepEntries: params.int(0, 5),
-    entryBytesMaxPerMessage: params.pick([1, 100, 1024 * 1024]),
-    inflightMessagesMax: params.pick([1, 4, 256]),
-    readyLoopsMax: 64,
-  }
-  const networkOptions: NetworkOptions = {
-    delayMin: params.int(0, 3),
-    delayMax: params.int(4, 3 * TICK_UNITS),
-    lossProbability: params.pick([0, 0.01, 0.05, 0.15]),
-    duplicateProbability: params.pick([0, 0.01, 0.05]),
-    packetsInFlightMax: 4096,
-  }
-  const faults: Faults = {
-    crash: params.pick([0, 0.005, 0.02, 0.05]),
-    crashInReady: params.pick([0, 0.002, 0.01]),
-    crashInCriticalReady: params.pick([0, 0.01, 0.05, 0.2]),
-    isolateAtCriticalReady: params.pick([0, 0.05, 0.2]),
-    restart: params.pick([0.02, 0.1]),
-    partition: params.pick([0, 0.01, 0.03]),
-    heal: params.pick([0.02, 0.1]),
-    transfer: params.pick([0, 0.01]),
-    campaign: params.pick([0, 0.005]),
-    confChange: params.pick([0, 0.02, 0.05]),
-  }
-  const workloadOptions: WorkloadOptions = { clients: 3, keys: 3, opProbability: 0.2, readFraction: 0.4, opTimeout: 30 * TICK_UNITS, historyOpsMax: 600 }
+  // The profile's own stream: choosing it does not shift any draw of the streams below.
+  const profile = drawProfile(new Random(seed).fork('profile'), random.fork('parameters'))
+  const { size, faults } = profile
   const voters = Array.from({ length: size }, (_, i) => i + 1)
-  const network = new Network(random.fork('network'), networkOptions)
+  const network = new Network(random.fork('network'), profile.network)
   const checker = new Checker()
-  const cluster = new Cluster({ random: random.fork('cluster'), network, checker, trace, options: clusterOptions, voters })
-  const workload = new Workload(cluster, random.fork('clients'), workloadOptions)
-  const world: World = { random: random.fork('faults'), cluster, workload, faults, everMember: new Set(voters), nextId: size + 1, pendingConf: undefined, electionTimeoutTicks: clusterOptions.electionTimeoutTicks }
-  const description = `nodes ${size}, ${JSON.stringify(clusterOptions)}, network ${JSON.stringify(networkOptions)}, faults ${JSON.stringify(faults)}, safetyTicks ${options.safetyTicks}`
+  const cluster = new Cluster({ random: random.fork('cluster'), network, checker, trace, options: profile.cluster, voters })
+  const workload = new Workload(cluster, random.fork('clients'), profile.workload)
+  const world: World = { random: random.fork('faults'), cluster, workload, faults, everMember: new Set(voters), nextId: size + 1, pendingConf: undefined, electionTimeoutTicks: profile.cluster.electionTimeoutTicks }
+  const description = `profile ${profile.name}, nodes ${size}, ${JSON.stringify(profile.cluster)}, network ${JSON.stringify(profile.network)}, faults ${JSON.stringify(faults)}, safetyTicks ${options.safetyTicks}`
   return { world, description }
+}
+
+/** isolate cuts `node` off from every other node; under `moveIsolation` the previous cut heals first. */
+function isolate(world: World, node: number, why: string): void {
+  const { cluster } = world
+  if (world.faults.moveIsolation) cluster.network.heal()
+  const rest = [...cluster.nodes.keys()].filter((id) => id !== node).sort((a, b) => a - b)
+  cluster.network.partition([node], rest)
+  cluster.trace.add(cluster.now, `isolate n${node} ${why}${world.faults.moveIsolation ? ' (other cuts healed)' : ''}`)
+}
+
+/**
+ * strandLeader cuts off (or, one time in four, crashes) a leader whose log holds entries beyond
+ * its commit index, so they stay on a minority: the first move of Figure 8. A crash also
+ * restarts one down node, the way an isolation lets the previous victim back.
+ */
+function strandLeader(world: World): void {
+  const { cluster, random } = world
+  if (!random.chance(world.faults.strandLeader)) return
+  const leader = cluster.leaders()[0]
+  if (leader === undefined) return
+  const status = cluster.status(leader)!
+  if (status.lastIndex <= status.commit) return
+  if (random.chance(0.75)) return isolate(world, leader, `with ${status.lastIndex - status.commit} entries past commit ${status.commit}`)
+  cluster.crash(leader, `stranded with ${status.lastIndex - status.commit} entries past commit ${status.commit}`)
+  const down = [...cluster.nodes.values()].filter((n) => n.raft === undefined && n.id !== leader).map((n) => n.id)
+  if (down.length > 0) cluster.restart(random.pick(down))
 }
 
 /** advance runs one time unit: due packets, then ticks of the nodes whose tick falls on it. */
@@ -232,16 +214,14 @@ function runSafety(world: World, ticks: number): void {
   const { crashInReady, crashInCriticalReady, isolateAtCriticalReady } = world.faults
   cluster.crashPlan = (_node, critical) => (world.random.chance(critical ? crashInCriticalReady : crashInReady) ? world.random.pick(CRASH_POINTS) : undefined)
   cluster.onCriticalReady = (node) => {
-    if (!world.random.chance(isolateAtCriticalReady)) return
-    const rest = [...cluster.nodes.keys()].filter((id) => id !== node).sort((a, b) => a - b)
-    cluster.network.partition([node], rest)
-    cluster.trace.add(cluster.now, `isolate n${node} at a critical Ready`)
+    if (world.random.chance(isolateAtCriticalReady)) isolate(world, node, 'at a critical Ready')
   }
   for (let tick = 0; tick < ticks; tick++) {
     for (let unit = 0; unit < TICK_UNITS; unit++, cluster.now++) advance(world)
     injectFaults(world)
     retireRemoved(world)
     world.workload.step()
+    strandLeader(world)
     cluster.checkAfterStep()
   }
 }

@@ -1,10 +1,11 @@
 // Unit tests of the simulator's parts: PRNG, network, trace and the invariant checkers (fed
-// hand-made violating histories, so each one is seen to fire).
+// hand-made violating histories, so each one is seen to fire), and the fault profiles.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { MemoryRaftStorage, type Entry, type Message } from '../../src/raft/index.js'
 import { Checker, SimViolation, type Invariant } from './checkers.js'
 import { Network } from './network.js'
+import { FIGURE8_SHARE, drawProfile } from './profiles.js'
 import { Random } from './random.js'
 import { Trace } from './trace.js'
 
@@ -180,4 +181,18 @@ test('checker: a read that misses a write committed before it began (stale read)
   c.observeRead(1, 5, 5)
   c.observeRead(1, 5, 9)
   fires('staleRead', () => c.observeRead(1, 5, 4))
+})
+
+test('profiles: drawn deterministically from the seed, both in use, figure8 strands and moves isolations', () => {
+  const draw = (seed: number) => drawProfile(new Random(seed).fork('profile'), new Random(seed).fork('parameters'))
+  assert.deepEqual(draw(77), draw(77))
+  const seeds = Array.from({ length: 1000 }, (_, i) => i + 1)
+  const figure8 = seeds.map(draw).filter((p) => p.name === 'figure8')
+  // Binomial(1000, 0.3) stays within 0.3 +- 0.06 far beyond any seed range this test could use.
+  assert.ok(Math.abs(figure8.length / seeds.length - FIGURE8_SHARE) < 0.06, `figure8 share ${figure8.length / seeds.length}`)
+  for (const p of figure8) {
+    assert.ok(p.faults.strandLeader > 0 && p.faults.moveIsolation)
+    assert.ok(p.network.delayMax <= p.cluster.electionTimeoutTicks * 10, 'messages arrive well inside an election timeout')
+  }
+  for (const p of seeds.map(draw).filter((q) => q.name === 'mixed')) assert.equal(p.faults.strandLeader, 0)
 })
