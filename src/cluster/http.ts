@@ -6,7 +6,7 @@
 import { connect } from '../client/open.js'
 import type { DistKV } from '../client/types.js'
 import { parseEndpoint } from '../local/validate.js'
-import { startHttpServer } from '../proxy/http/index.js'
+import { startHttpServer, type RaftMetricsSource } from '../proxy/http/index.js'
 import type { NodeConfig } from './config.js'
 
 /** HttpAttachment is a running HTTP front end. */
@@ -16,10 +16,10 @@ export interface HttpAttachment {
 }
 
 /** attachHttp starts the HTTP front end on `config.http`. */
-export async function attachHttp(config: Readonly<NodeConfig>, cluster: () => Promise<unknown>): Promise<HttpAttachment> {
+export async function attachHttp(config: Readonly<NodeConfig>, cluster: () => Promise<unknown>, raftMetrics?: RaftMetricsSource): Promise<HttpAttachment> {
   const { host, port } = parseEndpoint(config.http!)
   const kv: DistKV = await connect(config.rpc, { token: config.clientToken ?? config.token, name: `distkv-http-${config.id}`, requestTimeoutMs: config.requestTimeoutMs + 1_000 })
-  const handle = await startHttpServer({ kv, host, port, cluster: async () => (await cluster()) as object, token: config.clientToken })
+  const handle = await startHttpServer({ kv, host, port, cluster: async () => (await cluster()) as object, token: config.clientToken, ...(raftMetrics === undefined ? {} : { raftMetrics }) })
   return {
     url: handle.url,
     async close() {
@@ -27,4 +27,17 @@ export async function attachHttp(config: Readonly<NodeConfig>, cluster: () => Pr
       await kv.close()
     },
   }
+}
+
+/** raftMetricsOf reports every Raft group a driver hosts for /metrics; leader changes are counted as seen at scrapes. */
+export function raftMetricsOf(driver: { groupIds(): number[]; status(groupId: number): { term: number; commit: number; applied: number; leader: number; role: string } }, metaGroupId: number): RaftMetricsSource {
+  const seen = new Map<number, { leader: number; changes: number }>()
+  return () => driver.groupIds().map((groupId) => {
+    const status = driver.status(groupId)
+    const last = seen.get(groupId) ?? { leader: status.leader, changes: 0 }
+    if (last.leader !== status.leader) last.changes++
+    last.leader = status.leader
+    seen.set(groupId, last)
+    return { group: groupId === metaGroupId ? 'meta' : String(groupId), term: status.term, commitIndex: status.commit, appliedIndex: status.applied, leaderChanges: last.changes, isLeader: status.role === 'leader' }
+  })
 }

@@ -36,7 +36,7 @@ import { ClusterKV, registerProxyHandlers } from '../proxy/service.js'
 import { Router } from '../proxy/router.js'
 import type { NodeConfig } from './config.js'
 import { PeerPool } from './peers.js'
-import { attachHttp, type HttpAttachment } from './http.js'
+import { attachHttp, raftMetricsOf, type HttpAttachment } from './http.js'
 
 const IDENTITY_KEY = Buffer.from([0x00, 0x69, 0x64]) // outside raftstore's 0x01 keyspace
 /** heartbeatIntervalMs: how often a node reports to meta and re-reads its placement. */
@@ -193,7 +193,7 @@ async function startRoles(d: RoleDeps): Promise<{ host?: StoreHost; router?: Rou
     out.router.start()
     const deps = { router: out.router, stores: stores, pool: d.pool }
     registerProxyHandlers(d.server, new ClusterKV(deps), deps, () => forward(ADMIN_METHODS.cluster, {}))
-    if (d.config.http !== undefined) out.http = await attachHttp(d.config, () => forward(ADMIN_METHODS.cluster, {}))
+    if (d.config.http !== undefined) out.http = await attachHttp(d.config, () => forward(ADMIN_METHODS.cluster, {}), raftMetricsOf(d.driver, META_GROUP_ID))
   }
   return out
 }
