@@ -24,6 +24,9 @@ import { META_GROUP_ID, type MoveRecord, type NodeRecord } from './state.js'
 /** initWaitMs: how long a new cluster's first meta leader waits for every founding member before `init`. */
 export const initWaitMs = 15_000
 
+/** INGEST_REQUESTS_MAX: request ids carried by one ingest command (18 bytes each). */
+const INGEST_REQUESTS_MAX = 50_000
+
 /** leaderTransferIntervalMs: the least time between two leadership moves made for balance. */
 export const leaderTransferIntervalMs = 10_000
 
@@ -213,8 +216,12 @@ export class Reconciler {
   private async copy(move: MoveRecord): Promise<void> {
     let after: Buffer | undefined
     for (;;) {
-      const page = (await this.call(move.from, 'store.export', { shard: move.from, slots: move.slots, after })) as { pairs: Array<[Buffer, Buffer]>; next: Buffer | null }
-      if (page.pairs.length > 0) await this.shardCommand(move.to, { t: 'ingest', pairs: page.pairs })
+      const page = (await this.call(move.from, 'store.export', { shard: move.from, slots: move.slots, after })) as { pairs: Array<[Buffer, Buffer]>; next: Buffer | null; requests?: Buffer[] }
+      const requests = page.requests ?? []
+      // Request ids are bounded per shard (requestIdsMaxDefault), so they fit a few ingests.
+      for (let i = 0; i < Math.max(1, Math.ceil(requests.length / INGEST_REQUESTS_MAX)) && (page.pairs.length > 0 || requests.length > 0); i++) {
+        await this.shardCommand(move.to, { t: 'ingest', pairs: i === 0 ? page.pairs : [], requests: requests.slice(i * INGEST_REQUESTS_MAX, (i + 1) * INGEST_REQUESTS_MAX) })
+      }
       if (page.next === null) return
       after = Buffer.from(page.next)
     }

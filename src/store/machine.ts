@@ -24,7 +24,7 @@ export type WriteOp = [0, Buffer, Buffer] | [1, Buffer]
 export type ShardCommand =
   | { t: 'write'; id: Buffer; ops: WriteOp[] }
   | { t: 'freeze'; slots: number[] }
-  | { t: 'ingest'; pairs: Array<[Buffer, Buffer]> }
+  | { t: 'ingest'; pairs: Array<[Buffer, Buffer]>; requests?: Buffer[] }
   | { t: 'claim'; slots: number[] }
   | { t: 'release'; slots: number[] }
   | { t: 'purge'; slots: number[] }
@@ -42,6 +42,8 @@ export interface ReplicaHash {
 
 /** requestIdsMaxDefault: request ids remembered per shard; a retry older than this is applied again. */
 export const requestIdsMaxDefault = 100_000
+/** NO_SLOT marks a request id whose write spanned slots: it stays with its shard when slots move. */
+const NO_SLOT = 0xffff
 /** purgeKeysMax: most keys one purge command deletes (the mover repeats until done). */
 export const purgeKeysMax = 2_000
 
@@ -115,7 +117,7 @@ export class ShardMachine implements StateMachine {
         continue
       }
       if (command.t === 'write') results.push(this.applyWrite(command, entry.index, ops))
-      else if (command.t === 'ingest') results.push(this.applyIngest(command.pairs, ops))
+      else if (command.t === 'ingest') results.push(this.applyIngest(command, entry.index, ops))
       else if (command.t === 'purge') results.push(await this.applyPurge(command.slots, ops))
       else if (command.t === 'hash') results.push(await this.applyHash(entry.index, ops))
       else {
@@ -141,13 +143,16 @@ export class ShardMachine implements StateMachine {
       if (op[0] === 0) ops.push({ type: 'put', key: this.keys.dataKey(Buffer.from(op[1])), value: Buffer.from(op[2]) })
       else ops.push({ type: 'del', key: this.keys.dataKey(Buffer.from(op[1])) })
     }
-    this.remember(id, hex, index, ops)
+    const slots = new Set(command.ops.map((op) => slotOf(op[1])))
+    this.remember(id, hex, index, slots.size === 1 ? [...slots][0]! : NO_SLOT, ops)
     return { ok: true }
   }
 
-  private remember(id: Buffer, hex: string, index: number, ops: EngineOp[]): void {
-    const value = Buffer.alloc(8)
+  /** remember records a request id with its log index and, for a one-slot write, the slot (so the id moves with it). */
+  private remember(id: Buffer, hex: string, index: number, slot: number, ops: EngineOp[]): void {
+    const value = Buffer.alloc(10)
     value.writeBigUInt64BE(BigInt(index))
+    value.writeUInt16BE(slot, 8)
     ops.push({ type: 'put', key: this.keys.requestKey(id), value })
     this.requestIndex.set(hex, index)
     this.requestOrder.push(hex)
@@ -162,13 +167,36 @@ export class ShardMachine implements StateMachine {
     }
   }
 
-  private applyIngest(pairs: Array<[Buffer, Buffer]>, ops: EngineOp[]): ShardResult {
-    for (const [key] of pairs) {
+  private applyIngest(command: Extract<ShardCommand, { t: 'ingest' }>, index: number, ops: EngineOp[]): ShardResult {
+    for (const [key] of command.pairs) {
       // Ingest only fills slots this shard is about to claim; never overwrite live ones.
       if (this.owned.has(slotOf(key))) return refuse(ErrorCode.WRONG_SHARD, `ingest into slot ${slotOf(key)}, which shard ${this.keys.shardId} already owns`)
     }
-    for (const [key, value] of pairs) ops.push({ type: 'put', key: this.keys.dataKey(Buffer.from(key)), value: Buffer.from(value) })
+    for (const [key, value] of command.pairs) ops.push({ type: 'put', key: this.keys.dataKey(Buffer.from(key)), value: Buffer.from(value) })
+    // Request ids of the moving slots come along, so a write retried after the move is still answered, not re-applied.
+    for (const [id, slot] of (command.requests ?? []).map((r) => [Buffer.from(r).subarray(0, 16), Buffer.from(r).readUInt16BE(16)] as const)) {
+      const hex = id.toString('hex')
+      if (!this.requestIndex.has(hex)) this.remember(id, hex, index, slot, ops)
+    }
     return { ok: true }
+  }
+
+  /** requestsOfSlots lists the remembered request ids of one-slot writes to `slots`, as id (16 bytes) + slot (2 bytes). */
+  async requestsOfSlots(slots: Set<number>): Promise<Buffer[]> {
+    const out: Buffer[] = []
+    const iterator = this.engine.iterator({ gte: this.keys.request, lt: this.keys.requestEnd })
+    try {
+      for (;;) {
+        const batch = await iterator.nextBatch(1024)
+        if (batch.length === 0) return out
+        for (const [key, value] of batch) {
+          const slot = value.length >= 10 ? value.readUInt16BE(8) : NO_SLOT
+          if (slots.has(slot)) out.push(Buffer.concat([key.subarray(this.keys.request.length), value.subarray(8, 10)]))
+        }
+      }
+    } finally {
+      await iterator.close()
+    }
   }
 
   private async applyPurge(slots: number[], ops: EngineOp[]): Promise<ShardResult> {

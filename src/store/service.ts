@@ -121,7 +121,9 @@ function registerPlacementMethods(methods: MethodTable, d: { host: StoreHost; dr
     if (slots === undefined) throw new KvError(ErrorCode.INVALID, 'slots must be a non-empty list of slot numbers')
     host.machine(shard)
     await driver.readIndex(shard)
-    return exportPage(engine, new ShardKeys(shard), new Set(slots), params.after instanceof Uint8Array ? Buffer.from(params.after) : undefined)
+    const page = await exportPage(engine, new ShardKeys(shard), new Set(slots), params.after instanceof Uint8Array ? Buffer.from(params.after) : undefined)
+    // The last page carries the slots' request ids (the slots are frozen, so no new ones appear).
+    return page.next === null ? { ...page, requests: await host.machine(shard).requestsOfSlots(new Set(slots)) } : page
   }))
   methods.handle('store.replace', guard(async (params: Record<string, unknown>) => {
     const shard = shardOf(params)
@@ -197,7 +199,8 @@ function checkCommand(value: unknown): ShardCommand {
     if (checkSlots(c.slots) === undefined) throw new KvError(ErrorCode.INVALID, `${c.t}: slots must be a non-empty list of slot numbers`)
     return c
   }
-  if (c.t === 'ingest' && Array.isArray(c.pairs) && c.pairs.every((p) => Array.isArray(p) && p[0] instanceof Uint8Array && p[1] instanceof Uint8Array)) return c
+  const requestsOk = (r: unknown) => r === undefined || (Array.isArray(r) && r.every((x) => x instanceof Uint8Array && x.byteLength === 18))
+  if (c.t === 'ingest' && Array.isArray(c.pairs) && c.pairs.every((p) => Array.isArray(p) && p[0] instanceof Uint8Array && p[1] instanceof Uint8Array) && requestsOk(c.requests)) return c
   throw new KvError(ErrorCode.INVALID, 'command must be freeze, claim, release, purge or ingest')
 }
 
