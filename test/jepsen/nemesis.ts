@@ -98,6 +98,8 @@ export class Nemesis {
     private readonly now: () => number,
     private readonly admin: RemoteKV,
     private readonly log: (line: string) => void,
+    /** hotSlots: the slots the workload's keys live in; move-slots moves one of them half the time. */
+    private readonly hotSlots: readonly number[] = [],
   ) {}
 
   /** run injects faults until `endAt` (ms since the run began); always leaves the cluster healed. */
@@ -267,11 +269,20 @@ export class Nemesis {
 
   private async moveSlots(): Promise<{ detail: string; nodes: number[]; heal: () => Promise<void> }> {
     const view = (await this.admin.call('admin.cluster', {})) as { shards: Array<{ id: number; slots: Array<[number, number]> }> }
-    const [from, to] = this.random.shuffle(view.shards.filter((s) => s.slots.length > 0).map((s) => s))
+    const owner = (slot: number) => view.shards.find((s) => s.slots.some(([a, b]) => slot >= a && slot <= b))
+    let [from, to] = this.random.shuffle(view.shards.filter((s) => s.slots.length > 0).map((s) => s))
     if (from === undefined || to === undefined) return { detail: 'no two shards', nodes: [], heal: async () => undefined }
-    const [a, b] = this.random.pick(from.slots)
-    const first = this.random.int(a, b)
-    const slots = Array.from({ length: Math.min(b - first + 1, this.random.int(1, 64)) }, (_, i) => first + i)
+    let slots: number[]
+    if (this.hotSlots.length > 0 && this.random.chance(0.5)) {
+      const slot = this.random.pick(this.hotSlots)
+      from = owner(slot) ?? from
+      to = view.shards.find((s) => s.id !== from!.id) ?? to
+      slots = [slot]
+    } else {
+      const [a, b] = this.random.pick(from.slots)
+      const first = this.random.int(a, b)
+      slots = Array.from({ length: Math.min(b - first + 1, this.random.int(1, 64)) }, (_, i) => first + i)
+    }
     const result = await this.admin.call('admin.moveSlots', { slots, to: to.id }).then(() => 'ok', (error: Error) => `refused: ${error.message}`)
     return { detail: `slots ${slots[0]}-${slots.at(-1)} shard ${from.id} -> ${to.id} (${result})`, nodes: [], heal: async () => undefined }
   }

@@ -8,6 +8,7 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { connect } from '../../src/client/index.js'
+import { slotOf } from '../../src/meta/slots.js'
 import { Random } from '../sim/random.js'
 import { checkLinearizable, checkLostWrites, checkPhantomReads, type Violation } from './checker.js'
 import { JepsenCluster } from './cluster.js'
@@ -87,7 +88,8 @@ export async function runJepsen(options: RunOptions): Promise<RunResult> {
     const workload = new Workload({ clients: options.clients, groups: 4, keysPerGroup: 3, opTimeoutMs: options.clientTimeoutMs + 10_000, clientRequestTimeoutMs: options.clientTimeoutMs, thinkMs: 20 }, history, random.fork('workload'))
     const running = workload.run((i) => cluster.clientEndpoints(i))
     const admin = await cluster.admin()
-    const nemesis = new Nemesis(cluster, options.nemeses, random.fork('nemesis'), now, admin, options.log)
+    const hotSlots = [...new Set(workload.keys().map((k) => slotOf(Buffer.from(k))))]
+    const nemesis = new Nemesis(cluster, options.nemeses, random.fork('nemesis'), now, admin, options.log, hotSlots)
     await nemesis.run(options.timeSeconds * 1000)
     const healToServeMs = await cluster.waitServing(recoveryWaitMs).catch(() => Infinity)
     // The workload stops before the final reads, so no acknowledged write can follow them.
