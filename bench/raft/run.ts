@@ -4,8 +4,8 @@
 // (a loop of small write + fdatasync) measured in the same run; the ratios say how well group
 // commit and pipelining amortise the fsync. Target: at 64 proposers >= 5x the disk's fsyncs/s
 // with p99 < 20 ms.
-// Usage: npm run build && node dist/bench/raft/run.js [--seconds 3] [--dir DIR]
-import { closeSync, fdatasyncSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs'
+// Usage: npm run build && node dist/bench/raft/run.js [--seconds 3] [--warmup 2] [--proposers 1,64] [--dir DIR]
+import { closeSync, fdatasyncSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { findLeader, freePorts, spawnNode, stopNode, type NodeProcess } from '../../test/raftstore/fixtures/processes.js'
@@ -33,6 +33,21 @@ function fsyncRate(dir: string, seconds: number): number {
     rmSync(path, { force: true })
   }
   return count / seconds
+}
+
+/** CLOCK_TICKS_PER_SECOND is USER_HZ, the unit of /proc/PID/stat times (100 on every Linux ABI Node supports). */
+const CLOCK_TICKS_PER_SECOND = 100
+
+/** cpuMs reads user + system CPU time of the node processes from /proc (load-insensitive, unlike rates). */
+function cpuMs(nodes: Iterable<NodeProcess>): number {
+  let ticks = 0
+  for (const node of nodes) {
+    // Fields after the parenthesised command name: utime and stime are the 12th and 13th.
+    const stat = readFileSync(`/proc/${node.child.pid}/stat`, 'utf8')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    ticks += Number(fields[11]) + Number(fields[12])
+  }
+  return (ticks * 1000) / CLOCK_TICKS_PER_SECOND
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -82,11 +97,19 @@ async function main(): Promise<void> {
     const ports = Object.fromEntries(ids.map((id, i) => [String(id), portList[i]!]))
     for (const id of ids) nodes.set(id, await spawnNode(id, join(root, `n${id}`), ports))
     const leader = nodes.get(await findLeader(nodes))!
-    await run(leader, 8, 0.5) // warm-up: connections, JIT, RocksDB memtables
-    for (const proposers of [1, 64]) {
+    // Warm-up: connections, RocksDB memtables, and the JIT (code still being optimised costs
+    // several times its steady CPU, which would inflate the first configuration's figures).
+    await run(leader, 64, Number(argument('warmup', '2')))
+    const idleBefore = cpuMs(nodes.values())
+    await new Promise((resolve) => setTimeout(resolve, 1000))
+    console.log(`idle: ${(cpuMs(nodes.values()) - idleBefore).toFixed(0)} CPU ms/s (3 processes: ticks, heartbeats)`)
+    for (const proposers of argument('proposers', '1,64').split(',').map(Number)) {
+      const cpuBefore = cpuMs(nodes.values())
       const f = await run(leader, proposers, seconds)
+      const cpuPerCommit = (cpuMs(nodes.values()) - cpuBefore) / Math.max(1, f.perSecond * seconds)
       console.log(
         `${String(proposers).padStart(2)} proposers: ${f.perSecond.toFixed(0)} commits/s (${(f.perSecond / fsyncs).toFixed(2)}x disk fsyncs/s), ` +
+          `${cpuPerCommit.toFixed(3)} CPU ms/commit (3 processes), ` +
           `p50 ${f.p50Ms.toFixed(2)} ms, p99 ${f.p99Ms.toFixed(2)} ms${f.errors.size > 0 ? `, errors ${JSON.stringify(Object.fromEntries(f.errors))}` : ''}`,
       )
     }

@@ -208,6 +208,8 @@ export interface RaftCore {
   /** step feeds one message received from a peer (or a local message type). */
   step(message: Message): void
   propose(data: Uint8Array): ProposeResult
+  /** proposeBatch (optional) proposes several normal entries at once, ending at the result's index; RaftNode implements it. */
+  proposeBatch?(datas: readonly Uint8Array[]): ProposeResult
   proposeConfChange(change: ConfChange): ProposeResult
   /** applyConfChange is called by the driver when it applies a confChange entry. */
   applyConfChange(change: ConfChange): ConfState

@@ -9,7 +9,7 @@
  */
 import { ErrorCode, KvError } from '../errors.js'
 import type { EngineOp } from '../engine/engine.js'
-import { NONE, type ConfChange, type ConfState, type Entry, type Message, type NodeId, type RaftCore, type Role, type Snapshot } from '../raft/types.js'
+import { NONE, type ConfChange, type ConfState, type Entry, type Message, type NodeId, type ProposeResult, type RaftCore, type Role, type Snapshot } from '../raft/types.js'
 import type { EngineRaftStorage } from './log-storage.js'
 import type { AppliedState } from './records.js'
 
@@ -139,22 +139,45 @@ export class GroupReplica {
     return new KvError(ErrorCode.NOT_LEADER, `raft group ${this.id}: this node is not the leader`, { groupId: this.id, leader: this.leader })
   }
 
-  /** proposeQueued hands the queued proposals to the core and tracks the accepted ones. */
+  /**
+   * proposeQueued hands the queued proposals to the core and tracks the accepted ones. Runs of
+   * normal proposals go in as one batch (when the core supports it): one append message per
+   * follower per iteration instead of one per proposal, and so one acknowledgement back.
+   */
   proposeQueued(): void {
     const queued = this.inbox.proposals
     this.inbox.proposals = []
-    for (const proposal of queued) {
-      const result = proposal.change !== undefined ? this.core.proposeConfChange(proposal.change) : this.core.propose(proposal.data!)
-      if (result.ok) {
-        // A proposal still waiting at this index was in a log suffix a new leader overwrote.
-        if (this.proposals.has(result.index)) this.failProposal(result.index, new KvError(ErrorCode.UNAVAILABLE, `raft group ${this.id}: proposal superseded at index ${result.index}`, { groupId: this.id }))
-        this.proposals.set(result.index, { ...proposal, term: result.term })
-      } else if (result.reason === 'notLeader') {
-        this.leader = result.leader
-        proposal.reject(this.notLeaderError())
-      } else {
-        proposal.reject(new KvError(ErrorCode.UNAVAILABLE, `raft group ${this.id}: proposal dropped: ${result.message}`, { groupId: this.id }))
+    let at = 0
+    while (at < queued.length) {
+      const first = queued[at]!
+      if (first.change !== undefined || this.core.proposeBatch === undefined) {
+        this.admit([first], first.change !== undefined ? this.core.proposeConfChange(first.change) : this.core.propose(first.data!))
+        at++
+        continue
       }
+      let end = at + 1
+      while (end < queued.length && queued[end]!.change === undefined) end++
+      const run = queued.slice(at, end)
+      this.admit(run, this.core.proposeBatch(run.map((proposal) => proposal.data!)))
+      at = end
+    }
+  }
+
+  /** admit records proposals the core accepted at consecutive indexes ending at result.index, or rejects them all. */
+  private admit(run: QueuedProposal[], result: ProposeResult): void {
+    if (!result.ok) {
+      if (result.reason === 'notLeader') this.leader = result.leader
+      for (const proposal of run) {
+        proposal.reject(result.reason === 'notLeader' ? this.notLeaderError() : new KvError(ErrorCode.UNAVAILABLE, `raft group ${this.id}: proposal dropped: ${result.message}`, { groupId: this.id }))
+      }
+      return
+    }
+    const firstIndex = result.index - run.length + 1
+    for (let i = 0; i < run.length; i++) {
+      const index = firstIndex + i
+      // A proposal still waiting at this index was in a log suffix a new leader overwrote.
+      if (this.proposals.has(index)) this.failProposal(index, new KvError(ErrorCode.UNAVAILABLE, `raft group ${this.id}: proposal superseded at index ${index}`, { groupId: this.id }))
+      this.proposals.set(index, { ...run[i]!, term: result.term })
     }
   }
 

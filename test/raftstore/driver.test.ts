@@ -73,9 +73,31 @@ test('group commit: one engine write per iteration carries the readies of many g
     const readies = leader.stats.readiesPersisted - statsBefore.readiesPersisted
     const iterations = leader.stats.iterations - statsBefore.iterations
     assert.equal(writes, leader.stats.writes - statsBefore.writes, 'the driver counts every engine write')
-    assert.ok(writes <= iterations, `at most one write per iteration (${writes} writes, ${iterations} iterations)`)
+    const syncs = leader.stats.syncWrites - statsBefore.syncWrites
+    // Per iteration: one synced batch for the log of every group, one unsynced for their apply output.
+    assert.ok(syncs <= iterations, `at most one synced write per iteration (${syncs} synced writes, ${iterations} iterations)`)
+    assert.ok(writes <= 2 * iterations, `at most two writes per iteration (${writes} writes, ${iterations} iterations)`)
     assert.ok(writes < proposals.length, `proposals share writes (${proposals.length} proposals, ${writes} writes, ${readies} readies)`)
     assert.ok(leader.stats.readiesPerWriteMax >= groups.length, 'the proposals of all groups went out in one batch')
+  } finally {
+    await cluster.close()
+  }
+})
+
+test('a burst of proposals goes out as one append per follower, not one per proposal', async () => {
+  const cluster = new Cluster([1, 2, 3], [1])
+  await cluster.start()
+  try {
+    await cluster.elect(1, 1)
+    const leader = cluster.driver(1)
+    // A committed entry first: followers then replicate (pipelined), no longer probe (one message at a time).
+    await leader.propose(1, putCommand('first', 'v'))
+    const sentBefore = leader.stats.messagesSent
+    const proposals = Array.from({ length: 40 }, (_, i) => leader.propose(1, putCommand(`burst-${i}`, 'v')))
+    await Promise.all(proposals)
+    const sent = leader.stats.messagesSent - sentBefore
+    // One append per follower carries the burst; its commit index follows in one more each (plus any heartbeats).
+    assert.ok(sent < proposals.length, `${proposals.length} proposals took ${sent} messages`)
   } finally {
     await cluster.close()
   }
