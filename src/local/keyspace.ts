@@ -43,7 +43,11 @@ export function requestIdBytes(requestId: string): Buffer {
 
 /** requestKey is the internal key recording that a write with this request id was applied. */
 export function requestKey(id: Buffer): Buffer {
-  return Buffer.concat([Buffer.from([internalTag, requestTag]), id])
+  const key = Buffer.allocUnsafe(2 + id.length)
+  key[0] = internalTag
+  key[1] = requestTag
+  id.copy(key, 2)
+  return key
 }
 
 /** requestKeyRange covers every request-id record. */

@@ -92,7 +92,8 @@ export async function executeMulti(store: LocalStore, rawOps: unknown[], onUnexp
   const results: MultiResult[] = new Array(rawOps.length)
   const readAt: number[] = []
   const readKeys: Buffer[] = []
-  const writes: Array<Promise<void>> = []
+  const writeAt: number[] = []
+  const writeOps: Array<ParsedOp & { read: false }> = []
   const fail = (at: number, error: unknown): void => {
     if (!(error instanceof KvError)) onUnexpected(error)
     results[at] = errorToWire(error)
@@ -111,17 +112,33 @@ export async function executeMulti(store: LocalStore, rawOps: unknown[], onUnexp
       results[at] = parsed.kind
     } else {
       results[at] = null
-      writes.push(store.writeId(parsed.id, [parsed.op], parsed.sync).catch((error: unknown) => fail(at, error)))
+      writeAt.push(at)
+      writeOps.push(parsed)
     }
   }
-  if (readKeys.length > 0) {
+  // Reads go first, so a frame's reads see the state before its writes (no order is promised).
+  const reading = readKeys.length > 0 ? store.getMany(readKeys) : undefined
+  // One promise for all the frame's writes: each settles through a callback, not a promise of its own.
+  const writing =
+    writeOps.length === 0
+      ? undefined
+      : new Promise<void>((resolve) => {
+          let left = writeOps.length
+          writeOps.forEach((write, i) =>
+            store.enqueueWrite(write.id, [write.op], write.sync, (error) => {
+              if (error !== undefined) fail(writeAt[i]!, error)
+              if (--left === 0) resolve()
+            }),
+          )
+        })
+  if (reading !== undefined) {
     try {
-      const values = await store.getMany(readKeys)
+      const values = await reading
       for (let i = 0; i < readAt.length; i++) results[readAt[i]!] = readResult(results[readAt[i]!] as MultiKindValue, values[i])
     } catch (error) {
       for (const at of readAt) fail(at, error)
     }
   }
-  if (writes.length > 0) await Promise.all(writes)
+  await writing
   return results
 }

@@ -33,6 +33,7 @@ export const defaultRecentRequestsOptions: RecentRequestsOptions = Object.freeze
 /** RecentRequests is the in-memory index of applied request ids, mirrored in the engine. */
 export class RecentRequests {
   // Invariant: insertion order is applied order, so the first entries are the oldest.
+  // Keyed by the id's latin1 string, the cheapest string form of 16 raw bytes.
   private readonly applied = new Map<string, number>()
   // Ids dropped from `applied` whose engine records still need deleting.
   private readonly evicted: Buffer[] = []
@@ -50,7 +51,7 @@ export class RecentRequests {
       for (;;) {
         const entries = await iterator.nextBatch(1024)
         if (entries.length === 0) break
-        for (const [key, value] of entries) found.push([key.subarray(2).toString('hex'), decodeTimestamp(value)])
+        for (const [key, value] of entries) found.push([key.subarray(2).toString('latin1'), decodeTimestamp(value)])
       }
     } finally {
       await iterator.close()
@@ -60,9 +61,9 @@ export class RecentRequests {
     this.expire()
   }
 
-  /** has tells whether a write with this id was already applied. */
-  has(id: Buffer): boolean {
-    return this.applied.has(id.toString('hex'))
+  /** has tells whether a write with this id (raw bytes or their latin1 string) was already applied. */
+  has(id: Buffer | string): boolean {
+    return this.applied.has(typeof id === 'string' ? id : id.toString('latin1'))
   }
 
   /** size is how many ids are remembered. */
@@ -83,10 +84,10 @@ export class RecentRequests {
     return ops
   }
 
-  /** commit marks ids applied after their batch reached the engine. */
-  commit(ids: Buffer[]): void {
+  /** commit marks ids (raw bytes or their latin1 string) applied after their batch reached the engine. */
+  commit(ids: Array<Buffer | string>): void {
     const at = this.now()
-    for (const id of ids) this.applied.set(id.toString('hex'), at)
+    for (const id of ids) this.applied.set(typeof id === 'string' ? id : id.toString('latin1'), at)
   }
 
   private expire(incoming = 0): void {
@@ -97,7 +98,7 @@ export class RecentRequests {
       this.applied.delete(id)
       // The pending-deletion list is bounded too: past idsMax the records are simply left
       // behind, to be dropped by expiry when the server next starts.
-      if (this.evicted.length < this.options.idsMax) this.evicted.push(Buffer.from(id, 'hex'))
+      if (this.evicted.length < this.options.idsMax) this.evicted.push(Buffer.from(id, 'latin1'))
     }
   }
 }

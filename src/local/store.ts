@@ -59,13 +59,17 @@ export interface StoreStats {
   syncedBatches: number
 }
 
+/** WriteDone is called once when a write is applied (no argument) or failed. */
+export type WriteDone = (error?: unknown) => void
+
 interface PendingWrite {
   id: Buffer
+  key: string
   ops: WireOp[]
   bytes: number
   sync: boolean
-  resolve: () => void
-  reject: (error: unknown) => void
+  // The original caller first, then re-sent copies that arrived while it was queued.
+  done: WriteDone[]
 }
 
 interface PendingRead {
@@ -80,7 +84,7 @@ export class LocalStore {
   private readonly recent: RecentRequests
   private readonly queue: PendingWrite[] = []
   // Writes queued or being written, by request id, so a re-sent copy waits for the original.
-  private readonly inflight = new Map<string, Promise<void>>()
+  private readonly inflight = new Map<string, PendingWrite>()
   private committing: Promise<void> | undefined
   private scheduled = false
   private closed = false
@@ -110,30 +114,43 @@ export class LocalStore {
 
   /** writeId is `write` for a request id already in its 16-byte form. */
   writeId(id: Buffer, ops: WireOp[], sync: boolean): Promise<void> {
-    if (this.closed) return Promise.reject(new KvError(ErrorCode.CLOSED, 'local server is shutting down'))
-    if (id.length !== 16) return Promise.reject(new KvError(ErrorCode.INVALID, `request id must be 16 bytes, got ${id.length}`))
+    return new Promise((resolve, reject) => this.enqueueWrite(id, ops, sync, (error) => (error === undefined ? resolve() : reject(error))))
+  }
+
+  /**
+   * enqueueWrite is `writeId` with a callback instead of a promise, for callers that settle
+   * many writes at once (kv.multi); `done` may be called before enqueueWrite returns.
+   */
+  enqueueWrite(id: Buffer, ops: WireOp[], sync: boolean, done: WriteDone): void {
+    if (this.closed) return done(new KvError(ErrorCode.CLOSED, 'local server is shutting down'))
+    if (id.length !== 16) return done(new KvError(ErrorCode.INVALID, `request id must be 16 bytes, got ${id.length}`))
     // latin1 is the cheapest string form of the raw bytes to key a Map with.
-    const hex = id.toString('latin1')
-    const running = this.inflight.get(hex)
-    if (running !== undefined || this.recent.has(id)) {
+    const key = id.toString('latin1')
+    const running = this.inflight.get(key)
+    if (running !== undefined || this.recent.has(key)) {
       this.stats.duplicateRequests++
-      return running ?? Promise.resolve()
+      if (running !== undefined) running.done.push(done)
+      else done()
+      return
     }
     if (this.queue.length >= this.options.pendingWritesMax) {
-      return Promise.reject(
-        new KvError(ErrorCode.TOO_MANY_REQUESTS, `write queue full: pendingWritesMax (${this.options.pendingWritesMax})`, {
-          pendingWritesMax: this.options.pendingWritesMax,
-        }),
-      )
+      const { pendingWritesMax } = this.options
+      return done(new KvError(ErrorCode.TOO_MANY_REQUESTS, `write queue full: pendingWritesMax (${pendingWritesMax})`, { pendingWritesMax }))
     }
-    const bytes = ops.reduce((sum, op) => sum + op.key.length + (op.type === 'put' ? op.value.length : 0), 0)
-    const done = new Promise<void>((resolve, reject) => this.queue.push({ id, ops, bytes, sync, resolve, reject }))
-    this.inflight.set(hex, done)
+    let bytes = 0
+    for (const op of ops) bytes += op.key.length + (op.type === 'put' ? op.value.length : 0)
+    const write: PendingWrite = { id, key, ops, bytes, sync, done: [done] }
+    this.queue.push(write)
+    this.inflight.set(key, write)
     this.stats.writeRequests++
-    const forget = (): void => void this.inflight.delete(hex)
-    done.then(forget, forget)
     this.schedule()
-    return done
+  }
+
+  private settle(group: PendingWrite[], error?: unknown): void {
+    for (const write of group) {
+      this.inflight.delete(write.key)
+      for (const done of write.done) done(error)
+    }
   }
 
   /** get reads one user key; the reads of one event-loop turn share one engine getMany. */
@@ -273,13 +290,13 @@ export class LocalStore {
       try {
         await this.engine.batch(ops, { sync })
       } catch (error) {
-        for (const write of group) write.reject(error)
+        this.settle(group, error)
         continue
       }
-      this.recent.commit(ids)
+      this.recent.commit(group.map((write) => write.key))
       this.stats.engineBatches++
       if (sync) this.stats.syncedBatches++
-      for (const write of group) write.resolve()
+      this.settle(group)
     }
   }
 
