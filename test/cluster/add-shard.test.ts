@@ -22,9 +22,9 @@ after(async () => {
 })
 
 test('add a shard and move slots onto it under reads and writes: nothing lost, nothing served twice', async () => {
-  const fixed = Array.from({ length: 600 }, (_, i) => `fixed/${String(i).padStart(4, '0')}`)
+  const fixed = Array.from({ length: 400 }, (_, i) => `fixed/${String(i).padStart(4, '0')}`)
   for (let i = 0; i < fixed.length; i += 100) await Promise.all(fixed.slice(i, i + 100).map((key) => kv.put(key, key)))
-  const writers = 6
+  const writers = 4
   const acked = new Array<number>(writers).fill(0)
   const problems: string[] = []
   let running = true
