@@ -1,7 +1,8 @@
 // Directed scenarios through the simulator's cluster and checkers (no randomness in the
 // schedule): the Raft paper's Figure 8, whose bug (a leader counting replicas of an entry from
-// an earlier term to commit it, §5.4.2) needs a precise interleaving that random seeds reach
-// only rarely. The real core must come through it with every invariant intact.
+// an earlier term to commit it, §5.4.2) needs a precise interleaving; random seeds reach it
+// through the figure8 profile (profiles.ts), this schedule every time. The real core must come
+// through it with every invariant intact.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { Checker, SimViolation } from './checkers.js'
