@@ -106,8 +106,12 @@ export class RemoteKV implements DistKV {
     return this.connection?.serverInfo
   }
 
-  async get(key: KeyLike): Promise<Buffer | undefined> {
-    return asBuffer(await this.single(MultiKind.get, checkKey(key), null, true))
+  get(key: KeyLike): Promise<Buffer | undefined> {
+    try {
+      return this.single(MultiKind.get, checkKey(key), null, true).then(asBuffer)
+    } catch (error) {
+      return Promise.reject(error)
+    }
   }
 
   async getMany(keys: KeyLike[]): Promise<Array<Buffer | undefined>> {
@@ -116,8 +120,12 @@ export class RemoteKV implements DistKV {
     return result.map(asBuffer)
   }
 
-  async put(key: KeyLike, value: ValueLike, options?: WriteOptions): Promise<void> {
-    await this.single(MultiKind.put, checkKey(key), checkValue(value), checkSync(options))
+  put(key: KeyLike, value: ValueLike, options?: WriteOptions): Promise<void> {
+    try {
+      return this.single(MultiKind.put, checkKey(key), checkValue(value), checkSync(options)).then(ignore)
+    } catch (error) {
+      return Promise.reject(error)
+    }
   }
 
   async del(key: KeyLike, options?: WriteOptions): Promise<void> {
@@ -157,35 +165,50 @@ export class RemoteKV implements DistKV {
   private single(kind: MultiKindValue, key: Buffer, value: Buffer | null, sync: boolean): Promise<unknown> {
     const id = newOpId()
     const op: MultiOp = kind === MultiKind.put || kind === MultiKind.del ? [kind, id, key, value, sync] : [kind, id, key]
-    return this.retrying(methodOf[kind], async (deadline) => {
+    const method = methodOf[kind]
+    const deadline = Date.now() + this.requestTimeoutMs
+    const attempt = async (until: number): Promise<unknown> => {
       const coalescer = this.coalescer
-      if (coalescer === undefined) {
-        const connection = await this.getConnection(deadline)
-        return connection.request(methodOf[kind], singleParams(op), { requestId: requestIdFromBytes(id), timeoutMs: deadline - Date.now() })
-      }
-      try {
-        return await coalescer.submit(op, deadline)
-      } catch (error) {
-        if (!(isKvError(error) && error.code === ErrorCode.UNKNOWN_METHOD && error.details?.method === LocalMethod.multi)) throw error
-        // A server without kv.multi: from now on, one request per call (same id, so still at most once).
-        this.coalescer = undefined
-        throw new KvError(ErrorCode.UNAVAILABLE, 'server does not coalesce; re-sending alone')
-      }
-    })
+      if (coalescer !== undefined) return coalescer.submit(op, until).catch((error: unknown) => this.coalescingFailed(error))
+      const connection = await this.getConnection(until)
+      return connection.request(method, singleParams(op), { requestId: requestIdFromBytes(id), timeoutMs: until - Date.now() })
+    }
+    const coalescer = this.coalescer
+    if (coalescer === undefined || this.closed) return this.retrying(method, attempt, deadline)
+    // The first attempt skips the retry loop: one promise per call on the common path.
+    return coalescer
+      .submit(op, deadline)
+      .catch((error: unknown) => this.retrying(method, attempt, deadline, () => this.coalescingFailed(error)))
+  }
+
+  /** coalescingFailed turns a server's "no kv.multi" into falling back to one request per call. */
+  private coalescingFailed(error: unknown): never {
+    if (isKvError(error) && error.code === ErrorCode.UNKNOWN_METHOD && error.details?.method === LocalMethod.multi) {
+      // From now on one request per call, with the same ids, so still at most once.
+      this.coalescer = undefined
+      throw new KvError(ErrorCode.UNAVAILABLE, 'server does not coalesce; re-sending alone')
+    }
+    throw error
   }
 
   /**
    * retrying runs `attempt` until it answers, re-running it after a lost connection (or a
-   * timeout before the caller's own deadline) with backoff, until requestTimeoutMs has passed.
+   * timeout before the caller's own deadline) with backoff, until `deadline`. `failed` is the
+   * error of a first attempt made by the caller.
    */
-  private async retrying(method: string, attempt: (deadline: number) => Promise<unknown>): Promise<unknown> {
-    const deadline = Date.now() + this.requestTimeoutMs
+  private async retrying(
+    method: string,
+    attempt: (deadline: number) => Promise<unknown>,
+    deadline = Date.now() + this.requestTimeoutMs,
+    failed?: () => never,
+  ): Promise<unknown> {
     let backoffMs = 5
     let lastError: unknown
-    for (;;) {
+    for (let first = true; ; first = false) {
       if (this.closed) throw closedError()
       if (deadline - Date.now() <= 0) throw this.timeoutError(method, lastError)
       try {
+        if (first && failed !== undefined) failed()
         return await attempt(deadline)
       } catch (error) {
         if (this.closed) throw closedError()
@@ -280,6 +303,8 @@ export class RemoteKV implements DistKV {
     return this.connecting
   }
 }
+
+function ignore(): void {}
 
 const methodOf: Record<MultiKindValue, string> = {
   [MultiKind.get]: LocalMethod.get,
