@@ -6,6 +6,9 @@
  * Identity: a node's Raft id is its configured id the first time it founds a cluster; a node
  * that starts with an empty data directory while the cluster already exists asks meta for a
  * fresh Raft id and joins as a new peer, so it never votes twice under an old identity.
+ * NB: "exists" is decided by asking the other meta members; a wiped member restarted while
+ * every other meta member is unreachable takes itself for a founder. Operators of real
+ * deployments should restart a wiped node only once the rest of the cluster answers.
  *
  * Auth: a hello with the cluster token gets the 'internal' role (raft.*, store.*, meta.*,
  * mutating admin.*); other hellos need the client token when one is configured.
