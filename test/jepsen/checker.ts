@@ -64,14 +64,12 @@ export function projectKey(history: readonly HistoryOp[], key: string): RegOp[] 
   return out
 }
 
-function violates(ops: RegOp[]): boolean {
-  return closed(ops) && checkPartition(maybeRegister, ops, { stepsMax: searchStepsMax / 10, operationsMax: partitionOpsMax }).outcome === 'violation'
+function violates(ops: RegOp[], written: ReadonlySet<string>): boolean {
+  return closed(ops, written) && checkPartition(maybeRegister, ops, { stepsMax: searchStepsMax / 10, operationsMax: partitionOpsMax }).outcome === 'violation'
 }
 
-let written = new Set<string>()
-
 /** closed: every value a read returns is written by an op of `ops` (or by none of the whole partition: a phantom), so a shrunk history never fails merely because a read lost its writer. */
-function closed(ops: RegOp[]): boolean {
+function closed(ops: RegOp[], written: ReadonlySet<string>): boolean {
   const here = new Set<string>()
   for (const o of ops) if (o.input.write && o.input.value !== undefined) here.add(o.input.value)
   return ops.every((o) => o.input.write || o.output === undefined || here.has(o.output) || !written.has(o.output))
@@ -79,14 +77,14 @@ function closed(ops: RegOp[]): boolean {
 
 /** minimize shrinks a failing partition: the shortest failing prefix by call time, then chunks and single operations dropped while it still fails and stays closed. */
 export function minimize(ops: RegOp[]): RegOp[] {
-  written = new Set(ops.flatMap((o) => (o.input.write && o.input.value !== undefined ? [o.input.value] : [])))
+  const written = new Set(ops.flatMap((o) => (o.input.write && o.input.value !== undefined ? [o.input.value] : [])))
   const sorted = [...ops].sort((a, b) => a.call - b.call)
   let budget = minimizeChecksMax
   let lo = 1
   let hi = sorted.length
   while (lo < hi && budget-- > 0) {
     const mid = (lo + hi) >>> 1
-    if (violates(sorted.slice(0, mid))) hi = mid
+    if (violates(sorted.slice(0, mid), written)) hi = mid
     else lo = mid + 1
   }
   let current = sorted.slice(0, hi)
@@ -96,7 +94,7 @@ export function minimize(ops: RegOp[]): RegOp[] {
     for (let start = current.length - chunk; start > -chunk && budget-- > 0; start -= chunk) {
       const from = Math.max(0, start)
       const without = [...current.slice(0, from), ...current.slice(start + chunk)]
-      if (without.length > 0 && violates(without)) {
+      if (without.length > 0 && violates(without, written)) {
         current = without
         removed = true
       }
