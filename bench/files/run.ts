@@ -5,9 +5,11 @@
  *     replica writes to this one disk), for the upload figures;
  *   - etcd storing the 16 KiB files as values with the same 16 clients.
  *
- * Usage: npm run bench:files [-- --url http://HOST:PORT --replicas 3 --clients 16 --mib 128]
- * Without --url it starts `distkv local-server DIR --http` (one replica). Results are also
- * written to bench/results/files.json.
+ * Usage: npm run bench:files [-- --url http://HOST:PORT | --local] [--replicas 3] [--clients 16] [--mib 128]
+ * Without --url it starts a `distkv dev` cluster (3 nodes, 3 replicas) in a temporary
+ * directory and uploads through node 1's HTTP front end; `--local` starts
+ * `distkv local-server DIR --http` (one replica) instead. Results are also written to
+ * bench/results/files[-local].json.
  */
 import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
@@ -21,7 +23,7 @@ import { parseArgs } from 'node:util'
 import { diskWriteMiBps, findEtcd, startEtcd } from './baselines.js'
 
 const { values: args } = parseArgs({
-  options: { url: { type: 'string' }, replicas: { type: 'string' }, clients: { type: 'string' }, mib: { type: 'string' } },
+  options: { url: { type: 'string' }, local: { type: 'boolean' }, port: { type: 'string' }, replicas: { type: 'string' }, clients: { type: 'string' }, mib: { type: 'string' } },
 })
 const clients = Number(args.clients ?? 16)
 const budgetMiB = Number(args.mib ?? 128)
@@ -41,17 +43,37 @@ async function runParallel(count: number, job: (index: number) => Promise<void>)
   return (performance.now() - started) / 1000
 }
 
-function httpCall(agent: Agent, url: string, method: string, body?: Buffer): Promise<number> {
+/** retriesMax: how often one request is retried after a 503 or 504 (a leader election or a timeout under load) before the run fails; file PUTs of the same bytes are idempotent. */
+const retriesMax = 5
+/** retried counts the 503/504 answers that were retried, reported with each size's row. */
+let retried = 0
+
+function httpOnce(agent: Agent, url: string, method: string, body?: Buffer): Promise<{ status: number; bytes: number; text: string }> {
   return new Promise((resolve, reject) => {
     const headers = body ? { 'content-length': String(body.length), 'content-type': 'application/octet-stream' } : {}
     const req = request(url, { method, agent, headers }, (res) => {
       let bytes = 0
-      res.on('data', (part: Buffer) => (bytes += part.length))
-      res.on('end', () => (res.statusCode! < 300 ? resolve(bytes) : reject(new Error(`${method} ${url}: HTTP ${res.statusCode}`))))
+      let text = ''
+      res.on('data', (part: Buffer) => {
+        bytes += part.length
+        if (res.statusCode! >= 300 && text.length < 1000) text += part.toString()
+      })
+      res.on('end', () => resolve({ status: res.statusCode!, bytes, text }))
     })
     req.on('error', reject)
     req.end(body)
   })
+}
+
+/** httpCall makes one request, retrying a 503 or 504 with back-off, and returns the body's length. */
+async function httpCall(agent: Agent, url: string, method: string, body?: Buffer): Promise<number> {
+  for (let attempt = 0; ; attempt++) {
+    const { status, bytes, text } = await httpOnce(agent, url, method, body)
+    if (status < 300) return bytes
+    if ((status !== 503 && status !== 504) || attempt === retriesMax) throw new Error(`${method} ${url}: HTTP ${status} ${text}`)
+    retried++
+    await new Promise((resolve) => setTimeout(resolve, 100 * 2 ** attempt))
+  }
 }
 
 async function startLocalHttp(dir: string): Promise<{ url: string; stop: () => Promise<void> }> {
@@ -69,6 +91,30 @@ async function startLocalHttp(dir: string): Promise<{ url: string; stop: () => P
   }
 }
 
+/** startDevCluster runs `distkv dev` (3 nodes, 3 replicas) until stopped and returns node 1's HTTP URL. */
+async function startDevCluster(dir: string): Promise<{ url: string; stop: () => Promise<void> }> {
+  const bin = fileURLToPath(new URL('../../../bin/distkv.js', import.meta.url))
+  // A port base away from the default 7700 so a developer's own dev cluster is not in the way.
+  const port = String(args.port ?? 17_000 + Math.floor(Math.random() * 4_000) * 10)
+  const child = spawn(process.execPath, [bin, 'dev', '--dir', join(dir, 'dev'), '--port', port, '--no-restart'], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const exited = new Promise((resolve) => child.once('exit', resolve))
+  const url = await new Promise<string>((resolve, reject) => {
+    const lines = createInterface({ input: child.stdout! })
+    lines.on('line', (line) => {
+      const found = /HTTP API: (http:\/\/\S+)/.exec(line)
+      if (found !== null) resolve(found[1]!)
+    })
+    void exited.then(() => reject(new Error('distkv dev exited before it was ready')))
+  })
+  return {
+    url,
+    stop: async () => {
+      child.kill('SIGTERM')
+      await exited
+    },
+  }
+}
+
 interface Row {
   size: string
   files: number
@@ -76,11 +122,14 @@ interface Row {
   uploadMiBps: number
   downloadFilesPerSecond: number
   downloadMiBps: number
+  /** retries: 503/504 answers retried during this size's uploads and downloads. */
+  retries: number
 }
 
 async function benchSize(url: string, size: number): Promise<Row> {
   const agent = new Agent({ keepAlive: true, maxSockets: clients })
   const count = Math.max(clients * 4, Math.floor((budgetMiB * MiB) / size))
+  const retriedBefore = retried
   const body = randomBytes(size)
   const name = (i: number): string => `${url}/v1/files/bench/${size}/${i}`
   const up = await runParallel(count, async (i) => void (await httpCall(agent, name(i), 'PUT', body)))
@@ -97,6 +146,7 @@ async function benchSize(url: string, size: number): Promise<Row> {
     uploadMiBps: mib / up,
     downloadFilesPerSecond: count / down,
     downloadMiBps: mib / down,
+    retries: retried - retriedBefore,
   }
 }
 
@@ -115,11 +165,12 @@ async function benchEtcd(dir: string, count: number): Promise<number | undefined
 
 const dir = mkdtempSync(join(tmpdir(), 'distkv-bench-files-'))
 try {
-  const replicas = Number(args.replicas ?? (args.url === undefined ? 1 : 3))
+  const replicas = Number(args.replicas ?? (args.local === true ? 1 : 3))
   const disk = diskWriteMiBps(dir, 256)
   const bound = disk / replicas
   console.log(`disk sequential write: ${disk.toFixed(0)} MiB/s; / ${replicas} replica(s) = ${bound.toFixed(0)} MiB/s upload bound`)
-  const server = args.url === undefined ? await startLocalHttp(dir) : { url: args.url, stop: async () => undefined }
+  const server = args.url !== undefined ? { url: args.url, stop: async () => undefined } : args.local === true ? await startLocalHttp(dir) : await startDevCluster(dir)
+  console.log(`target: ${args.url !== undefined ? args.url : args.local === true ? 'distkv local-server --http (1 replica)' : `distkv dev (3 nodes, 3 replicas) at ${server.url}`}, ${clients} clients`)
   const rows: Row[] = []
   try {
     for (const size of sizes) {
@@ -127,7 +178,8 @@ try {
       rows.push(row)
       console.log(
         `${row.size.padStart(8)}: upload ${row.uploadFilesPerSecond.toFixed(0).padStart(6)} files/s ${row.uploadMiBps.toFixed(1).padStart(7)} MiB/s (${((row.uploadMiBps / bound) * 100).toFixed(0)}% of bound)` +
-          ` | download ${row.downloadFilesPerSecond.toFixed(0).padStart(6)} files/s ${row.downloadMiBps.toFixed(1).padStart(7)} MiB/s`,
+          ` | download ${row.downloadFilesPerSecond.toFixed(0).padStart(6)} files/s ${row.downloadMiBps.toFixed(1).padStart(7)} MiB/s` +
+          (row.retries > 0 ? ` | ${row.retries} retried 503/504s` : ''),
       )
     }
   } finally {
@@ -141,7 +193,7 @@ try {
   console.log(`4 MiB uploads: ${large.uploadMiBps.toFixed(1)} MiB/s = ${((large.uploadMiBps / bound) * 100).toFixed(0)}% of the disk bound (target >= 50%)`)
   const results = join(fileURLToPath(new URL('../../../bench/results/', import.meta.url)))
   mkdirSync(results, { recursive: true })
-  writeFileSync(join(results, 'files.json'), JSON.stringify({ at: new Date().toISOString(), clients, replicas, diskMiBps: disk, boundMiBps: bound, etcdPutsPerSecond: etcd, rows }, null, 2) + '\n')
+  writeFileSync(join(results, args.local === true ? 'files-local.json' : 'files.json'), JSON.stringify({ at: new Date().toISOString(), target: args.local === true ? 'local' : args.url ?? 'dev', clients, replicas, diskMiBps: disk, boundMiBps: bound, etcdPutsPerSecond: etcd, rows }, null, 2) + '\n')
 } finally {
   rmSync(dir, { recursive: true, force: true })
 }

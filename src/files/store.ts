@@ -174,6 +174,9 @@ export class FileStore {
   private async putChunked(name: string, chunks: AsyncIterable<Buffer>, contentType: string): Promise<FileInfo> {
     const uploadId = randomBytes(16).toString('hex')
     const deadline = this.config.now() + this.config.uploadTimeoutMs
+    // Whether a file of this name existed before our commit decides whether committing leaves
+    // garbage to collect; read alongside the record write, so it costs no round trip of its own.
+    const replacing = this.kv.get(manifestKey(name)).then((previous) => previous !== undefined, () => true)
     // The record goes first, durably: from now on the collector can find whatever we write.
     await this.kv.put(recordKey(name, uploadId), JSON.stringify({ state: 'uploading', deadline }))
     let manifest: Manifest
@@ -191,7 +194,10 @@ export class FileStore {
       throw error
     }
     await this.kv.put(recordKey(name, uploadId), JSON.stringify({ state: 'done', deadline }), { sync: false })
-    await this.collect(name)
+    // A first upload of a name supersedes nothing, so the collection (a prefix query, which a
+    // cluster gathers from every shard) is skipped. NB: an upload to the same name committed
+    // concurrently (after our read, before our manifest) is then left to the periodic sweep.
+    if (await replacing) await this.collect(name)
     return infoOf(manifest)
   }
 
