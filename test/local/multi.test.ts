@@ -7,7 +7,8 @@ import assert from 'node:assert/strict'
 import { randomBytes, randomUUID } from 'node:crypto'
 import { open } from '../../src/index.js'
 import { ErrorCode } from '../../src/errors.js'
-import { LocalMethod, startLocalServer } from '../../src/local/index.js'
+import { LocalMethod, LocalStore, startLocalServer } from '../../src/local/index.js'
+import { MemoryEngine } from '../../src/engine/index.js'
 import { MultiKind, multiOpsMax, type MultiOp } from '../../src/local/multi.js'
 import { WireClient } from '../../src/wire/index.js'
 import { alive, cleanup, makeTempDir, pointerPid, waitFor } from './helpers.js'
@@ -120,4 +121,28 @@ test('coalesced writes in flight during kill -9 of the server all complete, each
   } finally {
     await cleanup(dir)
   }
+})
+
+test('the reads of one turn share engine getMany calls of at most readBatchKeysMax keys; one request is never split', async () => {
+  const engine = new MemoryEngine({ durability: 'lose-unsynced' })
+  await engine.open()
+  const store = new LocalStore(engine, { readBatchKeysMax: 10 })
+  await store.open()
+  await store.write(randomUUID(), [{ type: 'put', key: b('k3'), value: b('three') }], false)
+  const calls: number[] = []
+  const getMany = engine.getMany.bind(engine)
+  engine.getMany = (keys) => {
+    calls.push(keys.length)
+    return getMany(keys)
+  }
+  const singles = await Promise.all(Array.from({ length: 25 }, (_, i) => store.get(b(`k${i}`))))
+  assert.deepEqual(calls, [10, 10, 5])
+  assert.deepEqual(singles.map((value) => value?.toString()), singles.map((_, i) => (i === 3 ? 'three' : undefined)))
+  calls.length = 0
+  const [many, one] = await Promise.all([store.getMany(Array.from({ length: 15 }, (_, i) => b(`k${i}`))), store.get(b('k3'))])
+  assert.deepEqual(calls, [15, 1], 'the 15-key request goes alone, the single read after it')
+  assert.equal(many[3]?.toString(), 'three')
+  assert.equal(one?.toString(), 'three')
+  await store.close()
+  await engine.close()
 })
