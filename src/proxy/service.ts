@@ -6,7 +6,8 @@
  *
  * Batches: atomic when every key lives in one shard (keys sharing a `{tag}` always do);
  * otherwise refused with KV_ERR_CROSS_SHARD_BATCH unless `atomic: false`, when each shard's
- * part is applied atomically on its own, with a request id derived from the batch's.
+ * slot's part is applied atomically on its own, with a request id derived from the batch's and
+ * the slot (so the id moves with the slot).
  */
 import { createHash } from 'node:crypto'
 import { ErrorCode, KvError } from '../errors.js'
@@ -17,6 +18,7 @@ import type { StoreClient } from '../store/client.js'
 import type { RequestContext, WireServer } from '../wire/index.js'
 import { gatherQuery } from './query.js'
 import { Router } from './router.js'
+import { slotOf } from '../meta/slots.js'
 
 /** ProxyDeps are what the proxy's handlers use. */
 export interface ProxyDeps {
@@ -30,10 +32,26 @@ function paramsOf(params: unknown): Record<string, unknown> {
   return params as Record<string, unknown>
 }
 
-/** subRequestId derives the request id of one shard's part of a non-atomic batch. */
-function subRequestId(requestId: string, shard: number): string {
-  const hex = createHash('sha256').update(`${requestId}/${shard}`).digest('hex')
+/**
+ * unitRequestId derives the request id of one slot's part of a non-atomic batch. Per slot, not
+ * per shard: slots move between shards, and a retry regrouped after a move must carry the same
+ * ids for the same ops (a slot's id moves with the slot, see ShardMachine).
+ */
+function unitRequestId(requestId: string, slot: number): string {
+  const hex = createHash('sha256').update(`${requestId}/slot/${slot}`).digest('hex')
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20, 32)}`
+}
+
+/** bySlot groups a non-atomic batch's ops into one-slot units, each with its derived id. */
+function bySlot(requestId: string, ops: WireOp[]): Array<{ slot: number; id: string; ops: WireOp[] }> {
+  const units = new Map<number, WireOp[]>()
+  for (const op of ops) {
+    const slot = slotOf(op.key)
+    const list = units.get(slot)
+    if (list === undefined) units.set(slot, [op])
+    else list.push(op)
+  }
+  return [...units.entries()].map(([slot, part]) => ({ slot, id: unitRequestId(requestId, slot), ops: part }))
 }
 
 /** ClusterKV is the proxy's DistKV logic, usable in process (the HTTP front end) and over RPC. */
@@ -59,24 +77,34 @@ export class ClusterKV {
     return out
   }
 
-  /** write applies ops (already validated) with `requestId`, atomically unless `atomic` is false. */
+  /**
+   * write applies ops (already validated) with `requestId`, atomically unless `atomic` is false.
+   * An atomic write is one store write under `requestId`. A non-atomic one is split into one-slot
+   * units (ids derived per slot), sent as one store write per shard: however the slots are spread
+   * when it is (re)tried, each op is under the same id, so it is applied at most once.
+   */
   async write(requestId: string, ops: WireOp[], atomic: boolean): Promise<void> {
     if (ops.length === 0) return
     const routing = await this.deps.router.current()
-    const shards = new Map<number, WireOp[]>()
-    for (const op of ops) {
-      const shard = Router.shardOfKey(routing, op.key)
-      const list = shards.get(shard)
-      if (list === undefined) shards.set(shard, [op])
-      else list.push(op)
+    if (atomic) {
+      const shards = new Set(ops.map((op) => Router.shardOfKey(routing, op.key)))
+      if (shards.size > 1) {
+        throw new KvError(ErrorCode.CROSS_SHARD_BATCH, `batch keys span ${shards.size} shards; use keys sharing a {tag}, or pass { atomic: false }`, { shards: shards.size })
+      }
+      await this.deps.router.run((r) => Router.shardOfKey(r, ops[0]!.key), 'store.write', (shard) => ({ shard, ops, id: requestId }), { write: true })
+      return
     }
-    if (shards.size > 1 && atomic) {
-      throw new KvError(ErrorCode.CROSS_SHARD_BATCH, `batch keys span ${shards.size} shards; use keys sharing a {tag}, or pass { atomic: false }`, { shards: shards.size })
+    const byShard = new Map<number, Array<{ id: string; ops: WireOp[] }>>()
+    for (const unit of bySlot(requestId, ops)) {
+      const shard = routing.slots[unit.slot]!
+      const list = byShard.get(shard)
+      if (list === undefined) byShard.set(shard, [unit])
+      else list.push(unit)
     }
-    const parts = shards.size === 1 ? [{ ops, id: requestId }] : [...shards.entries()].map(([shard, part]) => ({ ops: part, id: subRequestId(requestId, shard) }))
-    await Promise.all(parts.map((part) =>
-      this.deps.router.run((r) => Router.shardOfKey(r, part.ops[0]!.key), 'store.write', (shard) => ({ shard, ops: part.ops, id: part.id }), { write: true }),
-    ))
+    await Promise.all([...byShard.values()].map((units) => {
+      const wire = units.map((u) => ({ id: u.id, ops: u.ops }))
+      return this.deps.router.run((r) => Router.shardOfKey(r, units[0]!.ops[0]!.key), 'store.write', (shard) => ({ shard, units: wire }), { write: true })
+    }))
   }
 }
 

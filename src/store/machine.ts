@@ -7,6 +7,10 @@
  * write and a slot move are ordered the same way on every replica. Request ids are stored with
  * the data they wrote (same engine batch as the applied index), bounded by `requestIdsMax`
  * (oldest evicted first, by log index, identically on every replica).
+ *
+ * Exactly-once across slot moves (docs/cluster.md argues it): a one-slot write's id records its
+ * slot and moves with that slot; a write spanning slots ("wide") records NO_SLOT and is copied
+ * with every slot that leaves the shard, so every shard that ever owns one of its slots knows it.
  */
 import { createHash } from 'node:crypto'
 import { pack, unpack } from 'msgpackr'
@@ -20,9 +24,16 @@ import { ShardKeys } from './keys.js'
 /** WriteOp is one operation of a write command: [0, key, value] for put, [1, key] for del. */
 export type WriteOp = [0, Buffer, Buffer] | [1, Buffer]
 
+/** WriteUnit is one independently exactly-once part of a non-atomic batch: the ops of one slot and their id. */
+export interface WriteUnit {
+  id: Buffer
+  ops: WriteOp[]
+}
+
 /** ShardCommand is every command a shard group applies. */
 export type ShardCommand =
   | { t: 'write'; id: Buffer; ops: WriteOp[] }
+  | { t: 'units'; units: WriteUnit[] }
   | { t: 'freeze'; slots: number[] }
   | { t: 'ingest'; pairs: Array<[Buffer, Buffer]>; requests?: Buffer[] }
   | { t: 'claim'; slots: number[] }
@@ -42,7 +53,7 @@ export interface ReplicaHash {
 
 /** requestIdsMaxDefault: request ids remembered per shard; a retry older than this is applied again. */
 export const requestIdsMaxDefault = 100_000
-/** NO_SLOT marks a request id whose write spanned slots: it stays with its shard when slots move. */
+/** NO_SLOT marks a request id whose write spanned slots: it is copied with every slot set that leaves the shard. */
 const NO_SLOT = 0xffff
 /** purgeKeysMax: most keys one purge command deletes (the mover repeats until done). */
 export const purgeKeysMax = 2_000
@@ -116,7 +127,8 @@ export class ShardMachine implements StateMachine {
         results.push(refuse(ErrorCode.PROTOCOL, 'undecodable shard command'))
         continue
       }
-      if (command.t === 'write') results.push(this.applyWrite(command, entry.index, ops))
+      if (command.t === 'write') results.push(this.applyWrite([{ id: command.id, ops: command.ops }], entry.index, ops))
+      else if (command.t === 'units') results.push(this.applyWrite(command.units, entry.index, ops))
       else if (command.t === 'ingest') results.push(this.applyIngest(command, entry.index, ops))
       else if (command.t === 'purge') results.push(await this.applyPurge(command.slots, ops))
       else if (command.t === 'hash') results.push(await this.applyHash(entry.index, ops))
@@ -129,22 +141,31 @@ export class ShardMachine implements StateMachine {
     return { ops, results }
   }
 
-  private applyWrite(command: Extract<ShardCommand, { t: 'write' }>, index: number, ops: EngineOp[]): ShardResult {
-    const id = Buffer.from(command.id)
-    const hex = id.toString('hex')
-    // A re-sent request is answered, not applied again.
-    if (this.requestIndex.has(hex)) return { ok: true }
-    for (const op of command.ops) {
-      const slot = slotOf(op[1])
-      if (!this.owned.has(slot)) return refuse(ErrorCode.WRONG_SHARD, `shard ${this.keys.shardId} does not own slot ${slot}`)
-      if (this.frozen.has(slot)) return refuse(ErrorCode.STALE_EPOCH, `slot ${slot} of shard ${this.keys.shardId} is moving; retry`)
+  /**
+   * applyWrite applies the units not applied before, all or none: a unit whose id is remembered
+   * is answered, not applied again; one key in an unowned or frozen slot refuses the command.
+   */
+  private applyWrite(units: WriteUnit[], index: number, ops: EngineOp[]): ShardResult {
+    const fresh = units.filter((unit) => !this.requestIndex.has(Buffer.from(unit.id).toString('hex')))
+    for (const unit of fresh) {
+      for (const op of unit.ops) {
+        const slot = slotOf(op[1])
+        if (!this.owned.has(slot)) return refuse(ErrorCode.WRONG_SHARD, `shard ${this.keys.shardId} does not own slot ${slot}`)
+        if (this.frozen.has(slot)) return refuse(ErrorCode.STALE_EPOCH, `slot ${slot} of shard ${this.keys.shardId} is moving; retry`)
+      }
     }
-    for (const op of command.ops) {
-      if (op[0] === 0) ops.push({ type: 'put', key: this.keys.dataKey(Buffer.from(op[1])), value: Buffer.from(op[2]) })
-      else ops.push({ type: 'del', key: this.keys.dataKey(Buffer.from(op[1])) })
+    for (const unit of fresh) {
+      const id = Buffer.from(unit.id)
+      const hex = id.toString('hex')
+      // Two units of one command with the same id: the first one wins, as across commands.
+      if (this.requestIndex.has(hex)) continue
+      for (const op of unit.ops) {
+        if (op[0] === 0) ops.push({ type: 'put', key: this.keys.dataKey(Buffer.from(op[1])), value: Buffer.from(op[2]) })
+        else ops.push({ type: 'del', key: this.keys.dataKey(Buffer.from(op[1])) })
+      }
+      const slots = new Set(unit.ops.map((op) => slotOf(op[1])))
+      this.remember(id, hex, index, slots.size === 1 ? [...slots][0]! : NO_SLOT, ops)
     }
-    const slots = new Set(command.ops.map((op) => slotOf(op[1])))
-    this.remember(id, hex, index, slots.size === 1 ? [...slots][0]! : NO_SLOT, ops)
     return { ok: true }
   }
 
@@ -181,7 +202,12 @@ export class ShardMachine implements StateMachine {
     return { ok: true }
   }
 
-  /** requestsOfSlots lists the remembered request ids of one-slot writes to `slots`, as id (16 bytes) + slot (2 bytes). */
+  /**
+   * requestsOfSlots lists the request ids that must travel with `slots` when they move, as id (16
+   * bytes) + slot (2 bytes): those of one-slot writes to them, and every wide (NO_SLOT) id, since a
+   * wide write may have touched them (copying one it did not touch is harmless: it was applied).
+   * At most `requestIdsMax` ids, 18 bytes each.
+   */
   async requestsOfSlots(slots: Set<number>): Promise<Buffer[]> {
     const out: Buffer[] = []
     const iterator = this.engine.iterator({ gte: this.keys.request, lt: this.keys.requestEnd })
@@ -191,7 +217,11 @@ export class ShardMachine implements StateMachine {
         if (batch.length === 0) return out
         for (const [key, value] of batch) {
           const slot = value.length >= 10 ? value.readUInt16BE(8) : NO_SLOT
-          if (slots.has(slot)) out.push(Buffer.concat([key.subarray(this.keys.request.length), value.subarray(8, 10)]))
+          if (slot !== NO_SLOT && !slots.has(slot)) continue
+          const record = Buffer.alloc(18)
+          key.copy(record, 0, this.keys.request.length)
+          record.writeUInt16BE(slot, 16)
+          out.push(record)
         }
       }
     } finally {

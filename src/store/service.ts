@@ -2,6 +2,7 @@
  * The internal `store.*` methods of a node (cluster token only), answered by the leader of the
  * shard named in each request:
  *   store.write   { shard, ops, id }          replicate a write; `id` (a UUID) makes it exactly-once
+ *                 { shard, units: [{ id, ops }] }  several such writes (a non-atomic batch's one-slot parts), all or none
  *   store.read    { shard, keys, kind }       linearizable point reads (ReadIndex)
  *   store.query   { shard, range }  (stream)  linearizable range read; first page has `owned`
  *   store.command { shard, command }          slot-move commands (freeze/claim/release/purge/ingest)
@@ -14,13 +15,13 @@
  */
 import { ErrorCode, KvError, kvErrorFrom } from '../errors.js'
 import { Limits } from '../limits.js'
-import { checkKeys, checkOps, checkRange, type WireRange } from '../local/validate.js'
+import { checkKeys, checkOps, checkRange, type WireOp, type WireRange } from '../local/validate.js'
 import { engineRange } from '../local/keyspace.js'
 import type { RaftDriver } from '../raftstore/driver.js'
 import type { Engine } from '../engine/engine.js'
 import { SlotSet, checkSlots, slotOf } from '../meta/slots.js'
 import type { WireServer, RequestContext } from '../wire/index.js'
-import { encodeShardCommand, type ShardCommand, type ShardResult, type WriteOp } from './machine.js'
+import { encodeShardCommand, type ShardCommand, type ShardResult, type WriteOp, type WriteUnit } from './machine.js'
 import type { StoreHost } from './host.js'
 import { ShardKeys } from './keys.js'
 
@@ -41,6 +42,24 @@ function uuidBytes(requestId: string): Buffer {
   const hex = requestId.replace(/-/g, '')
   if (!/^[0-9a-f]{32}$/i.test(hex)) throw new KvError(ErrorCode.INVALID, 'write requests need a UUID request id')
   return Buffer.from(hex, 'hex')
+}
+
+function toWriteOps(ops: WireOp[]): WriteOp[] {
+  return ops.map((op) => (op.type === 'put' ? [0, op.key, op.value] : [1, op.key]))
+}
+
+/** checkUnits validates the units of a non-atomic batch part: each a UUID and ops; the batch limits apply to all of them together. */
+function checkUnits(input: unknown): WriteUnit[] {
+  if (!Array.isArray(input) || input.length === 0) throw new KvError(ErrorCode.INVALID, 'units must be a non-empty array of { id, ops }')
+  const units = input.map((unit: unknown, i) => {
+    const { id, ops } = (unit ?? {}) as Record<string, unknown>
+    if (typeof id !== 'string' || !Array.isArray(ops) || ops.length === 0) throw new KvError(ErrorCode.INVALID, `units[${i}] must be { id: UUID, ops: non-empty array }`)
+    return { id, ops }
+  })
+  // One checkOps over every op enforces batchOpsMax and batchBytesMax for the whole command.
+  const all = toWriteOps(checkOps(units.flatMap((unit) => unit.ops)))
+  let next = 0
+  return units.map((unit) => ({ id: uuidBytes(unit.id), ops: all.slice(next, (next += unit.ops.length)) }))
 }
 
 function settle(result: unknown): ShardResult {
@@ -83,10 +102,13 @@ export function registerStoreHandlers(server: WireServer, host: StoreHost, drive
   }
   methods.handle('store.write', guard(async (params: Record<string, unknown>) => {
     const shard = shardOf(params)
-    const ops: WriteOp[] = checkOps(params.ops).map((op) => (op.type === 'put' ? [0, op.key, op.value] : [1, op.key]))
     // The write's identity travels in the params, apart from the wire request id, so a proxy may
     // re-send it on the same connection while an earlier attempt is still pending there.
-    await propose(shard, { t: 'write', id: uuidBytes(typeof params.id === 'string' ? params.id : ''), ops })
+    if (params.units !== undefined) {
+      await propose(shard, { t: 'units', units: checkUnits(params.units) })
+      return null
+    }
+    await propose(shard, { t: 'write', id: uuidBytes(typeof params.id === 'string' ? params.id : ''), ops: toWriteOps(checkOps(params.ops)) })
     return null
   }))
   methods.handle('store.read', guard(async (params: Record<string, unknown>) => {

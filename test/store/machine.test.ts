@@ -99,11 +99,59 @@ test('request ids of one-slot writes move with their slots, so a retry after a m
   await source.run({ t: 'claim', slots: ALL })
   await source.run(put(7, 'moving', 'once'), { t: 'write', id: id(8), ops: [[0, Buffer.from('moving'), Buffer.from('x')], [0, Buffer.from('other-slot-key'), Buffer.from('y')]] })
   const requests = await source.machine.requestsOfSlots(new Set([slot]))
-  assert.equal(requests.length, slotOf(Buffer.from('other-slot-key')) === slot ? 2 : 1, 'a write spanning slots stays with its shard')
+  assert.equal(requests.length, 2, 'the one-slot id and the wide id both travel')
   const [ingested] = await target.run({ t: 'ingest', pairs: [[Buffer.from('moving'), Buffer.from('once')]], requests })
   assert.deepEqual(ingested, { ok: true })
   await target.run({ t: 'claim', slots: [slot] })
   const [retry] = await target.run(put(7, 'moving', 'twice'))
   assert.deepEqual(retry, { ok: true })
   assert.equal((await target.engine.get(target.machine.keys.dataKey(Buffer.from('moving'))))?.toString(), 'once')
+})
+
+/** keyInSlotOtherThan finds a key whose slot differs from every slot in `avoid`. */
+function keyInSlotOtherThan(prefix: string, avoid: number[]): Buffer {
+  for (let i = 0; ; i++) {
+    const key = Buffer.from(`${prefix}${i}`)
+    if (!avoid.includes(slotOf(key))) return key
+  }
+}
+
+test('a batch spanning slots is not re-applied after one of its slots moves, on either side of the move', async () => {
+  const source = await replica()
+  const target = await replica()
+  const a = Buffer.from('wide-a')
+  const b = keyInSlotOtherThan('wide-b', [slotOf(a)])
+  await source.run({ t: 'claim', slots: ALL })
+  const batch: ShardCommand = { t: 'write', id: id(9), ops: [[0, a, Buffer.from('once')], [0, b, Buffer.from('once')]] }
+  await source.run(batch)
+  // Move a's slot alone: freeze, copy (data and ids), claim on the target, release on the source.
+  await source.run({ t: 'freeze', slots: [slotOf(a)] })
+  const requests = await source.machine.requestsOfSlots(new Set([slotOf(a)]))
+  await target.run({ t: 'ingest', pairs: [[a, Buffer.from('once')]], requests }, { t: 'claim', slots: [slotOf(a)] })
+  await source.run({ t: 'release', slots: [slotOf(a)] })
+  // The retry reaches the target once b's slot follows (a second move), or the source: neither applies it again.
+  await target.run({ t: 'ingest', pairs: [[b, Buffer.from('once')]] }, { t: 'claim', slots: [slotOf(b)] })
+  const [atTarget] = await target.run({ ...batch, ops: [[0, a, Buffer.from('twice')], [0, b, Buffer.from('twice')]] })
+  assert.deepEqual(atTarget, { ok: true })
+  assert.equal((await target.engine.get(target.machine.keys.dataKey(a)))?.toString(), 'once')
+  assert.equal((await target.engine.get(target.machine.keys.dataKey(b)))?.toString(), 'once')
+  const [atSource] = await source.run({ ...batch, ops: [[0, b, Buffer.from('twice')]] })
+  assert.deepEqual(atSource, { ok: true }, 'the source still answers the id it applied')
+  assert.equal((await source.engine.get(source.machine.keys.dataKey(b)))?.toString(), 'once')
+})
+
+test('units of a non-atomic batch: each applied once by its own id, all or none per command', async () => {
+  const { engine, machine, run } = await replica()
+  const a = Buffer.from('unit-a')
+  const b = keyInSlotOtherThan('unit-b', [slotOf(a)])
+  await run({ t: 'claim', slots: ALL.filter((s) => s !== slotOf(b)) })
+  const [refused] = await run({ t: 'units', units: [{ id: id(20), ops: [[0, a, Buffer.from('1')]] }, { id: id(21), ops: [[0, b, Buffer.from('1')]] }] })
+  assert.equal(refused!.ok === false && refused!.code, 'KV_ERR_WRONG_SHARD')
+  assert.equal(await engine.get(machine.keys.dataKey(a)), undefined, 'a refused command applies no unit')
+  await run({ t: 'units', units: [{ id: id(20), ops: [[0, a, Buffer.from('1')]] }] }, { t: 'claim', slots: [slotOf(b)] })
+  // Regrouped retry: unit 20 is known (answered), unit 21 is new (applied).
+  const [retry] = await run({ t: 'units', units: [{ id: id(20), ops: [[0, a, Buffer.from('2')]] }, { id: id(21), ops: [[0, b, Buffer.from('2')]] }] })
+  assert.deepEqual(retry, { ok: true })
+  assert.equal((await engine.get(machine.keys.dataKey(a)))?.toString(), '1')
+  assert.equal((await engine.get(machine.keys.dataKey(b)))?.toString(), '2')
 })
