@@ -35,6 +35,8 @@ function fsyncRate(dir: string, seconds: number): number {
   return count / seconds
 }
 
+/** IDLE_PROBE_MS: how long the idle CPU rate is measured (/proc times have 10 ms resolution). */
+const IDLE_PROBE_MS = 2000
 /** CLOCK_TICKS_PER_SECOND is USER_HZ, the unit of /proc/PID/stat times (100 on every Linux ABI Node supports). */
 const CLOCK_TICKS_PER_SECOND = 100
 
@@ -48,6 +50,18 @@ function cpuMs(nodes: Iterable<NodeProcess>): number {
     ticks += Number(fields[11]) + Number(fields[12])
   }
   return (ticks * 1000) / CLOCK_TICKS_PER_SECOND
+}
+
+/** DriverCounts are the RaftDriver stats the bench reports per commit, summed over the nodes. */
+interface DriverCounts { iterations: number; writes: number; syncWrites: number; messagesSent: number }
+
+async function driverCounts(nodes: Iterable<NodeProcess>): Promise<DriverCounts> {
+  const sum: DriverCounts = { iterations: 0, writes: 0, syncWrites: 0, messagesSent: 0 }
+  for (const node of nodes) {
+    const { stats } = (await node.client.request('kv.status', {})) as { stats: DriverCounts }
+    for (const key of Object.keys(sum) as Array<keyof DriverCounts>) sum[key] += stats[key]
+  }
+  return sum
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -101,16 +115,24 @@ async function main(): Promise<void> {
     // several times its steady CPU, which would inflate the first configuration's figures).
     await run(leader, 64, Number(argument('warmup', '2')))
     const idleBefore = cpuMs(nodes.values())
-    await new Promise((resolve) => setTimeout(resolve, 1000))
-    console.log(`idle: ${(cpuMs(nodes.values()) - idleBefore).toFixed(0)} CPU ms/s (3 processes: ticks, heartbeats)`)
+    await new Promise((resolve) => setTimeout(resolve, IDLE_PROBE_MS))
+    const idlePerSecond = ((cpuMs(nodes.values()) - idleBefore) * 1000) / IDLE_PROBE_MS
+    console.log(`idle: ${idlePerSecond.toFixed(0)} CPU ms/s (3 processes: ticks, heartbeats)`)
     for (const proposers of argument('proposers', '1,64').split(',').map(Number)) {
+      const countsBefore = await driverCounts(nodes.values())
       const cpuBefore = cpuMs(nodes.values())
       const f = await run(leader, proposers, seconds)
-      const cpuPerCommit = (cpuMs(nodes.values()) - cpuBefore) / Math.max(1, f.perSecond * seconds)
+      const commits = Math.max(1, f.perSecond * seconds)
+      const cpu = cpuMs(nodes.values()) - cpuBefore
+      const cpuPerCommit = cpu / commits
+      // Net of the idle rate: what the commits themselves cost, comparable across commit rates.
+      const netPerCommit = (cpu - idlePerSecond * seconds) / commits
+      const counts = await driverCounts(nodes.values())
+      const per = (key: keyof DriverCounts) => ((counts[key] - countsBefore[key]) / commits).toFixed(2)
       console.log(
         `${String(proposers).padStart(2)} proposers: ${f.perSecond.toFixed(0)} commits/s (${(f.perSecond / fsyncs).toFixed(2)}x disk fsyncs/s), ` +
-          `${cpuPerCommit.toFixed(3)} CPU ms/commit (3 processes), ` +
-          `p50 ${f.p50Ms.toFixed(2)} ms, p99 ${f.p99Ms.toFixed(2)} ms${f.errors.size > 0 ? `, errors ${JSON.stringify(Object.fromEntries(f.errors))}` : ''}`,
+          `${cpuPerCommit.toFixed(3)} CPU ms/commit (3 processes; ${netPerCommit.toFixed(3)} net of idle), ` +
+          `p50 ${f.p50Ms.toFixed(2)} ms, p99 ${f.p99Ms.toFixed(2)} ms; per commit (3 nodes): ${per('iterations')} iterations, ${per('syncWrites')} fsyncs, ${per('writes')} writes, ${per('messagesSent')} messages${f.errors.size > 0 ? `, errors ${JSON.stringify(Object.fromEntries(f.errors))}` : ''}`,
       )
     }
   } finally {
