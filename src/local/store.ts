@@ -190,7 +190,15 @@ export class LocalStore {
   }
 
   private readChunk(keys: Buffer[], chunk: PendingRead[]): void {
-    this.engine.getMany(keys).then(
+    let reading: Promise<Array<Buffer | undefined>>
+    try {
+      reading = this.engine.getMany(keys)
+    } catch (error) {
+      // This runs from setImmediate: a throw here would take the whole server down.
+      for (const read of chunk) read.reject(error)
+      return
+    }
+    reading.then(
       (values) => {
         let at = 0
         for (const read of chunk) {
