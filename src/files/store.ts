@@ -19,6 +19,7 @@ import { clockSkewMarginMs, collectAll, collectName, currentUploadId, deleteChun
 import { checkFileName, chunkKey, manifestKey, manifestPrefix, nameOfManifestKey, recordKey } from './keys.js'
 import { checkContentType, decodeManifest, isInlineManifest, encodeManifest, etagOf, infoOf, manifestVersion, type FileInfo, type Manifest } from './manifest.js'
 import { readChunks, type ByteRange } from './reader.js'
+import { Slots } from './slots.js'
 
 /** FileStoreOptions configures a FileStore; every field has a default. */
 export interface FileStoreOptions {
@@ -32,6 +33,8 @@ export interface FileStoreOptions {
   garbageGraceMs?: number
   /** chunkWritesInflight: chunk writes in flight per upload (default 4). */
   chunkWritesInflight?: number
+  /** storeChunkWritesInflight: chunk writes in flight across all uploads of this store (default 8); the rest wait, unsent. */
+  storeChunkWritesInflight?: number
   /** inlineBytesMax: files up to this size live inside their manifest: one write, no chunks (default 32 KiB). */
   inlineBytesMax?: number
   /** chunkReadsAhead: chunks fetched ahead of the reader per download (default 2). */
@@ -47,6 +50,7 @@ export const fileStoreDefaults = Object.freeze({
   uploadTimeoutMs: 30 * 60_000,
   garbageGraceMs: 60_000,
   chunkWritesInflight: 4,
+  storeChunkWritesInflight: 8,
   chunkReadsAhead: 2,
   inlineBytesMax: 32 * 1024,
 })
@@ -113,6 +117,7 @@ function checkOptions(options: FileStoreOptions): Config {
     uploadTimeoutMs: integerOption(o, 'uploadTimeoutMs', 1000, 24 * 3600_000, fileStoreDefaults.uploadTimeoutMs),
     garbageGraceMs: integerOption(o, 'garbageGraceMs', 0, 3600_000, fileStoreDefaults.garbageGraceMs),
     chunkWritesInflight: integerOption(o, 'chunkWritesInflight', 1, 64, fileStoreDefaults.chunkWritesInflight),
+    storeChunkWritesInflight: integerOption(o, 'storeChunkWritesInflight', 1, 1024, fileStoreDefaults.storeChunkWritesInflight),
     chunkReadsAhead: integerOption(o, 'chunkReadsAhead', 0, 64, fileStoreDefaults.chunkReadsAhead),
     inlineBytesMax: integerOption(o, 'inlineBytesMax', 0, Math.min(chunkBytes, 256 * 1024), Math.min(chunkBytes, fileStoreDefaults.inlineBytesMax)),
     now: options.now ?? Date.now,
@@ -123,12 +128,15 @@ function checkOptions(options: FileStoreOptions): Config {
 export class FileStore {
   /** config is the validated, frozen configuration. */
   readonly config: Readonly<Config>
+  /** writeSlots bounds the chunk writes in flight across every upload of this store. */
+  readonly writeSlots: Slots
 
   constructor(
     private readonly kv: DistKV,
     options: FileStoreOptions = {},
   ) {
     this.config = checkOptions(options)
+    this.writeSlots = new Slots(this.config.storeChunkWritesInflight)
   }
 
   /** putFile stores `source` as file `name`, replacing any file of that name once it is complete. */
@@ -211,12 +219,16 @@ export class FileStore {
       for await (const chunk of chunks) {
         hash.update(chunk)
         size += chunk.length
+        await this.writeSlots.acquire()
         const write: Promise<void> = this.kv
           .put(chunkKey(uploadId, index++), chunk, { sync: false })
           .catch((error: unknown) => {
             failure ??= error
           })
-          .finally(() => inflight.delete(write))
+          .finally(() => {
+            this.writeSlots.release()
+            inflight.delete(write)
+          })
         inflight.add(write)
         // Waiting here is the back-pressure that keeps an upload's memory flat.
         while (inflight.size >= this.config.chunkWritesInflight) await Promise.race(inflight)

@@ -194,3 +194,29 @@ test('collector: a superseded upload waits out the grace period; an abandoned on
   assert.equal(await kv.get(chunkKey(id, 0)), undefined)
   assert.equal(await kv.get(recordKey('abandoned', id)), undefined)
 })
+
+test('storeChunkWritesInflight bounds chunk writes across concurrent uploads, and every upload still completes', async () => {
+  let inflight = 0
+  let peak = 0
+  // The real database underneath; the wrapper only counts chunk puts that are under way.
+  const counting: DistKV = Object.create(kv, {
+    put: {
+      value: async (key: Uint8Array | string, value: Uint8Array | string, options?: { sync?: boolean }) => {
+        const isChunk = typeof key !== 'string' && key[2] === 0x63
+        if (isChunk) peak = Math.max(peak, ++inflight)
+        try {
+          await kv.put(key, value, options)
+        } finally {
+          if (isChunk) inflight--
+        }
+      },
+    },
+  })
+  const bounded = files(counting, { chunkBytes: 4096, chunkWritesInflight: 4, storeChunkWritesInflight: 3, garbageGraceMs: 0 })
+  const bodies = Array.from({ length: 5 }, () => randomBytes(6 * 4096 + 7))
+  await Promise.all(bodies.map((body, i) => bounded.putFile(`slots/${i}`, pieces(body, 5000))))
+  assert.ok(peak <= 3, `at most 3 chunk writes in flight, saw ${peak}`)
+  assert.ok(peak >= 2, 'uploads did overlap')
+  assert.equal(bounded.writeSlots.waiting, 0)
+  for (const [i, body] of bodies.entries()) assert.ok((await bounded.readFile(`slots/${i}`))!.equals(body))
+})
