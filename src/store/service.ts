@@ -10,6 +10,7 @@
  *   store.replace { shard, old, new }         swap a replica: remove old, add new as learner, promote
  *   store.transferLeader { shard, to }        hand a shard's leadership to a replica
  *   store.status  {}                          this node's replicas
+ *   store.footprint { shard }                 { keys }: engine keys this node holds for the shard (Raft state and data), hosted or not
  *   store.hash    { shard }                   replicate a `hash` command; its { index, hash } on the leader
  *   store.replicaHash { shard }               the { index, hash, keys } this replica recorded for the latest one
  */
@@ -18,6 +19,7 @@ import { Limits } from '../limits.js'
 import { checkKeys, checkOps, checkRange, type WireOp, type WireRange } from '../local/validate.js'
 import { engineRange } from '../local/keyspace.js'
 import type { RaftDriver } from '../raftstore/driver.js'
+import { groupPrefix } from '../raftstore/records.js'
 import type { Engine } from '../engine/engine.js'
 import { SlotSet, checkSlots, slotOf } from '../meta/slots.js'
 import type { WireServer, RequestContext } from '../wire/index.js'
@@ -60,6 +62,24 @@ function checkUnits(input: unknown): WriteUnit[] {
   const all = toWriteOps(checkOps(units.flatMap((unit) => unit.ops)))
   let next = 0
   return units.map((unit) => ({ id: uuidBytes(unit.id), ops: all.slice(next, (next += unit.ops.length)) }))
+}
+
+/** FOOTPRINT_KEYS_MAX bounds how many keys store.footprint counts (it reports `keys` capped there). */
+const FOOTPRINT_KEYS_MAX = 1_000_000
+
+/** countGroupKeys counts the engine keys under a group's prefix (Raft records and state machine data), up to FOOTPRINT_KEYS_MAX. */
+async function countGroupKeys(engine: Engine, shard: number): Promise<number> {
+  const iterator = engine.iterator({ gte: groupPrefix(shard), lt: groupPrefix(shard + 1), values: false })
+  let count = 0
+  try {
+    for (;;) {
+      const batch = await iterator.nextBatch(1024)
+      count += batch.length
+      if (batch.length === 0 || count >= FOOTPRINT_KEYS_MAX) return Math.min(count, FOOTPRINT_KEYS_MAX)
+    }
+  } finally {
+    await iterator.close()
+  }
 }
 
 function settle(result: unknown): ShardResult {
@@ -164,6 +184,7 @@ function registerPlacementMethods(methods: MethodTable, d: { host: StoreHost; dr
     return null
   }))
   methods.handle('store.status', guard(async () => host.status()))
+  methods.handle('store.footprint', guard(async (params: Record<string, unknown>) => ({ keys: await countGroupKeys(engine, shardOf(params)) })))
   methods.handle('store.hash', guard(async (params: Record<string, unknown>) => {
     const result = await propose(shardOf(params), { t: 'hash' })
     return { index: result.ok ? result.index : undefined, hash: result.ok ? result.hash : undefined }

@@ -2,6 +2,7 @@
 // member list joins under a fresh raft id, the meta leader moves replicas onto it until the
 // counts are even, it serves every key through its own proxy; `distkv admin remove-node` then
 // moves its replicas back and removes it, and nothing is lost. `distkv status` shows the layout.
+// A node a replica moved off deletes that shard's Raft state and data from its engine.
 import assert from 'node:assert/strict'
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { join } from 'node:path'
@@ -10,6 +11,7 @@ import { after, before, test } from 'node:test'
 import { connect } from '../../src/client/index.js'
 import type { RemoteKV } from '../../src/client/remote.js'
 import { DevFixture } from './fixture.js'
+import type { ClusterView } from '../../src/meta/routing.js'
 
 const BIN = fileURLToPath(new URL('../../../bin/distkv.js', import.meta.url))
 let dev: DevFixture
@@ -46,10 +48,34 @@ async function startFourthNode(): Promise<string> {
   return rpc
 }
 
+/** assertMovedReplicasDeleted checks that each node a replica moved off holds no key of that shard once it has dropped it. */
+async function assertMovedReplicasDeleted(before: ClusterView, after: ClusterView): Promise<void> {
+  let checked = 0
+  for (const shard of after.shards) {
+    const formerly = before.shards.find((s) => s.id === shard.id)?.replicas ?? []
+    for (const node of formerly.filter((n) => !shard.replicas.includes(n))) {
+      const address = dev.cluster().nodes.find((n) => n.id === node)!.rpc
+      const internal = (await connect(address, { token: dev.token, requestTimeoutMs: 10_000 })) as RemoteKV
+      try {
+        // The node drops the replica at its next heartbeat after meta recorded the new replica set.
+        await dev.waitFor(`node ${node} to delete shard ${shard.id}`, async () => {
+          const { keys } = (await internal.call('store.footprint', { shard: shard.id })) as { keys: number }
+          return keys === 0 ? true : undefined
+        })
+      } finally {
+        await internal.close()
+      }
+      checked++
+    }
+  }
+  assert.ok(checked >= 2, `replicas moved off nodes 1-3: ${checked}`)
+}
+
 test('a node added to a running cluster receives replicas; removing it moves them back', async () => {
   const written = new Map<string, string>()
   for (let i = 0; i < 200; i++) written.set(`n/${i}`, `v${i}`)
   await Promise.all([...written].map(([key, value]) => kv.put(key, value)))
+  const before = await dev.view(kv)
   const rpc = await startFourthNode()
   const balanced = await dev.waitFor('replicas to move onto node 4', async () => {
     const view = await dev.view(kv)
@@ -57,6 +83,7 @@ test('a node added to a running cluster receives replicas; removing it moves the
     return held >= 2 && view.replacing.length === 0 ? view : undefined
   }, 50_000)
   assert.equal(balanced.nodes.find((n) => n.id === 4)?.health, 'up')
+  await assertMovedReplicasDeleted(before, balanced)
   const viaFourth = await connect(rpc, { requestTimeoutMs: 20_000 })
   try {
     for (const [key, value] of written) assert.equal((await viaFourth.get(key))?.toString(), value)
