@@ -4,8 +4,11 @@
  *
  * Group commit: write requests queue up; one commit loop takes everything queued (up to
  * `groupRequestsMax` requests / `groupBytesMax` bytes) and writes it as one engine batch,
- * synced when any request in it asked for durability. Writes arriving while a batch is being
- * written wait for the next one, so under concurrency many sync writes share one fsync.
+ * made durable when any request in it asked for it. The group is written unsynced and its
+ * fsync (engine.sync(), which covers every earlier write) runs while the next groups are
+ * written, so the event loop never waits on the disk; the engine merges the fsyncs asked for
+ * meanwhile, so under concurrency many sync writes share one. A synced group is acknowledged
+ * only once its fsync has completed.
  * Each batch also records the request ids it applies (see RecentRequests), so a retried
  * request is recognised even across a crash.
  *
@@ -88,6 +91,9 @@ export class LocalStore {
   private committing: Promise<void> | undefined
   private scheduled = false
   private closed = false
+  // Groups written and waiting for their fsync (at most one per commit group in flight).
+  private readonly syncing = new Set<Promise<void>>()
+  private awaitingSync = 0
   private reads: PendingRead[] = []
   private readsScheduled = false
   /** stats counts writes and batches since start. */
@@ -133,7 +139,8 @@ export class LocalStore {
       else done()
       return
     }
-    if (this.queue.length >= this.options.pendingWritesMax) {
+    // Writes waiting for their fsync count too: a slow disk must not let them pile up.
+    if (this.queue.length + this.awaitingSync >= this.options.pendingWritesMax) {
       const { pendingWritesMax } = this.options
       return done(new KvError(ErrorCode.TOO_MANY_REQUESTS, `write queue full: pendingWritesMax (${pendingWritesMax})`, { pendingWritesMax }))
     }
@@ -259,6 +266,7 @@ export class LocalStore {
       this.schedule()
       await this.committing
     }
+    await Promise.all([...this.syncing])
   }
 
   /** recentRequestIds is how many applied request ids are remembered. */
@@ -296,16 +304,36 @@ export class LocalStore {
       ops.push(...this.recent.recordOps(ids))
       const sync = group.some((write) => write.sync)
       try {
-        await this.engine.batch(ops, { sync })
+        // Written unsynced; a synced group's fsync then runs while later groups are written.
+        await this.engine.batch(ops, { sync: false })
       } catch (error) {
         this.settle(group, error)
         continue
       }
+      // Applied ids are known at once; a re-sent copy still waits in `inflight` until its original settles.
       this.recent.commit(group.map((write) => write.key))
       this.stats.engineBatches++
-      if (sync) this.stats.syncedBatches++
-      this.settle(group)
+      if (!sync) {
+        this.settle(group)
+        continue
+      }
+      this.stats.syncedBatches++
+      this.syncGroup(group)
     }
+  }
+
+  /** syncGroup acknowledges a written group once the engine has made it (and all before it) durable. */
+  private syncGroup(group: PendingWrite[]): void {
+    this.awaitingSync += group.length
+    const durable: Promise<void> = this.engine.sync().then(
+      () => this.settle(group),
+      (error: unknown) => this.settle(group, error),
+    )
+    this.syncing.add(durable)
+    void durable.finally(() => {
+      this.syncing.delete(durable)
+      this.awaitingSync -= group.length
+    })
   }
 
   private takeGroup(): PendingWrite[] {

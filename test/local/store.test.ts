@@ -175,3 +175,23 @@ test('query pages stay within queryPageItemsMax and about queryPageBytesMax (Roc
     rmSync(dir, { recursive: true, force: true })
   }
 })
+
+test('a sync write is acknowledged only after its fsync; later groups are written meanwhile', async () => {
+  const { engine, store } = await openStore()
+  const sync = engine.sync.bind(engine)
+  let release: (() => void) | undefined
+  engine.sync = async () => {
+    await new Promise<void>((resolve) => (release = resolve))
+    await sync()
+  }
+  let acknowledged = false
+  const first = store.write(randomUUID(), [put('a', '1')], true).then(() => void (acknowledged = true))
+  await new Promise((resolve) => setTimeout(resolve, 20))
+  assert.equal(acknowledged, false, 'not acknowledged while its fsync is held')
+  await store.write(randomUUID(), [put('b', '2')], false)
+  assert.equal((await store.get(b('b')))?.toString(), '2', 'an unsynced write behind it was written and answered')
+  assert.equal(acknowledged, false)
+  release!()
+  await first
+  await store.close()
+})
