@@ -4,7 +4,7 @@
  *   - initialise a new cluster from the static member list (once);
  *   - tell freshly created shards which slots they own;
  *   - replace replicas whose node came back with a new raft id (an emptied data directory), and
- *     finish replica replacements in progress (remove old, add new as learner, promote);
+ *     finish replica replacements in progress (add new as learner, promote, remove old);
  *   - advance slot moves: freeze -> copy -> claim -> release -> flip -> cleanup -> done;
  *   - balance (balance.ts): replace replicas of nodes down longer than `downAfterMs`, even out
  *     replica counts after a node is added, and spread shard leaders over the live nodes.
@@ -103,9 +103,11 @@ export class Reconciler {
     }
     await this.replaceLostIdentities()
     for (const replace of [...state.replacing]) {
-      await this.call(replace.shard, 'store.replace', { shard: replace.shard, old: replace.old, new: replace.new }, 25_000)
+      // A live old replica stays a voter until its successor is one (redundancy never drops).
+      const oldAlive = state.nodes.some((n) => n.raftId === replace.old && this.isLive(n.id))
+      const done = (await this.call(replace.shard, 'store.replace', { shard: replace.shard, old: replace.old, new: replace.new, oldAlive }, 25_000)) as { votersMin?: number } | null
       await this.meta.propose({ type: 'replaceDone', ...replace })
-      this.options.log('replica replaced', { ...replace })
+      this.options.log('replica replaced', { ...replace, oldAlive, votersMin: done?.votersMin })
     }
     for (const move of [...state.moves]) await this.advance(move)
     if (this.options.balance) await this.balance()

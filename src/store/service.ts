@@ -7,7 +7,8 @@
  *   store.query   { shard, range }  (stream)  linearizable range read; first page has `owned`
  *   store.command { shard, command }          slot-move commands (freeze/claim/release/purge/ingest)
  *   store.export  { shard, slots, after }     a page of a slot set's data, for moving it
- *   store.replace { shard, old, new }         swap a replica: remove old, add new as learner, promote
+ *   store.replace { shard, old, new, oldAlive } swap a replica: new as learner, catch up, promote, remove old
+ *                                             (old removed first when oldAlive is false); { votersMin }
  *   store.transferLeader { shard, to }        hand a shard's leadership to a replica
  *   store.status  {}                          this node's replicas
  *   store.footprint { shard }                 { keys }: engine keys this node holds for the shard (Raft state and data), hosted or not
@@ -170,8 +171,7 @@ function registerPlacementMethods(methods: MethodTable, d: { host: StoreHost; dr
   methods.handle('store.replace', guard(async (params: Record<string, unknown>) => {
     const shard = shardOf(params)
     host.machine(shard)
-    await replaceReplica(driver, shard, Number(params.old), Number(params.new))
-    return null
+    return replaceReplica(driver, shard, Number(params.old), Number(params.new), params.oldAlive !== false)
   }))
   methods.handle('store.transferLeader', guard(async (params: Record<string, unknown>) => {
     const shard = shardOf(params)
@@ -268,21 +268,33 @@ async function exportPage(engine: Engine, keys: ShardKeys, slots: Set<number>, a
   }
 }
 
-/** replaceReplica removes `old` (if still a member), adds `added` as a learner, waits for it to catch up, then promotes it. */
-async function replaceReplica(driver: RaftDriver, shard: number, old: number, added: number): Promise<void> {
+/**
+ * replaceReplica swaps `old` for `added` one server at a time without lowering redundancy: add
+ * `added` as a learner, wait until it caught up (by snapshot), promote it, and only then remove
+ * `old`. When `old` is dead (`oldAlive` false) it is removed first instead: in the larger group a
+ * dead voter would count towards every quorum. Idempotent (a re-run resumes where one stopped).
+ * Returns the fewest voters the group had during the swap.
+ */
+async function replaceReplica(driver: RaftDriver, shard: number, old: number, added: number, oldAlive: boolean): Promise<{ votersMin: number }> {
   const conf = () => driver.status(shard).confState
-  if (conf().voters.includes(old) && old !== added) await driver.proposeConfChange(shard, { type: 'removeNode', nodeId: old })
-  if (!conf().voters.includes(added) && !conf().learners.includes(added)) await driver.proposeConfChange(shard, { type: 'addLearner', nodeId: added })
+  let votersMin = conf().voters.length
+  const change = async (type: 'addLearner' | 'addVoter' | 'removeNode', nodeId: number) => {
+    votersMin = Math.min(votersMin, (await driver.proposeConfChange(shard, { type, nodeId })).voters.length)
+  }
+  if (!oldAlive && conf().voters.includes(old) && old !== added) await change('removeNode', old)
+  if (!conf().voters.includes(added) && !conf().learners.includes(added)) await change('addLearner', added)
   const deadline = Date.now() + replaceCatchUpMs
   while (!conf().voters.includes(added)) {
     const status = driver.status(shard)
     if (status.role !== 'leader') throw new KvError(ErrorCode.NOT_LEADER, `lost leadership of shard ${shard} while replacing a replica`, { groupId: shard, leader: status.leader })
     const match = status.progress?.[added]?.match ?? 0
     if (match >= status.commit) {
-      await driver.proposeConfChange(shard, { type: 'addVoter', nodeId: added })
+      await change('addVoter', added)
       break
     }
     if (Date.now() > deadline) throw new KvError(ErrorCode.TIMEOUT, `new replica ${added} of shard ${shard} did not catch up within replaceCatchUpMs (${replaceCatchUpMs})`)
     await new Promise((resolve) => setTimeout(resolve, 50))
   }
+  if (conf().voters.includes(old) && old !== added) await change('removeNode', old)
+  return { votersMin }
 }

@@ -2,9 +2,11 @@
 // member list joins under a fresh raft id, the meta leader moves replicas onto it until the
 // counts are even, it serves every key through its own proxy; `distkv admin remove-node` then
 // moves its replicas back and removes it, and nothing is lost. `distkv status` shows the layout.
-// A node a replica moved off deletes that shard's Raft state and data from its engine.
+// A node a replica moved off deletes that shard's Raft state and data from its engine, and no
+// replacement of a live replica lowers its shard below 3 voters.
 import assert from 'node:assert/strict'
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { after, before, test } from 'node:test'
@@ -48,6 +50,26 @@ async function startFourthNode(): Promise<string> {
   return rpc
 }
 
+/**
+ * assertRedundancyKept checks the meta leaders' logs: every replacement of a live replica (as
+ * balancing onto node 4 does) kept the shard at 3 voters or more throughout (new replica added
+ * and promoted before the old one was removed).
+ */
+async function assertRedundancyKept(moved: number): Promise<void> {
+  const replaced = await dev.waitFor('the replacements to be logged', () => {
+    const lines = [1, 2, 3].flatMap((i) => readFileSync(join(dev.dir, `node-${i}.log`), 'utf8').split('\n'))
+    const found = lines.flatMap((line) => {
+      const at = line.indexOf(': replica replaced ')
+      return at < 0 ? [] : [JSON.parse(line.slice(at + ': replica replaced '.length)) as { oldAlive: boolean; votersMin: number }]
+    })
+    return found.length >= moved ? found : undefined
+  })
+  for (const record of replaced) {
+    assert.equal(record.oldAlive, true)
+    assert.ok(record.votersMin >= 3, `a replacement dropped its shard to ${record.votersMin} voters: ${JSON.stringify(record)}`)
+  }
+}
+
 /** assertMovedReplicasDeleted checks that each node a replica moved off holds no key of that shard once it has dropped it. */
 async function assertMovedReplicasDeleted(before: ClusterView, after: ClusterView): Promise<void> {
   let checked = 0
@@ -84,6 +106,7 @@ test('a node added to a running cluster receives replicas; removing it moves the
   }, 50_000)
   assert.equal(balanced.nodes.find((n) => n.id === 4)?.health, 'up')
   await assertMovedReplicasDeleted(before, balanced)
+  await assertRedundancyKept(balanced.shards.filter((s) => s.replicas.includes(4)).length)
   const viaFourth = await connect(rpc, { requestTimeoutMs: 20_000 })
   try {
     for (const [key, value] of written) assert.equal((await viaFourth.get(key))?.toString(), value)
