@@ -18,6 +18,7 @@ import type { StoreClient } from '../store/client.js'
 import type { RequestContext, WireServer } from '../wire/index.js'
 import { gatherQuery } from './query.js'
 import { Router } from './router.js'
+import type { Routing } from '../meta/routing.js'
 import { slotOf } from '../meta/slots.js'
 
 /** ProxyDeps are what the proxy's handlers use. */
@@ -87,11 +88,7 @@ export class ClusterKV {
     if (ops.length === 0) return
     const routing = await this.deps.router.current()
     if (atomic) {
-      const shards = new Set(ops.map((op) => Router.shardOfKey(routing, op.key)))
-      if (shards.size > 1) {
-        throw new KvError(ErrorCode.CROSS_SHARD_BATCH, `batch keys span ${shards.size} shards; use keys sharing a {tag}, or pass { atomic: false }`, { shards: shards.size })
-      }
-      await this.deps.router.run((r) => Router.shardOfKey(r, ops[0]!.key), 'store.write', (shard) => ({ shard, ops, id: requestId }), { write: true })
+      await writeAtomic(this.deps.router, requestId, ops)
       return
     }
     const byShard = new Map<number, Array<{ id: string; ops: WireOp[] }>>()
@@ -105,6 +102,29 @@ export class ClusterKV {
       const wire = units.map((u) => ({ id: u.id, ops: u.ops }))
       return this.deps.router.run((r) => Router.shardOfKey(r, units[0]!.ops[0]!.key), 'store.write', (shard) => ({ shard, units: wire }), { write: true })
     }))
+  }
+}
+
+/**
+ * writeAtomic sends an atomic write to the shard owning all its keys, re-checking on every
+ * attempt (routing changes between retries). Keys spanning shards are refused with
+ * KV_ERR_CROSS_SHARD_BATCH, unless an owner of the first key's slot already applied this
+ * request id: then it is a re-send of a batch applied before a slot move split it, and it succeeded.
+ */
+async function writeAtomic(router: Router, requestId: string, ops: WireOp[]): Promise<void> {
+  const allInOne = (r: Routing): number => {
+    const shards = new Set(ops.map((op) => Router.shardOfKey(r, op.key)))
+    if (shards.size > 1) throw new KvError(ErrorCode.CROSS_SHARD_BATCH, `batch keys span ${shards.size} shards; use keys sharing a {tag}, or pass { atomic: false }`, { shards: shards.size })
+    return Router.shardOfKey(r, ops[0]!.key)
+  }
+  try {
+    await router.run(allInOne, 'store.write', (shard) => ({ shard, ops, id: requestId }), { write: true })
+  } catch (error) {
+    if ((error as KvError).code !== ErrorCode.CROSS_SHARD_BATCH) throw error
+    // Only a re-send can have been applied; an owner of the first key's slot knows (docs/cluster.md).
+    const key = ops[0]!.key
+    const seen = await router.run((r) => Router.shardOfKey(r, key), 'store.seen', (shard) => ({ shard, key, id: requestId }), { write: false })
+    if (seen !== true) throw error
   }
 }
 

@@ -110,6 +110,11 @@ export class ShardMachine implements StateMachine {
     this.requestHead = 0
   }
 
+  /** remembers tells whether a write with request id `id` (16 bytes) was applied here (as of the latest apply). */
+  remembers(id: Buffer): boolean {
+    return this.requestIndex.has(id.toString('hex'))
+  }
+
   /** ownsForRead tells whether reads of `slot` may be served here (owned, frozen or not). */
   ownsForRead(slot: number): boolean {
     return this.owned.has(slot)

@@ -4,6 +4,7 @@
  *   store.write   { shard, ops, id }          replicate a write; `id` (a UUID) makes it exactly-once
  *                 { shard, units: [{ id, ops }] }  several such writes (a non-atomic batch's one-slot parts), all or none
  *   store.read    { shard, keys, kind }       linearizable point reads (ReadIndex)
+ *   store.seen    { shard, key, id }          linearizable: was a write with request id `id` applied? (by an owner of key's slot)
  *   store.query   { shard, range }  (stream)  linearizable range read; first page has `owned`
  *   store.command { shard, command }          slot-move commands (freeze/claim/release/purge/ingest)
  *   store.export  { shard, slots, after }     a page of a slot set's data, for moving it
@@ -131,6 +132,13 @@ export function registerStoreHandlers(server: WireServer, host: StoreHost, drive
     }
     await propose(shard, { t: 'write', id: uuidBytes(typeof params.id === 'string' ? params.id : ''), ops: toWriteOps(checkOps(params.ops)) })
     return null
+  }))
+  methods.handle('store.seen', guard(async (params: Record<string, unknown>) => {
+    const shard = shardOf(params)
+    if (!(params.key instanceof Uint8Array)) throw new KvError(ErrorCode.INVALID, 'store.seen needs the key whose owner answers')
+    // Only a current owner of the key's slot knows every id that guards it (docs/cluster.md).
+    const machine = await readable(shard, [Buffer.from(params.key)])
+    return machine.remembers(uuidBytes(typeof params.id === 'string' ? params.id : ''))
   }))
   methods.handle('store.read', guard(async (params: Record<string, unknown>) => {
     const shard = shardOf(params)
