@@ -24,7 +24,7 @@ export const NEMESES = ['kill-one', 'kill-minority', 'kill-all', 'pause', 'parti
 /** NemesisName is one fault kind. */
 export type NemesisName = (typeof NEMESES)[number]
 /** MIXED is what `--nemesis mixed` (and CI) runs. */
-export const MIXED: readonly NemesisName[] = ['kill-one', 'kill-minority', 'kill-all', 'pause', 'partition-one', 'partition-minority', 'partition-ring', 'partition-oneway', 'delay', 'drop', 'transfer-leader', 'disk-full']
+export const MIXED: readonly NemesisName[] = ['kill-one', 'kill-minority', 'kill-all', 'pause', 'partition-one', 'partition-minority', 'partition-ring', 'partition-oneway', 'delay', 'drop', 'transfer-leader', 'move-slots', 'disk-full']
 
 /** FaultEvent is one injected fault as recorded in the report. */
 export interface FaultEvent {
