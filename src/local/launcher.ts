@@ -11,7 +11,8 @@
  */
 import { randomUUID } from 'node:crypto'
 import { spawn } from 'node:child_process'
-import { closeSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs'
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs'
+import { dirname, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { ErrorCode, KvError } from '../errors.js'
 import { probeSocket, processAlive, readPointer, sleep } from './discovery.js'
@@ -68,13 +69,33 @@ export async function ensureServer(dir: string, options: LaunchOptions): Promise
 /** makeDatabaseDir creates DIR (and its parents) if needed, turning file-system errors into KV_ERR_INVALID. */
 export function makeDatabaseDir(dir: string): string {
   try {
-    mkdirSync(dir, { recursive: true })
+    makeDirectories(dir)
   } catch (error) {
     throw new KvError(ErrorCode.INVALID, `cannot use ${dir} as a database directory: ${(error as Error).message}`, {
       errno: (error as NodeJS.ErrnoException).code,
     })
   }
   return dir
+}
+
+/**
+ * makeDirectories creates `dir` and its missing parents one level at a time.
+ * NB: Node 20's `mkdirSync(dir, { recursive: true })` never returns for some paths under
+ * /proc (it keeps retrying a parent that reports ENOENT), so the walk is done here.
+ */
+function makeDirectories(dir: string): void {
+  const missing: string[] = []
+  for (let current = resolve(dir); !existsSync(current); current = dirname(current)) {
+    missing.push(current)
+    if (dirname(current) === current) break
+  }
+  for (const path of missing.reverse()) {
+    try {
+      mkdirSync(path)
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
+    }
+  }
 }
 
 function tryLock(path: string): boolean {

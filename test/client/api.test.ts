@@ -187,8 +187,10 @@ test('a query interrupted by kill -9 of the server resumes after the last key it
   await reader.close()
 })
 
-test('open() refuses a path that cannot be a directory', async () => {
+test('open() refuses a path that cannot be a directory', { timeout: 30_000 }, async () => {
   await assert.rejects(open(join(dir, 'local-server.log', 'sub')), { code: ErrorCode.INVALID })
+  // A path under /proc once made directory creation loop forever instead of failing.
+  await assert.rejects(open('/proc/distkv-no-such-dir/db'), { code: ErrorCode.INVALID })
 })
 
 test('concurrent sync writes from one client share fsyncs on the server (group commit)', async () => {
