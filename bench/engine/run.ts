@@ -8,38 +8,14 @@
 // loop between writes (as requests arriving on sockets would), so that the lag figure shows
 // what a server would see rather than a microtask loop that never yields.
 // Usage: npm run build && node dist/bench/engine/run.js [--seconds 3] [--dir DIR] [--value-bytes 128]
-import { closeSync, fdatasyncSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs'
+import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { open } from 'node:fs/promises'
 import { join } from 'node:path'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { setImmediate as yieldToLoop } from 'node:timers/promises'
 import { RocksDbEngine, type WalSyncMode } from '../../src/engine/rocksdb.js'
-
-function argument(name: string, fallback: string): string {
-  const at = process.argv.indexOf(`--${name}`)
-  return at >= 0 && process.argv[at + 1] !== undefined ? process.argv[at + 1]! : fallback
-}
-
-/** fsyncRate measures small write + fdatasync pairs per second in `dir`. */
-function fsyncRate(dir: string, seconds: number): number {
-  const path = join(dir, 'fsync-probe')
-  const fd = openSync(path, 'w')
-  const block = Buffer.alloc(512, 1)
-  let count = 0
-  const end = performance.now() + seconds * 1000
-  try {
-    while (performance.now() < end) {
-      writeSync(fd, block)
-      fdatasyncSync(fd)
-      count++
-    }
-  } finally {
-    closeSync(fd)
-    rmSync(path, { force: true })
-  }
-  return count / seconds
-}
+import { argument, fsyncRate } from '../lib/common.js'
 
 /** poolFsyncRate is fsyncRate with each fdatasync on libuv's thread pool, as the 'threadpool' mode does it. */
 async function poolFsyncRate(dir: string, seconds: number): Promise<number> {

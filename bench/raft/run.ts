@@ -7,35 +7,11 @@
 // net of their idle rate; far less sensitive to the machine's load than rates), and the
 // drivers' iterations, fsyncs, writes and messages per commit.
 // Usage: npm run build && node dist/bench/raft/run.js [--seconds 3] [--warmup 2] [--proposers 1,64] [--dir DIR]
-import { closeSync, fdatasyncSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { findLeader, freePorts, spawnNode, stopNode, type NodeProcess } from '../../test/raftstore/fixtures/processes.js'
-
-function argument(name: string, fallback: string): string {
-  const at = process.argv.indexOf(`--${name}`)
-  return at >= 0 && process.argv[at + 1] !== undefined ? process.argv[at + 1]! : fallback
-}
-
-/** fsyncRate measures small write + fdatasync pairs per second in `dir`. */
-function fsyncRate(dir: string, seconds: number): number {
-  const path = join(dir, 'fsync-probe')
-  const fd = openSync(path, 'w')
-  const block = Buffer.alloc(512, 1)
-  let count = 0
-  const end = performance.now() + seconds * 1000
-  try {
-    while (performance.now() < end) {
-      writeSync(fd, block)
-      fdatasyncSync(fd)
-      count++
-    }
-  } finally {
-    closeSync(fd)
-    rmSync(path, { force: true })
-  }
-  return count / seconds
-}
+import { argument, fsyncRate } from '../lib/common.js'
 
 /** IDLE_PROBE_MS: how long the idle CPU rate is measured (/proc times have 10 ms resolution). */
 const IDLE_PROBE_MS = 2000
