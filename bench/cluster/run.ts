@@ -17,6 +17,7 @@ import { DevCluster } from '../../src/cluster/dev.js'
 import type { ClusterView } from '../../src/meta/routing.js'
 import { slotOf } from '../../src/meta/slots.js'
 import { EtcdCluster, ensureEtcd } from './etcd.js'
+import { percentile } from '../lib/common.js'
 
 interface Kv {
   put(key: string, value: Buffer): Promise<unknown>
@@ -36,10 +37,6 @@ const VALUE = Buffer.alloc(1024, 0x61)
 function argument(name: string, fallback: number): number {
   const at = process.argv.indexOf(`--${name}`)
   return at >= 0 ? Number(process.argv[at + 1]) : fallback
-}
-
-function percentile(sorted: number[], p: number): number {
-  return sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))

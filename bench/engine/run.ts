@@ -8,41 +8,13 @@
 // loop between writes (as requests arriving on sockets would), so that the lag figure shows
 // what a server would see rather than a microtask loop that never yields.
 // Usage: npm run build && node dist/bench/engine/run.js [--seconds 3] [--dir DIR] [--value-bytes 128]
-import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { open } from 'node:fs/promises'
 import { join } from 'node:path'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { setImmediate as yieldToLoop } from 'node:timers/promises'
 import { RocksDbEngine, type WalSyncMode } from '../../src/engine/rocksdb.js'
-import { argument, fsyncRate } from '../lib/common.js'
-
-/** poolFsyncRate is fsyncRate with each fdatasync on libuv's thread pool, as the 'threadpool' mode does it. */
-async function poolFsyncRate(dir: string, seconds: number): Promise<number> {
-  const path = join(dir, 'fsync-probe-pool')
-  const fd = openSync(path, 'w')
-  const handle = await open(path, 'r')
-  const block = Buffer.alloc(512, 1)
-  let count = 0
-  const end = performance.now() + seconds * 1000
-  try {
-    while (performance.now() < end) {
-      writeSync(fd, block)
-      await handle.datasync()
-      count++
-    }
-  } finally {
-    await handle.close()
-    closeSync(fd)
-    rmSync(path, { force: true })
-  }
-  return count / seconds
-}
-
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return NaN
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!
-}
+import { argument, fsyncRate, percentile, poolFsyncRate } from '../lib/common.js'
 
 interface Figures {
   mode: WalSyncMode

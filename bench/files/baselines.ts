@@ -6,9 +6,9 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { closeSync, fsyncSync, openSync, rmSync, writeSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { Etcd3 } from 'etcd3'
+import { freePorts } from '../../test/raftstore/fixtures/processes.js'
 
 /** diskWriteMiBps writes `mib` MiB sequentially to a file in `dir`, fsyncs, and returns MiB/s. */
 export function diskWriteMiBps(dir: string, mib: number): number {
@@ -25,17 +25,6 @@ export function diskWriteMiBps(dir: string, mib: number): number {
   const seconds = (performance.now() - started) / 1000
   rmSync(path, { force: true })
   return mib / seconds
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const port = (server.address() as { port: number }).port
-      server.close(() => resolve(port))
-    })
-  })
 }
 
 /** findEtcd returns the etcd binary, installing Debian's etcd-server when it is missing (needs root). */
@@ -55,8 +44,7 @@ export interface EtcdBaseline {
 
 /** startEtcd runs etcd with its data in `dir` and waits until it answers. */
 export async function startEtcd(binary: string, dir: string): Promise<EtcdBaseline> {
-  const clientPort = await freePort()
-  const peerPort = await freePort()
+  const [clientPort, peerPort] = (await freePorts(2)) as [number, number]
   const child: ChildProcess = spawn(
     binary,
     [

@@ -11,7 +11,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { findLeader, freePorts, spawnNode, stopNode, type NodeProcess } from '../../test/raftstore/fixtures/processes.js'
-import { argument, fsyncRate } from '../lib/common.js'
+import { argument, fsyncRate, percentile } from '../lib/common.js'
 
 /** IDLE_PROBE_MS: how long the idle CPU rate is measured (/proc times have 10 ms resolution). */
 const IDLE_PROBE_MS = 2000
@@ -41,11 +41,6 @@ async function driverCounts(nodes: Iterable<NodeProcess>): Promise<DriverCounts>
     for (const key of Object.keys(sum) as Array<keyof DriverCounts>) sum[key] += stats[key]
   }
   return sum
-}
-
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return NaN
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!
 }
 
 interface Figures {
