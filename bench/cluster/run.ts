@@ -14,21 +14,14 @@ import { Etcd3 } from 'etcd3'
 import { connect } from '../../src/client/index.js'
 import type { RemoteKV } from '../../src/client/remote.js'
 import { DevCluster } from '../../src/cluster/dev.js'
-import type { ClusterView } from '../../src/meta/routing.js'
 import { slotOf } from '../../src/meta/slots.js'
 import { EtcdCluster, ensureEtcd } from './etcd.js'
 import { percentile } from '../lib/common.js'
+import { measure, processCpuMs, waitForLeaders, type Figures } from './measure.js'
 
 interface Kv {
   put(key: string, value: Buffer): Promise<unknown>
   get(key: string): Promise<unknown>
-}
-
-interface Figures {
-  perSecond: number
-  p50Ms: number
-  p99Ms: number
-  errors: number
 }
 
 const KEYS = 10_000
@@ -41,32 +34,25 @@ function argument(name: string, fallback: number): number {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
-/** measure keeps `clients` operations in flight for `seconds`. */
-async function measure(clients: number, seconds: number, op: (i: number) => Promise<unknown>): Promise<Figures> {
-  const latencies: number[] = []
-  let errors = 0
-  const end = performance.now() + seconds * 1000
-  await Promise.all(Array.from({ length: clients }, async (_, c) => {
-    for (let n = c; performance.now() < end; n += clients) {
-      const start = performance.now()
-      try {
-        await op(n)
-        latencies.push(performance.now() - start)
-      } catch {
-        errors++
-      }
-    }
-  }))
-  latencies.sort((a, b) => a - b)
-  return { perSecond: latencies.length / seconds, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99), errors }
+/** Measured is a throughput figure with the servers' CPU cost per operation (µs, summed over their processes). */
+interface Measured extends Figures {
+  cpuUsPerOp: number
 }
 
-async function throughput(kv: Kv, seconds: number): Promise<Record<string, Figures>> {
-  const out: Record<string, Figures> = {}
+/** measureCpu runs `measure` and adds the CPU µs per operation the `pids` spent meanwhile. */
+async function measureCpu(pids: () => number[], clients: number, seconds: number, op: (i: number) => Promise<unknown>): Promise<Measured> {
+  const before = processCpuMs(pids())
+  const figures = await measure(clients, seconds, op)
+  const ops = Math.max(1, figures.perSecond * seconds)
+  return { ...figures, cpuUsPerOp: ((processCpuMs(pids()) - before) * 1000) / ops }
+}
+
+async function throughput(kv: Kv, pids: () => number[], seconds: number): Promise<Record<string, Measured>> {
+  const out: Record<string, Measured> = {}
   for (let i = 0; i < KEYS; i += 500) await Promise.all(Array.from({ length: 500 }, (_, j) => kv.put(`bench/${i + j}`, VALUE)))
   for (const clients of [1, 64]) {
-    out[`put ${clients}`] = await measure(clients, seconds, (n) => kv.put(`bench/${(n * 7919) % KEYS}`, VALUE))
-    out[`get ${clients}`] = await measure(clients, seconds, (n) => kv.get(`bench/${(n * 7919) % KEYS}`))
+    out[`put ${clients}`] = await measureCpu(pids, clients, seconds, (n) => kv.put(`bench/${(n * 7919) % KEYS}`, VALUE))
+    out[`get ${clients}`] = await measureCpu(pids, clients, seconds, (n) => kv.get(`bench/${(n * 7919) % KEYS}`))
   }
   return out
 }
@@ -130,14 +116,6 @@ async function etcdFailover(etcd: EtcdCluster, trials: number): Promise<number[]
   return out
 }
 
-async function waitForLeaders(kv: RemoteKV): Promise<ClusterView> {
-  for (;;) {
-    const view = (await kv.call('admin.cluster', {}).catch(() => undefined)) as ClusterView | undefined
-    if (view !== undefined && view.shards.every((s) => s.leader !== null && s.claimed) && view.nodes.every((n) => n.health === 'up') && view.replacing.length === 0 && view.moves.length === 0) return view
-    await sleep(200)
-  }
-}
-
 function row(name: string, ours: number, theirs: number, unit: string, higherIsBetter: boolean): string {
   const ratio = theirs === 0 ? NaN : ours / theirs
   const better = higherIsBetter ? ratio >= 1 : ratio <= 1
@@ -155,10 +133,10 @@ async function main(): Promise<void> {
     await cluster.start()
     const kv = (await connect(cluster.endpoint, { token: cluster.token })) as RemoteKV
     await waitForLeaders(kv)
-    const ours = await throughput(kv, seconds)
+    const ours = await throughput(kv, () => cluster.nodes.map((n) => n.pid ?? 0), seconds)
     await etcd.start()
     const client = new Etcd3({ hosts: etcd.hosts })
-    const theirs = await throughput({ put: async (k, v) => await client.put(k).value(v), get: (k) => client.get(k).buffer() }, seconds)
+    const theirs = await throughput({ put: async (k, v) => await client.put(k).value(v), get: (k) => client.get(k).buffer() }, () => etcd.members.map((m) => m.child?.pid ?? 0), seconds)
     client.close()
     const ourFailover = (await distkvFailover(cluster, kv, trials)).sort((a, b) => a - b)
     const theirFailover = (await etcdFailover(etcd, trials)).sort((a, b) => a - b)
@@ -173,6 +151,7 @@ async function main(): Promise<void> {
         console.log(row(`${op}s/s, ${clients} client${clients > 1 ? 's' : ''}`, a.perSecond, b.perSecond, 'ops/s', true))
         console.log(row(`  p50`, a.p50Ms, b.p50Ms, 'ms', false))
         console.log(row(`  p99`, a.p99Ms, b.p99Ms, 'ms', false))
+        console.log(row(`  CPU per op (servers)`, a.cpuUsPerOp, b.cpuUsPerOp, 'µs', false))
         if (a.errors + b.errors > 0) console.log(`  errors: distkv ${a.errors}, etcd ${b.errors}`)
       }
     }

@@ -27,6 +27,8 @@ export interface DevOptions {
   electionTicks?: number
   requestTimeoutMs?: number
   downAfterMs?: number
+  /** nodeArgs: extra Node.js flags for every node process (e.g. --cpu-prof for a benchmark). */
+  nodeArgs?: string[]
   log: (line: string) => void
 }
 
@@ -105,7 +107,7 @@ export class DevCluster {
 
   private async launch(node: DevNode): Promise<void> {
     const logFd = openSync(node.logFile, 'a')
-    const child = spawn(process.execPath, [BIN, 'server', '--config', this.configPath(node)], { stdio: ['ignore', 'pipe', logFd], env: { ...process.env, DISTKV_TOKEN: '' } })
+    const child = spawn(process.execPath, [...(this.options.nodeArgs ?? []), BIN, 'server', '--config', this.configPath(node)], { stdio: ['ignore', 'pipe', logFd], env: { ...process.env, DISTKV_TOKEN: '' } })
     closeSync(logFd)
     node.child = child
     node.pid = child.pid

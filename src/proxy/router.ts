@@ -99,8 +99,8 @@ export class Router {
    * run sends `method` to the leader of the shard `pick` chooses (re-chosen on every attempt
    * from the then-current routing), retrying as the module comment says.
    */
-  async run(pick: (routing: Routing) => number, method: string, params: (shard: number) => unknown, options: { write: boolean }): Promise<unknown> {
-    const deadline = Date.now() + this.options.requestTimeoutMs
+  async run(pick: (routing: Routing) => number, method: string, params: (shard: number) => unknown, options: { write: boolean; deadline?: number }): Promise<unknown> {
+    const deadline = options.deadline ?? Date.now() + this.options.requestTimeoutMs
     let maybeApplied = false
     let lastError: KvError | undefined
     let backoffMs = 5

@@ -16,6 +16,9 @@ import { checkKey, checkKeys, checkOps, checkRange, checkSync, type WireOp } fro
 import type { PeerPool } from '../cluster/peers.js'
 import type { StoreClient } from '../store/client.js'
 import type { RequestContext, WireServer } from '../wire/index.js'
+import { requestIdToBytes } from '../wire/codec.js'
+import { WriteBatcher } from './batcher.js'
+import { executeClusterMulti } from './multi.js'
 import { gatherQuery } from './query.js'
 import { Router } from './router.js'
 import type { Routing } from '../meta/routing.js'
@@ -57,7 +60,17 @@ function bySlot(requestId: string, ops: WireOp[]): Array<{ slot: number; id: str
 
 /** ClusterKV is the proxy's DistKV logic, usable in process (the HTTP front end) and over RPC. */
 export class ClusterKV {
-  constructor(private readonly deps: ProxyDeps) {}
+  /** batcher groups this proxy's concurrent single-key writes into one store write per shard. */
+  readonly batcher: WriteBatcher
+
+  constructor(private readonly deps: ProxyDeps) {
+    this.batcher = new WriteBatcher(deps.router)
+  }
+
+  /** writeOne applies one single-key write (validated) under `requestId`, batched with the concurrent others. */
+  writeOne(requestId: string, op: WireOp): Promise<void> {
+    return this.batcher.submit(requestIdToBytes(requestId), [op])
+  }
 
   /** read runs a point read of several keys, one store.read per shard, in parallel. */
   async read(keys: Buffer[], kind: 'get' | 'has' | 'size'): Promise<unknown[]> {
@@ -137,13 +150,13 @@ export function registerProxyHandlers(server: WireServer, kv: ClusterKV, deps: P
   server.handle(LocalMethod.put, async (params, ctx: RequestContext) => {
     const p = paramsOf(params)
     checkSync(p)
-    await kv.write(ctx.requestId, checkOps([{ type: 'put', key: p.key, value: p.value }]), true)
+    await kv.writeOne(ctx.requestId, checkOps([{ type: 'put', key: p.key, value: p.value }])[0]!)
     return null
   })
   server.handle(LocalMethod.del, async (params, ctx: RequestContext) => {
     const p = paramsOf(params)
     checkSync(p)
-    await kv.write(ctx.requestId, [{ type: 'del', key: checkKey(p.key) }], true)
+    await kv.writeOne(ctx.requestId, { type: 'del', key: checkKey(p.key) })
     return null
   })
   server.handle(LocalMethod.batch, async (params, ctx: RequestContext) => {
@@ -153,6 +166,7 @@ export function registerProxyHandlers(server: WireServer, kv: ClusterKV, deps: P
     await kv.write(ctx.requestId, checkOps(p.ops), p.atomic !== false)
     return null
   })
+  server.handle(LocalMethod.multi, async (params) => executeClusterMulti(params, kv.batcher, (keys, kind) => kv.read(keys, kind)))
   // Every acknowledged cluster write is already fsynced by a majority.
   server.handle(LocalMethod.sync, async () => null)
   server.handleStream(LocalMethod.query, (params, ctx: RequestContext) => queryPages(deps, params, ctx.signal))

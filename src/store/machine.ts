@@ -34,6 +34,7 @@ export interface WriteUnit {
 export type ShardCommand =
   | { t: 'write'; id: Buffer; ops: WriteOp[] }
   | { t: 'units'; units: WriteUnit[] }
+  | { t: 'each'; units: WriteUnit[] }
   | { t: 'freeze'; slots: number[] }
   | { t: 'ingest'; pairs: Array<[Buffer, Buffer]>; requests?: Buffer[] }
   | { t: 'claim'; slots: number[] }
@@ -41,8 +42,11 @@ export type ShardCommand =
   | { t: 'purge'; slots: number[] }
   | { t: 'hash' }
 
-/** ShardResult is what a command returns to its proposer: ok, or a KvError shape. */
-export type ShardResult = { ok: true; more?: boolean; index?: number; hash?: string } | { ok: false; code: string; message: string }
+/** UnitRefusal is one unit of an `each` command that was refused: its position and the KvError shape. */
+export type UnitRefusal = [at: number, code: string, message: string]
+
+/** ShardResult is what a command returns to its proposer: ok (an `each` command lists its refused units), or a KvError shape. */
+export type ShardResult = { ok: true; more?: boolean; index?: number; hash?: string; refused?: UnitRefusal[] } | { ok: false; code: string; message: string }
 
 /** ReplicaHash is what a replica recorded when it applied a `hash` command: its log index and content digest. */
 export interface ReplicaHash {
@@ -134,6 +138,7 @@ export class ShardMachine implements StateMachine {
       }
       if (command.t === 'write') results.push(this.applyWrite([{ id: command.id, ops: command.ops }], entry.index, ops))
       else if (command.t === 'units') results.push(this.applyWrite(command.units, entry.index, ops))
+      else if (command.t === 'each') results.push(this.applyEach(command.units, entry.index, ops))
       else if (command.t === 'ingest') results.push(this.applyIngest(command, entry.index, ops))
       else if (command.t === 'purge') results.push(await this.applyPurge(command.slots, ops))
       else if (command.t === 'hash') results.push(await this.applyHash(entry.index, ops))
@@ -172,6 +177,20 @@ export class ShardMachine implements StateMachine {
       this.remember(id, hex, index, slots.size === 1 ? [...slots][0]! : NO_SLOT, ops)
     }
     return { ok: true }
+  }
+
+  /**
+   * applyEach applies independent units (a proxy's batch of concurrent single-key writes): each
+   * on its own, exactly as a lone `write` with its id would be, so a refusal (slot not owned or
+   * frozen) refuses only that unit; the proposer re-routes the refused ones.
+   */
+  private applyEach(units: WriteUnit[], index: number, ops: EngineOp[]): ShardResult {
+    const refused: UnitRefusal[] = []
+    for (let at = 0; at < units.length; at++) {
+      const result = this.applyWrite([units[at]!], index, ops)
+      if (!result.ok) refused.push([at, result.code, result.message])
+    }
+    return refused.length === 0 ? { ok: true } : { ok: true, refused }
   }
 
   /** remember records a request id with its log index and, for a one-slot write, the slot (so the id moves with it). */

@@ -3,6 +3,8 @@
  * shard named in each request:
  *   store.write   { shard, ops, id }          replicate a write; `id` (a UUID) makes it exactly-once
  *                 { shard, units: [{ id, ops }] }  several such writes (a non-atomic batch's one-slot parts), all or none
+ *                 { shard, each: [{ id, ops }] }   independent writes in one proposal (a proxy's batch of
+ *                                             concurrent puts); answers null or [[at, code, message]] of the refused
  *   store.read    { shard, keys, kind }       linearizable point reads (ReadIndex)
  *   store.seen    { shard, key, id }          linearizable: was a write with request id `id` applied? (by an owner of key's slot)
  *   store.query   { shard, range }  (stream)  linearizable range read; first page has `owned`
@@ -42,7 +44,12 @@ function shardOf(params: unknown): number {
   return shard
 }
 
-function uuidBytes(requestId: string): Buffer {
+function uuidBytes(requestId: string | Uint8Array): Buffer {
+  // A proxy batching writes sends the client's 16 id bytes as they came (kv.multi), not as text.
+  if (requestId instanceof Uint8Array) {
+    if (requestId.byteLength !== 16) throw new KvError(ErrorCode.INVALID, 'a binary request id must be 16 bytes')
+    return Buffer.from(requestId.buffer, requestId.byteOffset, 16)
+  }
   const hex = requestId.replace(/-/g, '')
   if (!/^[0-9a-f]{32}$/i.test(hex)) throw new KvError(ErrorCode.INVALID, 'write requests need a UUID request id')
   return Buffer.from(hex, 'hex')
@@ -57,7 +64,7 @@ function checkUnits(input: unknown): WriteUnit[] {
   if (!Array.isArray(input) || input.length === 0) throw new KvError(ErrorCode.INVALID, 'units must be a non-empty array of { id, ops }')
   const units = input.map((unit: unknown, i) => {
     const { id, ops } = (unit ?? {}) as Record<string, unknown>
-    if (typeof id !== 'string' || !Array.isArray(ops) || ops.length === 0) throw new KvError(ErrorCode.INVALID, `units[${i}] must be { id: UUID, ops: non-empty array }`)
+    if ((typeof id !== 'string' && !(id instanceof Uint8Array)) || !Array.isArray(ops) || ops.length === 0) throw new KvError(ErrorCode.INVALID, `units[${i}] must be { id: UUID or 16 bytes, ops: non-empty array }`)
     return { id, ops }
   })
   // One checkOps over every op enforces batchOpsMax and batchBytesMax for the whole command.
@@ -129,6 +136,10 @@ export function registerStoreHandlers(server: WireServer, host: StoreHost, drive
     if (params.units !== undefined) {
       await propose(shard, { t: 'units', units: checkUnits(params.units) })
       return null
+    }
+    if (params.each !== undefined) {
+      const result = await propose(shard, { t: 'each', units: checkUnits(params.each) })
+      return (result.ok && result.refused) || null
     }
     await propose(shard, { t: 'write', id: uuidBytes(typeof params.id === 'string' ? params.id : ''), ops: toWriteOps(checkOps(params.ops)) })
     return null

@@ -1,11 +1,15 @@
 // The whole DistKV client API through a cluster proxy (`connect()` against `distkv dev`): point
 // reads and writes, batches (atomic in one shard, refused across shards, split when asked),
-// queries merged across shards in both directions with bounds and limits, bad inputs, and the
+// queries merged across shards in both directions with bounds and limits, bad inputs, kv.multi
+// frames (per-op ids and errors; writes batched per shard, each still applied once), and the
 // admin.cluster view.
 import assert from 'node:assert/strict'
+import { randomBytes, randomUUID } from 'node:crypto'
 import { after, before, test } from 'node:test'
 import type { RemoteKV } from '../../src/client/remote.js'
 import { slotOf, SLOT_COUNT } from '../../src/meta/slots.js'
+import { WireClient } from '../../src/wire/client.js'
+import { requestIdFromBytes } from '../../src/wire/codec.js'
 import { DevFixture, keysOnDistinctShards } from './fixture.js'
 
 let dev: DevFixture
@@ -99,4 +103,40 @@ test('admin.cluster shows nodes, the meta leader, shards with leaders and every 
     slots += shard.slotCount
   }
   assert.equal(slots, SLOT_COUNT)
+})
+
+/** rawClient connects to a proxy without the client library, to send frames with chosen ids. */
+async function rawClient(endpoint: string): Promise<WireClient> {
+  const [host, port] = endpoint.split(':')
+  return WireClient.connect({ host: host!, port: Number(port) }, { clientId: randomUUID(), name: 'api-test', pid: process.pid })
+}
+
+test('kv.multi: writes batched per shard, each op applied once by its own id, a bad op fails alone', async () => {
+  const view = await dev.view(kv)
+  const keys = keysOnDistinctShards(view, slotOf, 4).map((key) => Buffer.from(key))
+  const ids = keys.map(() => randomBytes(16))
+  const frame = (value: string) => [
+    ...keys.map((key, i) => [1, ids[i], key, Buffer.from(value), true]),
+    [1, randomBytes(16), Buffer.alloc(5000, 0x61), Buffer.from(value), true],
+    [0, randomBytes(16), keys[0]],
+  ]
+  const [first, second] = dev.endpoints()
+  const client = await rawClient(first!)
+  const other = await rawClient(second!)
+  try {
+    const results = (await client.request('kv.multi', { ops: frame('once') }, { timeoutMs: 20_000 })) as unknown[]
+    assert.deepEqual(results.slice(0, keys.length), keys.map(() => null))
+    assert.equal((results[keys.length] as { code: string }).code, 'KV_ERR_KEY_TOO_LARGE', 'the bad op fails alone')
+    // Re-sent with the same ids, through another proxy and as lone puts: answered, not applied again.
+    await other.request('kv.multi', { ops: frame('twice') }, { timeoutMs: 20_000 })
+    await Promise.all(keys.map((key, i) => other.request('kv.put', { key, value: Buffer.from('thrice') }, { requestId: requestIdFromBytes(ids[i]!), timeoutMs: 20_000 })))
+    const read = (await client.request('kv.multi', { ops: keys.map((key) => [0, randomBytes(16), key]) }, { timeoutMs: 20_000 })) as Buffer[]
+    assert.deepEqual(read.map((value) => value.toString()), keys.map(() => 'once'))
+    // Concurrent lone puts with fresh ids share groups and are all applied.
+    await Promise.all(keys.map((key) => client.request('kv.put', { key, value: Buffer.from('new') }, { timeoutMs: 20_000 })))
+    assert.deepEqual((await kv.getMany(keys)).map((value) => value?.toString()), keys.map(() => 'new'))
+  } finally {
+    await client.close()
+    await other.close()
+  }
 })
