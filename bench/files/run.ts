@@ -11,25 +11,31 @@
  * `distkv local-server DIR --http` (one replica) instead. Results are also written to
  * bench/results/files[-local].json.
  */
-import { spawn } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { Agent, request } from 'node:http'
-import { tmpdir } from 'node:os'
+import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
+import { treeCpuMs } from '../lib/common.js'
 import { diskWriteMiBps, findEtcd, startEtcd } from './baselines.js'
 
 const { values: args } = parseArgs({
-  options: { url: { type: 'string' }, local: { type: 'boolean' }, port: { type: 'string' }, replicas: { type: 'string' }, clients: { type: 'string' }, mib: { type: 'string' } },
+  options: {
+    url: { type: 'string' }, local: { type: 'boolean' }, port: { type: 'string' }, replicas: { type: 'string' }, clients: { type: 'string' }, mib: { type: 'string' },
+    sizes: { type: 'string' }, 'cpu-prof': { type: 'string' },
+  },
 })
 const clients = Number(args.clients ?? 16)
 const budgetMiB = Number(args.mib ?? 128)
 const KiB = 1024
 const MiB = 1024 * KiB
-const sizes = [16 * KiB, 256 * KiB, 4 * MiB]
+const sizes = (args.sizes ?? '16,256,4096').split(',').map((kib) => Number(kib) * KiB)
+/** profileEnv makes every server process write a V8 CPU profile into --cpu-prof DIR when it exits. */
+const profileEnv = args['cpu-prof'] === undefined ? {} : { NODE_OPTIONS: `--import=${new URL('./profile-preload.js', import.meta.url).href}`, DISTKV_BENCH_PROFILE_DIR: args['cpu-prof'] }
 
 /** runParallel runs `count` jobs on `clients` workers and returns the elapsed seconds. */
 async function runParallel(count: number, job: (index: number) => Promise<void>): Promise<number> {
@@ -76,13 +82,21 @@ async function httpCall(agent: Agent, url: string, method: string, body?: Buffer
   }
 }
 
-async function startLocalHttp(dir: string): Promise<{ url: string; stop: () => Promise<void> }> {
+/** Server is the front end under test: its URL, the root of its process tree (for CPU time; undefined for --url) and how to stop it. */
+interface Server {
+  url: string
+  pid: number | undefined
+  stop: () => Promise<void>
+}
+
+async function startLocalHttp(dir: string): Promise<Server> {
   const bin = fileURLToPath(new URL('../../../bin/distkv.js', import.meta.url))
-  const child = spawn(process.execPath, [bin, 'local-server', join(dir, 'db'), '--http', '127.0.0.1:0', '--idle-timeout', '0'], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const child = spawn(process.execPath, [bin, 'local-server', join(dir, 'db'), '--http', '127.0.0.1:0', '--idle-timeout', '0'], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...profileEnv } })
   const line = await new Promise<string>((resolve) => createInterface({ input: child.stdout! }).once('line', resolve))
   const url = /at (http:\/\/\S+?)\/?$/.exec(line)![1]!
   return {
     url,
+    pid: child.pid,
     stop: async () => {
       const exited = new Promise((resolve) => child.once('exit', resolve))
       child.kill('SIGTERM')
@@ -92,11 +106,11 @@ async function startLocalHttp(dir: string): Promise<{ url: string; stop: () => P
 }
 
 /** startDevCluster runs `distkv dev` (3 nodes, 3 replicas) until stopped and returns node 1's HTTP URL. */
-async function startDevCluster(dir: string): Promise<{ url: string; stop: () => Promise<void> }> {
+async function startDevCluster(dir: string): Promise<Server> {
   const bin = fileURLToPath(new URL('../../../bin/distkv.js', import.meta.url))
   // A port base away from the default 7700 so a developer's own dev cluster is not in the way.
   const port = String(args.port ?? 17_000 + Math.floor(Math.random() * 4_000) * 10)
-  const child = spawn(process.execPath, [bin, 'dev', '--dir', join(dir, 'dev'), '--port', port, '--no-restart'], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const child = spawn(process.execPath, [bin, 'dev', '--dir', join(dir, 'dev'), '--port', port, '--no-restart'], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...profileEnv } })
   const exited = new Promise((resolve) => child.once('exit', resolve))
   const url = await new Promise<string>((resolve, reject) => {
     const lines = createInterface({ input: child.stdout! })
@@ -108,6 +122,7 @@ async function startDevCluster(dir: string): Promise<{ url: string; stop: () => 
   })
   return {
     url,
+    pid: child.pid,
     stop: async () => {
       child.kill('SIGTERM')
       await exited
@@ -124,29 +139,58 @@ interface Row {
   downloadMiBps: number
   /** retries: 503/504 answers retried during this size's uploads and downloads. */
   retries: number
+  /** upload/downloadServerCpuUsPerFile: CPU time of every server process (all nodes) per file; NaN with --url. */
+  uploadServerCpuUsPerFile: number
+  downloadServerCpuUsPerFile: number
+  /** upload/downloadClientCpuUsPerFile: CPU time of this benchmark process (the 16 HTTP clients) per file. */
+  uploadClientCpuUsPerFile: number
+  downloadClientCpuUsPerFile: number
+  /** loadAverage: the 1-minute load average when the size's downloads ended (other work on the machine). */
+  loadAverage: number
 }
 
-async function benchSize(url: string, size: number): Promise<Row> {
+/** Phase is one timed phase's elapsed seconds and CPU milliseconds (servers, this process). */
+interface Phase {
+  seconds: number
+  serverCpuMs: number
+  clientCpuMs: number
+}
+
+async function timed(serverPid: number | undefined, run: () => Promise<number>): Promise<Phase> {
+  const server = serverPid === undefined ? Number.NaN : treeCpuMs(serverPid)
+  const client = process.cpuUsage()
+  const seconds = await run()
+  const used = process.cpuUsage(client)
+  return { seconds, serverCpuMs: serverPid === undefined ? Number.NaN : treeCpuMs(serverPid) - server, clientCpuMs: (used.user + used.system) / 1000 }
+}
+
+async function benchSize(server: Server, size: number): Promise<Row> {
+  const url = server.url
   const agent = new Agent({ keepAlive: true, maxSockets: clients })
   const count = Math.max(clients * 4, Math.floor((budgetMiB * MiB) / size))
   const retriedBefore = retried
   const body = randomBytes(size)
   const name = (i: number): string => `${url}/v1/files/bench/${size}/${i}`
-  const up = await runParallel(count, async (i) => void (await httpCall(agent, name(i), 'PUT', body)))
-  const down = await runParallel(count, async (i) => {
+  const up = await timed(server.pid, () => runParallel(count, async (i) => void (await httpCall(agent, name(i), 'PUT', body))))
+  const down = await timed(server.pid, () => runParallel(count, async (i) => {
     const bytes = await httpCall(agent, name(i), 'GET')
     if (bytes !== size) throw new Error(`download of ${name(i)} gave ${bytes} bytes`)
-  })
+  }))
   agent.destroy()
   const mib = (count * size) / MiB
   return {
     size: size >= MiB ? `${size / MiB} MiB` : `${size / KiB} KiB`,
     files: count,
-    uploadFilesPerSecond: count / up,
-    uploadMiBps: mib / up,
-    downloadFilesPerSecond: count / down,
-    downloadMiBps: mib / down,
+    uploadFilesPerSecond: count / up.seconds,
+    uploadMiBps: mib / up.seconds,
+    downloadFilesPerSecond: count / down.seconds,
+    downloadMiBps: mib / down.seconds,
     retries: retried - retriedBefore,
+    uploadServerCpuUsPerFile: (up.serverCpuMs * 1000) / count,
+    downloadServerCpuUsPerFile: (down.serverCpuMs * 1000) / count,
+    uploadClientCpuUsPerFile: (up.clientCpuMs * 1000) / count,
+    downloadClientCpuUsPerFile: (down.clientCpuMs * 1000) / count,
+    loadAverage: loadavg()[0]!,
   }
 }
 
@@ -163,37 +207,49 @@ async function benchEtcd(dir: string, count: number): Promise<number | undefined
   }
 }
 
+function gitHead(): string | undefined {
+  const result = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' })
+  return result.status === 0 ? result.stdout.trim() : undefined
+}
+
 const dir = mkdtempSync(join(tmpdir(), 'distkv-bench-files-'))
 try {
   const replicas = Number(args.replicas ?? (args.local === true ? 1 : 3))
   const disk = diskWriteMiBps(dir, 256)
   const bound = disk / replicas
   console.log(`disk sequential write: ${disk.toFixed(0)} MiB/s; / ${replicas} replica(s) = ${bound.toFixed(0)} MiB/s upload bound`)
-  const server = args.url !== undefined ? { url: args.url, stop: async () => undefined } : args.local === true ? await startLocalHttp(dir) : await startDevCluster(dir)
+  const server: Server = args.url !== undefined ? { url: args.url, pid: undefined, stop: async () => undefined } : args.local === true ? await startLocalHttp(dir) : await startDevCluster(dir)
   console.log(`target: ${args.url !== undefined ? args.url : args.local === true ? 'distkv local-server --http (1 replica)' : `distkv dev (3 nodes, 3 replicas) at ${server.url}`}, ${clients} clients`)
   const rows: Row[] = []
   try {
     for (const size of sizes) {
-      const row = await benchSize(server.url, size)
+      const row = await benchSize(server, size)
       rows.push(row)
       console.log(
         `${row.size.padStart(8)}: upload ${row.uploadFilesPerSecond.toFixed(0).padStart(6)} files/s ${row.uploadMiBps.toFixed(1).padStart(7)} MiB/s (${((row.uploadMiBps / bound) * 100).toFixed(0)}% of bound)` +
           ` | download ${row.downloadFilesPerSecond.toFixed(0).padStart(6)} files/s ${row.downloadMiBps.toFixed(1).padStart(7)} MiB/s` +
           (row.retries > 0 ? ` | ${row.retries} retried 503/504s` : ''),
       )
+      const perMiB = (usPerFile: number) => ((usPerFile * MiB) / size / 1000).toFixed(0)
+      console.log(
+        `          server CPU: upload ${row.uploadServerCpuUsPerFile.toFixed(0)} us/file (${perMiB(row.uploadServerCpuUsPerFile)} ms/MiB)` +
+          ` | download ${row.downloadServerCpuUsPerFile.toFixed(0)} us/file (${perMiB(row.downloadServerCpuUsPerFile)} ms/MiB)` +
+          ` | clients ${row.uploadClientCpuUsPerFile.toFixed(0)} / ${row.downloadClientCpuUsPerFile.toFixed(0)} us/file | load ${row.loadAverage.toFixed(1)}`,
+      )
     }
   } finally {
     await server.stop()
   }
   const small = rows[0]!
-  const etcd = await benchEtcd(dir, small.files)
-  if (etcd === undefined) console.log('etcd: not available (could not install etcd-server)')
+  const etcd = small.size !== '16 KiB' ? undefined : await benchEtcd(dir, small.files)
+  if (etcd === undefined) console.log('etcd: not measured (no 16 KiB row, or etcd-server could not be installed)')
   else console.log(`etcd 16 KiB puts: ${etcd.toFixed(0)}/s; distkv 16 KiB uploads: ${small.uploadFilesPerSecond.toFixed(0)}/s = ${(small.uploadFilesPerSecond / etcd).toFixed(2)}x etcd (target >= 2x)`)
   const large = rows[rows.length - 1]!
   console.log(`4 MiB uploads: ${large.uploadMiBps.toFixed(1)} MiB/s = ${((large.uploadMiBps / bound) * 100).toFixed(0)}% of the disk bound (target >= 50%)`)
   const results = join(fileURLToPath(new URL('../../../bench/results/', import.meta.url)))
   mkdirSync(results, { recursive: true })
-  writeFileSync(join(results, args.local === true ? 'files-local.json' : 'files.json'), JSON.stringify({ at: new Date().toISOString(), target: args.local === true ? 'local' : args.url ?? 'dev', clients, replicas, diskMiBps: disk, boundMiBps: bound, etcdPutsPerSecond: etcd, rows }, null, 2) + '\n')
+  // A partial or profiled run is not comparable with the recorded ones, so it is not recorded.
+  if (args.sizes === undefined && args['cpu-prof'] === undefined) writeFileSync(join(results, args.local === true ? 'files-local.json' : 'files.json'), JSON.stringify({ at: new Date().toISOString(), commit: gitHead(), target: args.local === true ? 'local' : args.url ?? 'dev', clients, replicas, diskMiBps: disk, boundMiBps: bound, etcdPutsPerSecond: etcd, rows }, null, 2) + '\n')
 } finally {
   rmSync(dir, { recursive: true, force: true })
 }

@@ -1,7 +1,7 @@
 /**
- * The HTTP front end of a proxy node: src/proxy/http served over a client connected to this
- * node's own RPC listener, so HTTP requests take exactly the path (validation, routing,
- * retries) that RPC clients take.
+ * The HTTP front end of a proxy node: src/proxy/http served over this node's proxy called in
+ * process (the node passes a ClusterInProcessKV: same validation, routing and retries as the
+ * RPC handlers, without the loopback hop), or else over a client of the node's own RPC listener.
  */
 import { connect } from '../client/open.js'
 import type { DistKV } from '../client/types.js'
@@ -15,10 +15,14 @@ export interface HttpAttachment {
   close(): Promise<void>
 }
 
-/** attachHttp starts the HTTP front end on `config.http`. */
-export async function attachHttp(config: Readonly<NodeConfig>, cluster: () => Promise<unknown>, raftMetrics?: RaftMetricsSource): Promise<HttpAttachment> {
+/**
+ * attachHttp starts the HTTP front end on `config.http`, over `inProcess` (this node's proxy
+ * called in process, src/proxy/http/in-process.ts) when given, else over an RPC client of this
+ * node's own listener.
+ */
+export async function attachHttp(config: Readonly<NodeConfig>, cluster: () => Promise<unknown>, raftMetrics?: RaftMetricsSource, inProcess?: DistKV): Promise<HttpAttachment> {
   const { host, port } = parseEndpoint(config.http!)
-  const kv: DistKV = await connect(config.rpc, { token: config.clientToken ?? config.token, name: `distkv-http-${config.id}`, requestTimeoutMs: config.requestTimeoutMs + 1_000 })
+  const kv: DistKV = inProcess ?? await connect(config.rpc, { token: config.clientToken ?? config.token, name: `distkv-http-${config.id}`, requestTimeoutMs: config.requestTimeoutMs + 1_000 })
   const handle = await startHttpServer({ kv, host, port, cluster: async () => (await cluster()) as object, token: config.clientToken, ...(raftMetrics === undefined ? {} : { raftMetrics }) })
   return {
     url: handle.url,

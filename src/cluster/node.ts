@@ -37,6 +37,7 @@ import { StoreHost } from '../store/host.js'
 import { registerStoreHandlers, type LocalStoreCall } from '../store/service.js'
 import { ClusterKV, registerProxyHandlers } from '../proxy/service.js'
 import { Router } from '../proxy/router.js'
+import { ClusterInProcessKV } from '../proxy/http/in-process.js'
 import type { NodeConfig } from './config.js'
 import { PeerPool } from './peers.js'
 import { attachHttp, raftMetricsOf, type HttpAttachment } from './http.js'
@@ -195,8 +196,9 @@ async function startRoles(d: RoleDeps): Promise<{ host?: StoreHost; router?: Rou
     out.router = new Router({ meta: d.meta, stores: stores, requestTimeoutMs: d.config.requestTimeoutMs, refreshIntervalMs: 1_000 })
     out.router.start()
     const deps = { router: out.router, stores: stores, pool: d.pool }
-    registerProxyHandlers(d.server, new ClusterKV(deps), deps, () => forward(ADMIN_METHODS.cluster, {}))
-    if (d.config.http !== undefined) out.http = await attachHttp(d.config, () => forward(ADMIN_METHODS.cluster, {}), raftMetricsOf(d.driver, META_GROUP_ID))
+    const clusterKv = new ClusterKV(deps)
+    registerProxyHandlers(d.server, clusterKv, deps, () => forward(ADMIN_METHODS.cluster, {}))
+    if (d.config.http !== undefined) out.http = await attachHttp(d.config, () => forward(ADMIN_METHODS.cluster, {}), raftMetricsOf(d.driver, META_GROUP_ID), new ClusterInProcessKV(clusterKv, deps))
   }
   return out
 }
