@@ -4,7 +4,10 @@
  * or reveal an internal one:
  *
  *   0x01 <user key>                 user data
- *   0x00 'r' <16-byte request id>   applied write request ids (value: 8-byte BE ms timestamp)
+ *   0x00 'g' <8-byte BE sequence>   the request ids applied by one engine batch (value: 8-byte BE
+ *                                   ms timestamp, then the 16-byte ids)
+ *   0x00 'r' <16-byte request id>   one applied request id (value: 8-byte BE ms timestamp); only
+ *                                   read, in directories written before group records
  *
  * Queries are translated into ranges that never leave the 0x01 keyspace.
  */
@@ -15,6 +18,7 @@ import type { WireRange } from './validate.js'
 const userTag = 0x01
 const internalTag = 0x00
 const requestTag = 0x72 // 'r'
+const requestGroupTag = 0x67 // 'g'
 
 /** userStart is the smallest key of the user keyspace (inclusive). */
 const userStart = Buffer.from([userTag])
@@ -41,7 +45,7 @@ export function requestIdBytes(requestId: string): Buffer {
   return Buffer.from(hex, 'hex')
 }
 
-/** requestKey is the internal key recording that a write with this request id was applied. */
+/** requestKey is the legacy per-id record key (directories written before group records; see RecentRequests). */
 export function requestKey(id: Buffer): Buffer {
   const key = Buffer.allocUnsafe(2 + id.length)
   key[0] = internalTag
@@ -56,11 +60,39 @@ export const requestKeyRange: RangeOptions = {
   lt: Buffer.from([internalTag, requestTag + 1]),
 }
 
+/** requestGroupKey is the internal key of the request-id record of the engine batch numbered `seq`. */
+export function requestGroupKey(seq: number): Buffer {
+  const key = Buffer.allocUnsafe(10)
+  key[0] = internalTag
+  key[1] = requestGroupTag
+  // Two 32-bit halves: exact for every seq below 2^53, and no BigInt on the write path.
+  key.writeUInt32BE(Math.floor(seq / 2 ** 32), 2)
+  key.writeUInt32BE(seq >>> 0, 6)
+  return key
+}
+
+/** requestGroupSeq reads the sequence number back from a request-id group key. */
+export function requestGroupSeq(key: Buffer): number {
+  return key.length === 10 ? key.readUInt32BE(2) * 2 ** 32 + key.readUInt32BE(6) : 0
+}
+
+/** requestGroupKeyRange covers every request-id group record. */
+export const requestGroupKeyRange: RangeOptions = {
+  gte: Buffer.from([internalTag, requestGroupTag]),
+  lt: Buffer.from([internalTag, requestGroupTag + 1]),
+}
+
+/** timestampBytes writes a ms timestamp as 8 bytes BE into `out` (a new buffer when omitted). */
+export function timestampBytes(ms: number, out: Buffer = Buffer.alloc(8)): Buffer {
+  const value = Math.max(0, Math.floor(ms))
+  out.writeUInt32BE(Math.floor(value / 2 ** 32), 0)
+  out.writeUInt32BE(value >>> 0, 4)
+  return out
+}
+
 /** encodeTimestamp stores a ms timestamp as the value of a request-id record. */
 export function encodeTimestamp(ms: number): Buffer {
-  const out = Buffer.alloc(8)
-  out.writeBigUInt64BE(BigInt(Math.max(0, Math.floor(ms))))
-  return out
+  return timestampBytes(ms)
 }
 
 /** decodeTimestamp reads a request-id record's value; a malformed one counts as oldest. */

@@ -2,24 +2,30 @@
  * RecentRequests remembers which write request ids were applied, so that a client re-sending a
  * request after a lost reply or a server crash is answered instead of applied twice.
  *
- * The record of an id is written in the same engine batch as the write it covers, so after a
- * crash an id is known applied exactly when its write is. The set is bounded two ways: ids
- * older than `retentionMs` expire, and beyond `idsMax` the oldest are dropped. Expired or
- * dropped ids are deleted in a later write batch (bounded per batch by `evictionsPerBatchMax`).
+ * Ids are recorded per commit group: the engine batch that applies a group of writes also puts
+ * one record, `0x00 'g' <seq>`, whose value lists every id of the group (see keyspace.ts). So a
+ * group's ids are known applied after a crash exactly when its writes are, and recording costs
+ * one engine op per batch instead of one per write (a second memtable insert per write was a
+ * third of a put's engine cost). The set is bounded two ways: groups older than `retentionMs`
+ * expire, and beyond `idsMax` ids the oldest groups are dropped whole. Dropped groups' records
+ * are deleted in later write batches (at most `evictionsPerBatchMax` per batch).
  *
- * NB: an id evicted by count before its client gave up re-sending could be applied twice; with
+ * Directories written before group records carry one `0x00 'r' <id>` record per id; they are
+ * loaded as one-id groups and deleted as they expire.
+ *
+ * NB: an id dropped by count before its client gave up re-sending could be applied twice; with
  * the defaults that takes more than 200k writes within one client's request timeout.
  */
-import type { Engine, EngineOp } from '../engine/engine.js'
-import { decodeTimestamp, encodeTimestamp, requestKey, requestKeyRange } from './keyspace.js'
+import type { Engine, EngineOp, RangeOptions } from '../engine/engine.js'
+import { decodeTimestamp, requestGroupKey, requestGroupKeyRange, requestGroupSeq, requestKeyRange, timestampBytes } from './keyspace.js'
 
 /** RecentRequestsOptions bounds the remembered ids. */
 export interface RecentRequestsOptions {
   /** retentionMs: how long an applied id is remembered; must exceed every client's request timeout. */
   retentionMs: number
-  /** idsMax: most ids remembered at once. */
+  /** idsMax: most ids remembered at once (also bounds the records awaiting deletion). */
   idsMax: number
-  /** evictionsPerBatchMax: most id deletions piggybacked on one write batch. */
+  /** evictionsPerBatchMax: most record deletions piggybacked on one write batch. */
   evictionsPerBatchMax: number
 }
 
@@ -30,35 +36,53 @@ export const defaultRecentRequestsOptions: RecentRequestsOptions = Object.freeze
   evictionsPerBatchMax: 1024,
 })
 
+/** IdRecord is what recording one group's ids takes: engine ops for its batch, and `commit` once that batch is written. */
+export interface IdRecord {
+  ops: EngineOp[]
+  commit(): void
+}
+
+interface Group {
+  /** key: the engine record holding this group's ids. */
+  key: Buffer
+  at: number
+  /** ids: latin1 strings of the raw ids, the cheapest string form to key a Set with. */
+  ids: string[]
+}
+
+const idBytes = 16
+
 /** RecentRequests is the in-memory index of applied request ids, mirrored in the engine. */
 export class RecentRequests {
-  // Invariant: insertion order is applied order, so the first entries are the oldest.
-  // Keyed by the id's latin1 string, the cheapest string form of 16 raw bytes.
-  private readonly applied = new Map<string, number>()
-  // Ids dropped from `applied` whose engine records still need deleting.
-  private readonly evicted: Buffer[] = []
+  private readonly applied = new Set<string>()
+  // Invariant: groups[head..] are in applied order, oldest first, and hold exactly the ids of `applied`.
+  private groups: Group[] = []
+  private head = 0
+  // Records of dropped groups still to delete from the engine.
+  private readonly doomed: Buffer[] = []
+  private nextSeq = 0
 
   constructor(
     private readonly options: RecentRequestsOptions,
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** load reads the persisted ids at startup, oldest first. */
+  /** load reads the persisted ids at startup (group records and legacy per-id records), oldest first. */
   async load(engine: Engine): Promise<void> {
-    const found: Array<[string, number]> = []
-    const iterator = engine.iterator({ ...requestKeyRange, keys: true, values: true })
-    try {
-      for (;;) {
-        const entries = await iterator.nextBatch(1024)
-        if (entries.length === 0) break
-        for (const [key, value] of entries) found.push([key.subarray(2).toString('latin1'), decodeTimestamp(value)])
-      }
-    } finally {
-      await iterator.close()
-    }
-    found.sort((a, b) => a[1] - b[1])
-    for (const [id, at] of found) this.applied.set(id, at)
-    this.expire()
+    const found: Group[] = []
+    await scan(engine, requestKeyRange, (key, value) => {
+      found.push({ key, at: decodeTimestamp(value), ids: [key.subarray(2).toString('latin1')] })
+    })
+    await scan(engine, requestGroupKeyRange, (key, value) => {
+      this.nextSeq = Math.max(this.nextSeq, requestGroupSeq(key) + 1)
+      const ids: string[] = []
+      for (let at = 8; at + idBytes <= value.length; at += idBytes) ids.push(value.toString('latin1', at, at + idBytes))
+      found.push({ key, at: decodeTimestamp(value.subarray(0, 8)), ids })
+    })
+    // Array.prototype.sort is stable: groups of one millisecond keep their key order.
+    found.sort((a, b) => a.at - b.at)
+    for (const group of found) this.append(group)
+    this.expire(0)
   }
 
   /** has tells whether a write with this id (raw bytes or their latin1 string) was already applied. */
@@ -72,33 +96,65 @@ export class RecentRequests {
   }
 
   /**
-   * recordOps returns the engine ops that persist `ids` as applied and delete evicted ones;
-   * call `commit(ids)` once the batch holding them is written.
+   * record returns the engine ops that persist `ids` as applied (one record, none for no ids)
+   * and delete dropped records; call `commit()` once the batch holding them is written.
    */
-  recordOps(ids: Buffer[]): EngineOp[] {
-    const at = encodeTimestamp(this.now())
-    const ops: EngineOp[] = ids.map((id) => ({ type: 'put', key: requestKey(id), value: at }))
+  record(ids: Buffer[]): IdRecord {
     this.expire(ids.length)
-    const count = Math.min(this.evicted.length, this.options.evictionsPerBatchMax)
-    for (const id of this.evicted.splice(0, count)) ops.push({ type: 'del', key: requestKey(id) })
-    return ops
-  }
-
-  /** commit marks ids (raw bytes or their latin1 string) applied after their batch reached the engine. */
-  commit(ids: Array<Buffer | string>): void {
-    const at = this.now()
-    for (const id of ids) this.applied.set(typeof id === 'string' ? id : id.toString('latin1'), at)
-  }
-
-  private expire(incoming = 0): void {
-    const oldest = this.now() - this.options.retentionMs
-    for (const [id, at] of this.applied) {
-      const overCount = this.applied.size + incoming > this.options.idsMax
-      if (at >= oldest && !overCount) break
-      this.applied.delete(id)
-      // The pending-deletion list is bounded too: past idsMax the records are simply left
-      // behind, to be dropped by expiry when the server next starts.
-      if (this.evicted.length < this.options.idsMax) this.evicted.push(Buffer.from(id, 'latin1'))
+    const ops: EngineOp[] = []
+    let key: Buffer | undefined
+    if (ids.length > 0) {
+      key = requestGroupKey(this.nextSeq++)
+      const value = Buffer.allocUnsafe(8 + idBytes * ids.length)
+      timestampBytes(this.now(), value)
+      for (let i = 0; i < ids.length; i++) ids[i]!.copy(value, 8 + idBytes * i, 0, idBytes)
+      ops.push({ type: 'put', key, value })
     }
+    const deletions = this.doomed.splice(0, Math.min(this.doomed.length, this.options.evictionsPerBatchMax))
+    for (const doomed of deletions) ops.push({ type: 'del', key: doomed })
+    return {
+      ops,
+      commit: () => {
+        if (key !== undefined) this.append({ key, at: this.now(), ids: ids.map((id) => id.toString('latin1')) })
+      },
+    }
+  }
+
+  private append(group: Group): void {
+    this.groups.push(group)
+    for (const id of group.ids) this.applied.add(id)
+  }
+
+  /** expire drops groups past retentionMs, and the oldest ones while `incoming` more ids would exceed idsMax. */
+  private expire(incoming: number): void {
+    const oldest = this.now() - this.options.retentionMs
+    while (this.head < this.groups.length) {
+      const group = this.groups[this.head]!
+      if (group.at >= oldest && this.applied.size + incoming <= this.options.idsMax) break
+      for (const id of group.ids) this.applied.delete(id)
+      this.groups[this.head] = undefined as never
+      this.head++
+      // The deletion list is bounded too: past idsMax records are left behind, to be dropped by
+      // expiry when the server next starts.
+      if (this.doomed.length < this.options.idsMax) this.doomed.push(group.key)
+    }
+    // Drop the consumed prefix now and then, so the queue costs O(1) per group amortised.
+    if (this.head > 1024 && this.head * 2 > this.groups.length) {
+      this.groups = this.groups.slice(this.head)
+      this.head = 0
+    }
+  }
+}
+
+async function scan(engine: Engine, range: RangeOptions, visit: (key: Buffer, value: Buffer) => void): Promise<void> {
+  const iterator = engine.iterator({ ...range, keys: true, values: true })
+  try {
+    for (;;) {
+      const entries = await iterator.nextBatch(1024)
+      if (entries.length === 0) return
+      for (const [key, value] of entries) visit(key, value)
+    }
+  } finally {
+    await iterator.close()
   }
 }

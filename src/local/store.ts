@@ -9,8 +9,8 @@
  * written, so the event loop never waits on the disk; the engine merges the fsyncs asked for
  * meanwhile, so under concurrency many sync writes share one. A synced group is acknowledged
  * only once its fsync has completed.
- * Each batch also records the request ids it applies (see RecentRequests), so a retried
- * request is recognised even across a crash.
+ * Each batch also records the request ids it applies, in one record (see RecentRequests), so a
+ * retried request is recognised even across a crash.
  *
  * Read coalescing: single-key reads that arrive in one event-loop turn (from any connection)
  * are answered by one `engine.getMany`, at most `readBatchKeysMax` keys each; a dispatch per
@@ -300,8 +300,8 @@ export class LocalStore {
           ops.push(op.type === 'put' ? { type: 'put', key: userKey(op.key), value: op.value } : { type: 'del', key: userKey(op.key) })
         }
       }
-      const ids = group.map((write) => write.id)
-      ops.push(...this.recent.recordOps(ids))
+      const record = this.recent.record(group.map((write) => write.id))
+      for (const op of record.ops) ops.push(op)
       const sync = group.some((write) => write.sync)
       try {
         // Written unsynced; a synced group's fsync then runs while later groups are written.
@@ -311,7 +311,7 @@ export class LocalStore {
         continue
       }
       // Applied ids are known at once; a re-sent copy still waits in `inflight` until its original settles.
-      this.recent.commit(group.map((write) => write.key))
+      record.commit()
       this.stats.engineBatches++
       if (!sync) {
         this.settle(group)

@@ -11,6 +11,7 @@ import { ErrorCode } from '../../src/errors.js'
 import { Limits } from '../../src/limits.js'
 import { LocalStore, type QueryPage } from '../../src/local/store.js'
 import { RecentRequests } from '../../src/local/recent-requests.js'
+import { encodeTimestamp, requestKey } from '../../src/local/keyspace.js'
 import type { WireRange } from '../../src/local/validate.js'
 import { makeTempDir } from './helpers.js'
 
@@ -99,13 +100,67 @@ test('applied ids expire after retentionMs', async () => {
   let now = 1_000_000
   const recent = new RecentRequests({ retentionMs: 1000, idsMax: 100, evictionsPerBatchMax: 10 }, () => now)
   const id = Buffer.alloc(16, 1)
-  recent.recordOps([id])
-  recent.commit([id])
+  const record = recent.record([id])
+  assert.equal(recent.has(id), false, 'an id counts only once its batch is written')
+  record.commit()
   assert.ok(recent.has(id))
   now += 1001
-  const ops = recent.recordOps([])
+  const ops = recent.record([]).ops
   assert.equal(recent.has(id), false)
   assert.deepEqual(ops.map((op) => op.type), ['del'])
+  assert.deepEqual(ops[0]!.key, record.ops[0]!.key, 'the expired group record is the one deleted')
+})
+
+test('one engine batch records all its request ids in one record, and they survive a crash', async () => {
+  const { engine, store } = await openStore()
+  const ids = Array.from({ length: 50 }, () => randomUUID())
+  await Promise.all(ids.map((id, i) => store.write(id, [put(`k${i}`, 'v')], true)))
+  assert.equal(store.stats.engineBatches, 1, 'the 50 writes shared one batch')
+  assert.equal(engine.size, 50 + 1, '50 user keys and one id record')
+  engine.crash()
+  const { store: again } = await openStore(engine)
+  assert.equal(again.recentRequestIds, 50)
+  await Promise.all(ids.map((id, i) => again.write(id, [put(`k${i}`, 'replayed')], true)))
+  assert.equal(again.stats.duplicateRequests, 50)
+  assert.equal((await again.get(b('k7')))?.toString(), 'v')
+})
+
+test('per-id records of older directories are honoured, and deleted once expired', async () => {
+  let now = 5_000_000
+  const engine = new MemoryEngine()
+  await engine.open()
+  const legacy = Buffer.alloc(16, 7)
+  await engine.put(requestKey(legacy), encodeTimestamp(now))
+  const recent = new RecentRequests({ retentionMs: 1000, idsMax: 100, evictionsPerBatchMax: 10 }, () => now)
+  await recent.load(engine)
+  assert.ok(recent.has(legacy))
+  const fresh = Buffer.alloc(16, 8)
+  const first = recent.record([fresh])
+  await engine.batch(first.ops)
+  first.commit()
+  now += 1001
+  const later = recent.record([])
+  assert.equal(recent.has(legacy), false)
+  assert.deepEqual(later.ops.map((op) => op.key), [requestKey(legacy), first.ops[0]!.key], 'oldest first')
+  await engine.batch(later.ops)
+  assert.equal(engine.size, 0)
+})
+
+test('group record sequence numbers continue after a restart', async () => {
+  const engine = new MemoryEngine()
+  await engine.open()
+  const recent = new RecentRequests({ retentionMs: 60_000, idsMax: 100, evictionsPerBatchMax: 10 })
+  for (let i = 0; i < 3; i++) {
+    const record = recent.record([Buffer.alloc(16, i)])
+    await engine.batch(record.ops)
+    record.commit()
+  }
+  const reloaded = new RecentRequests({ retentionMs: 60_000, idsMax: 100, evictionsPerBatchMax: 10 })
+  await reloaded.load(engine)
+  const next = reloaded.record([Buffer.alloc(16, 9)])
+  await engine.batch(next.ops)
+  assert.equal(engine.size, 4, 'the new record did not overwrite an old one')
+  for (let i = 0; i < 3; i++) assert.ok(reloaded.has(Buffer.alloc(16, i)))
 })
 
 const keys = ['', 'a', 'a\x00', 'ab', 'abc', 'ac', 'b', 'b\xff', 'ba', 'c'].map((k) => Buffer.from(k, 'latin1')).slice(1)
