@@ -55,13 +55,14 @@ export class ClusterInProcessKV implements DistKV {
     this.check()
     // Every acknowledged cluster write is fsynced by a majority, so `sync` only needs checking.
     checkSync(options)
-    await this.kv.write(randomUUID(), [{ type: 'put', key: checkKey(key), value: checkValue(value) }], true)
+    // Through the proxy's write batcher: concurrent uploads' writes to one shard share a proposal.
+    await this.kv.writeOne(randomUUID(), { type: 'put', key: checkKey(key), value: checkValue(value) })
   }
 
   async del(key: KeyLike, options?: WriteOptions): Promise<void> {
     this.check()
     checkSync(options)
-    await this.kv.write(randomUUID(), [{ type: 'del', key: checkKey(key) }], true)
+    await this.kv.writeOne(randomUUID(), { type: 'del', key: checkKey(key) })
   }
 
   async batch(ops: BatchOp[], options?: BatchOptions): Promise<void> {
