@@ -9,7 +9,7 @@
  * with (in the same Ready as) the log entries and hard state it depends on.
  */
 import { ErrorCode, KvError, assert } from '../errors.js'
-import type { ConfState, Entry, EntryType, Message, MessageType, NodeId, ProposeResult, ReadState, Role } from './types.js'
+import type { ConfState, Entry, EntryType, Message, MessageType, NodeId, ProposeResult, ReadState, Role, Snapshot } from './types.js'
 import { NONE } from './types.js'
 import type { ResolvedRaftConfig } from './config.js'
 import { RaftLog } from './log.js'
@@ -17,7 +17,7 @@ import { ProgressTracker } from './tracker.js'
 import { ConfHistory, validateConfChange, decodeConfChange } from './confchange.js'
 import { ReadOnly, READ_INDEX_PENDING_MAX } from './read-only.js'
 import { jointVote } from './quorum.js'
-import { isEmptyHardState } from './util.js'
+import { isEmptyHardState, SnapshotTemporarilyUnavailable } from './util.js'
 
 type StepFn = (r: Raft, m: Message) => void
 
@@ -464,7 +464,14 @@ export class Raft {
     const pr = this.tracker.progress.get(to)!
     // An unresponsive peer would only waste the transfer; wait until it is heard from.
     if (!pr.recentActive) return false
-    const snapshot = this.log.snapshot()
+    let snapshot: Snapshot
+    try {
+      snapshot = this.log.snapshot()
+    } catch (error) {
+      // Being generated: nothing is sent and the peer is not paused, so its next heartbeat response retries.
+      if (error instanceof SnapshotTemporarilyUnavailable) return false
+      throw error
+    }
     assert(snapshot.meta.index > 0, `peer ${to} needs compacted entries but storage has no snapshot`)
     this.send({ type: 'snap', to, snapshot })
     pr.becomeSnapshot(snapshot.meta.index)

@@ -144,6 +144,7 @@ export interface RaftStorage {
   term(index: number): number
   firstIndex(): number
   lastIndex(): number
+  /** snapshot is the latest snapshot; it may throw SnapshotTemporarilyUnavailable (util.ts) while one is generated. */
   snapshot(): Snapshot
 }
 

@@ -2,7 +2,19 @@
  * Small pure helpers shared by the Raft core modules and by RaftStorage implementations,
  * so that every layer agrees on what an entry "costs" when batching by bytes.
  */
+import { ErrorCode, KvError } from '../errors.js'
 import type { ConfState, Entry, HardState } from './types.js'
+
+/**
+ * SnapshotTemporarilyUnavailable is what RaftStorage.snapshot() throws while the snapshot a
+ * lagging follower needs is still being generated (etcd's ErrSnapshotTemporarilyUnavailable):
+ * the leader sends nothing and retries on the follower's next heartbeat response.
+ */
+export class SnapshotTemporarilyUnavailable extends KvError {
+  constructor(groupId?: number) {
+    super(ErrorCode.UNAVAILABLE, 'raft snapshot temporarily unavailable (being generated)', groupId === undefined ? {} : { groupId })
+  }
+}
 
 /** ENTRY_OVERHEAD_BYTES approximates an entry's framing (term, index, type), so empty entries are not free. */
 export const ENTRY_OVERHEAD_BYTES = 24

@@ -12,7 +12,8 @@
  *      group's apply output with its applied index in one more batch, unsynced (see
  *      writeApplied): the applied index is always written with the data it covers, and
  *      waiters are answered once it is written;
- *   6. compact the log of groups past the compaction policy, behind a fresh snapshot.
+ *   6. compact the log of groups past the compaction policy; serialise a snapshot only when
+ *      the core asked for one (a follower needs compacted entries).
  *
  * Fault model: a failed engine write leaves the cores ahead of the disk, which cannot be
  * undone, so the driver stops (every waiter gets KV_ERR_UNAVAILABLE) and the node must restart
@@ -61,6 +62,8 @@ export interface DriverStats {
   readiesPerWriteMax: number
   messagesSent: number
   compactions: number
+  /** snapshotsGenerated: state machine snapshots taken for lagging followers. */
+  snapshotsGenerated: number
   snapshotsInstalled: number
 }
 
@@ -72,7 +75,7 @@ const TICKS_PER_ITERATION_MAX = 64
 
 /** RaftDriver hosts many Raft groups on one engine and one transport. */
 export class RaftDriver {
-  readonly stats: DriverStats = { iterations: 0, writes: 0, syncWrites: 0, readiesPersisted: 0, readiesPerWriteMax: 0, messagesSent: 0, compactions: 0, snapshotsInstalled: 0 }
+  readonly stats: DriverStats = { iterations: 0, writes: 0, syncWrites: 0, readiesPersisted: 0, readiesPerWriteMax: 0, messagesSent: 0, compactions: 0, snapshotsGenerated: 0, snapshotsInstalled: 0 }
   private readonly options: ResolvedDriverOptions
   private readonly groups = new Map<number, GroupReplica>()
   // active: groups that may have work (an input arrived, or last iteration gave them a Ready),
@@ -111,13 +114,8 @@ export class RaftDriver {
     this.checkUsable()
     if (this.groups.has(groupId)) throw new KvError(ErrorCode.INVALID, `raft group ${groupId} is already hosted`, { groupId })
     const o = this.options
+    // A snapshot of a compacted log is generated when a lagging follower first needs it (maybeGenerateSnapshot).
     const storage = await EngineRaftStorage.open(o.engine, groupId, { logger: (message, details) => o.logger('warn', message, details) })
-    if (!storage.hasSnapshot) {
-      // The log was compacted before a restart: regenerate the snapshot lagging followers need.
-      const applied = storage.appliedState
-      const data = await stateMachine.snapshot()
-      storage.setSnapshot({ meta: { index: applied.index, term: storage.term(applied.index), confState: applied.confState }, data })
-    }
     // Checked again: another addGroup of the same id may have finished while this one awaited.
     if (this.groups.has(groupId)) throw new KvError(ErrorCode.INVALID, `raft group ${groupId} is already hosted`, { groupId })
     const core = o.createCore({ ...o.raft, id: o.nodeId, storage, random: o.random, applied: storage.appliedIndex })
@@ -318,7 +316,12 @@ export class RaftDriver {
       if (group.core.hasReady()) work.push({ group, ready: group.core.ready() })
     }
     const applying = candidates.filter((group) => group.pendingApply !== undefined)
-    if (work.length === 0 && applying.length === 0 && this.stagedNext.length === 0) return
+    // The core asks for snapshots while stepping (feed), so the groups wanting one are known here.
+    const wanting = candidates.filter((group) => group.storage.snapshotWanted)
+    if (work.length === 0 && applying.length === 0 && this.stagedNext.length === 0) {
+      for (const group of wanting) await this.maybeGenerateSnapshot(group)
+      return
+    }
     this.stats.iterations++
     const early = work.filter(({ group, ready }) => this.maySendBeforePersist(group, ready))
     if (early.length > 0) {
@@ -333,8 +336,9 @@ export class RaftDriver {
       group.core.advance(ready)
     }
     await this.writeApplied(work)
+    for (const group of wanting) await this.maybeGenerateSnapshot(group)
     for (const { group } of work) {
-      await this.maybeCompact(group)
+      this.maybeCompact(group)
       // advance() may have left more to do.
       this.active.add(group)
     }
@@ -476,20 +480,34 @@ export class RaftDriver {
     group.pendingApply = { ops: output.ops, state: { index: last.index, term: last.term, confState }, outcomes }
   }
 
-  /** maybeCompact snapshots the durable state and stages dropping the log behind it, past the policy's bounds. */
-  private async maybeCompact(group: GroupReplica): Promise<void> {
+  /** maybeCompact stages dropping the applied log past the policy's bounds (no snapshot: see maybeGenerateSnapshot). */
+  private maybeCompact(group: GroupReplica): void {
     const storage = group.storage
     const index = compactionIndex(this.options.compaction, { firstIndex: storage.firstIndex(), applied: storage.appliedIndex, logBytes: storage.logBytes })
-    if (index === undefined || storage.appliedIndex < group.snapshotRefusedAt + this.options.compaction.compactLogEntriesMax) return
+    if (index === undefined) return
+    this.stagedNext.push(storage.compactOps(index))
+    this.stats.compactions++
+  }
+
+  /**
+   * maybeGenerateSnapshot serialises the state machine at the durable applied index once the
+   * core has asked for a snapshot of a compacted log (a follower needs one). Called between
+   * writeApplied and the next iteration, so the engine holds exactly the applied state. A
+   * snapshot past snapshotBytesMax is not kept (it would be held in memory); it is retried
+   * after compactLogEntriesMax more applied entries, and until then the follower waits.
+   */
+  private async maybeGenerateSnapshot(group: GroupReplica): Promise<void> {
+    const storage = group.storage
+    if (!storage.snapshotWanted || group.pendingApply !== undefined) return
+    if (storage.appliedIndex < group.snapshotRefusedAt + this.options.compaction.compactLogEntriesMax) return
     const applied = storage.appliedState
     const data = await group.stateMachine.snapshot()
     if (data.byteLength > this.options.compaction.snapshotBytesMax) {
-      this.options.logger('warn', 'snapshot exceeds snapshotBytesMax; log not compacted', { groupId: group.id, bytes: data.byteLength, limit: this.options.compaction.snapshotBytesMax })
+      this.options.logger('warn', 'snapshot exceeds snapshotBytesMax; not kept', { groupId: group.id, bytes: data.byteLength, limit: this.options.compaction.snapshotBytesMax })
       group.snapshotRefusedAt = applied.index
       return
     }
     storage.setSnapshot({ meta: { index: applied.index, term: storage.term(applied.index), confState: applied.confState }, data })
-    this.stagedNext.push(storage.compactOps(index))
-    this.stats.compactions++
+    this.stats.snapshotsGenerated++
   }
 }

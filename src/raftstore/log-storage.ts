@@ -21,7 +21,7 @@
 import { ErrorCode, KvError, assert } from '../errors.js'
 import type { Engine, EngineOp } from '../engine/engine.js'
 import type { ConfState, Entry, HardState, RaftStorage, Snapshot } from '../raft/types.js'
-import { cloneConfState, emptyConfState, emptyHardState, entryBytes, limitSize } from '../raft/util.js'
+import { cloneConfState, emptyConfState, emptyHardState, entryBytes, limitSize, SnapshotTemporarilyUnavailable } from '../raft/util.js'
 import * as records from './records.js'
 import type { AppliedState, TruncatedState } from './records.js'
 
@@ -105,6 +105,8 @@ export class EngineRaftStorage implements RaftStorage {
   private bytes: number
   // Invariant: when set, cachedSnapshot.meta.index >= truncated.index.
   private cachedSnapshot: Snapshot | undefined
+  // wanted: snapshot() was asked for one that is not generated yet (the driver generates it).
+  private wanted = false
   // stagedSnapshotIndex: a snapshot staged but not yet durable, which appendOps must build on.
   private stagedSnapshotIndex: number | undefined
 
@@ -183,10 +185,22 @@ export class EngineRaftStorage implements RaftStorage {
     return this.truncated.index + this.log.length
   }
 
+  /**
+   * snapshot returns the generated snapshot, or throws SnapshotTemporarilyUnavailable and marks
+   * one as wanted (snapshotWanted) when the log is compacted and none covers it: snapshots are
+   * generated on demand, not at every compaction, so compacting costs O(entries dropped), not
+   * O(state machine size).
+   */
   snapshot(): Snapshot {
     if (this.cachedSnapshot !== undefined) return this.cachedSnapshot
-    assert(this.truncated.index === 0, `EngineRaftStorage.snapshot: group ${this.groupId} is compacted but no snapshot was generated`)
-    return { meta: { index: 0, term: 0, confState: cloneConfState(this.applied.confState) }, data: new Uint8Array(0) }
+    if (this.truncated.index === 0) return { meta: { index: 0, term: 0, confState: cloneConfState(this.applied.confState) }, data: new Uint8Array(0) }
+    this.wanted = true
+    throw new SnapshotTemporarilyUnavailable(this.groupId)
+  }
+
+  /** snapshotWanted tells whether the core asked for a snapshot that setSnapshot has not provided yet. */
+  get snapshotWanted(): boolean {
+    return this.wanted
   }
 
   /** hardState is the durable HardState. */
@@ -219,6 +233,7 @@ export class EngineRaftStorage implements RaftStorage {
     assert(snapshot.meta.index >= this.truncated.index, `setSnapshot: snapshot ${snapshot.meta.index} is behind the compaction point ${this.truncated.index}`)
     assert(snapshot.meta.index <= this.applied.index, `setSnapshot: snapshot ${snapshot.meta.index} is ahead of applied ${this.applied.index}`)
     this.cachedSnapshot = snapshot
+    this.wanted = false
   }
 
   /** appendOps stages entries from a Ready, deleting any stored suffix they replace. */
@@ -328,6 +343,8 @@ export class EngineRaftStorage implements RaftStorage {
         const dropped = this.log.splice(0, index - this.truncated.index)
         for (const entry of dropped) this.bytes -= entryBytes(entry)
         this.truncated = truncated
+        // A snapshot behind the compaction point can no longer catch anyone up (the entries after it are gone).
+        if (this.cachedSnapshot !== undefined && this.cachedSnapshot.meta.index < index) this.cachedSnapshot = undefined
       },
     }
   }

@@ -6,6 +6,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { Network } from './network.js'
+import { SnapshotTemporarilyUnavailable } from '../../src/raft/util.js'
 
 const plain = { preVote: false, checkQuorum: false }
 
@@ -30,6 +31,26 @@ test('§7 a leader sends a snapshot to a follower that needs entries it has comp
   // The follower restored the state machine from the snapshot.
   assert.deepEqual(net.peer(3).applied, net.peer(1).applied)
   assert.equal(net.status(3).commit, 12)
+})
+
+test('§7 a snapshot still being generated (SnapshotTemporarilyUnavailable) is sent once storage has it', () => {
+  const net = laggingFollowerNetwork()
+  const storage = net.peer(1).storage
+  const generated = storage.snapshot.bind(storage)
+  let asked = 0
+  storage.snapshot = () => {
+    asked++
+    throw new SnapshotTemporarilyUnavailable()
+  }
+  net.heal()
+  net.tick(6, [1])
+  assert.ok(asked >= 1, 'the leader asked storage for a snapshot')
+  assert.equal(net.sent.filter((m) => m.type === 'snap').length, 0, 'nothing is sent while the snapshot is unavailable')
+  assert.notEqual(net.status(1).progress![3]!.state, 'snapshot')
+  storage.snapshot = generated
+  net.tick(6, [1])
+  assert.equal(net.sent.filter((m) => m.type === 'snap' && m.to === 3).length, 1, 'sent on a heartbeat response once generated')
+  assert.deepEqual(net.peer(3).applied, net.peer(1).applied)
 })
 
 test('§7 after reportSnapshot(ok) the leader probes and resumes normal replication', () => {

@@ -111,9 +111,11 @@ test('the log is compacted behind a snapshot and a lagging follower is caught up
     cluster.network.isolate(3)
     for (let i = 0; i < 60; i++) await cluster.driver(1).propose(1, putCommand(`k${i}`, `v${i}`))
     assert.ok(cluster.driver(1).stats.compactions >= 1, 'the leader compacted its log')
+    assert.equal(cluster.driver(1).stats.snapshotsGenerated, 0, 'compaction alone serialises no snapshot (generated on demand)')
     cluster.network.heal()
     await cluster.until('node 3 installs a snapshot', async () => (await cluster.machine(3, 1).get('k59')) === 'v59')
     assert.ok(cluster.driver(3).stats.snapshotsInstalled >= 1, 'node 3 was caught up by a snapshot, not the log')
+    assert.ok(cluster.driver(1).stats.snapshotsGenerated >= 1, 'the leader generated the snapshot node 3 asked for')
     assert.deepEqual(await cluster.machine(3, 1).dump(), await cluster.machine(1, 1).dump())
 
     await cluster.crashNode(1)

@@ -10,9 +10,15 @@ import { groupPrefix } from '../../src/raftstore/records.js'
 /** DATA_SUFFIX keeps this machine's keys apart from raftstore's (suffixes below 0x20 are reserved). */
 const DATA_SUFFIX = 0x64
 
-/** putCommand encodes a put for KvMachine. */
-export function putCommand(key: string, value: string): Uint8Array {
+/** putCommand encodes a put for KvMachine; a binary value travels as msgpack bin and is stored without conversion. */
+export function putCommand(key: string, value: string | Uint8Array): Uint8Array {
   return pack([key, value])
+}
+
+/** asBuffer views a decoded value (bin: a Buffer; str: a string) as bytes without copying a Buffer. */
+function asBuffer(value: string | Uint8Array): Buffer {
+  if (typeof value === 'string') return Buffer.from(value)
+  return Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength)
 }
 
 /** KvMachine applies puts to the engine; apply results are the entry's index. */
@@ -28,7 +34,10 @@ export class KvMachine implements StateMachine {
   }
 
   private key(key: string): Buffer {
-    return Buffer.concat([this.prefix, Buffer.from(key)])
+    const out = Buffer.allocUnsafe(this.prefix.length + Buffer.byteLength(key))
+    this.prefix.copy(out, 0)
+    out.write(key, this.prefix.length)
+    return out
   }
 
   async apply(entries: Entry[]): Promise<ApplyOutput> {
@@ -36,8 +45,8 @@ export class KvMachine implements StateMachine {
     const ops: EngineOp[] = []
     const results: unknown[] = []
     for (const entry of entries) {
-      const [key, value] = unpack(entry.data) as [string, string]
-      ops.push({ type: 'put', key: this.key(key), value: Buffer.from(value) })
+      const [key, value] = unpack(entry.data) as [string, string | Uint8Array]
+      ops.push({ type: 'put', key: this.key(key), value: asBuffer(value) })
       results.push(entry.index)
     }
     return { ops, results }
@@ -50,15 +59,20 @@ export class KvMachine implements StateMachine {
 
   /** dump returns every key/value of this group. */
   async dump(): Promise<Array<[string, string]>> {
+    return (await this.pairs()).map(([k, v]) => [k, v.toString()])
+  }
+
+  /** pairs returns every key and value of this group, values as stored. */
+  private async pairs(): Promise<Array<[string, Buffer]>> {
     const end = Buffer.from(this.prefix)
     end[end.length - 1]!++
     const iterator = this.engine().iterator({ gte: this.prefix, lt: end })
-    const out: Array<[string, string]> = []
+    const out: Array<[string, Buffer]> = []
     try {
       for (;;) {
         const batch = await iterator.nextBatch(1000)
         if (batch.length === 0) return out
-        for (const [k, v] of batch) out.push([k.subarray(this.prefix.length).toString(), v.toString()])
+        for (const [k, v] of batch) out.push([k.subarray(this.prefix.length).toString(), v])
       }
     } finally {
       await iterator.close()
@@ -66,12 +80,12 @@ export class KvMachine implements StateMachine {
   }
 
   async snapshot(): Promise<Uint8Array> {
-    return pack(await this.dump())
+    return pack(await this.pairs())
   }
 
   async restore(snapshot: Snapshot): Promise<EngineOp[]> {
-    const ops: EngineOp[] = (await this.dump()).map(([k]) => ({ type: 'del', key: this.key(k) }))
-    for (const [k, v] of unpack(snapshot.data) as Array<[string, string]>) ops.push({ type: 'put', key: this.key(k), value: Buffer.from(v) })
+    const ops: EngineOp[] = (await this.pairs()).map(([k]) => ({ type: 'del', key: this.key(k) }))
+    for (const [k, v] of unpack(snapshot.data) as Array<[string, string | Uint8Array]>) ops.push({ type: 'put', key: this.key(k), value: asBuffer(v) })
     return ops
   }
 }
