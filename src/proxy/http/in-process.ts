@@ -5,7 +5,9 @@
  * loopback round trip, a msgpack encode and decode of every value (1 MiB per file chunk) and
  * a socket copy each way, for nothing (docs/files.md, Figures). Validation is the RPC
  * handlers' own (src/local/validate.ts), and writes carry a fresh request id each, which the
- * router keeps across its retries, so a write is applied at most once as over RPC.
+ * router keeps across its retries, so a write is applied at most once as over RPC. Single-key
+ * writes of one turn share a store write per shard (the proxy's WriteBatcher), and single-key
+ * reads share a store read per shard (ReadCoalescer).
  *
  * Fault model: it lives and dies with its node. Routing failures, leader changes and timeouts
  * are the router's (the same outcomes an RPC client sees); after close(), calls fail with
@@ -16,6 +18,7 @@ import type { BatchOp, BatchOptions, DistKV, KeyLike, QueryRange, ValueLike, Wri
 import { ErrorCode, KvError } from '../../errors.js'
 import { checkKey, checkKeys, checkOps, checkRange, checkSync, checkValue } from '../../local/validate.js'
 import { gatherQuery } from '../query.js'
+import { ReadCoalescer } from './read-coalescer.js'
 import type { ClusterKV, ProxyDeps } from '../service.js'
 
 /** asValue turns a value as a store returns it (Buffer, Uint8Array, or null when absent) into a Buffer or undefined. */
@@ -31,11 +34,15 @@ export class ClusterInProcessKV implements DistKV {
   /** clientId identifies this in-process client (it is not registered over the wire). */
   readonly clientId: string = randomUUID()
   private closed = false
+  /** reads groups the single-key reads of one turn into one read per shard. */
+  private readonly reads: ReadCoalescer
 
   constructor(
     private readonly kv: ClusterKV,
     private readonly deps: ProxyDeps,
-  ) {}
+  ) {
+    this.reads = new ReadCoalescer((keys, kind) => kv.read(keys, kind))
+  }
 
   private check(): void {
     if (this.closed) throw new KvError(ErrorCode.CLOSED, 'this DistKV client is closed')
@@ -43,7 +50,7 @@ export class ClusterInProcessKV implements DistKV {
 
   async get(key: KeyLike): Promise<Buffer | undefined> {
     this.check()
-    return asValue((await this.kv.read([checkKey(key)], 'get'))[0])
+    return asValue(await this.reads.read(checkKey(key), 'get'))
   }
 
   async getMany(keys: KeyLike[]): Promise<Array<Buffer | undefined>> {
@@ -75,12 +82,12 @@ export class ClusterInProcessKV implements DistKV {
 
   async has(key: KeyLike): Promise<boolean> {
     this.check()
-    return (await this.kv.read([checkKey(key)], 'has'))[0] === true
+    return (await this.reads.read(checkKey(key), 'has')) === true
   }
 
   async getSize(key: KeyLike): Promise<number | undefined> {
     this.check()
-    const size = (await this.kv.read([checkKey(key)], 'size'))[0]
+    const size = await this.reads.read(checkKey(key), 'size')
     return typeof size === 'number' ? size : undefined
   }
 
