@@ -19,6 +19,7 @@ import { join } from 'node:path'
 import { ErrorCode, KvError } from '../errors.js'
 import type { Engine } from '../engine/engine.js'
 import { RocksDbEngine } from '../engine/rocksdb.js'
+import { withPowerLossFault } from '../engine/power-loss.js'
 import { parseEndpoint } from '../local/validate.js'
 import { RaftDriver } from '../raftstore/driver.js'
 import { EngineRaftStorage } from '../raftstore/log-storage.js'
@@ -90,7 +91,7 @@ function internalOnly<T extends (params: any, ctx: RequestContext) => any>(handl
 export async function startNode(config: Readonly<NodeConfig>, log: (line: string) => void = (line) => process.stderr.write(`${line}\n`)): Promise<ClusterNodeHandle> {
   const say = (message: string, details: Record<string, unknown> = {}) => log(`distkv node ${config.id}: ${message} ${JSON.stringify(details)}`)
   mkdirSync(config.dataDir, { recursive: true })
-  const engine = new RocksDbEngine({ dir: join(config.dataDir, 'db'), cacheBytes: 32 * 1024 * 1024, memtableBudgetBytes: 64 * 1024 * 1024, backgroundThreads: 2 })
+  const engine = withPowerLossFault(new RocksDbEngine({ dir: join(config.dataDir, 'db'), cacheBytes: 32 * 1024 * 1024, memtableBudgetBytes: 64 * 1024 * 1024, backgroundThreads: 2 }))
   await engine.open()
   const server = new WireServer({ serverInfo: { nodeId: config.id, pid: process.pid, roles: config.roles, cluster: true }, authenticate: authenticator(config), onHandlerError: (error, method) => say('handler failed', { method, error: String((error as Error)?.stack ?? error) }) })
   const rpc = parseEndpoint(config.rpc)

@@ -1,9 +1,10 @@
 // The jepsen checkers on hand-written histories: a stale read is a violation (and is shrunk to
 // the ops that prove it), an unknown write may take effect late or never, a batch is a write on
-// each key it touches, a failed write must never be read, and a lost acknowledged write is found.
+// each key it touches, a failed write must never be read, and a lost acknowledged write is found;
+// a getMany is a read of each key and must not see half of a batch.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { checkLinearizable, checkLostWrites, checkPhantomReads } from './checker.js'
+import { checkFracturedReads, checkLinearizable, checkLostWrites, checkPhantomReads } from './checker.js'
 import type { HistoryOp } from './workload.js'
 
 let nextId = 0
@@ -73,4 +74,32 @@ test('an acknowledged write missing from the final read is lost unless something
   assert.equal(checkLostWrites([w1, gone], new Map([['a', gone]])).length, 1)
   const d = op('del', [['a', undefined]], 40, Infinity, 'unknown')
   assert.equal(checkLostWrites([w1, d, gone], new Map([['a', gone]])).length, 0)
+})
+
+function getMany(reads: Array<[string, string | undefined]>, call: number, ret: number): HistoryOp {
+  const o = op('getMany', reads.map(([key]) => [key, undefined]), call, ret)
+  o.reads = reads.map(([, value]) => value)
+  return o
+}
+
+test('a getMany is a read of every key it names: a stale value in it is a violation, a phantom in it is found', () => {
+  const history = [op('put', [['a', 'v1']], 0, 10), op('put', [['a', 'v2']], 20, 30), getMany([['b', undefined], ['a', 'v1']], 40, 50)]
+  const { violations } = checkLinearizable(history, ['a', 'b'])
+  assert.deepEqual(violations.map((v) => v.key), ['a'])
+  assert.equal(checkPhantomReads([getMany([['a', 'nobody']], 0, 1)]).length, 1)
+})
+
+test('a getMany that saw half of a batch is a fractured read; whole batches and later writes are not', () => {
+  const old = op('put', [['b', 'b0']], 0, 10)
+  const batch = op('batch', [['a', 'a1'], ['b', 'b1']], 20, 30)
+  const later = op('put', [['b', 'b2']], 40, 50)
+  assert.equal(checkFracturedReads([old, batch, later, getMany([['a', 'a1'], ['b', 'b1']], 60, 70)]).length, 0)
+  assert.equal(checkFracturedReads([old, batch, later, getMany([['a', 'a1'], ['b', 'b2']], 60, 70)]).length, 0)
+  const fractured = checkFracturedReads([old, batch, getMany([['a', 'a1'], ['b', 'b0']], 60, 70)])
+  assert.equal(fractured.length, 1)
+  assert.equal(fractured[0]!.kind, 'fractured-read')
+  // b absent although the batch wrote it and no delete of b followed: also half a batch.
+  assert.equal(checkFracturedReads([batch, getMany([['a', 'a1'], ['b', undefined]], 60, 70)]).length, 1)
+  // ...unless a delete of b may have come after the batch.
+  assert.equal(checkFracturedReads([batch, op('del', [['b', undefined]], 25, Infinity, 'unknown'), getMany([['a', 'a1'], ['b', undefined]], 60, 70)]).length, 0)
 })

@@ -6,11 +6,14 @@
  *   test/sim/linearizability.ts over a register whose value may be absent. Each operation is
  *   projected onto the keys it touches: a put or del is a write of a value or of "absent"; a
  *   batch is one write per key it touches (its last step for that key), all with the batch's
- *   call and return times; a get is a read. Failed operations are left out (they did not take
- *   effect); unknown writes get ret = Infinity (they may take effect at any point after their
- *   call, or never); unknown and failed reads are left out (they observed nothing). What the
- *   per-key projection cannot see is a batch's atomicity across keys (a reader of two keys
- *   seeing half a batch); the workload's reads are single-key, so that is not checked.
+ *   call and return times; a get is a read, and a getMany one read per key it names. Failed
+ *   operations are left out (they did not take effect); unknown writes get ret = Infinity (they
+ *   may take effect at any point after their call, or never); unknown and failed reads are left
+ *   out (they observed nothing).
+ * - fractured reads: what the per-key projection cannot see, a batch's atomicity across keys. A
+ *   getMany that saw batch B's value of one key, and of another key B also wrote a value whose
+ *   writer returned before B was called (or "absent" when every delete of that key did), saw
+ *   half of B: B took effect at one instant, after that writer, and the read saw both sides of it.
  * - lost writes: an acknowledged write whose value the final read of its key does not show,
  *   although the final value was written by an operation that returned before the lost one was
  *   called (or the key is absent and no delete could have come after it).
@@ -18,7 +21,7 @@
  * For a violation, `minimize` shrinks the key's sub-history to a small one that still fails.
  */
 import { checkPartition, type Model, type Operation } from '../sim/linearizability.js'
-import type { HistoryOp } from './workload.js'
+import { isRead, readOf, type HistoryOp } from './workload.js'
 
 type RegInput = { write: true; value: string | undefined } | { write: false }
 type RegOp = Operation<RegInput, string | undefined> & { source: HistoryOp }
@@ -32,7 +35,7 @@ export const maybeRegister: Model<string | undefined, RegInput, string | undefin
 
 /** Violation is one finding, with the smallest failing sub-history found. */
 export interface Violation {
-  kind: 'linearizability' | 'lost-write' | 'phantom-read' | 'search-budget' | 'replica-divergence' | 'unavailable'
+  kind: 'linearizability' | 'fractured-read' | 'lost-write' | 'phantom-read' | 'search-budget' | 'replica-divergence' | 'unavailable'
   key?: string
   message: string
   ops: HistoryOp[]
@@ -54,8 +57,8 @@ export function projectKey(history: readonly HistoryOp[], key: string): RegOp[] 
     if (op.outcome === 'fail') continue
     const mine = op.steps.filter((s) => s.key === key)
     if (mine.length === 0) continue
-    if (op.type === 'get') {
-      if (op.outcome === 'ok') out.push({ call: op.call, ret: op.ret, input: { write: false }, output: op.read, client: op.client, source: op })
+    if (isRead(op)) {
+      if (op.outcome === 'ok') out.push({ call: op.call, ret: op.ret, input: { write: false }, output: readOf(op, key), client: op.client, source: op })
       continue
     }
     const last = mine[mine.length - 1]!
@@ -116,7 +119,7 @@ export function checkLinearizable(history: readonly HistoryOp[], keys: readonly 
       const small = minimize(ops)
       const from = Math.min(...small.map((o) => o.call))
       const to = Math.max(...small.map((o) => (Number.isFinite(o.ret) ? o.ret : o.call)))
-      const leftOut = history.filter((o) => o.outcome === 'fail' && o.type !== 'get' && o.steps.some((s) => s.key === key) && o.call <= to && o.ret >= from)
+      const leftOut = history.filter((o) => o.outcome === 'fail' && !isRead(o) && o.steps.some((s) => s.key === key) && o.call <= to && o.ret >= from)
       violations.push({ kind: 'linearizability', key, message: `key ${key}: no linearization of ${ops.length} operations; smallest failing sub-history has ${small.length}`, ops: small.map((o) => o.source), leftOut })
     } else if (result.outcome === 'unknown') {
       violations.push({ kind: 'search-budget', key, message: `key ${key}: search budget of ${searchStepsMax} steps spent on ${ops.length} operations; not proven linearizable`, ops: [] })
@@ -129,7 +132,7 @@ export function checkLinearizable(history: readonly HistoryOp[], keys: readonly 
 export function checkLostWrites(history: readonly HistoryOp[], finals: ReadonlyMap<string, HistoryOp>): Violation[] {
   const out: Violation[] = []
   for (const [key, final] of finals) {
-    const writes = history.filter((op) => op.type !== 'get' && op.outcome !== 'fail' && op.steps.some((s) => s.key === key))
+    const writes = history.filter((op) => !isRead(op) && op.outcome !== 'fail' && op.steps.some((s) => s.key === key))
     const valueOf = (op: HistoryOp) => op.steps.filter((s) => s.key === key).at(-1)!.value
     const writer = final.read === undefined ? undefined : writes.find((w) => valueOf(w) === final.read)
     // A final value no ok or unknown write wrote is a phantom read (reported as such); nothing to compare with.
@@ -148,12 +151,51 @@ export function checkLostWrites(history: readonly HistoryOp[], finals: ReadonlyM
 /** checkPhantomReads finds reads of values nobody wrote (ok or unknown). */
 export function checkPhantomReads(history: readonly HistoryOp[]): Violation[] {
   const written = new Set<string>()
-  for (const op of history) if (op.type !== 'get' && op.outcome !== 'fail') for (const s of op.steps) if (s.value !== undefined) written.add(s.value)
+  for (const op of history) if (!isRead(op) && op.outcome !== 'fail') for (const s of op.steps) if (s.value !== undefined) written.add(s.value)
   const out: Violation[] = []
   for (const op of history) {
-    if (op.type !== 'get' || op.outcome !== 'ok' || op.read === undefined || written.has(op.read)) continue
-    const origin = history.filter((w) => w.type !== 'get' && w.steps.some((s) => s.value === op.read))
-    out.push({ kind: 'phantom-read', key: op.steps[0]!.key, message: `key ${op.steps[0]!.key}: read ${JSON.stringify(op.read)}, which no ok or unknown write wrote${origin.length > 0 ? ` (a write reported as failed did)` : ''}`, ops: [...origin, op] })
+    if (!isRead(op) || op.outcome !== 'ok') continue
+    for (const { key } of op.steps) {
+      const read = readOf(op, key)
+      if (read === undefined || written.has(read)) continue
+      const origin = history.filter((w) => !isRead(w) && w.steps.some((s) => s.value === read))
+      out.push({ kind: 'phantom-read', key, message: `key ${key}: read ${JSON.stringify(read)}, which no ok or unknown write wrote${origin.length > 0 ? ` (a write reported as failed did)` : ''}`, ops: [...origin, op] })
+    }
+  }
+  return out
+}
+
+/** checkFracturedReads finds getMany results that saw part of an atomic batch (see the module comment). */
+export function checkFracturedReads(history: readonly HistoryOp[]): Violation[] {
+  const writers = new Map<string, HistoryOp>()
+  const deletes = new Map<string, HistoryOp[]>()
+  for (const op of history) {
+    if (isRead(op) || op.outcome === 'fail') continue
+    for (const s of op.steps) {
+      if (s.value !== undefined) writers.set(s.value, op)
+      else deletes.set(s.key, [...(deletes.get(s.key) ?? []), op])
+    }
+  }
+  const lastValue = (op: HistoryOp, key: string) => op.steps.filter((s) => s.key === key).at(-1)!.value
+  const out: Violation[] = []
+  for (const read of history) {
+    if (read.type !== 'getMany' || read.outcome !== 'ok') continue
+    for (const { key } of read.steps) {
+      const seen = readOf(read, key)
+      const batch = seen === undefined ? undefined : writers.get(seen)
+      if (batch === undefined || batch.type !== 'batch') continue
+      for (const { key: other } of read.steps) {
+        if (other === key || !batch.steps.some((s) => s.key === other)) continue
+        const otherSeen = readOf(read, other)
+        if (otherSeen === lastValue(batch, other)) continue
+        const writer = otherSeen === undefined ? undefined : writers.get(otherSeen)
+        const older = otherSeen === undefined
+          ? (deletes.get(other) ?? []).every((d) => d.ret < batch.call)
+          : writer !== undefined && writer.ret < batch.call
+        if (!older) continue
+        out.push({ kind: 'fractured-read', key: other, message: `getMany (op ${read.id}) saw ${key}=${JSON.stringify(seen)} of batch op ${batch.id} but ${other}=${JSON.stringify(otherSeen ?? null)}, which that batch overwrote`, ops: [...(writer ? [writer] : []), batch, read] })
+      }
+    }
   }
   return out
 }

@@ -5,6 +5,9 @@
  * its own LinkProxy (the nodes are given a `dial` map: peer address -> proxy of that link), so a
  * partition can cut node 1 -> node 2 and leave node 2 -> node 1 alone.
  *
+ * With `powerLoss`, every node runs its engine through the power-loss model (unsynced writes held
+ * in the process), so every SIGKILL is a power cut of that node.
+ *
  * One node's data directory may sit on a size-limited tmpfs (mounted here, unmounted at stop) so
  * the nemesis can fill its filesystem; when mounting is refused `diskFault` says why.
  */
@@ -18,6 +21,7 @@ import { randomBytes } from 'node:crypto'
 import { connect } from '../../src/client/index.js'
 import type { RemoteKV } from '../../src/client/remote.js'
 import type { ClusterView } from '../../src/meta/routing.js'
+import { powerLossFaultEnv } from '../../src/engine/power-loss.js'
 import { ErrorCode, KvError } from '../../src/errors.js'
 import { LinkProxy } from './proxy.js'
 
@@ -38,6 +42,8 @@ export interface ClusterOptions {
   requestTimeoutMs: number
   /** diskNode: the node whose data directory is a small tmpfs (0 for none). */
   diskNode: number
+  /** powerLoss: nodes run with DISTKV_FAULT_POWER_LOSS=1 (src/engine/power-loss.ts), so a SIGKILL loses their unsynced writes. */
+  powerLoss: boolean
   log: (line: string) => void
 }
 
@@ -143,7 +149,8 @@ export class JepsenCluster {
   async startNode(id: number): Promise<void> {
     const node = this.node(id)
     if (node.child !== undefined) return
-    const child = spawn(process.execPath, [BIN, 'server', '--config', node.config], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const env = { ...process.env, [powerLossFaultEnv]: this.options.powerLoss ? '1' : '0' }
+    const child = spawn(process.execPath, [BIN, 'server', '--config', node.config], { stdio: ['ignore', 'pipe', 'pipe'], env })
     node.child = child
     node.paused = false
     node.starts++

@@ -10,7 +10,11 @@
  * (a node's messages to one peer are lost, the replies are not), delay (every node link slowed a
  * little, or one node's links by more than the election timeout),
  * drop (node links lose chunks, which resets their connections), transfer-leader, move-slots,
- * disk-full (the disk node's filesystem filled to the last byte, freed at heal).
+ * disk-full (the disk node's filesystem filled to the last byte, freed at heal), power-loss
+ * (SIGKILL of one node, a minority or every node at once while the nodes run with the power-loss
+ * engine, DISTKV_FAULT_POWER_LOSS=1, so each loses every write it had not synced; restart at
+ * heal), partition-leader (a shard leader cut off from both peers while clients, and the pinned
+ * readers on its proxy, still reach it; held past the time it takes to be deposed).
  */
 import { closeSync, openSync, rmSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
@@ -20,11 +24,11 @@ import { ErrorCode, KvError } from '../../src/errors.js'
 import type { JepsenCluster } from './cluster.js'
 
 /** NEMESES lists every fault name. */
-export const NEMESES = ['kill-one', 'kill-minority', 'kill-all', 'pause', 'partition-one', 'partition-minority', 'partition-ring', 'partition-oneway', 'delay', 'drop', 'transfer-leader', 'move-slots', 'disk-full'] as const
+export const NEMESES = ['kill-one', 'kill-minority', 'kill-all', 'power-loss', 'pause', 'partition-one', 'partition-leader', 'partition-minority', 'partition-ring', 'partition-oneway', 'delay', 'drop', 'transfer-leader', 'move-slots', 'disk-full'] as const
 /** NemesisName is one fault kind. */
 export type NemesisName = (typeof NEMESES)[number]
 /** MIXED is what `--nemesis mixed` (and CI) runs. */
-export const MIXED: readonly NemesisName[] = ['kill-one', 'kill-minority', 'kill-all', 'pause', 'partition-one', 'partition-minority', 'partition-ring', 'partition-oneway', 'delay', 'drop', 'transfer-leader', 'move-slots', 'disk-full']
+export const MIXED: readonly NemesisName[] = ['kill-one', 'kill-minority', 'kill-all', 'power-loss', 'pause', 'partition-one', 'partition-leader', 'partition-minority', 'partition-ring', 'partition-oneway', 'delay', 'drop', 'transfer-leader', 'move-slots', 'disk-full']
 
 /** FaultEvent is one injected fault as recorded in the report. */
 export interface FaultEvent {
@@ -109,7 +113,7 @@ export class Nemesis {
       await this.sleepUntil(Math.min(endAt, this.now() + this.random.int(2_000, 5_000)))
       if (this.now() >= endAt - 1_000) break
       const name = this.random.pick(usable)
-      const holdMs = Math.min(this.random.int(1_000, 10_000), Math.max(1_000, endAt - this.now()))
+      const holdMs = Math.max(this.holdMinMs(name), Math.min(this.random.int(1_000, 10_000), Math.max(1_000, endAt - this.now())))
       const start = this.now()
       try {
         const { detail, nodes, heal } = await this.apply(name)
@@ -125,6 +129,16 @@ export class Nemesis {
     await this.cluster.healAll()
   }
 
+  /**
+   * holdMinMs: a cut-off leader keeps believing it leads until check-quorum deposes it, one to two
+   * election timeouts after the cut, and its peers elect another within about as long; the fault
+   * is held past both (three election timeouts) so that the overlap, when there is one, is whole.
+   */
+  private holdMinMs(name: NemesisName): number {
+    const { tickMs, electionTicks } = this.cluster.options
+    return name === 'partition-leader' ? 3 * tickMs * electionTicks + 500 : 0
+  }
+
   /** stop ends the schedule at the next step. */
   stop(): void {
     this.stopped = true
@@ -138,11 +152,11 @@ export class Nemesis {
     return this.cluster.nodes.map((n) => n.id)
   }
 
-  /** target picks the node a one-node fault hits: half the time a shard leader (stale-leader bugs need one), else any node. */
-  private async target(): Promise<number> {
+  /** target picks the node a one-node fault hits: a shard leader half the time (stale-leader bugs need one) or when `leader`, else any node. */
+  private async target(leader = false): Promise<number> {
     const ids = this.ids()
     const any = this.random.pick(ids)
-    if (!this.random.chance(0.5)) return any
+    if (!leader && !this.random.chance(0.5)) return any
     const view = (await Promise.race([
       this.admin.call('admin.cluster', {}).catch(() => undefined),
       new Promise((resolve) => setTimeout(resolve, viewTimeoutMs)),
@@ -169,11 +183,20 @@ export class Nemesis {
         for (const id of nodes) this.cluster.kill(id)
         return { detail: `nodes ${nodes.join(',')}`, nodes, heal: restart(nodes) }
       }
+      case 'power-loss': {
+        // Correlated power loss (every node at once) is the case where unsynced data is gone everywhere.
+        const roll = this.random.float()
+        const nodes = roll < 0.5 ? ids : roll < 0.75 ? this.minority() : [await this.target()]
+        for (const id of nodes) this.cluster.kill(id)
+        return { detail: `power cut on nodes ${nodes.join(',')} (unsynced writes lost)`, nodes, heal: restart(nodes) }
+      }
       case 'pause': {
         const id = await this.target()
         this.cluster.pause(id)
         return { detail: `node ${id}`, nodes: [id], heal: async () => this.cluster.resume(id) }
       }
+      case 'partition-leader':
+        return this.isolateLeader(ids)
       case 'partition-one':
       case 'partition-minority': {
         const side = name === 'partition-one' ? [await this.target()] : this.minority()
@@ -238,6 +261,20 @@ export class Nemesis {
     const delayMs = this.random.int(600, 2_000)
     for (const link of links) for (const d of ['forward', 'backward'] as const) link.set(d, { delayMs })
     return { detail: `${delayMs} ms on every link of node ${id}`, nodes: [], heal: async () => links.forEach((l) => l.heal()) }
+  }
+
+  /**
+   * isolateLeader cuts a shard leader from both peers with refused connections (RST), leaving the
+   * client links alone. Refusal, not silence, is the point: the proxies on the majority side fail
+   * their attempts at the old leader at once and reroute to the new one as soon as it is elected,
+   * so writes commit there while the old leader, until check-quorum deposes it, still believes it
+   * leads and is asked to read (by the pinned readers on its proxy) the same keys.
+   */
+  private async isolateLeader(ids: number[]): Promise<{ detail: string; nodes: number[]; heal: () => Promise<void> }> {
+    const id = await this.target(true)
+    const links = ids.filter((b) => b !== id).flatMap((b) => [this.cluster.link(id, b), this.cluster.link(b, id)])
+    for (const link of links) link.refuse()
+    return { detail: `node ${id} (a shard leader) refused by ${ids.filter((b) => b !== id).join(',')}`, nodes: [id], heal: async () => links.forEach((l) => l.heal()) }
   }
 
   private cutLinks(pairs: ReadonlyArray<readonly [number, number]>, detail: string, nodes: number[]): { detail: string; nodes: number[]; heal: () => Promise<void> } {

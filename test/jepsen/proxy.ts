@@ -9,6 +9,10 @@
  *   during a partition where packets are lost and retransmitted. On heal, forwarding resumes
  *   and nothing is reordered; connections the endpoints gave up on in between are simply gone.
  * - delay: each chunk is delivered `delayMs` after it arrived, in order.
+ * - refused (the whole link, `refuse()`): open connections are reset and new ones are reset as
+ *   soon as they arrive: a partition where the far side's host rejects with a TCP RST (a
+ *   firewall's REJECT rule, a host that lost the route answering with ICMP unreachable), so the
+ *   endpoints learn at once instead of waiting out timeouts.
  * - drop: each chunk is lost with probability `dropRate`; a TCP stream cannot lose a chunk and
  *   stay a valid stream, so a loss resets the connection (both sides), which is what a real
  *   endpoint eventually does after unacknowledged retransmissions. In-flight messages are lost.
@@ -52,6 +56,7 @@ export class LinkProxy {
   private server: Server | undefined
   private readonly pipes = new Set<Pipe>()
   private readonly state: Record<Direction, LinkState> = { forward: healthy(), backward: healthy() }
+  private refusing = false
   /** port is the proxy's listening port on 127.0.0.1 (0 before start). */
   port = 0
 
@@ -85,8 +90,15 @@ export class LinkProxy {
     for (const pipe of this.pipes) if (pipe.direction === direction) this.flow(pipe)
   }
 
+  /** refuse resets every connection of the link and every new one until heal (see the module comment). */
+  refuse(): void {
+    this.refusing = true
+    this.resetAll()
+  }
+
   /** heal clears every fault on both directions. */
   heal(): void {
+    this.refusing = false
     this.set('forward', healthy())
     this.set('backward', healthy())
   }
@@ -103,6 +115,10 @@ export class LinkProxy {
   }
 
   private accept(client: Socket): void {
+    if (this.refusing) {
+      client.resetAndDestroy()
+      return
+    }
     if (this.pipes.size >= connectionsMax * 2) {
       client.destroy()
       return
@@ -154,6 +170,11 @@ export class LinkProxy {
   }
 
   private cut(pipe: Pipe): void {
+    if (this.refusing) {
+      pipe.from.resetAndDestroy()
+      pipe.to.resetAndDestroy()
+      return
+    }
     pipe.from.destroy()
     pipe.to.destroy()
   }

@@ -6,7 +6,7 @@
  */
 import type { FaultEvent } from './nemesis.js'
 import type { RunResult } from './run.js'
-import type { HistoryOp } from './workload.js'
+import { isReaderClient, readOf, type HistoryOp } from './workload.js'
 
 /** violationsShownMax: violations printed per kind (all are counted). */
 export const violationsShownMax = 5
@@ -33,22 +33,27 @@ export function workloadOps(result: RunResult): HistoryOp[] {
   return result.history.filter((o) => o.client >= 0)
 }
 
+/** failoverOps are the ops of clients that fail over between nodes: availability is measured on them, not on the pinned readers. */
+function failoverOps(result: RunResult): HistoryOp[] {
+  return workloadOps(result).filter((o) => !isReaderClient(o.client))
+}
+
 function during(ops: readonly HistoryOp[], f: FaultEvent): HistoryOp[] {
   return ops.filter((o) => o.call >= f.start && o.call < f.end)
 }
 
 /** nodeDownAvailability: ops during kill-one faults, outside the election window after the kill and after the heal. */
 export function nodeDownAvailability(result: RunResult): Availability {
-  const ops = workloadOps(result)
+  const ops = failoverOps(result)
   const windows = result.faults.filter((f) => f.name === 'kill-one')
   return count(windows.flatMap((f) => ops.filter((o) => o.call >= f.start + electionWindowMs && o.call < f.end - 100)))
 }
 
 /** recoveries: per fault, ms from its heal until every key group had an op invoked after the heal succeed. */
 export function recoveries(result: RunResult): number[] {
-  const ops = workloadOps(result).filter((o) => o.outcome === 'ok')
+  const ops = failoverOps(result).filter((o) => o.outcome === 'ok')
   const group = (o: HistoryOp) => o.steps[0]!.key.slice(0, o.steps[0]!.key.indexOf('}') + 1)
-  const groups = new Set(workloadOps(result).map(group))
+  const groups = new Set(failoverOps(result).map(group))
   return result.faults.map((f) => {
     let worst = 0
     for (const g of groups) {
@@ -60,7 +65,9 @@ export function recoveries(result: RunResult): number[] {
 }
 
 function formatOp(o: HistoryOp): string {
-  const what = o.type === 'get' ? `get ${o.steps[0]!.key} -> ${JSON.stringify(o.read ?? null)}` : `${o.type} ${o.steps.map((s) => `${s.key}=${JSON.stringify(s.value ?? null)}`).join(' ')}`
+  const what = o.type === 'get' ? `get ${o.steps[0]!.key} -> ${JSON.stringify(o.read ?? null)}`
+    : o.type === 'getMany' ? `getMany ${o.steps.map((s) => `${s.key} -> ${JSON.stringify(readOf(o, s.key) ?? null)}`).join(', ')}`
+      : `${o.type} ${o.steps.map((s) => `${s.key}=${JSON.stringify(s.value ?? null)}`).join(' ')}`
   return `    [${o.call.toFixed(0)} .. ${Number.isFinite(o.ret) ? o.ret.toFixed(0) : '?'}] client ${o.client} ${what} ${o.outcome}${o.error ? ` (${o.error.slice(0, 120)})` : ''}`
 }
 
@@ -69,19 +76,21 @@ export function formatReport(result: RunResult): string {
   const ops = workloadOps(result)
   const lines: string[] = [`distkv jepsen: seed ${result.seed}, cluster up in ${(result.startMs / 1000).toFixed(1)} s, disk fault: ${result.diskFault}`]
   lines.push(`operations: ${ops.length} (${result.history.length - ops.length} final reads)`)
-  for (const type of ['put', 'get', 'del', 'batch'] as const) {
+  for (const type of ['put', 'get', 'getMany', 'del', 'batch'] as const) {
     const of = ops.filter((o) => o.type === type)
     lines.push(`  ${type.padEnd(6)} ok ${of.filter((o) => o.outcome === 'ok').length}  fail ${of.filter((o) => o.outcome === 'fail').length}  unknown ${of.filter((o) => o.outcome === 'unknown').length}`)
   }
+  const served = failoverOps(result)
+  lines.push(`  of which pinned readers (one node each, no failover): ${ops.length - served.length}, ok ${ops.filter((o) => isReaderClient(o.client) && o.outcome === 'ok').length}`)
   lines.push(`faults injected: ${result.faults.length}`)
   const kinds = [...new Set(result.faults.map((f) => f.name))]
   for (const kind of kinds) {
     const faults = result.faults.filter((f) => f.name === kind)
-    lines.push(`  ${kind.padEnd(19)} x${faults.length}  availability during: ${ratio(count(faults.flatMap((f) => during(ops, f))))}`)
+    lines.push(`  ${kind.padEnd(19)} x${faults.length}  availability during: ${ratio(count(faults.flatMap((f) => during(served, f))))}`)
   }
   for (const f of result.faults) lines.push(`    +${(f.start / 1000).toFixed(1)}s..+${(f.end / 1000).toFixed(1)}s ${f.name} ${f.detail}`)
   const inFault = (o: HistoryOp) => result.faults.some((f) => o.call >= f.start && o.call < f.end)
-  lines.push(`availability outside faults: ${ratio(count(ops.filter((o) => !inFault(o))))}; during faults: ${ratio(count(ops.filter(inFault)))}`)
+  lines.push(`availability (failing-over clients) outside faults: ${ratio(count(served.filter((o) => !inFault(o))))}; during faults: ${ratio(count(served.filter(inFault)))}`)
   lines.push(`one node of three down (kill-one), outside the ${electionWindowMs} ms election window: ${ratio(nodeDownAvailability(result))}`)
   const rec = recoveries(result).sort((a, b) => a - b)
   lines.push(`recovery after heal (every key group served again): ${rec.length === 0 ? 'n/a' : `median ${rec[rec.length >> 1]!.toFixed(0)} ms, max ${rec[rec.length - 1]!.toFixed(0)} ms`}; after the last heal: ${result.healToServeMs.toFixed(0)} ms`)

@@ -10,7 +10,7 @@ import { performance } from 'node:perf_hooks'
 import { connect } from '../../src/client/index.js'
 import { slotOf } from '../../src/meta/slots.js'
 import { Random } from '../sim/random.js'
-import { checkLinearizable, checkLostWrites, checkPhantomReads, type Violation } from './checker.js'
+import { checkFracturedReads, checkLinearizable, checkLostWrites, checkPhantomReads, type Violation } from './checker.js'
 import { JepsenCluster } from './cluster.js'
 import { Nemesis, type FaultEvent, type NemesisName } from './nemesis.js'
 import { checkReplicas, type ShardDigest } from './replicas.js'
@@ -24,6 +24,8 @@ export interface RunOptions {
   clients: number
   /** clientTimeoutMs: the clients' request timeout (past it an op is unknown); generous by default. */
   clientTimeoutMs: number
+  /** electionTicks: the nodes' election timeout in 50 ms ticks (default 10; longer ones, as deployments over slow links use, widen stale-leader windows). */
+  electionTicks?: number
   log: (line: string) => void
 }
 
@@ -75,7 +77,7 @@ async function finalReads(cluster: JepsenCluster, history: History, keys: string
 /** runJepsen performs one run. */
 export async function runJepsen(options: RunOptions): Promise<RunResult> {
   const random = new Random(options.seed)
-  const cluster = new JepsenCluster({ nodes: 3, shards: 2, seed: options.seed, tickMs: 50, electionTicks: 10, requestTimeoutMs: 8_000, diskNode: options.nemeses.includes('disk-full') ? 3 : 0, log: options.log })
+  const cluster = new JepsenCluster({ nodes: 3, shards: 2, seed: options.seed, tickMs: 50, electionTicks: options.electionTicks ?? 10, requestTimeoutMs: 8_000, diskNode: options.nemeses.includes('disk-full') ? 3 : 0, powerLoss: options.nemeses.includes('power-loss'), log: options.log })
   const begin = performance.now()
   let kept = false
   try {
@@ -85,8 +87,8 @@ export async function runJepsen(options: RunOptions): Promise<RunResult> {
     const t0 = performance.now()
     const now = () => Math.round((performance.now() - t0) * 10) / 10
     const history = new History(now)
-    const workload = new Workload({ clients: options.clients, groups: 4, keysPerGroup: 3, opTimeoutMs: options.clientTimeoutMs + 10_000, clientRequestTimeoutMs: options.clientTimeoutMs, thinkMs: 20 }, history, random.fork('workload'))
-    const running = workload.run((i) => cluster.clientEndpoints(i))
+    const workload = new Workload({ clients: options.clients, groups: 4, keysPerGroup: 3, opTimeoutMs: options.clientTimeoutMs + 10_000, clientRequestTimeoutMs: options.clientTimeoutMs, thinkMs: 20, readers: true, readerTimeoutMs: 2_000 }, history, random.fork('workload'))
+    const running = workload.run((i) => cluster.clientEndpoints(i), cluster.clientEndpoints(0))
     const admin = await cluster.admin()
     const hotSlots = [...new Set(workload.keys().map((k) => slotOf(Buffer.from(k))))]
     const nemesis = new Nemesis(cluster, options.nemeses, random.fork('nemesis'), now, admin, options.log, hotSlots)
@@ -102,7 +104,7 @@ export async function runJepsen(options: RunOptions): Promise<RunResult> {
     const checkBegin = performance.now()
     const replicas = view === undefined ? { digests: [], violations: [] } : await checkReplicas(cluster, view)
     const linear = checkLinearizable(history.ops, workload.keys())
-    const violations = [...linear.violations, ...checkLostWrites(history.ops, finals), ...checkPhantomReads(history.ops), ...replicas.violations]
+    const violations = [...linear.violations, ...checkFracturedReads(history.ops), ...checkLostWrites(history.ops, finals), ...checkPhantomReads(history.ops), ...replicas.violations]
     if (!Number.isFinite(healToServeMs) || view === undefined) violations.push({ kind: 'unavailable', message: `the cluster did not serve again within ${recoveryWaitMs} ms of the last heal (every shard led and claimed, a write acknowledged, the cluster view readable); replicas not compared`, ops: [] })
     if (finals.size < workload.keys().length) violations.push({ kind: 'lost-write', message: `final reads: only ${finals.size} of ${workload.keys().length} keys could be read within ${finalReadMs} ms each`, ops: [] })
     kept = violations.length > 0

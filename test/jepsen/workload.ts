@@ -1,10 +1,13 @@
 /**
  * The workload and history recorder: `clients` concurrent clients, each its own connect() to
- * every client-side proxy (rotated so they prefer different nodes), issue put, get, del and
- * single-shard batch on a small key set (keys share hash tags so a batch is atomic) with values
- * unique across the run. Each operation is recorded with its invocation and completion times and
- * an outcome:
- * - ok: acknowledged (a get's value is recorded);
+ * every client-side proxy (rotated so they prefer different nodes), issue put, get, getMany, del
+ * and single-shard batch on a small key set (keys share hash tags so a batch is atomic) with
+ * values unique across the run. Besides them, pinned readers (one per node and key group, each
+ * connected to that node's proxy only, no failover) issue only get and getMany of their group:
+ * a node cut off from its peers keeps being asked, which is how a stale leader serving local
+ * reads gets caught (a failing-over client stops asking it as soon as a write there hangs).
+ * Each operation is recorded with its invocation and completion times and an outcome:
+ * - ok: acknowledged (a read's values are recorded);
  * - fail: definitely not applied: the error is a refusal (KV_ERR_UNAVAILABLE is the proxy's
  *   "no attempt may have run", per docs/cluster.md; bad-input codes);
  * - unknown: anything else (KV_ERR_TIMEOUT, connection loss, our own hard deadline): the write
@@ -17,7 +20,7 @@ import { SLOT_COUNT, slotOf } from '../../src/meta/slots.js'
 import type { Random } from '../sim/random.js'
 
 /** OpType is what a client operation does. */
-export type OpType = 'put' | 'get' | 'del' | 'batch'
+export type OpType = 'put' | 'get' | 'getMany' | 'del' | 'batch'
 
 /** BatchStep is one operation of a batch: value undefined for a del. */
 export interface BatchStep {
@@ -30,7 +33,7 @@ export interface HistoryOp {
   id: number
   client: number
   type: OpType
-  /** steps: the writes (put: one, del: one with value undefined, batch: several); a get has one step naming its key. */
+  /** steps: the writes (put: one, del: one with value undefined, batch: several); a get has one step naming its key, a getMany one per key. */
   steps: BatchStep[]
   /** call and ret: ms since the run began; ret is Infinity for unknown outcomes. */
   call: number
@@ -38,6 +41,8 @@ export interface HistoryOp {
   outcome: 'ok' | 'fail' | 'unknown'
   /** read: a get's result (undefined = absent). */
   read?: string | undefined
+  /** reads: a getMany's results, one per step. */
+  reads?: Array<string | undefined>
   error?: string
 }
 
@@ -51,6 +56,29 @@ export interface WorkloadOptions {
   opTimeoutMs: number
   clientRequestTimeoutMs: number
   thinkMs: number
+  /** readers: whether the pinned readers run (one per node and group); readerTimeoutMs is their request timeout. */
+  readers: boolean
+  readerTimeoutMs: number
+}
+
+/** readerClientBase: pinned readers are clients readerClientBase + node * 100 + group (kept apart in availability figures). */
+export const readerClientBase = 1_000
+
+/** isReaderClient tells a pinned reader's client number from a workload client's. */
+export function isReaderClient(client: number): boolean {
+  return client >= readerClientBase
+}
+
+/** isRead tells reads (get, getMany) from writes. */
+export function isRead(op: HistoryOp): boolean {
+  return op.type === 'get' || op.type === 'getMany'
+}
+
+/** readOf is what a successful read returned for `key` (undefined = absent). */
+export function readOf(op: HistoryOp, key: string): string | undefined {
+  if (op.type === 'get') return op.read
+  const index = op.steps.findIndex((s) => s.key === key)
+  return op.reads?.[index]
 }
 
 /** historyOpsMax bounds a run's history (memory and check time); clients stop issuing operations at it. */
@@ -88,7 +116,7 @@ export class History {
   constructor(readonly now: () => number) {}
 
   /** record runs `run` as one operation and records it; `run` returns a get's value. */
-  async record(client: number, type: OpType, steps: BatchStep[], timeoutMs: number, run: () => Promise<Buffer | undefined | void>): Promise<HistoryOp> {
+  async record(client: number, type: OpType, steps: BatchStep[], timeoutMs: number, run: () => Promise<Buffer | undefined | void | Array<Buffer | undefined>>): Promise<HistoryOp> {
     const op: HistoryOp = { id: this.nextId++, client, type, steps, call: this.now(), ret: Infinity, outcome: 'unknown' }
     this.ops.push(op)
     let timer: NodeJS.Timeout | undefined
@@ -102,6 +130,7 @@ export class History {
       op.ret = this.now()
       op.outcome = 'ok'
       if (type === 'get') op.read = result === undefined ? undefined : (result as Buffer).toString()
+      if (type === 'getMany') op.reads = (result as Array<Buffer | undefined>).map((value) => value?.toString())
     } catch (error) {
       op.outcome = classify(error)
       op.error = isKvError(error) ? `${error.code}: ${error.message}` : String((error as Error)?.message ?? error)
@@ -129,14 +158,22 @@ export class Workload {
     return Array.from({ length: this.options.groups }, (_, g) => Array.from({ length: this.options.keysPerGroup }, (_, i) => keyName(g, i))).flat()
   }
 
-  /** run starts the clients on `endpoints(i)` and resolves when every client has stopped. */
-  async run(endpoints: (client: number) => string[]): Promise<void> {
-    const clients = await Promise.all(Array.from({ length: this.options.clients }, async (_, i) => {
-      const kv = await connect(endpoints(i), { requestTimeoutMs: this.options.clientRequestTimeoutMs, name: `jepsen-${i}` })
+  /** run starts the clients on `endpoints(i)` and the pinned readers on `nodeEndpoints`, and resolves when every one has stopped. */
+  async run(endpoints: (client: number) => string[], nodeEndpoints: readonly string[]): Promise<void> {
+    const open = async (list: string[], requestTimeoutMs: number, name: string) => {
+      const kv = await connect(list, { requestTimeoutMs, name })
       this.kvs.push(kv)
       return kv
-    }))
-    await Promise.all(clients.map((kv, i) => this.loop(kv, i, this.random.fork(`client-${i}`))))
+    }
+    const clients = await Promise.all(Array.from({ length: this.options.clients }, (_, i) => open(endpoints(i), this.options.clientRequestTimeoutMs, `jepsen-${i}`)))
+    const readers = !this.options.readers ? [] : await Promise.all(nodeEndpoints.flatMap((endpoint, node) => Array.from({ length: this.options.groups }, async (_, group) => {
+      const client = readerClientBase + node * 100 + group
+      return { kv: await open([endpoint], this.options.readerTimeoutMs, `jepsen-reader-${node + 1}-${group}`), client, group }
+    })))
+    await Promise.all([
+      ...clients.map((kv, i) => this.loop(kv, i, this.random.fork(`client-${i}`))),
+      ...readers.map((r) => this.readerLoop(r.kv, r.client, r.group, this.random.fork(`reader-${r.client}`))),
+    ])
   }
 
   /** stop makes every client finish its current operation and stop. */
@@ -158,9 +195,11 @@ export class Workload {
       const value = () => `c${client}-${seq++}`
       const roll = random.float()
       const { opTimeoutMs } = this.options
-      if (roll < 0.4) {
+      if (roll < 0.3) {
         const k = key()
         await this.history.record(client, 'get', [{ key: k, value: undefined }], opTimeoutMs, () => kv.get(k))
+      } else if (roll < 0.4) {
+        await this.readMany(kv, client, group, random)
       } else if (roll < 0.7) {
         const step = { key: key(), value: value() }
         await this.history.record(client, 'put', [step], opTimeoutMs, () => kv.put(step.key, step.value!))
@@ -173,6 +212,27 @@ export class Workload {
         await this.history.record(client, 'batch', steps, opTimeoutMs, () => kv.batch(ops))
       }
       if (this.options.thinkMs > 0) await new Promise((resolve) => setTimeout(resolve, random.int(0, this.options.thinkMs)))
+    }
+  }
+
+  /** readMany reads 2..all keys of a group in one getMany (a single-shard read: one snapshot). */
+  private async readMany(kv: DistKV, client: number, group: number, random: Random): Promise<void> {
+    const all = Array.from({ length: this.options.keysPerGroup }, (_, i) => keyName(group, i))
+    const keys = random.shuffle(all).slice(0, random.int(Math.min(2, all.length), all.length))
+    await this.history.record(client, 'getMany', keys.map((key) => ({ key, value: undefined })), this.options.opTimeoutMs, () => kv.getMany(keys))
+  }
+
+  /** readerLoop is a pinned reader: get or getMany of its group only, through its one node, with a short timeout (an unknown read is harmless). */
+  private async readerLoop(kv: DistKV, client: number, group: number, random: Random): Promise<void> {
+    const timeoutMs = this.options.readerTimeoutMs + 1_000
+    while (!this.stopped && this.history.ops.length < historyOpsMax) {
+      if (random.chance(0.5)) {
+        const key = keyName(group, random.int(0, this.options.keysPerGroup - 1))
+        await this.history.record(client, 'get', [{ key, value: undefined }], timeoutMs, () => kv.get(key))
+      } else {
+        await this.readMany(kv, client, group, random)
+      }
+      await new Promise((resolve) => setTimeout(resolve, random.int(50, 150)))
     }
   }
 }
