@@ -1,10 +1,11 @@
 // Cluster put-path probe: the distkv dev cluster alone (3 node processes, 4 shards x 3
 // replicas), puts of 1 KiB values through node 1's proxy at 1 and 64 concurrent callers of one
 // connect() client. Prints, per figure, puts/s with p50/p99 and the load-insensitive cost: CPU
-// µs per put summed over the three node processes (from /proc/PID/stat), and the client's own.
+// µs per put summed over the three node processes (from /proc/PID/stat), also net of their idle
+// rate measured just before (ticks, heartbeats, routing refreshes), and the client's own.
 // `--profile DIR` runs the nodes under the V8 profiler (each writes DIR/*.cpuprofile when the
 // cluster stops; summarise with `node dist/bench/cluster/profile.js DIR/*.cpuprofile`).
-// Usage: npm run build && node dist/bench/cluster/puts.js [--seconds 5] [--clients 1,64] [--warmup 2] [--idle 2] [--profile DIR]
+// Usage: npm run build && node dist/bench/cluster/puts.js [--seconds 5] [--clients 1,64] [--warmup 2] [--idle 2] [--shards 4] [--profile DIR]
 import { mkdtempSync, rmSync } from 'node:fs'
 import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -23,7 +24,7 @@ async function main(): Promise<void> {
   const profile = argument('profile', '')
   const idleSeconds = Number(argument('idle', '2'))
   const dir = mkdtempSync(join(tmpdir(), 'distkv-bench-puts-'))
-  const cluster = new DevCluster({ dir: join(dir, 'distkv'), nodes: 3, shards: 4, replicas: 3, port: Number(argument('port', '27800')), restart: false, restartDelayMs: 1_000, nodeArgs: profile === '' ? [] : ['--cpu-prof', `--cpu-prof-dir=${profile}`], log: () => {} })
+  const cluster = new DevCluster({ dir: join(dir, 'distkv'), nodes: 3, shards: Number(argument('shards', '4')), replicas: 3, port: Number(argument('port', '27800')), restart: false, restartDelayMs: 1_000, nodeArgs: profile === '' ? [] : ['--cpu-prof', `--cpu-prof-dir=${profile}`], log: () => {} })
   try {
     await cluster.start()
     const kv = (await connect(cluster.endpoint, { token: cluster.token })) as RemoteKV
@@ -40,11 +41,13 @@ async function main(): Promise<void> {
       const clientBefore = process.cpuUsage()
       const f = await measure(clients, seconds, put)
       const ops = Math.max(1, f.perSecond * seconds)
-      const nodesUs = ((processCpuMs(pids()) - nodesBefore) * 1000) / ops
+      const nodesMs = processCpuMs(pids()) - nodesBefore
+      const nodesUs = (nodesMs * 1000) / ops
+      const netUs = (Math.max(0, nodesMs - idleMsPerSecond * seconds) * 1000) / ops
       const client = process.cpuUsage(clientBefore)
       const clientUs = (client.user + client.system) / ops
       console.log(`puts, ${String(clients).padStart(2)} clients: ${f.perSecond.toFixed(0)}/s p50 ${f.p50Ms.toFixed(1)} ms p99 ${f.p99Ms.toFixed(1)} ms errors ${f.errors}; ` +
-        `CPU ${nodesUs.toFixed(0)} µs/put in the 3 nodes, ${clientUs.toFixed(0)} µs/put in the client; load ${loadavg()[0]!.toFixed(1)}`)
+        `CPU ${nodesUs.toFixed(0)} µs/put in the 3 nodes (${netUs.toFixed(0)} net of idle), ${clientUs.toFixed(0)} µs/put in the client; load ${loadavg()[0]!.toFixed(1)}`)
     }
     await kv.close()
   } finally {

@@ -25,7 +25,7 @@ const DROP_BATCH_KEYS = 1024
 /** deleteShardData deletes a shard replica's data, request ids and slot record; returns the keys deleted. */
 export async function deleteShardData(engine: Engine, keys: ShardKeys): Promise<number> {
   let deleted = 0
-  for (const [gte, lt] of [[keys.data, keys.dataEnd], [keys.request, keys.requestEnd]] as const) {
+  for (const [gte, lt] of [[keys.data, keys.dataEnd], [keys.ids, keys.requestEnd]] as const) {
     for (;;) {
       // A fresh iterator per batch: the previous batch's deletes are then not seen again.
       const iterator = engine.iterator({ gte, lt, values: false })

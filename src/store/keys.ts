@@ -2,12 +2,15 @@
  * Key layout of one shard replica in the node's engine, under the Raft group's prefix (so one
  * engine holds many shards and their logs; suffixes below 0x20 belong to raftstore):
  *   prefix | 'd' | user key        the data
- *   prefix | 'r' | request id (16) the log index that applied a write request (exactly-once)
+ *   prefix | 'q' | log index (8)   the request ids that entry applied (exactly-once, src/store/request-ids.ts)
+ *   prefix | 'r' | request id (16) the log index that applied a write request (the layout before 'q', still read)
  *   prefix | 's'                   the slots this replica owns and has frozen (msgpack)
+ * [ids, requestEnd) covers both request-id layouts.
  */
 import { groupPrefix } from '../raftstore/records.js'
 
 const DATA = 0x64
+const IDS = 0x71
 const REQUEST = 0x72
 const SLOTS = 0x73
 
@@ -15,6 +18,7 @@ const SLOTS = 0x73
 export class ShardKeys {
   readonly data: Buffer
   readonly dataEnd: Buffer
+  readonly ids: Buffer
   readonly request: Buffer
   readonly requestEnd: Buffer
   readonly slots: Buffer
@@ -24,6 +28,7 @@ export class ShardKeys {
     const withSuffix = (suffix: number) => Buffer.concat([prefix, Buffer.from([suffix])])
     this.data = withSuffix(DATA)
     this.dataEnd = withSuffix(DATA + 1)
+    this.ids = withSuffix(IDS)
     this.request = withSuffix(REQUEST)
     this.requestEnd = withSuffix(REQUEST + 1)
     this.slots = withSuffix(SLOTS)
@@ -39,7 +44,15 @@ export class ShardKeys {
     return engineKey.subarray(this.data.length)
   }
 
-  /** requestKey is the engine key recording a request id. */
+  /** idsKey is the engine key of the request-id record of the entry at log `index`. */
+  idsKey(index: number): Buffer {
+    const key = Buffer.allocUnsafe(this.ids.length + 8)
+    this.ids.copy(key, 0)
+    key.writeBigUInt64BE(BigInt(index), this.ids.length)
+    return key
+  }
+
+  /** requestKey is the engine key recording a request id in the layout before 'q' records. */
   requestKey(id: Buffer): Buffer {
     return Buffer.concat([this.request, id])
   }

@@ -5,8 +5,9 @@
  *
  * Everything a decision depends on is replicated: ownership changes go through the log, so a
  * write and a slot move are ordered the same way on every replica. Request ids are stored with
- * the data they wrote (same engine batch as the applied index), bounded by `requestIdsMax`
- * (oldest evicted first, by log index, identically on every replica).
+ * the data they wrote (same engine batch as the applied index), one record per log entry, bounded
+ * by `requestIdsMax` (oldest evicted first, by log index, identically on every replica; see
+ * src/store/request-ids.ts).
  *
  * Exactly-once across slot moves (docs/cluster.md argues it): a one-slot write's id records its
  * slot and moves with that slot; a write spanning slots ("wide") records NO_SLOT and is copied
@@ -20,6 +21,7 @@ import type { Entry, Snapshot } from '../raft/types.js'
 import type { ApplyOutput, StateMachine } from '../raftstore/driver.js'
 import { SlotSet, slotOf } from '../meta/slots.js'
 import { ShardKeys } from './keys.js'
+import { ID_ITEM_BYTES, NO_SLOT, RequestIds } from './request-ids.js'
 
 /** WriteOp is one operation of a write command: [0, key, value] for put, [1, key] for del. */
 export type WriteOp = [0, Buffer, Buffer] | [1, Buffer]
@@ -57,8 +59,6 @@ export interface ReplicaHash {
 
 /** requestIdsMaxDefault: request ids remembered per shard; a retry older than this is applied again. */
 export const requestIdsMaxDefault = 100_000
-/** NO_SLOT marks a request id whose write spanned slots: it is copied with every slot set that leaves the shard. */
-const NO_SLOT = 0xffff
 /** purgeKeysMax: most keys one purge command deletes (the mover repeats until done). */
 export const purgeKeysMax = 2_000
 
@@ -77,10 +77,7 @@ export class ShardMachine implements StateMachine {
   /** owned and frozen are as of the latest apply (possibly ahead of the disk by one batch). */
   owned = new SlotSet()
   frozen = new SlotSet()
-  // Invariant: requestOrder holds exactly the ids of requestIndex, oldest (lowest index) first.
-  private readonly requestIndex = new Map<string, number>()
-  private requestOrder: string[] = []
-  private requestHead = 0
+  private readonly requests: RequestIds
   /** lastHash is the result of the latest `hash` command this replica applied (replicas compare them). */
   lastHash: ReplicaHash | undefined
 
@@ -90,33 +87,30 @@ export class ShardMachine implements StateMachine {
     private readonly requestIdsMax = requestIdsMaxDefault,
   ) {
     this.keys = new ShardKeys(shardId)
+    this.requests = new RequestIds(this.keys, requestIdsMax)
   }
 
   /** load reads the durable slot state and request ids; call before the group starts. */
   async load(): Promise<void> {
     const slots = await this.engine.get(this.keys.slots)
     this.setSlots(slots)
-    const ids: Array<[string, number]> = []
-    const iterator = this.engine.iterator({ gte: this.keys.request, lt: this.keys.requestEnd })
+    const records: Array<[Buffer, Buffer]> = []
+    const iterator = this.engine.iterator({ gte: this.keys.ids, lt: this.keys.requestEnd })
     try {
       for (;;) {
         const batch = await iterator.nextBatch(1024)
         if (batch.length === 0) break
-        for (const [key, value] of batch) ids.push([key.subarray(this.keys.request.length).toString('hex'), Number(value.readBigUInt64BE())])
+        records.push(...batch)
       }
     } finally {
       await iterator.close()
     }
-    ids.sort((a, b) => a[1] - b[1])
-    this.requestIndex.clear()
-    for (const [id, index] of ids) this.requestIndex.set(id, index)
-    this.requestOrder = ids.map(([id]) => id)
-    this.requestHead = 0
+    this.requests.load(records)
   }
 
   /** remembers tells whether a write with request id `id` (16 bytes) was applied here (as of the latest apply). */
   remembers(id: Buffer): boolean {
-    return this.requestIndex.has(id.toString('hex'))
+    return this.requests.has(id)
   }
 
   /** ownsForRead tells whether reads of `slot` may be served here (owned, frozen or not). */
@@ -146,6 +140,8 @@ export class ShardMachine implements StateMachine {
         results.push(this.applySlots(command))
         slotsChanged = true
       }
+      // One request-id record per entry, written with the entry's data.
+      this.requests.flush(ops)
     }
     if (slotsChanged) ops.push({ type: 'put', key: this.keys.slots, value: pack({ owned: this.owned.bits, frozen: this.frozen.bits }) })
     return { ops, results }
@@ -156,7 +152,7 @@ export class ShardMachine implements StateMachine {
    * is answered, not applied again; one key in an unowned or frozen slot refuses the command.
    */
   private applyWrite(units: WriteUnit[], index: number, ops: EngineOp[]): ShardResult {
-    const fresh = units.filter((unit) => !this.requestIndex.has(Buffer.from(unit.id).toString('hex')))
+    const fresh = units.filter((unit) => !this.requests.has(unit.id))
     for (const unit of fresh) {
       for (const op of unit.ops) {
         const slot = slotOf(op[1])
@@ -165,16 +161,17 @@ export class ShardMachine implements StateMachine {
       }
     }
     for (const unit of fresh) {
-      const id = Buffer.from(unit.id)
-      const hex = id.toString('hex')
       // Two units of one command with the same id: the first one wins, as across commands.
-      if (this.requestIndex.has(hex)) continue
+      if (this.requests.has(unit.id)) continue
+      let slot = -1
       for (const op of unit.ops) {
         if (op[0] === 0) ops.push({ type: 'put', key: this.keys.dataKey(Buffer.from(op[1])), value: Buffer.from(op[2]) })
         else ops.push({ type: 'del', key: this.keys.dataKey(Buffer.from(op[1])) })
+        const opSlot = slotOf(op[1])
+        slot = slot === -1 || slot === opSlot ? opSlot : NO_SLOT
       }
-      const slots = new Set(unit.ops.map((op) => slotOf(op[1])))
-      this.remember(id, hex, index, slots.size === 1 ? [...slots][0]! : NO_SLOT, ops)
+      // A one-slot write's id moves with its slot; a wide one (NO_SLOT) with every slot set.
+      this.requests.add(unit.id, index, slot)
     }
     return { ok: true }
   }
@@ -193,25 +190,6 @@ export class ShardMachine implements StateMachine {
     return refused.length === 0 ? { ok: true } : { ok: true, refused }
   }
 
-  /** remember records a request id with its log index and, for a one-slot write, the slot (so the id moves with it). */
-  private remember(id: Buffer, hex: string, index: number, slot: number, ops: EngineOp[]): void {
-    const value = Buffer.alloc(10)
-    value.writeBigUInt64BE(BigInt(index))
-    value.writeUInt16BE(slot, 8)
-    ops.push({ type: 'put', key: this.keys.requestKey(id), value })
-    this.requestIndex.set(hex, index)
-    this.requestOrder.push(hex)
-    while (this.requestIndex.size > this.requestIdsMax) {
-      const oldest = this.requestOrder[this.requestHead++]!
-      this.requestIndex.delete(oldest)
-      ops.push({ type: 'del', key: this.keys.requestKey(Buffer.from(oldest, 'hex')) })
-    }
-    if (this.requestHead > 4096 && this.requestHead * 2 > this.requestOrder.length) {
-      this.requestOrder = this.requestOrder.slice(this.requestHead)
-      this.requestHead = 0
-    }
-  }
-
   private applyIngest(command: Extract<ShardCommand, { t: 'ingest' }>, index: number, ops: EngineOp[]): ShardResult {
     for (const [key] of command.pairs) {
       // Ingest only fills slots this shard is about to claim; never overwrite live ones.
@@ -219,9 +197,9 @@ export class ShardMachine implements StateMachine {
     }
     for (const [key, value] of command.pairs) ops.push({ type: 'put', key: this.keys.dataKey(Buffer.from(key)), value: Buffer.from(value) })
     // Request ids of the moving slots come along, so a write retried after the move is still answered, not re-applied.
-    for (const [id, slot] of (command.requests ?? []).map((r) => [Buffer.from(r).subarray(0, 16), Buffer.from(r).readUInt16BE(16)] as const)) {
-      const hex = id.toString('hex')
-      if (!this.requestIndex.has(hex)) this.remember(id, hex, index, slot, ops)
+    for (const record of command.requests ?? []) {
+      const item = Buffer.from(record.buffer, record.byteOffset, ID_ITEM_BYTES)
+      this.requests.add(item.subarray(0, 16), index, item.readUInt16BE(16))
     }
     return { ok: true }
   }
@@ -234,18 +212,19 @@ export class ShardMachine implements StateMachine {
    */
   async requestsOfSlots(slots: Set<number>): Promise<Buffer[]> {
     const out: Buffer[] = []
-    const iterator = this.engine.iterator({ gte: this.keys.request, lt: this.keys.requestEnd })
+    const iterator = this.engine.iterator({ gte: this.keys.ids, lt: this.keys.requestEnd })
     try {
       for (;;) {
         const batch = await iterator.nextBatch(1024)
         if (batch.length === 0) return out
         for (const [key, value] of batch) {
-          const slot = value.length >= 10 ? value.readUInt16BE(8) : NO_SLOT
-          if (slot !== NO_SLOT && !slots.has(slot)) continue
-          const record = Buffer.alloc(18)
-          key.copy(record, 0, this.keys.request.length)
-          record.writeUInt16BE(slot, 16)
-          out.push(record)
+          for (const { id, slot } of this.requests.decode(key, value)?.items ?? []) {
+            if (slot !== NO_SLOT && !slots.has(slot)) continue
+            const item = Buffer.alloc(ID_ITEM_BYTES)
+            id.copy(item, 0)
+            item.writeUInt16BE(slot, 16)
+            out.push(item)
+          }
         }
       }
     } finally {
@@ -284,7 +263,7 @@ export class ShardMachine implements StateMachine {
   private async applyHash(index: number, ops: EngineOp[]): Promise<ShardResult> {
     const digest = createHash('sha256')
     let keys = 0
-    for (const [gte, lt] of [[this.keys.data, this.keys.dataEnd], [this.keys.request, this.keys.requestEnd]] as const) {
+    for (const [gte, lt] of [[this.keys.data, this.keys.dataEnd], [this.keys.ids, this.keys.requestEnd]] as const) {
       keys += await this.digestRange(digest, gte, lt, ops)
     }
     digest.update(this.owned.bits).update(this.frozen.bits)
@@ -350,7 +329,7 @@ export class ShardMachine implements StateMachine {
   /** snapshot is every data key, request id and the slot record, as durable now. */
   async snapshot(): Promise<Uint8Array> {
     const pairs: Array<[Buffer, Buffer]> = []
-    for (const [gte, lt] of [[this.keys.data, this.keys.dataEnd], [this.keys.request, this.keys.requestEnd]] as const) {
+    for (const [gte, lt] of [[this.keys.data, this.keys.dataEnd], [this.keys.ids, this.keys.requestEnd]] as const) {
       const iterator = this.engine.iterator({ gte, lt })
       try {
         for (;;) {
@@ -368,7 +347,7 @@ export class ShardMachine implements StateMachine {
 
   async restore(snapshot: Snapshot): Promise<EngineOp[]> {
     const ops: EngineOp[] = []
-    for (const [gte, lt] of [[this.keys.data, this.keys.dataEnd], [this.keys.request, this.keys.requestEnd]] as const) {
+    for (const [gte, lt] of [[this.keys.data, this.keys.dataEnd], [this.keys.ids, this.keys.requestEnd]] as const) {
       const iterator = this.engine.iterator({ gte, lt, values: false })
       try {
         for (;;) {
@@ -382,29 +361,21 @@ export class ShardMachine implements StateMachine {
     }
     if (snapshot.data.byteLength === 0) {
       this.setSlots(undefined)
-      this.requestIndex.clear()
-      this.requestOrder = []
-      this.requestHead = 0
+      this.requests.load([])
       return [...ops, { type: 'del', key: this.keys.slots }]
     }
     const decoded = unpack(snapshot.data) as { pairs?: Array<[Uint8Array, Uint8Array]>; slots?: Uint8Array | null }
     if (!Array.isArray(decoded?.pairs)) throw new KvError(ErrorCode.CORRUPTION, `shard ${this.keys.shardId}: malformed snapshot`)
     const base = this.keys.data.subarray(0, this.keys.data.length - 1)
-    const ids: Array<[string, number]> = []
+    const records: Array<[Buffer, Buffer]> = []
     for (const [suffixed, value] of decoded.pairs) {
       const key = Buffer.concat([base, suffixed])
       ops.push({ type: 'put', key, value: Buffer.from(value) })
-      if (key.subarray(0, this.keys.request.length).equals(this.keys.request)) {
-        ids.push([key.subarray(this.keys.request.length).toString('hex'), Number(Buffer.from(value).readBigUInt64BE())])
-      }
+      if (Buffer.compare(key, this.keys.ids) >= 0 && Buffer.compare(key, this.keys.requestEnd) < 0) records.push([key, Buffer.from(value)])
     }
     ops.push(decoded.slots ? { type: 'put', key: this.keys.slots, value: Buffer.from(decoded.slots) } : { type: 'del', key: this.keys.slots })
     this.setSlots(decoded.slots ?? undefined)
-    ids.sort((a, b) => a[1] - b[1])
-    this.requestIndex.clear()
-    for (const [id, index] of ids) this.requestIndex.set(id, index)
-    this.requestOrder = ids.map(([id]) => id)
-    this.requestHead = 0
+    this.requests.load(records)
     return ops
   }
 }
