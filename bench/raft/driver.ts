@@ -28,7 +28,7 @@ async function startNodes(root: string): Promise<Map<number, Node>> {
   const network = new LoopbackNetwork()
   const nodes = new Map<number, Node>()
   for (const id of IDS) {
-    const engine = new RocksDbEngine({ dir: join(root, `n${id}`), cacheBytes: 8 * 1024 * 1024, memtableBudgetBytes: 16 * 1024 * 1024, backgroundThreads: 1 })
+    const engine = new RocksDbEngine({ dir: join(root, `n${id}`), cacheBytes: 8 * 1024 * 1024, memtableBudgetBytes: Number(argument('memtable-mib', '64')) * 1024 * 1024, backgroundThreads: 1 })
     await engine.open()
     await EngineRaftStorage.bootstrap(engine, GROUP, { voters: IDS, learners: [], votersOutgoing: [] })
     const driver = new RaftDriver({

@@ -62,6 +62,23 @@ test('codec: every message field round-trips, byte fields as Buffers', () => {
   assert.equal(decoded[0]!.message.context, undefined)
   assert.throws(() => decodeEnvelopes(Buffer.from([0xc1])), { code: 'KV_ERR_PROTOCOL' })
   assert.throws(() => decodeEnvelopes(encodeEnvelopes([{ groupId: -1, message: message({}) }])), { code: 'KV_ERR_PROTOCOL' })
+  assert.throws(() => decodeEnvelopes(encodeEnvelopes([{ groupId: 1, message: message({ term: 1.5 }) }])), { code: 'KV_ERR_PROTOCOL' })
+})
+
+test('codec: truncated, padded or lying input is KV_ERR_PROTOCOL, never a crash or a huge allocation', () => {
+  const whole = encodeEnvelopes([
+    { groupId: 1, message: message({ entries: [{ term: 2, index: 11, type: 'normal', data: Buffer.alloc(40, 7) }], context: new Uint8Array([1]) }) },
+    { groupId: 1, message: message({ type: 'snap', snapshot: { meta: { index: 7, term: 2, confState: { voters: [1], learners: [], votersOutgoing: [] } }, data: Buffer.from('s') } }) },
+  ])
+  assert.equal(decodeEnvelopes(whole).length, 2)
+  for (let cut = 0; cut < whole.length; cut++) assert.throws(() => decodeEnvelopes(whole.subarray(0, cut)), { code: 'KV_ERR_PROTOCOL' }, `cut at ${cut}`)
+  assert.throws(() => decodeEnvelopes(Buffer.concat([whole, Buffer.from([0])])), { code: 'KV_ERR_PROTOCOL', message: /trailing/ })
+  const lying = Buffer.from(whole)
+  lying.writeUInt32BE(0xffffffff, 1) // a message count no batch of this size can hold
+  assert.throws(() => decodeEnvelopes(lying), { code: 'KV_ERR_PROTOCOL' })
+  const badVersion = Buffer.from(whole)
+  badVersion[0] = 9
+  assert.throws(() => decodeEnvelopes(badVersion), { code: 'KV_ERR_PROTOCOL', message: /version/ })
 })
 
 test('loopback: one batch per destination; cut links report unreachable and failed snapshots', async () => {
