@@ -34,6 +34,7 @@ interface RocksDatabase {
   _getMany(keys: Buffer[], options: object, callback: (error: Error | null, values?: Array<Buffer | undefined>) => void): void
   _batch(ops: EngineOp[], options: { sync: boolean }, callback: (error?: Error | null) => void): void
   iterator(options: Record<string, unknown>): RocksIterator
+  getProperty(name: string): string
 }
 
 interface RocksIterator {
@@ -128,7 +129,8 @@ export class RocksDbEngine extends BaseEngine {
         throw error
       }
       // NB: the binding never sets wal_dir, so the WAL files live in the database directory.
-      this.#walSyncer = new WalSyncer(this.dir)
+      // RocksDB creates WAL files only on a memtable switch, which installs a new super version.
+      this.#walSyncer = new WalSyncer(this.dir, { walVersion: () => String(db.getProperty('rocksdb.current-super-version-number')) })
     }
     this.#db = db
   }

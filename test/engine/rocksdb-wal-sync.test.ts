@@ -227,12 +227,12 @@ test('WalSyncer: syncs every listed WAL at or above the floor, survives deleted 
   await syncer.sync()
   assert.equal(syncer.stats.roundsStarted, 0, 'no write noted: nothing to sync')
   await written()
-  assert.deepEqual({ ...syncer.stats }, { roundsStarted: 1, roundsCompleted: 1, filesSynced: 2, dirSyncs: 1 })
+  assert.deepEqual({ ...syncer.stats }, { roundsStarted: 1, roundsCompleted: 1, filesSynced: 2, dirSyncs: 1, listings: 1 })
   // A rotation: 9 is sealed and 3 obsolete; the floor reaches 12 only two rounds later.
   writeFileSync(join(dir, walFileName(12)), 'c')
   unlinkSync(join(dir, walFileName(3)))
   await written()
-  assert.deepEqual({ ...syncer.stats }, { roundsStarted: 2, roundsCompleted: 2, filesSynced: 4, dirSyncs: 2 })
+  assert.deepEqual({ ...syncer.stats }, { roundsStarted: 2, roundsCompleted: 2, filesSynced: 4, dirSyncs: 2, listings: 2 })
   await written()
   assert.equal(syncer.stats.filesSynced, 6, 'the floor is 9, the newest WAL of two rounds ago')
   await written()
@@ -251,6 +251,44 @@ test('WalSyncer: syncs every listed WAL at or above the floor, survives deleted 
   const missing = new WalSyncer(join(dir, 'absent'))
   missing.noteWrite()
   await assert.rejects(missing.sync(), { code: 'KV_ERR_INTERNAL', message: /ENOENT/ })
+})
+
+test('WalSyncer: with walVersion, a round reuses the last listing until the version changes', async (t) => {
+  const dir = tempDir(t)
+  writeFileSync(join(dir, walFileName(4)), 'a')
+  let version = 1
+  const syncer = new WalSyncer(dir, { walVersion: () => String(version) })
+  const written = async (): Promise<void> => {
+    syncer.noteWrite()
+    await syncer.sync()
+  }
+  await written()
+  await written()
+  assert.deepEqual({ ...syncer.stats }, { roundsStarted: 2, roundsCompleted: 2, filesSynced: 2, dirSyncs: 1, listings: 1 })
+  // Proof that the listing was reused: a WAL the version does not announce is not seen.
+  writeFileSync(join(dir, walFileName(7)), 'b')
+  await written()
+  assert.equal(syncer.stats.filesSynced, 3, 'only WAL 4 was synced')
+  version++
+  await written()
+  assert.equal(syncer.stats.listings, 2)
+  assert.equal(syncer.stats.filesSynced, 5, 'a new version lists again: WALs 4 and 7')
+  assert.equal(syncer.stats.dirSyncs, 2, 'and fsyncs the directory for the new WAL')
+  await syncer.close()
+})
+
+test('rocksdb walSync threadpool: rounds list the WAL directory only after RocksDB switched memtables', async (t) => {
+  const { engine } = await openedEngine(t, 'threadpool')
+  const stats = engine.walSyncStats!
+  for (let i = 0; i < 5; i++) await engine.put(Buffer.from(`key${i}`), Buffer.from('v'), { sync: true })
+  assert.equal(stats.roundsStarted, 5)
+  assert.equal(stats.listings, 1, 'no memtable switch, so one listing served every round')
+  // 1 MiB write buffers: a few MiB of writes switch memtables, and with them the WAL.
+  const value = Buffer.alloc(64 * 1024, 7)
+  for (let i = 0; i < 64; i++) await engine.put(Buffer.from(`fill-${i}`), value)
+  await engine.put(Buffer.from('after'), Buffer.from('v'), { sync: true })
+  assert.equal(stats.listings, 2, 'the switch made the next round list again')
+  assert.ok(stats.dirSyncs >= 2, 'and fsync the directory for the new WAL')
 })
 
 test('WalSyncer: a write noted while a round runs waits for the next round; callers share rounds', async (t) => {
