@@ -40,7 +40,7 @@ export interface LogStorageOptions {
 /** BOOTSTRAP_INDEX is the index (and term) of the implicit initial snapshot of a bootstrapped group. */
 export const BOOTSTRAP_INDEX = 5
 
-const LOAD_BATCH_ENTRIES = 1024
+const LOAD_BATCH_RUNS = 256
 const NO_WRITE: StagedWrite = Object.freeze({ ops: [], onDurable: () => {} })
 
 function corruption(groupId: number, message: string, details: Record<string, unknown> = {}): KvError {
@@ -49,29 +49,41 @@ function corruption(groupId: number, message: string, details: Record<string, un
 
 interface LoadedLog {
   entries: Entry[]
+  /** runs are the first indexes of the stored runs holding `entries`, ascending. */
+  runs: number[]
   /** damagedAt is the first index that failed validation; undefined when the log is intact. */
   damagedAt: number | undefined
   /** damagedKeys are the keys from damagedAt on, to delete when repairing the tail. */
   damagedKeys: Buffer[]
 }
 
+/**
+ * loadLog reads a group's log runs in key order. The first run may start at or below the
+ * compaction point (compaction deletes only runs wholly behind it); its compacted entries are
+ * skipped. Every later run must start where the previous one ended, with non-decreasing terms.
+ */
 async function loadLog(engine: Engine, groupId: number, truncated: TruncatedState): Promise<LoadedLog> {
-  const iterator = engine.iterator({ gte: records.entryKey(groupId, truncated.index + 1), lt: records.entryKey(groupId, Number.MAX_SAFE_INTEGER) })
-  const loaded: LoadedLog = { entries: [], damagedAt: undefined, damagedKeys: [] }
+  const iterator = engine.iterator({ gte: records.entryKey(groupId, 0), lt: records.entryKey(groupId, Number.MAX_SAFE_INTEGER) })
+  const loaded: LoadedLog = { entries: [], runs: [], damagedAt: undefined, damagedKeys: [] }
   let expected = truncated.index + 1
   let lastTerm = truncated.term
   try {
     for (;;) {
-      const batch = await iterator.nextBatch(LOAD_BATCH_ENTRIES)
+      const batch = await iterator.nextBatch(LOAD_BATCH_RUNS)
       if (batch.length === 0) break
       for (const [key, value] of batch) {
         if (loaded.damagedAt === undefined) {
-          const index = records.entryIndexFromKey(key)
-          const entry = index === expected ? records.decodeEntry(value, index) : undefined
-          if (entry !== undefined && entry.term >= lastTerm) {
-            loaded.entries.push(entry)
-            lastTerm = entry.term
-            expected++
+          const first = records.entryIndexFromKey(key)
+          const run = first <= expected ? records.decodeRun(value, first) : undefined
+          const live = run?.filter((entry) => entry.index > truncated.index)
+          // A run wholly behind the compaction point (left by a crash between writes) is kept for the next compaction to delete.
+          if (live !== undefined && (live.length === 0 || (live[0]!.index === expected && termsAscend(live, lastTerm)))) {
+            loaded.runs.push(first)
+            for (const entry of live) loaded.entries.push(entry)
+            if (live.length > 0) {
+              lastTerm = live[live.length - 1]!.term
+              expected = live[live.length - 1]!.index + 1
+            }
             continue
           }
           loaded.damagedAt = expected
@@ -83,6 +95,15 @@ async function loadLog(engine: Engine, groupId: number, truncated: TruncatedStat
     await iterator.close()
   }
   return loaded
+}
+
+function termsAscend(entries: readonly Entry[], previousTerm: number): boolean {
+  let term = previousTerm
+  for (const entry of entries) {
+    if (entry.term < term) return false
+    term = entry.term
+  }
+  return true
 }
 
 async function readState<T>(engine: Engine, groupId: number, key: Buffer, name: string, decode: (record: Buffer) => T | undefined, fallback: T): Promise<T> {
@@ -102,6 +123,10 @@ export class EngineRaftStorage implements RaftStorage {
   private applied: AppliedState
   private truncated: TruncatedState
   private log: Entry[]
+  // runs: first indexes of the stored log runs, ascending. Invariant: when the log is not empty,
+  // runs[0] <= firstIndex() and run i holds [runs[i], runs[i + 1] - 1] (the last one up to
+  // lastIndex()); a run wholly behind the compaction point is deleted with the compaction.
+  private runs: number[]
   private bytes: number
   // Invariant: when set, cachedSnapshot.meta.index >= truncated.index.
   private cachedSnapshot: Snapshot | undefined
@@ -110,12 +135,13 @@ export class EngineRaftStorage implements RaftStorage {
   // stagedSnapshotIndex: a snapshot staged but not yet durable, which appendOps must build on.
   private stagedSnapshotIndex: number | undefined
 
-  private constructor(groupId: number, state: { hs: HardState; applied: AppliedState; truncated: TruncatedState; log: Entry[] }) {
+  private constructor(groupId: number, state: { hs: HardState; applied: AppliedState; truncated: TruncatedState; log: Entry[]; runs: number[] }) {
     this.groupId = groupId
     this.hs = state.hs
     this.applied = state.applied
     this.truncated = state.truncated
     this.log = state.log
+    this.runs = state.runs
     this.bytes = state.log.reduce((sum, entry) => sum + entryBytes(entry), 0)
   }
 
@@ -156,7 +182,7 @@ export class EngineRaftStorage implements RaftStorage {
     if (!(truncated.index <= applied.index && applied.index <= Math.max(hs.commit, truncated.index) && hs.commit <= lastIndex)) {
       throw corruption(groupId, 'inconsistent raft state', { truncated: truncated.index, applied: applied.index, commit: hs.commit, lastIndex })
     }
-    return new EngineRaftStorage(groupId, { hs, applied, truncated, log: loaded.entries })
+    return new EngineRaftStorage(groupId, { hs, applied, truncated, log: loaded.entries, runs: loaded.runs })
   }
 
   initialState(): { hardState: HardState; confState: ConfState } {
@@ -249,8 +275,8 @@ export class EngineRaftStorage implements RaftStorage {
     const last = kept[kept.length - 1]!.index
     assert(first <= previousLast + 1, `appendOps: gap, lastIndex ${previousLast} but entries start at ${first}`)
     assert(first > Math.max(this.hs.commit, this.stagedSnapshotIndex ?? 0), `appendOps: entry ${first} would overwrite the committed log (commit ${this.hs.commit})`)
-    const ops: EngineOp[] = kept.map((entry) => ({ type: 'put', key: records.entryKey(this.groupId, entry.index), value: records.encodeEntry(entry) }))
-    for (let index = last + 1; index <= previousLast; index++) ops.push({ type: 'del', key: records.entryKey(this.groupId, index) })
+    const { ops, removeFrom, rewritten } = this.replaceRunsFrom(first, previousLast)
+    ops.push({ type: 'put', key: records.entryKey(this.groupId, first), value: records.encodeRun(kept) })
     return {
       ops,
       onDurable: () => {
@@ -261,8 +287,35 @@ export class EngineRaftStorage implements RaftStorage {
           this.log.push(entry)
           this.bytes += entryBytes(entry)
         }
+        while (this.runs.length > 0 && this.runs[this.runs.length - 1]! >= removeFrom) this.runs.pop()
+        if (rewritten !== undefined) this.runs.push(rewritten)
+        this.runs.push(first)
       },
     }
+  }
+
+  /**
+   * replaceRunsFrom stages removing the stored entries from `first` on, before a run is put at
+   * `first`: runs starting after it are deleted, and a run that straddles it is rewritten with
+   * only its entries before `first` (taken from memory: they are above the commit index, so
+   * never compacted). Appending after the last entry stages nothing.
+   */
+  private replaceRunsFrom(first: number, previousLast: number): { ops: EngineOp[]; removeFrom: number; rewritten: number | undefined } {
+    const ops: EngineOp[] = []
+    // A snapshot staged in the same batch deletes every run (snapshotOps).
+    const runs = this.stagedSnapshotIndex !== undefined ? [] : this.runs
+    let cut = runs.length
+    while (cut > 0 && runs[cut - 1]! >= first) cut--
+    for (let i = cut; i < runs.length; i++) if (runs[i] !== first) ops.push({ type: 'del', key: records.entryKey(this.groupId, runs[i]!) })
+    const straddling = cut > 0 && first <= previousLast && (cut === runs.length || runs[cut]! > first)
+    if (!straddling) return { ops, removeFrom: first, rewritten: undefined }
+    const start = runs[cut - 1]!
+    const keepFrom = Math.max(start, this.firstIndex())
+    if (keepFrom !== start) ops.push({ type: 'del', key: records.entryKey(this.groupId, start) })
+    if (keepFrom >= first) return { ops, removeFrom: start, rewritten: undefined }
+    const keep = this.log.slice(keepFrom - this.firstIndex(), first - this.firstIndex())
+    ops.push({ type: 'put', key: records.entryKey(this.groupId, keepFrom), value: records.encodeRun(keep) })
+    return { ops, removeFrom: start, rewritten: keepFrom }
   }
 
   /** hardStateOps stages a HardState from a Ready. */
@@ -298,8 +351,7 @@ export class EngineRaftStorage implements RaftStorage {
       { type: 'put', key: records.truncatedStateKey(this.groupId), value: records.encodeTruncatedState(truncated) },
       { type: 'put', key: records.appliedStateKey(this.groupId), value: records.encodeAppliedState(applied) },
     ]
-    const previousLast = this.lastIndex()
-    for (let index = this.firstIndex(); index <= previousLast; index++) ops.push({ type: 'del', key: records.entryKey(this.groupId, index) })
+    for (const start of this.runs) ops.push({ type: 'del', key: records.entryKey(this.groupId, start) })
     this.stagedSnapshotIndex = meta.index
     return {
       ops,
@@ -308,6 +360,7 @@ export class EngineRaftStorage implements RaftStorage {
         this.truncated = truncated
         this.applied = applied
         this.log = []
+        this.runs = []
         this.bytes = 0
         this.cachedSnapshot = snapshot
       },
@@ -317,11 +370,12 @@ export class EngineRaftStorage implements RaftStorage {
   /** destroyOps stages deleting every Raft record of this group (the replica is being removed from this node). */
   destroyOps(): StagedWrite {
     const ops: EngineOp[] = [records.hardStateKey(this.groupId), records.appliedStateKey(this.groupId), records.truncatedStateKey(this.groupId)].map((key) => ({ type: 'del', key }))
-    for (let index = this.firstIndex(); index <= this.lastIndex(); index++) ops.push({ type: 'del', key: records.entryKey(this.groupId, index) })
+    for (const start of this.runs) ops.push({ type: 'del', key: records.entryKey(this.groupId, start) })
     return {
       ops,
       onDurable: () => {
         this.log = []
+        this.runs = []
         this.bytes = 0
         this.cachedSnapshot = undefined
       },
@@ -334,14 +388,19 @@ export class EngineRaftStorage implements RaftStorage {
     assert(index <= this.applied.index, `compactOps: index ${index} is not applied yet (applied ${this.applied.index})`)
     const truncated: TruncatedState = { index, term: this.term(index) }
     const ops: EngineOp[] = [{ type: 'put', key: records.truncatedStateKey(this.groupId), value: records.encodeTruncatedState(truncated) }]
-    const from = this.firstIndex()
-    for (let i = from; i <= index; i++) ops.push({ type: 'del', key: records.entryKey(this.groupId, i) })
+    // Only runs wholly behind the compaction point go; the one straddling it keeps its compacted entries until it does.
+    let whole = 0
+    while (whole < this.runs.length && (whole + 1 < this.runs.length ? this.runs[whole + 1]! - 1 : this.lastIndex()) <= index) {
+      ops.push({ type: 'del', key: records.entryKey(this.groupId, this.runs[whole]!) })
+      whole++
+    }
     return {
       ops,
       onDurable: () => {
         assert(this.truncated.index < index, 'compactOps: compacted twice')
         const dropped = this.log.splice(0, index - this.truncated.index)
         for (const entry of dropped) this.bytes -= entryBytes(entry)
+        this.runs.splice(0, whole)
         this.truncated = truncated
         // A snapshot behind the compaction point can no longer catch anyone up (the entries after it are gone).
         if (this.cachedSnapshot !== undefined && this.cachedSnapshot.meta.index < index) this.cachedSnapshot = undefined

@@ -3,14 +3,16 @@
  * prefix, so many groups share one RocksDB) and the checksummed records stored under them.
  *
  * Fault model: a crash can leave the last write torn and a disk can flip bits. Every record
- * carries a CRC32 of its payload (and log entries repeat their own index), so a damaged record
+ * carries a CRC32 of its payload (and log runs repeat their first index), so a damaged record
  * is detected on load rather than trusted; what to do about it is decided by log-storage.ts.
  *
  * Key space (all integers big-endian so keys sort numerically):
  *   0x01 | group u64 | 0x01                -> hard state     { term, vote, commit }
  *   0x01 | group u64 | 0x02                -> applied state  { index, term, confState }
  *   0x01 | group u64 | 0x03                -> truncated state { index, term } (log compacted up to here)
- *   0x01 | group u64 | 0x04 | index u64    -> log entry
+ *   0x01 | group u64 | 0x04 | index u64    -> log run: the entries index, index+1, ... appended together
+ * A log run holds every entry one Ready appended (one engine key per driver iteration, not per
+ * entry: RocksDB's memtable insert, WAL record and later delete are paid once per run).
  * The 0x01 first byte is reserved for raftstore; state machines must keep their data elsewhere.
  */
 import * as zlib from 'node:zlib'
@@ -28,7 +30,8 @@ const SUFFIX_ENTRY = 0x04
 
 const PREFIX_BYTES = 1 + 8
 const CHECKSUM_BYTES = 4
-const ENTRY_HEADER_BYTES = 8 + 8 + 1
+const RUN_HEADER_BYTES = 8 + 4
+const RUN_ENTRY_HEADER_BYTES = 8 + 1 + 4
 
 /** GROUP_ID_MAX is the largest group id (ids are stored as u64 but must stay exact JS numbers). */
 export const GROUP_ID_MAX = Number.MAX_SAFE_INTEGER
@@ -146,27 +149,47 @@ function unseal(record: Buffer): Buffer | undefined {
   return record.readUInt32BE(0) === crc32(payload) ? payload : undefined
 }
 
-/** encodeEntry is the stored form of a log entry: crc32 | term u64 | index u64 | type u8 | data. */
-export function encodeEntry(entry: Entry): Buffer {
-  const record = Buffer.allocUnsafe(CHECKSUM_BYTES + ENTRY_HEADER_BYTES + entry.data.byteLength)
-  writeU64(record, entry.term, CHECKSUM_BYTES)
-  writeU64(record, entry.index, CHECKSUM_BYTES + 8)
-  record[CHECKSUM_BYTES + 16] = entry.type === 'confChange' ? 1 : 0
-  record.set(entry.data, CHECKSUM_BYTES + ENTRY_HEADER_BYTES)
+/**
+ * encodeRun is the stored form of consecutive log entries (at least one):
+ * crc32 | first index u64 | count u32 | (term u64 | type u8 | length u32 | data)*.
+ */
+export function encodeRun(entries: readonly Entry[]): Buffer {
+  let size = CHECKSUM_BYTES + RUN_HEADER_BYTES
+  for (const entry of entries) size += RUN_ENTRY_HEADER_BYTES + entry.data.byteLength
+  const record = Buffer.allocUnsafe(size)
+  writeU64(record, entries[0]!.index, CHECKSUM_BYTES)
+  record.writeUInt32BE(entries.length, CHECKSUM_BYTES + 8)
+  let offset = CHECKSUM_BYTES + RUN_HEADER_BYTES
+  for (const entry of entries) {
+    writeU64(record, entry.term, offset)
+    record[offset + 8] = entry.type === 'confChange' ? 1 : 0
+    record.writeUInt32BE(entry.data.byteLength, offset + 9)
+    record.set(entry.data, offset + RUN_ENTRY_HEADER_BYTES)
+    offset += RUN_ENTRY_HEADER_BYTES + entry.data.byteLength
+  }
   record.writeUInt32BE(crc32(record.subarray(CHECKSUM_BYTES)), 0)
   return record
 }
 
-/** decodeEntry returns the entry stored in `record`, or undefined if it is damaged or not at `index`. */
-export function decodeEntry(record: Buffer, index: number): Entry | undefined {
+/** decodeRun returns the entries stored in `record`, or undefined if it is damaged or does not start at `first`. */
+export function decodeRun(record: Buffer, first: number): Entry[] | undefined {
   const payload = unseal(record)
-  if (payload === undefined || payload.length < ENTRY_HEADER_BYTES) return undefined
-  const typeByte = payload[16]
-  if (readU64(payload, 8) !== index || (typeByte !== 0 && typeByte !== 1)) return undefined
-  const type: EntryType = typeByte === 1 ? 'confChange' : 'normal'
-  // Copy the data out so the entry does not pin the engine's read buffer.
-  const data = new Uint8Array(payload.subarray(ENTRY_HEADER_BYTES))
-  return { term: readU64(payload, 0), index, type, data }
+  if (payload === undefined || payload.length < RUN_HEADER_BYTES || readU64(payload, 0) !== first) return undefined
+  const count = payload.readUInt32BE(8)
+  const entries: Entry[] = []
+  let offset = RUN_HEADER_BYTES
+  for (let i = 0; i < count; i++) {
+    if (offset + RUN_ENTRY_HEADER_BYTES > payload.length) return undefined
+    const typeByte = payload[offset + 8]
+    const length = payload.readUInt32BE(offset + 9)
+    const end = offset + RUN_ENTRY_HEADER_BYTES + length
+    if ((typeByte !== 0 && typeByte !== 1) || end > payload.length) return undefined
+    const type: EntryType = typeByte === 1 ? 'confChange' : 'normal'
+    // Copy the data out so the entry does not pin the engine's read buffer.
+    entries.push({ term: readU64(payload, offset), index: first + i, type, data: new Uint8Array(payload.subarray(offset + RUN_ENTRY_HEADER_BYTES, end)) })
+    offset = end
+  }
+  return count > 0 && offset === payload.length ? entries : undefined
 }
 
 /** encodeHardState is crc32 | term u64 | vote u64 | commit u64. */

@@ -113,7 +113,10 @@ for (const [kind, make] of engines) {
     const h = await make()
     try {
       const storage = await EngineRaftStorage.open(h.engine, GROUP)
-      await write(h.engine, storage.appendOps(entries(1, 6, 1)), storage.hardStateOps({ term: 1, vote: 1, commit: 3 }))
+      // Three runs (one per append): [1, 4], [5], [6].
+      await write(h.engine, storage.appendOps(entries(1, 4, 1)), storage.hardStateOps({ term: 1, vote: 1, commit: 3 }))
+      await write(h.engine, storage.appendOps(entries(5, 5, 1)))
+      await write(h.engine, storage.appendOps(entries(6, 6, 1)))
       const last = (await h.engine.get(entryKey(GROUP, 6)))!
       await h.engine.put(entryKey(GROUP, 6), last.subarray(0, last.length - 3)) // torn: a short write
       const fifth = Buffer.from((await h.engine.get(entryKey(GROUP, 5)))!)
@@ -137,7 +140,8 @@ for (const [kind, make] of engines) {
     const h = await make()
     try {
       const storage = await EngineRaftStorage.open(h.engine, GROUP)
-      await write(h.engine, storage.appendOps(entries(1, 6, 1)), storage.hardStateOps({ term: 1, vote: 1, commit: 3 }))
+      await write(h.engine, storage.appendOps(entries(1, 2, 1)))
+      await write(h.engine, storage.appendOps(entries(3, 6, 1)), storage.hardStateOps({ term: 1, vote: 1, commit: 3 }))
       const third = Buffer.from((await h.engine.get(entryKey(GROUP, 3)))!)
       third[10]! ^= 0x01
       await h.engine.put(entryKey(GROUP, 3), third)
@@ -174,6 +178,45 @@ for (const [kind, make] of engines) {
       assert.equal(reopened.term(6), 1)
       assert.equal(reopened.hasSnapshot, false, 'the driver must regenerate the snapshot after a restart')
       assert.equal(await h.engine.get(entryKey(GROUP, 6)), undefined)
+    } finally {
+      await h.cleanup()
+    }
+  })
+
+  test(`${kind}: one key per append (a run); compaction deletes whole runs; a conflict inside a partly compacted run`, async () => {
+    const h = await make()
+    const runKeys = async () => {
+      const keys: number[] = []
+      const iterator = h.engine.iterator({ gte: entryKey(GROUP, 0), lt: entryKey(GROUP, Number.MAX_SAFE_INTEGER) })
+      for (let batch = await iterator.nextBatch(100); batch.length > 0; batch = await iterator.nextBatch(100)) for (const [key] of batch) keys.push(key.readUInt32BE(14))
+      await iterator.close()
+      return keys
+    }
+    try {
+      const storage = await EngineRaftStorage.open(h.engine, GROUP)
+      await write(h.engine, storage.appendOps(entries(1, 4, 1)))
+      await write(h.engine, storage.appendOps(entries(5, 10, 1)), storage.hardStateOps({ term: 1, vote: 1, commit: 7 }))
+      assert.deepEqual(await runKeys(), [1, 5], 'each append is one key')
+      await write(h.engine, storage.appliedStateOps({ index: 7, term: 1, confState: VOTERS }))
+      await write(h.engine, storage.compactOps(6))
+      assert.deepEqual(await runKeys(), [5], 'the run [1, 4] is wholly compacted; [5, 10] straddles the compaction point and stays')
+      await write(h.engine, storage.appendOps([entry(9, 2, 'new-9')]))
+      assert.deepEqual(await runKeys(), [7, 9], 'the straddling run is rewritten with its live entries before the conflict')
+      await h.restart()
+      const reopened = await EngineRaftStorage.open(h.engine, GROUP)
+      assert.equal(reopened.firstIndex(), 7)
+      assert.equal(reopened.lastIndex(), 9)
+      assert.deepEqual(reopened.entries(7, 10, 1e9).map((e) => [e.index, e.term, Buffer.from(e.data).toString()]), [[7, 1, 'cmd-7'], [8, 1, 'cmd-8'], [9, 2, 'new-9']])
+      await write(h.engine, reopened.appendOps(entries(10, 12, 2)))
+      await write(h.engine, reopened.appendOps([entry(11, 3, 'new-11')]))
+      assert.deepEqual(await runKeys(), [7, 9, 10, 11], 'a conflict inside the last run keeps its prefix as a run of its own')
+      await write(h.engine, reopened.appendOps([entry(11, 4, 'newer-11'), entry(12, 4)]))
+      assert.deepEqual(await runKeys(), [7, 9, 10, 11], 'a conflict at the first entry of a run replaces that run under the same key')
+      await h.restart()
+      const again = await EngineRaftStorage.open(h.engine, GROUP)
+      assert.equal(again.lastIndex(), 12)
+      assert.equal(again.term(11), 4)
+      assert.equal(Buffer.from(again.entries(11, 12, 1e9)[0]!.data).toString(), 'newer-11')
     } finally {
       await h.cleanup()
     }
