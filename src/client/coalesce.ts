@@ -57,18 +57,21 @@ export class Coalescer {
 
   /** submit queues one op for the end of this turn and resolves with its own result. */
   submit(op: MultiOp, deadline: number): Promise<unknown> {
+    return new Promise((resolve, reject) => this.enqueue(op, deadline, resolve, reject))
+  }
+
+  /**
+   * enqueue is `submit` with callbacks, for callers that would otherwise wrap its promise in
+   * more promises; exactly one of them is called, `reject` possibly before enqueue returns.
+   */
+  enqueue(op: MultiOp, deadline: number, resolve: (result: unknown) => void, reject: (error: unknown) => void): void {
     if (this.queue.length >= coalesceQueueMax) {
-      return Promise.reject(
-        new KvError(ErrorCode.TOO_MANY_REQUESTS, `too many calls waiting to be sent: coalesceQueueMax (${coalesceQueueMax})`, { coalesceQueueMax }),
-      )
+      return reject(new KvError(ErrorCode.TOO_MANY_REQUESTS, `too many calls waiting to be sent: coalesceQueueMax (${coalesceQueueMax})`, { coalesceQueueMax }))
     }
-    const bytes = op[2].length + (op[3]?.length ?? 0)
-    return new Promise((resolve, reject) => {
-      this.queue.push({ op, bytes, deadline, resolve, reject })
-      if (this.scheduled) return
-      this.scheduled = true
-      setImmediate(() => this.flush())
-    })
+    this.queue.push({ op, bytes: op[2].length + (op[3]?.length ?? 0), deadline, resolve, reject })
+    if (this.scheduled) return
+    this.scheduled = true
+    setImmediate(() => this.flush())
   }
 
   private flush(): void {

@@ -108,7 +108,7 @@ export class RemoteKV implements DistKV {
 
   get(key: KeyLike): Promise<Buffer | undefined> {
     try {
-      return this.single(MultiKind.get, checkKey(key), null, true).then(asBuffer)
+      return this.single(MultiKind.get, checkKey(key), null, true, asBuffer)
     } catch (error) {
       return Promise.reject(error)
     }
@@ -122,14 +122,14 @@ export class RemoteKV implements DistKV {
 
   put(key: KeyLike, value: ValueLike, options?: WriteOptions): Promise<void> {
     try {
-      return this.single(MultiKind.put, checkKey(key), checkValue(value), checkSync(options)).then(ignore)
+      return this.single(MultiKind.put, checkKey(key), checkValue(value), checkSync(options), ignore)
     } catch (error) {
       return Promise.reject(error)
     }
   }
 
   async del(key: KeyLike, options?: WriteOptions): Promise<void> {
-    await this.single(MultiKind.del, checkKey(key), null, checkSync(options))
+    await this.single(MultiKind.del, checkKey(key), null, checkSync(options), ignore)
   }
 
   async batch(ops: BatchOp[], options?: BatchOptions): Promise<void> {
@@ -140,12 +140,11 @@ export class RemoteKV implements DistKV {
   }
 
   async has(key: KeyLike): Promise<boolean> {
-    return (await this.single(MultiKind.has, checkKey(key), null, true)) === true
+    return this.single(MultiKind.has, checkKey(key), null, true, (found) => found === true)
   }
 
   async getSize(key: KeyLike): Promise<number | undefined> {
-    const size = await this.single(MultiKind.getSize, checkKey(key), null, true)
-    return typeof size === 'number' ? size : undefined
+    return this.single(MultiKind.getSize, checkKey(key), null, true, (size) => (typeof size === 'number' ? size : undefined))
   }
 
   async sync(): Promise<void> {
@@ -161,24 +160,42 @@ export class RemoteKV implements DistKV {
     })
   }
 
-  /** single sends one single-key call, coalesced with the others of this turn when the server allows. */
-  private single(kind: MultiKindValue, key: Buffer, value: Buffer | null, sync: boolean): Promise<unknown> {
+  /**
+   * single sends one single-key call, coalesced with the others of this turn when the server
+   * allows, and resolves with `map` of its result.
+   */
+  private single<T>(kind: MultiKindValue, key: Buffer, value: Buffer | null, sync: boolean, map: (result: unknown) => T): Promise<T> {
     const id = newOpId()
     const op: MultiOp = kind === MultiKind.put || kind === MultiKind.del ? [kind, id, key, value, sync] : [kind, id, key]
-    const method = methodOf[kind]
     const deadline = Date.now() + this.requestTimeoutMs
-    const attempt = async (until: number): Promise<unknown> => {
-      const coalescer = this.coalescer
-      if (coalescer !== undefined) return coalescer.submit(op, until).catch((error: unknown) => this.coalescingFailed(error))
-      const connection = await this.getConnection(until)
-      return connection.request(method, singleParams(op), { requestId: requestIdFromBytes(id), timeoutMs: until - Date.now() })
-    }
     const coalescer = this.coalescer
-    if (coalescer === undefined || this.closed) return this.retrying(method, attempt, deadline)
-    // The first attempt skips the retry loop: one promise per call on the common path.
-    return coalescer
-      .submit(op, deadline)
-      .catch((error: unknown) => this.retrying(method, attempt, deadline, () => this.coalescingFailed(error)))
+    if (coalescer === undefined || this.closed) return this.retrying(methodOf[kind], (until) => this.attemptSingle(op, until), deadline).then(map)
+    // The first attempt skips the retry loop, and its promises: one promise per call on the common path.
+    return new Promise<T>((resolve, reject) =>
+      coalescer.enqueue(
+        op,
+        deadline,
+        (result) => {
+          try {
+            resolve(map(result))
+          } catch (error) {
+            reject(error)
+          }
+        },
+        (error) => {
+          const failed = (): never => this.coalescingFailed(error)
+          this.retrying(methodOf[kind], (until) => this.attemptSingle(op, until), deadline, failed).then(map).then(resolve, reject)
+        },
+      ),
+    )
+  }
+
+  /** attemptSingle makes one (re-)attempt of a single-key call, coalesced unless the server cannot. */
+  private async attemptSingle(op: MultiOp, until: number): Promise<unknown> {
+    const coalescer = this.coalescer
+    if (coalescer !== undefined) return coalescer.submit(op, until).catch((error: unknown) => this.coalescingFailed(error))
+    const connection = await this.getConnection(until)
+    return connection.request(methodOf[op[0]], singleParams(op), { requestId: requestIdFromBytes(op[1]), timeoutMs: until - Date.now() })
   }
 
   /** coalescingFailed turns a server's "no kv.multi" into falling back to one request per call. */
