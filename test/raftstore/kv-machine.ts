@@ -1,21 +1,35 @@
-// A small key/value StateMachine for raftstore tests: `put key value` commands, data stored in
-// the shared engine under the group's prefix, snapshots as msgpack pairs. Also a seeded random
-// source so elections are reproducible.
+// A small key/value StateMachine for raftstore tests and bench/raft: `put key value` commands,
+// data stored in the shared engine under the group's prefix, snapshots as msgpack pairs. Also a
+// seeded random source so elections are reproducible.
+// Commands are keyLength u16 | key (UTF-8) | value: built with one pooled allocation and applied
+// without decoding (the value is written as a view of the entry), so the bench measures Raft
+// rather than the state machine's codec.
 import { pack, unpack } from 'msgpackr'
 import type { Engine, EngineOp } from '../../src/engine/engine.js'
+import { ErrorCode, KvError } from '../../src/errors.js'
 import type { Entry, Snapshot } from '../../src/raft/types.js'
 import type { ApplyOutput, StateMachine } from '../../src/raftstore/driver.js'
 import { groupPrefix } from '../../src/raftstore/records.js'
 
 /** DATA_SUFFIX keeps this machine's keys apart from raftstore's (suffixes below 0x20 are reserved). */
 const DATA_SUFFIX = 0x64
+/** KEY_BYTES_MAX: a command's key length is a u16. */
+const KEY_BYTES_MAX = 0xffff
 
-/** putCommand encodes a put for KvMachine; a binary value travels as msgpack bin and is stored without conversion. */
+/** putCommand encodes a put for KvMachine (a string value is stored as its UTF-8 bytes). */
 export function putCommand(key: string, value: string | Uint8Array): Uint8Array {
-  return pack([key, value])
+  const keyBytes = Buffer.byteLength(key)
+  if (keyBytes > KEY_BYTES_MAX) throw new KvError(ErrorCode.KEY_TOO_LARGE, `key of ${keyBytes} bytes exceeds KEY_BYTES_MAX (${KEY_BYTES_MAX})`)
+  const valueBytes = typeof value === 'string' ? Buffer.byteLength(value) : value.byteLength
+  const command = Buffer.allocUnsafe(2 + keyBytes + valueBytes)
+  command.writeUInt16BE(keyBytes, 0)
+  command.write(key, 2)
+  if (typeof value === 'string') command.write(value, 2 + keyBytes)
+  else command.set(value, 2 + keyBytes)
+  return command
 }
 
-/** asBuffer views a decoded value (bin: a Buffer; str: a string) as bytes without copying a Buffer. */
+/** asBuffer views bytes (a snapshot's msgpack bin, or a string from an older snapshot) as a Buffer. */
 function asBuffer(value: string | Uint8Array): Buffer {
   if (typeof value === 'string') return Buffer.from(value)
   return Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength)
@@ -45,8 +59,17 @@ export class KvMachine implements StateMachine {
     const ops: EngineOp[] = []
     const results: unknown[] = []
     for (const entry of entries) {
-      const [key, value] = unpack(entry.data) as [string, string | Uint8Array]
-      ops.push({ type: 'put', key: this.key(key), value: asBuffer(value) })
+      const command = asBuffer(entry.data)
+      const keyBytes = command.length >= 2 ? command.readUInt16BE(0) : -1
+      if (keyBytes < 0 || 2 + keyBytes > command.length) {
+        // Not a putCommand: ignored alike on every replica, so they stay identical.
+        results.push(null)
+        continue
+      }
+      const key = Buffer.allocUnsafe(this.prefix.length + keyBytes)
+      this.prefix.copy(key, 0)
+      command.copy(key, this.prefix.length, 2, 2 + keyBytes)
+      ops.push({ type: 'put', key, value: command.subarray(2 + keyBytes) })
       results.push(entry.index)
     }
     return { ops, results }
