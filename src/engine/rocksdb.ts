@@ -33,8 +33,16 @@ interface RocksDatabase {
   close(): Promise<void>
   _getMany(keys: Buffer[], options: object, callback: (error: Error | null, values?: Array<Buffer | undefined>) => void): void
   _batch(ops: EngineOp[], options: { sync: boolean }, callback: (error?: Error | null) => void): void
+  _chainedBatch(): RocksChainedBatch
   iterator(options: Record<string, unknown>): RocksIterator
   getProperty(name: string): string
+}
+
+/** The part of RocksLevel's ChainedBatch that writeBatch uses (implementation methods: no re-validation). */
+interface RocksChainedBatch {
+  _put(key: Buffer, value: Buffer, options: object): void
+  _del(key: Buffer, options: object): void
+  _write(options: { sync: boolean }, callback: (error?: Error | null) => void): void
 }
 
 interface RocksIterator {
@@ -173,7 +181,13 @@ export class RocksDbEngine extends BaseEngine {
 
   private writeBatch(ops: EngineOp[], options: { sync: boolean }): Promise<void> {
     const db = this.db()
-    return new Promise((resolve, reject) => db._batch(ops, options, (error) => (error ? reject(error) : resolve())))
+    // RocksLevel._batch builds a `{ column }` options object per op; one shared empty one will do.
+    const batch = db._chainedBatch()
+    for (const op of ops) {
+      if (op.type === 'put') batch._put(op.key, op.value, noOptions)
+      else batch._del(op.key, noOptions)
+    }
+    return new Promise((resolve, reject) => batch._write(options, (error) => (error ? reject(error) : resolve())))
   }
 
   /** walSyncStats: the thread-pool WAL syncer's round counters, or undefined in 'native' mode or when closed. */

@@ -98,8 +98,9 @@ export class RecentRequests {
   /**
    * record returns the engine ops that persist `ids` as applied (one record, none for no ids)
    * and delete dropped records; call `commit()` once the batch holding them is written.
+   * `names` are the ids' latin1 strings, when the caller has them already.
    */
-  record(ids: Buffer[]): IdRecord {
+  record(ids: Buffer[], names?: string[]): IdRecord {
     this.expire(ids.length)
     const ops: EngineOp[] = []
     let key: Buffer | undefined
@@ -115,7 +116,7 @@ export class RecentRequests {
     return {
       ops,
       commit: () => {
-        if (key !== undefined) this.append({ key, at: this.now(), ids: ids.map((id) => id.toString('latin1')) })
+        if (key !== undefined) this.append({ key, at: this.now(), ids: names ?? ids.map((id) => id.toString('latin1')) })
       },
     }
   }

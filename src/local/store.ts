@@ -300,7 +300,10 @@ export class LocalStore {
           ops.push(op.type === 'put' ? { type: 'put', key: userKey(op.key), value: op.value } : { type: 'del', key: userKey(op.key) })
         }
       }
-      const record = this.recent.record(group.map((write) => write.id))
+      const record = this.recent.record(
+        group.map((write) => write.id),
+        group.map((write) => write.key),
+      )
       for (const op of record.ops) ops.push(op)
       const sync = group.some((write) => write.sync)
       try {
