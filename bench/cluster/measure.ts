@@ -56,11 +56,23 @@ export function processCpuMs(pids: Iterable<number>): number {
   return (ticks * 1000) / CLOCK_TICKS_PER_SECOND
 }
 
-/** waitForLeaders resolves with the cluster view once every shard has a leader and its slots, every node is up and nothing moves. */
-export async function waitForLeaders(kv: RemoteKV): Promise<ClusterView> {
+/** leadersSpread tells whether no node leads 2 or more shards more than another (what the meta leader's balancing aims at). */
+function leadersSpread(view: ClusterView): boolean {
+  const counts = view.nodes.map((node) => view.shards.filter((s) => s.leader === node.id).length)
+  return Math.max(...counts) - Math.min(...counts) <= 1
+}
+
+/**
+ * waitForLeaders resolves with the cluster view once every shard has a leader and its slots,
+ * every node is up, nothing moves, and (for up to `spreadWaitMs`) leaders are spread, so a
+ * measurement is not interrupted by the balancer's leadership transfers.
+ */
+export async function waitForLeaders(kv: RemoteKV, spreadWaitMs = 30_000): Promise<ClusterView> {
+  const spreadUntil = Date.now() + spreadWaitMs
   for (;;) {
     const view = (await kv.call('admin.cluster', {}).catch(() => undefined)) as ClusterView | undefined
-    if (view !== undefined && view.shards.every((s) => s.leader !== null && s.claimed) && view.nodes.every((n) => n.health === 'up') && view.replacing.length === 0 && view.moves.length === 0) return view
+    const settled = view !== undefined && view.shards.every((s) => s.leader !== null && s.claimed) && view.nodes.every((n) => n.health === 'up') && view.replacing.length === 0 && view.moves.length === 0
+    if (settled && (leadersSpread(view) || Date.now() >= spreadUntil)) return view
     await sleep(200)
   }
 }

@@ -8,8 +8,10 @@
  *      removal, moves to a live store node that does not hold that shard yet (fewest first);
  *   2. replica counts: when the fullest live store node holds 2 or more replicas more than the
  *      emptiest (a node was added), one replica moves from the former to the latter;
- *   3. leaders: when a live node leads more than its share (ceil(shards / live store nodes)),
- *      one leadership moves to a replica on a node below its share.
+ *   3. leaders: when a live node leads at least 2 shards more than another live replica of one
+ *      of them (e.g. 2/2/0 leaders for 4 shards on 3 nodes), one leadership moves to the least
+ *      loaded such replica. Each move lowers the sum of squared leader counts, so it settles
+ *      (at 2/1/1 there); this also covers "leads more than ceil(shards / live nodes)".
  */
 import type { Liveness } from './routing.js'
 import type { MetaState, NodeRecord } from './state.js'
@@ -69,7 +71,6 @@ export function planBalance(input: BalanceInput): BalanceAction | undefined {
 function planLeaders(input: BalanceInput, live: NodeRecord[]): BalanceAction | undefined {
   const { state } = input
   if (live.length === 0) return undefined
-  const share = Math.ceil(state.shards.length / live.length)
   const leads = new Map<number, number[]>()
   for (const shard of state.shards) {
     const leader = input.liveness.leaders.get(shard.id)
@@ -77,11 +78,10 @@ function planLeaders(input: BalanceInput, live: NodeRecord[]): BalanceAction | u
   }
   const liveIds = new Set(live.map((n) => n.raftId))
   const count = (raftId: number) => leads.get(raftId)?.length ?? 0
-  for (const [leader, shards] of leads) {
-    if (shards.length <= share) continue
+  for (const [leader, shards] of [...leads.entries()].sort((a, b) => b[1].length - a[1].length || a[0] - b[0])) {
     for (const shardId of shards) {
       const shard = state.shards.find((s) => s.id === shardId)!
-      const to = shard.replicas.filter((r) => r !== leader && liveIds.has(r) && count(r) < share).sort((a, b) => count(a) - count(b) || a - b)[0]
+      const to = shard.replicas.filter((r) => r !== leader && liveIds.has(r) && count(r) <= shards.length - 2).sort((a, b) => count(a) - count(b) || a - b)[0]
       if (to !== undefined) return { type: 'transfer', shard: shardId, to }
     }
   }

@@ -67,6 +67,11 @@ export function encodeShardCommand(command: ShardCommand): Uint8Array {
   return pack(command)
 }
 
+/** asBuffer is `bytes` as a Buffer sharing its memory (msgpack may decode binary as a plain Uint8Array). */
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+}
+
 function refuse(code: string, message: string): ShardResult {
   return { ok: false, code, message }
 }
@@ -153,26 +158,32 @@ export class ShardMachine implements StateMachine {
    */
   private applyWrite(units: WriteUnit[], index: number, ops: EngineOp[]): ShardResult {
     const fresh = units.filter((unit) => !this.requests.has(unit.id))
+    // Each op's slot, computed once: checked for every fresh unit before any is applied.
+    const slots: number[][] = []
     for (const unit of fresh) {
+      const unitSlots: number[] = []
       for (const op of unit.ops) {
         const slot = slotOf(op[1])
         if (!this.owned.has(slot)) return refuse(ErrorCode.WRONG_SHARD, `shard ${this.keys.shardId} does not own slot ${slot}`)
         if (this.frozen.has(slot)) return refuse(ErrorCode.STALE_EPOCH, `slot ${slot} of shard ${this.keys.shardId} is moving; retry`)
+        unitSlots.push(slot)
       }
+      slots.push(unitSlots)
     }
-    for (const unit of fresh) {
+    fresh.forEach((unit, u) => {
       // Two units of one command with the same id: the first one wins, as across commands.
-      if (this.requests.has(unit.id)) continue
+      if (this.requests.has(unit.id)) return
       let slot = -1
-      for (const op of unit.ops) {
-        if (op[0] === 0) ops.push({ type: 'put', key: this.keys.dataKey(Buffer.from(op[1])), value: Buffer.from(op[2]) })
-        else ops.push({ type: 'del', key: this.keys.dataKey(Buffer.from(op[1])) })
-        const opSlot = slotOf(op[1])
+      unit.ops.forEach((op, i) => {
+        // Views of the decoded entry, not copies: the engine copies them when the batch is written.
+        if (op[0] === 0) ops.push({ type: 'put', key: this.keys.dataKey(op[1]), value: asBuffer(op[2]) })
+        else ops.push({ type: 'del', key: this.keys.dataKey(op[1]) })
+        const opSlot = slots[u]![i]!
         slot = slot === -1 || slot === opSlot ? opSlot : NO_SLOT
-      }
+      })
       // A one-slot write's id moves with its slot; a wide one (NO_SLOT) with every slot set.
       this.requests.add(unit.id, index, slot)
-    }
+    })
     return { ok: true }
   }
 

@@ -55,6 +55,16 @@ test('a node leading more than its share hands one shard to a replica below its 
   assert.notEqual(action?.type === 'transfer' && action.to, 1)
 })
 
+test('leaders 2/2/0 over three nodes become 2/1/1; 2/1/1 is left alone', () => {
+  const state = cluster(3, 4)
+  const seen = { 1: 99_000, 2: 99_000, 3: 99_000 }
+  const shardIds = state.shards.map((s) => s.id)
+  const uneven = planBalance(input(state, seen, { [shardIds[0]!]: 1, [shardIds[1]!]: 1, [shardIds[2]!]: 2, [shardIds[3]!]: 2 }))
+  assert.equal(uneven?.type, 'transfer')
+  assert.equal(uneven?.type === 'transfer' && uneven.to, 3)
+  assert.equal(planBalance(input(state, seen, { [shardIds[0]!]: 1, [shardIds[1]!]: 1, [shardIds[2]!]: 2, [shardIds[3]!]: 3 })), undefined)
+})
+
 test('nothing is planned while a move or a replacement is in progress', () => {
   const state = cluster(4, 4)
   applyCommand(state, { type: 'moveStart', slots: [0], from: state.slots[0]!, to: state.shards[1]!.id })
