@@ -39,6 +39,8 @@ export function findEtcd(): string | undefined {
 /** EtcdBaseline is a running single-member etcd on loopback. */
 export interface EtcdBaseline {
   client: Etcd3
+  /** pid: the etcd process (for its CPU time). */
+  pid: number | undefined
   stop(): Promise<void>
 }
 
@@ -71,6 +73,7 @@ export async function startEtcd(binary: string, dir: string): Promise<EtcdBaseli
   }
   return {
     client,
+    pid: child.pid,
     stop: async () => {
       client.close()
       const exited = new Promise((resolve) => child.once('exit', resolve))
