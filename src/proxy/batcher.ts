@@ -83,7 +83,7 @@ export class WriteBatcher {
     try {
       routing = await this.router.current(earliest(queue))
     } catch (error) {
-      for (const write of queue) write.reject(error as Error)
+      for (const write of queue) write.reject(write.sent ? unknownOutcome(error) : (error as Error))
       return
     }
     const byShard = new Map<number, PendingWrite[]>()
