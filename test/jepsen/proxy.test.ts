@@ -1,6 +1,6 @@
 // LinkProxy on loopback against an echo server: bytes pass through, a blocked direction holds
 // them until healed (nothing lost or reordered), a delayed link delivers late, and a dropping
-// link resets the connection.
+// link resets the connection; a refused link resets every connection, old and new, until healed.
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
 import { createServer, connect, type Server, type Socket } from 'node:net'
@@ -69,6 +69,31 @@ test('a delayed link delivers later; a dropping link resets the connection', asy
     t.socket.write('lost')
     await closed
     assert.equal(t.received(), 'late')
+  } finally {
+    await t.close()
+  }
+})
+
+test('a refused link resets open connections and each new one with ECONNRESET until healed', { timeout: 10_000 }, async () => {
+  const t = await setup()
+  try {
+    const errorOf = (socket: Socket) => new Promise<string>((resolve) => {
+      socket.once('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? 'error'))
+      socket.once('close', () => resolve('closed'))
+    })
+    const open = errorOf(t.socket)
+    t.proxy.refuse()
+    assert.equal(await open, 'ECONNRESET')
+    const late = connect(t.proxy.port, '127.0.0.1')
+    late.write('hello')
+    assert.equal(await errorOf(late), 'ECONNRESET')
+    t.proxy.heal()
+    const healed = connect(t.proxy.port, '127.0.0.1')
+    let text = ''
+    healed.on('data', (chunk: Buffer) => (text += chunk.toString()))
+    healed.write('back')
+    assert.ok(await until(() => text === 'back'))
+    healed.destroy()
   } finally {
     await t.close()
   }
