@@ -212,6 +212,20 @@ function printTable(distkv: Figures, rave: Figures | undefined, raw: Figures | u
   console.log(row('puts, sync: false', distkv.putsNoSync, 'wire alone (no storage)', wire.putsNoSync, ''))
   console.log(row('gets', distkv.gets, 'wire alone (no storage)', wire.gets, ''))
   console.log('rate = distkv/s over base/s; cpu = base cpu us/op over distkv cpu us/op (CPU of every process involved, incl. servers); > 1x favours distkv')
+  printMarkdown(distkv, rave, raw)
+}
+
+/** printMarkdown prints the target rows as the Markdown table docs/local-mode.md keeps. */
+function printMarkdown(distkv: Figures, rave: Figures, raw: Figures): void {
+  const cells = (figure: string, value: Measure, name: string, baseline: Measure, target: string): string =>
+    `| ${figure} | ${format(value.rate)} | ${format(value.cpuUsPerOp, 1)} | ${name} | ${format(baseline.rate)} | ${format(value.rate / baseline.rate, 2)}x | ${target} |`
+  console.log()
+  console.log('| figure | distkv/s | CPU µs/op | baseline | base/s | ratio | target |')
+  console.log('|---|---|---|---|---|---|---|')
+  console.log(cells('sync puts (default)', distkv.putsSync, 'rave-level unsynced puts', rave.putsNoSync, '>= 1x'))
+  console.log(cells('`sync: false` puts', distkv.putsNoSync, 'rave-level unsynced puts', rave.putsNoSync, '>= 2x'))
+  console.log(cells('gets', distkv.gets, 'rave-level gets', rave.gets, '>= 2x'))
+  console.log(cells('gets', distkv.gets, 'raw RocksDB, 1 process', raw.gets, '>= 0.5x'))
 }
 
 async function main(): Promise<void> {

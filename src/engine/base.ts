@@ -113,7 +113,10 @@ export abstract class BaseEngine implements Engine {
   async getMany(keys: Buffer[]): Promise<Array<Buffer | undefined>> {
     this.checkOpen('getMany')
     if (!Array.isArray(keys)) throw new KvError(ErrorCode.INVALID, 'getMany: keys must be an array')
-    keys.forEach((key, index) => checkKey(key, `keys[${index}]`))
+    // The loop names the bad key only on failure: a name built per key costs more than the check.
+    for (let index = 0; index < keys.length; index++) {
+      if (!Buffer.isBuffer(keys[index])) checkKey(keys[index], `keys[${index}]`)
+    }
     if (keys.length === 0) return []
     return this.native('getMany', () => this._getMany(keys))
   }
@@ -281,12 +284,17 @@ function checkKey(key: unknown, name: string): asserts key is Buffer {
 
 function checkOps(ops: EngineOp[]): void {
   if (!Array.isArray(ops)) throw new KvError(ErrorCode.INVALID, 'batch: ops must be an array')
-  ops.forEach((op, index) => {
+  for (let index = 0; index < ops.length; index++) {
+    const op = ops[index]
     if (op === null || typeof op !== 'object') throw new KvError(ErrorCode.INVALID, `batch: ops[${index}] must be an object`)
-    checkKey(op.key, `ops[${index}].key`)
-    if (op.type === 'put') checkKey(op.value, `ops[${index}].value`)
-    else if (op.type !== 'del') throw new KvError(ErrorCode.INVALID, `batch: ops[${index}].type must be 'put' or 'del'`)
-  })
+    // Names are built only on failure: this runs for every op of every batch.
+    if (!Buffer.isBuffer(op.key)) checkKey(op.key, `ops[${index}].key`)
+    if (op.type === 'put') {
+      if (!Buffer.isBuffer(op.value)) checkKey(op.value, `ops[${index}].value`)
+    } else if (op.type !== 'del') {
+      throw new KvError(ErrorCode.INVALID, `batch: ops[${index}].type must be 'put' or 'del'`)
+    }
+  }
 }
 
 /** nativeError maps an error from a storage library to a KvError; KvErrors pass through. */
