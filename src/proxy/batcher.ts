@@ -19,11 +19,12 @@
 import { ErrorCode, KvError, kvErrorFrom } from '../errors.js'
 import type { WireOp } from '../local/validate.js'
 import type { Routing } from '../meta/routing.js'
+import { encodeEach } from '../store/each-codec.js'
 import { Router, sleep } from './router.js'
 
 /** batchUnitsMax: most writes in one shard's group (one store RPC, one proposal). */
 export const batchUnitsMax = 512
-/** batchBytesMax: most key + value bytes in one group; a single larger write travels alone. */
+/** batchBytesMax: most key + value bytes in one group (within the store's batchBytesMax and proposalBytesMax); a single larger write travels alone. */
 export const batchBytesMax = 4 * 1024 * 1024
 /** writesPendingMax: most writes one proxy holds, queued or in flight, before refusing more. */
 export const writesPendingMax = 65_536
@@ -100,7 +101,8 @@ export class WriteBatcher {
 
   /** send runs one group through the router (re-picking its shard from the first write's key on every attempt). */
   private async send(group: PendingWrite[]): Promise<void> {
-    const each = group.map((write) => ({ id: write.id, ops: write.ops }))
+    // Encoded once: the same bytes are the RPC parameter, the Raft proposal and the log entry.
+    const each = encodeEach(group)
     const deadline = earliest(group)
     const key = group[0]!.ops[0]!.key
     let refused: unknown

@@ -22,6 +22,7 @@ import type { ApplyOutput, StateMachine } from '../raftstore/driver.js'
 import { SlotSet, slotOf } from '../meta/slots.js'
 import { ShardKeys } from './keys.js'
 import { ID_ITEM_BYTES, NO_SLOT, RequestIds } from './request-ids.js'
+import { decodeEach, isEachCommand } from './each-codec.js'
 
 /** WriteOp is one operation of a write command: [0, key, value] for put, [1, key] for del. */
 export type WriteOp = [0, Buffer, Buffer] | [1, Buffer]
@@ -130,7 +131,8 @@ export class ShardMachine implements StateMachine {
     for (const entry of entries) {
       let command: ShardCommand
       try {
-        command = unpack(entry.data) as ShardCommand
+        // A proxy's write group is binary (src/store/each-codec.ts); every other command msgpack.
+        command = isEachCommand(entry.data) ? { t: 'each', units: decodeEach(entry.data) } : (unpack(entry.data) as ShardCommand)
       } catch {
         results.push(refuse(ErrorCode.PROTOCOL, 'undecodable shard command'))
         continue

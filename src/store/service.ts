@@ -3,8 +3,9 @@
  * shard named in each request:
  *   store.write   { shard, ops, id }          replicate a write; `id` (a UUID) makes it exactly-once
  *                 { shard, units: [{ id, ops }] }  several such writes (a non-atomic batch's one-slot parts), all or none
- *                 { shard, each: [{ id, ops }] }   independent writes in one proposal (a proxy's batch of
- *                                             concurrent puts); answers null or [[at, code, message]] of the refused
+ *                 { shard, each: bytes | [{ id, ops }] }  independent writes in one proposal (a proxy's batch of
+ *                                             concurrent puts, binary: src/store/each-codec.ts); answers null or
+ *                                             [[at, code, message]] of the refused
  *   store.read    { shard, keys, kind }       linearizable point reads (ReadIndex)
  *   store.seen    { shard, key, id }          linearizable: was a write with request id `id` applied? (by an owner of key's slot)
  *   store.query   { shard, range }  (stream)  linearizable range read; first page has `owned`
@@ -29,6 +30,7 @@ import { SlotSet, checkSlots, slotOf } from '../meta/slots.js'
 import type { WireServer, RequestContext } from '../wire/index.js'
 import { encodeShardCommand, type ShardCommand, type ShardResult, type WriteOp, type WriteUnit } from './machine.js'
 import type { StoreHost } from './host.js'
+import { decodeEach } from './each-codec.js'
 import { ShardKeys } from './keys.js'
 
 /** exportBytesMax: target size of one store.export page. */
@@ -136,6 +138,13 @@ export function registerStoreHandlers(server: WireServer, host: StoreHost, drive
     if (params.units !== undefined) {
       await propose(shard, { t: 'units', units: checkUnits(params.units) })
       return null
+    }
+    if (params.each instanceof Uint8Array) {
+      // Encoded once by the proxy: checked here in full, then proposed as it came.
+      decodeEach(params.each)
+      host.machine(shard)
+      const result = settle(await driver.propose(shard, params.each))
+      return (result.ok && result.refused) || null
     }
     if (params.each !== undefined) {
       const result = await propose(shard, { t: 'each', units: checkUnits(params.each) })

@@ -1,0 +1,143 @@
+/**
+ * The binary form of an `each` command (a proxy's group of independent single-key writes), so
+ * a group is encoded ONCE, by the proxy, and travels unchanged as the store.write parameter, the
+ * Raft proposal, the log entry and the replicated message, and is decoded into views (no copies
+ * of keys or values) where it is validated (the leader) and applied (every replica). msgpack
+ * decoding of the same group into objects was the largest single cost of applying it.
+ *
+ * Layout (integers big-endian):
+ *   EACH_TAG (1) | units (u32) | units × [ id (16) | ops (u16) | ops × op ]
+ *   op = 0 (put) | key length (u32) | key | value length (u32) | value
+ *      | 1 (del) | key length (u32) | key
+ * The first byte tells it from a msgpack command (always a map: 0x80..0x8f, 0xde, 0xdf).
+ *
+ * Fault model: the bytes come from a peer holding the cluster token, and from the log; both are
+ * checked in full (every length against what is left, the key, value and batch limits, at least
+ * one unit and one op per unit, nothing trailing), so a truncated or lying group is refused with
+ * KV_ERR_INVALID and never half applied.
+ */
+import { ErrorCode, KvError } from '../errors.js'
+import { Limits } from '../limits.js'
+import type { WireOp } from '../local/validate.js'
+import type { WriteOp, WriteUnit } from './machine.js'
+
+/** EACH_TAG is the first byte of a binary `each` command. */
+export const EACH_TAG = 0x01
+/** EACH_UNIT_OPS_MAX: most ops one unit may carry (the u16 count). */
+export const EACH_UNIT_OPS_MAX = 0xffff
+
+/** isEachCommand tells whether log entry data is a binary `each` command. */
+export function isEachCommand(data: Uint8Array): boolean {
+  return data.byteLength > 0 && data[0] === EACH_TAG
+}
+
+/** encodeEach encodes units of validated ops (ids of 16 bytes) as one binary `each` command. */
+export function encodeEach(units: ReadonlyArray<{ id: Uint8Array; ops: readonly WireOp[] }>): Buffer {
+  let size = 5
+  for (const unit of units) {
+    size += 18
+    for (const op of unit.ops) size += 5 + op.key.length + (op.type === 'put' ? 4 + op.value.length : 0)
+  }
+  const out = Buffer.allocUnsafe(size)
+  out[0] = EACH_TAG
+  out.writeUInt32BE(units.length, 1)
+  let at = 5
+  for (const unit of units) {
+    if (unit.id.byteLength !== 16 || unit.ops.length === 0 || unit.ops.length > EACH_UNIT_OPS_MAX) throw new KvError(ErrorCode.INVALID, 'an each unit needs a 16-byte id and 1..65535 ops')
+    out.set(unit.id, at)
+    out.writeUInt16BE(unit.ops.length, at + 16)
+    at += 18
+    for (const op of unit.ops) {
+      out[at] = op.type === 'put' ? 0 : 1
+      out.writeUInt32BE(op.key.length, at + 1)
+      out.set(op.key, at + 5)
+      at += 5 + op.key.length
+      if (op.type === 'put') {
+        out.writeUInt32BE(op.value.length, at)
+        out.set(op.value, at + 4)
+        at += 4 + op.value.length
+      }
+    }
+  }
+  return out
+}
+
+function malformed(why: string): KvError {
+  return new KvError(ErrorCode.INVALID, `malformed each command: ${why}`)
+}
+
+/** Reader walks the bytes of one command, refusing any length past the end. */
+class Reader {
+  at = 0
+  readonly view: Buffer
+
+  constructor(data: Uint8Array) {
+    this.view = Buffer.from(data.buffer, data.byteOffset, data.byteLength)
+  }
+
+  need(bytes: number, what: string): void {
+    if (bytes > this.view.length - this.at) throw malformed(`${what} runs past the end`)
+  }
+
+  u8(): number {
+    this.need(1, 'an op type')
+    return this.view[this.at++]!
+  }
+
+  u16(): number {
+    this.need(2, 'an op count')
+    this.at += 2
+    return this.view.readUInt16BE(this.at - 2)
+  }
+
+  u32(what: string): number {
+    this.need(4, what)
+    this.at += 4
+    return this.view.readUInt32BE(this.at - 4)
+  }
+
+  bytes(length: number, what: string): Buffer {
+    this.need(length, what)
+    this.at += length
+    return this.view.subarray(this.at - length, this.at)
+  }
+}
+
+/** decodeEach checks a binary `each` command in full and returns its units, whose ids, keys and values are views of `data`. */
+export function decodeEach(data: Uint8Array): WriteUnit[] {
+  const reader = new Reader(data)
+  if (reader.u8() !== EACH_TAG) throw malformed('wrong tag')
+  const count = reader.u32('the unit count')
+  // Each unit takes at least 18 + 5 bytes: a lying count cannot make us allocate past the data.
+  if (count === 0 || count * 23 > data.byteLength) throw malformed(`${count} units in ${data.byteLength} bytes`)
+  const units: WriteUnit[] = new Array(count)
+  let opsTotal = 0
+  let bytesTotal = 0
+  for (let u = 0; u < count; u++) {
+    const id = reader.bytes(16, 'an id')
+    const opCount = reader.u16()
+    if (opCount === 0) throw malformed(`unit ${u} has no ops`)
+    opsTotal += opCount
+    if (opsTotal > Limits.batchOpsMax) throw new KvError(ErrorCode.BATCH_TOO_LARGE, `each command of more than batchOpsMax (${Limits.batchOpsMax}) ops`, { batchOpsMax: Limits.batchOpsMax })
+    const ops: WriteOp[] = new Array(opCount)
+    for (let i = 0; i < opCount; i++) {
+      const type = reader.u8()
+      if (type > 1) throw malformed(`op type ${type}`)
+      const key = reader.bytes(reader.u32('a key length'), 'a key')
+      if (key.length > Limits.keyBytesMax) throw new KvError(ErrorCode.KEY_TOO_LARGE, `key of ${key.length} bytes, more than keyBytesMax (${Limits.keyBytesMax})`, { keyBytesMax: Limits.keyBytesMax })
+      bytesTotal += key.length
+      if (type === 1) {
+        ops[i] = [1, key]
+        continue
+      }
+      const value = reader.bytes(reader.u32('a value length'), 'a value')
+      if (value.length > Limits.valueBytesMax) throw new KvError(ErrorCode.VALUE_TOO_LARGE, `value of ${value.length} bytes, more than valueBytesMax (${Limits.valueBytesMax})`, { valueBytesMax: Limits.valueBytesMax })
+      bytesTotal += value.length
+      ops[i] = [0, key, value]
+    }
+    if (bytesTotal > Limits.batchBytesMax) throw new KvError(ErrorCode.BATCH_TOO_LARGE, `each command of more than batchBytesMax (${Limits.batchBytesMax}) bytes`, { batchBytesMax: Limits.batchBytesMax })
+    units[u] = { id, ops }
+  }
+  if (reader.at !== data.byteLength) throw malformed(`${data.byteLength - reader.at} trailing bytes`)
+  return units
+}
