@@ -85,6 +85,33 @@ function readResult(kind: MultiKindValue, value: Buffer | undefined): MultiResul
 }
 
 /**
+ * enqueueWrites queues a frame's writes, settling through callbacks rather than a promise per
+ * write, and resolves once every one has settled (`failed` is told which did not). The
+ * callbacks do not hold `writes`, so a write's value is released as soon as it is written.
+ */
+function enqueueWrites(store: LocalStore, writes: Array<ParsedOp & { read: false }>, failed: (index: number, error: unknown) => void): Promise<void> {
+  let resolve!: () => void
+  const settled = new Promise<void>((done) => (resolve = done))
+  const progress: WritesProgress = { left: writes.length, failed, resolve }
+  for (let i = 0; i < writes.length; i++) {
+    const write = writes[i]!
+    store.enqueueWrite(write.id, [write.op], write.sync, settleWrite.bind(null, progress, i))
+  }
+  return settled
+}
+
+interface WritesProgress {
+  left: number
+  failed: (index: number, error: unknown) => void
+  resolve: () => void
+}
+
+function settleWrite(progress: WritesProgress, index: number, error?: unknown): void {
+  if (error !== undefined) progress.failed(index, error)
+  if (--progress.left === 0) progress.resolve()
+}
+
+/**
  * executeMulti runs the ops of one frame: every read through one store getMany, every write
  * queued for the same commit group. Settles once every op has its own result or error.
  */
@@ -118,19 +145,7 @@ export async function executeMulti(store: LocalStore, rawOps: unknown[], onUnexp
   }
   // Reads go first, so a frame's reads see the state before its writes (no order is promised).
   const reading = readKeys.length > 0 ? store.getMany(readKeys) : undefined
-  // One promise for all the frame's writes: each settles through a callback, not a promise of its own.
-  const writing =
-    writeOps.length === 0
-      ? undefined
-      : new Promise<void>((resolve) => {
-          let left = writeOps.length
-          writeOps.forEach((write, i) =>
-            store.enqueueWrite(write.id, [write.op], write.sync, (error) => {
-              if (error !== undefined) fail(writeAt[i]!, error)
-              if (--left === 0) resolve()
-            }),
-          )
-        })
+  const writing = writeOps.length === 0 ? undefined : enqueueWrites(store, writeOps, (i, error) => fail(writeAt[i]!, error))
   if (reading !== undefined) {
     try {
       const values = await reading

@@ -17,6 +17,7 @@
  * the defaults that takes more than 200k writes within one client's request timeout.
  */
 import type { Engine, EngineOp, RangeOptions } from '../engine/engine.js'
+import { IdTable } from './id-table.js'
 import { decodeTimestamp, requestGroupKey, requestGroupKeyRange, requestGroupSeq, requestKeyRange, timestampBytes } from './keyspace.js'
 
 /** RecentRequestsOptions bounds the remembered ids. */
@@ -46,15 +47,15 @@ interface Group {
   /** key: the engine record holding this group's ids. */
   key: Buffer
   at: number
-  /** ids: latin1 strings of the raw ids, the cheapest string form to key a Set with. */
-  ids: string[]
+  /** ids: the group's 16-byte ids back to back (a slice of its record's value: no object per id). */
+  ids: Buffer
 }
 
 const idBytes = 16
 
 /** RecentRequests is the in-memory index of applied request ids, mirrored in the engine. */
 export class RecentRequests {
-  private readonly applied = new Set<string>()
+  private readonly applied = new IdTable()
   // Invariant: groups[head..] are in applied order, oldest first, and hold exactly the ids of `applied`.
   private groups: Group[] = []
   private head = 0
@@ -71,13 +72,13 @@ export class RecentRequests {
   async load(engine: Engine): Promise<void> {
     const found: Group[] = []
     await scan(engine, requestKeyRange, (key, value) => {
-      found.push({ key, at: decodeTimestamp(value), ids: [key.subarray(2).toString('latin1')] })
+      found.push({ key, at: decodeTimestamp(value), ids: key.subarray(2, 2 + idBytes) })
     })
     await scan(engine, requestGroupKeyRange, (key, value) => {
       this.nextSeq = Math.max(this.nextSeq, requestGroupSeq(key) + 1)
-      const ids: string[] = []
-      for (let at = 8; at + idBytes <= value.length; at += idBytes) ids.push(value.toString('latin1', at, at + idBytes))
-      found.push({ key, at: decodeTimestamp(value.subarray(0, 8)), ids })
+      // A malformed tail (not a whole id) is ignored.
+      const whole = Math.max(0, Math.floor((value.length - 8) / idBytes))
+      found.push({ key, at: decodeTimestamp(value.subarray(0, 8)), ids: value.subarray(8, 8 + whole * idBytes) })
     })
     // Array.prototype.sort is stable: groups of one millisecond keep their key order.
     found.sort((a, b) => a.at - b.at)
@@ -85,9 +86,9 @@ export class RecentRequests {
     this.expire(0)
   }
 
-  /** has tells whether a write with this id (raw bytes or their latin1 string) was already applied. */
-  has(id: Buffer | string): boolean {
-    return this.applied.has(typeof id === 'string' ? id : id.toString('latin1'))
+  /** has tells whether a write with this 16-byte id was already applied. */
+  has(id: Buffer): boolean {
+    return id.length === idBytes && this.applied.has(id)
   }
 
   /** size is how many ids are remembered. */
@@ -98,15 +99,16 @@ export class RecentRequests {
   /**
    * record returns the engine ops that persist `ids` as applied (one record, none for no ids)
    * and delete dropped records; call `commit()` once the batch holding them is written.
-   * `names` are the ids' latin1 strings, when the caller has them already.
    */
-  record(ids: Buffer[], names?: string[]): IdRecord {
+  record(ids: Buffer[]): IdRecord {
     this.expire(ids.length)
     const ops: EngineOp[] = []
     let key: Buffer | undefined
+    let value: Buffer | undefined
     if (ids.length > 0) {
       key = requestGroupKey(this.nextSeq++)
-      const value = Buffer.allocUnsafe(8 + idBytes * ids.length)
+      // Its own memory (not a slice of Node's shared pool): the group keeps it for retentionMs.
+      value = Buffer.allocUnsafeSlow(8 + idBytes * ids.length)
       timestampBytes(this.now(), value)
       for (let i = 0; i < ids.length; i++) ids[i]!.copy(value, 8 + idBytes * i, 0, idBytes)
       ops.push({ type: 'put', key, value })
@@ -116,14 +118,14 @@ export class RecentRequests {
     return {
       ops,
       commit: () => {
-        if (key !== undefined) this.append({ key, at: this.now(), ids: names ?? ids.map((id) => id.toString('latin1')) })
+        if (key !== undefined) this.append({ key, at: this.now(), ids: value!.subarray(8) })
       },
     }
   }
 
   private append(group: Group): void {
     this.groups.push(group)
-    for (const id of group.ids) this.applied.add(id)
+    for (let at = 0; at < group.ids.length; at += idBytes) this.applied.add(group.ids, at)
   }
 
   /** expire drops groups past retentionMs, and the oldest ones while `incoming` more ids would exceed idsMax. */
@@ -132,7 +134,7 @@ export class RecentRequests {
     while (this.head < this.groups.length) {
       const group = this.groups[this.head]!
       if (group.at >= oldest && this.applied.size + incoming <= this.options.idsMax) break
-      for (const id of group.ids) this.applied.delete(id)
+      for (let at = 0; at < group.ids.length; at += idBytes) this.applied.delete(group.ids, at)
       this.groups[this.head] = undefined as never
       this.head++
       // The deletion list is bounded too: past idsMax records are left behind, to be dropped by

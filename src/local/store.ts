@@ -68,12 +68,17 @@ export type WriteDone = (error?: unknown) => void
 interface PendingWrite {
   id: Buffer
   key: string
+  // Emptied once written: a synced write then waits for its fsync without pinning its values
+  // (and the received frame they are slices of), which would otherwise outlive a few young
+  // GCs, get promoted, and cost major GCs.
   ops: WireOp[]
   bytes: number
   sync: boolean
   // The original caller first, then re-sent copies that arrived while it was queued.
   done: WriteDone[]
 }
+
+const written: WireOp[] = []
 
 interface PendingRead {
   keys: Buffer[]
@@ -133,7 +138,7 @@ export class LocalStore {
     // latin1 is the cheapest string form of the raw bytes to key a Map with.
     const key = id.toString('latin1')
     const running = this.inflight.get(key)
-    if (running !== undefined || this.recent.has(key)) {
+    if (running !== undefined || this.recent.has(id)) {
       this.stats.duplicateRequests++
       if (running !== undefined) running.done.push(done)
       else done()
@@ -300,10 +305,7 @@ export class LocalStore {
           ops.push(op.type === 'put' ? { type: 'put', key: userKey(op.key), value: op.value } : { type: 'del', key: userKey(op.key) })
         }
       }
-      const record = this.recent.record(
-        group.map((write) => write.id),
-        group.map((write) => write.key),
-      )
+      const record = this.recent.record(group.map((write) => write.id))
       for (const op of record.ops) ops.push(op)
       const sync = group.some((write) => write.sync)
       try {
@@ -315,6 +317,7 @@ export class LocalStore {
       }
       // Applied ids are known at once; a re-sent copy still waits in `inflight` until its original settles.
       record.commit()
+      for (const write of group) write.ops = written
       this.stats.engineBatches++
       if (!sync) {
         this.settle(group)
