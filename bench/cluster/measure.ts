@@ -12,6 +12,8 @@ export interface Figures {
   p50Ms: number
   p99Ms: number
   errors: number
+  /** latenciesMs: every successful operation's latency, ascending (to pool rounds). */
+  latenciesMs: number[]
 }
 
 /** CLOCK_TICKS_PER_SECOND is USER_HZ, the unit of /proc/PID/stat times (100 on every Linux ABI Node supports). */
@@ -36,7 +38,7 @@ export async function measure(clients: number, seconds: number, op: (i: number) 
     }
   }))
   latencies.sort((a, b) => a - b)
-  return { perSecond: latencies.length / seconds, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99), errors }
+  return { perSecond: latencies.length / seconds, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99), errors, latenciesMs: latencies }
 }
 
 /** processCpuMs sums user + system CPU time of the given processes (a process that is gone counts 0). */

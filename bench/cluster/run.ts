@@ -4,9 +4,14 @@
 //   puts/s and linearizable gets/s with p50/p99, at 1 and at 64 concurrent clients;
 //   leader failover: kill -9 of a (shard) leader under write load, time until a write issued
 //   after the kill succeeds, over several trials.
+// Both clusters run side by side and each throughput figure is measured in `--rounds` rounds that
+// alternate distkv and etcd (the 2 cores are shared with other work whose load changes by the
+// second; alternating exposes both systems to the same load): rate = median of the rounds,
+// p50/p99 over every round's latencies, CPU per op = the servers' CPU time (user + system from
+// /proc, every process of the system, idle work included) over all rounds' operations.
 // Prints each figure beside etcd's and the ratio. Targets: >= 2x etcd's throughput at 64
 // clients with p99 no worse; failover p50 < 1 s.
-// Usage: npm run build && node dist/bench/cluster/run.js [--seconds 5] [--trials 5]
+// Usage: npm run build && node dist/bench/cluster/run.js [--seconds 3] [--rounds 3] [--trials 5]
 import { mkdtempSync, rmSync } from 'node:fs'
 import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -34,25 +39,50 @@ function argument(name: string, fallback: number): number {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
-/** Measured is a throughput figure with the servers' CPU cost per operation (µs, summed over their processes). */
-interface Measured extends Figures {
+/** Measured is a throughput figure pooled over rounds, with the servers' CPU cost per operation (µs, summed over their processes). */
+interface Measured {
+  perSecond: number
+  p50Ms: number
+  p99Ms: number
+  errors: number
   cpuUsPerOp: number
 }
 
-/** measureCpu runs `measure` and adds the CPU µs per operation the `pids` spent meanwhile. */
-async function measureCpu(pids: () => number[], clients: number, seconds: number, op: (i: number) => Promise<unknown>): Promise<Measured> {
-  const before = processCpuMs(pids())
-  const figures = await measure(clients, seconds, op)
-  const ops = Math.max(1, figures.perSecond * seconds)
-  return { ...figures, cpuUsPerOp: ((processCpuMs(pids()) - before) * 1000) / ops }
+/** System is one side of the comparison: its client operations and its server processes. */
+interface System {
+  kv: Kv
+  pids: () => number[]
 }
 
-async function throughput(kv: Kv, pids: () => number[], seconds: number): Promise<Record<string, Measured>> {
-  const out: Record<string, Measured> = {}
+/** preload writes every benchmark key once, so gets find values. */
+async function preload(kv: Kv): Promise<void> {
   for (let i = 0; i < KEYS; i += 500) await Promise.all(Array.from({ length: 500 }, (_, j) => kv.put(`bench/${i + j}`, VALUE)))
+}
+
+/** pool combines rounds: median rate, percentiles over all latencies, CPU over all operations. */
+function pool(rounds: Array<Figures & { cpuMs: number }>, seconds: number): Measured {
+  const rates = rounds.map((r) => r.perSecond).sort((a, b) => a - b)
+  const latencies = rounds.flatMap((r) => r.latenciesMs).sort((a, b) => a - b)
+  const ops = Math.max(1, rounds.reduce((sum, r) => sum + r.perSecond * seconds, 0))
+  const cpuMs = rounds.reduce((sum, r) => sum + r.cpuMs, 0)
+  return { perSecond: percentile(rates, 50), p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99), errors: rounds.reduce((sum, r) => sum + r.errors, 0), cpuUsPerOp: (cpuMs * 1000) / ops }
+}
+
+/** throughput measures puts and gets at 1 and 64 clients on both systems, alternating them round by round. */
+async function throughput(systems: [System, System], seconds: number, rounds: number): Promise<Array<Record<string, Measured>>> {
+  const out: Array<Record<string, Measured>> = [{}, {}]
   for (const clients of [1, 64]) {
-    out[`put ${clients}`] = await measureCpu(pids, clients, seconds, (n) => kv.put(`bench/${(n * 7919) % KEYS}`, VALUE))
-    out[`get ${clients}`] = await measureCpu(pids, clients, seconds, (n) => kv.get(`bench/${(n * 7919) % KEYS}`))
+    for (const op of ['put', 'get'] as const) {
+      const samples: Array<Array<Figures & { cpuMs: number }>> = [[], []]
+      for (let round = 0; round < rounds; round++) {
+        for (const [i, system] of systems.entries()) {
+          const before = processCpuMs(system.pids())
+          const figures = await measure(clients, seconds, (n) => (op === 'put' ? system.kv.put(`bench/${(n * 7919) % KEYS}`, VALUE) : system.kv.get(`bench/${(n * 7919) % KEYS}`)))
+          samples[i]!.push({ ...figures, cpuMs: processCpuMs(system.pids()) - before })
+        }
+      }
+      for (const i of [0, 1]) out[i]![`${op} ${clients}`] = pool(samples[i]!, seconds)
+    }
   }
   return out
 }
@@ -123,7 +153,8 @@ function row(name: string, ours: number, theirs: number, unit: string, higherIsB
 }
 
 async function main(): Promise<void> {
-  const seconds = argument('seconds', 5)
+  const seconds = argument('seconds', 3)
+  const rounds = argument('rounds', 3)
   const trials = argument('trials', 5)
   const binary = ensureEtcd()
   const dir = mkdtempSync(join(tmpdir(), 'distkv-bench-cluster-'))
@@ -132,17 +163,24 @@ async function main(): Promise<void> {
   try {
     await cluster.start()
     const kv = (await connect(cluster.endpoint, { token: cluster.token })) as RemoteKV
-    await waitForLeaders(kv)
-    const ours = await throughput(kv, () => cluster.nodes.map((n) => n.pid ?? 0), seconds)
     await etcd.start()
     const client = new Etcd3({ hosts: etcd.hosts })
-    const theirs = await throughput({ put: async (k, v) => await client.put(k).value(v), get: (k) => client.get(k).buffer() }, () => etcd.members.map((m) => m.child?.pid ?? 0), seconds)
+    const distkv: System = { kv, pids: () => cluster.nodes.map((n) => n.pid ?? 0) }
+    const theirKv: System = { kv: { put: async (k, v) => await client.put(k).value(v), get: (k) => client.get(k).buffer() }, pids: () => etcd.members.map((m) => m.child?.pid ?? 0) }
+    await preload(distkv.kv)
+    await preload(theirKv.kv)
+    await waitForLeaders(kv)
+    const idleBefore = [processCpuMs(distkv.pids()), processCpuMs(theirKv.pids())]
+    await sleep(3_000)
+    const idle = [(processCpuMs(distkv.pids()) - idleBefore[0]!) / 3, (processCpuMs(theirKv.pids()) - idleBefore[1]!) / 3]
+    const [ours, theirs] = (await throughput([distkv, theirKv], seconds, rounds)) as [Record<string, Measured>, Record<string, Measured>]
     client.close()
     const ourFailover = (await distkvFailover(cluster, kv, trials)).sort((a, b) => a - b)
     const theirFailover = (await etcdFailover(etcd, trials)).sort((a, b) => a - b)
     await kv.close()
     console.log(`\nload average while measuring: ${loadavg().map((l) => l.toFixed(1)).join(' ')} (2 cores shared with other work)`)
-    console.log(`distkv dev cluster (3 nodes, 4 shards x 3 replicas) vs etcd 3.4 (3 members), loopback, 1 KiB values, ${seconds} s per figure`)
+    console.log(`distkv dev cluster (3 nodes, 4 shards x 3 replicas) vs etcd 3.4 (3 members), loopback, 1 KiB values, ${rounds} alternating rounds of ${seconds} s per figure`)
+    console.log(`idle CPU of the servers: distkv ${idle[0]!.toFixed(0)} ms/s, etcd ${idle[1]!.toFixed(0)} ms/s (both clusters run throughout)`)
     console.log(`${'figure'.padEnd(28)} ${'distkv'.padStart(10)} ${'etcd'.padStart(10)} ${''.padEnd(6)} ${'ratio'.padStart(7)}`)
     for (const op of ['put', 'get']) {
       for (const clients of [1, 64]) {
