@@ -30,7 +30,10 @@ const SUFFIX_ENTRY = 0x04
 
 const PREFIX_BYTES = 1 + 8
 const CHECKSUM_BYTES = 4
-const RUN_HEADER_BYTES = 8 + 4
+const RUN_HEADER_BYTES = 1 + 8 + 4
+/** RUN_MAGIC starts every log run's payload; a per-entry record of the earlier format starts with its term's high byte, 0. */
+const RUN_MAGIC = 0x52
+const LEGACY_ENTRY_HEADER_BYTES = 8 + 8 + 1
 const RUN_ENTRY_HEADER_BYTES = 8 + 1 + 4
 
 /** GROUP_ID_MAX is the largest group id (ids are stored as u64 but must stay exact JS numbers). */
@@ -151,14 +154,15 @@ function unseal(record: Buffer): Buffer | undefined {
 
 /**
  * encodeRun is the stored form of consecutive log entries (at least one):
- * crc32 | first index u64 | count u32 | (term u64 | type u8 | length u32 | data)*.
+ * crc32 | 0x52 | first index u64 | count u32 | (term u64 | type u8 | length u32 | data)*.
  */
 export function encodeRun(entries: readonly Entry[]): Buffer {
   let size = CHECKSUM_BYTES + RUN_HEADER_BYTES
   for (const entry of entries) size += RUN_ENTRY_HEADER_BYTES + entry.data.byteLength
   const record = Buffer.allocUnsafe(size)
-  writeU64(record, entries[0]!.index, CHECKSUM_BYTES)
-  record.writeUInt32BE(entries.length, CHECKSUM_BYTES + 8)
+  record[CHECKSUM_BYTES] = RUN_MAGIC
+  writeU64(record, entries[0]!.index, CHECKSUM_BYTES + 1)
+  record.writeUInt32BE(entries.length, CHECKSUM_BYTES + 9)
   let offset = CHECKSUM_BYTES + RUN_HEADER_BYTES
   for (const entry of entries) {
     writeU64(record, entry.term, offset)
@@ -171,11 +175,17 @@ export function encodeRun(entries: readonly Entry[]): Buffer {
   return record
 }
 
-/** decodeRun returns the entries stored in `record`, or undefined if it is damaged or does not start at `first`. */
+/**
+ * decodeRun returns the entries stored in `record`, or undefined if it is damaged or does not
+ * start at `first`. A record of the earlier one-entry-per-key format (crc32 | term u64 |
+ * index u64 | type u8 | data) reads as a run of one, so logs written before runs still open.
+ */
 export function decodeRun(record: Buffer, first: number): Entry[] | undefined {
   const payload = unseal(record)
-  if (payload === undefined || payload.length < RUN_HEADER_BYTES || readU64(payload, 0) !== first) return undefined
-  const count = payload.readUInt32BE(8)
+  if (payload === undefined || payload.length === 0) return undefined
+  if (payload[0] !== RUN_MAGIC) return decodeLegacyEntry(payload, first)
+  if (payload.length < RUN_HEADER_BYTES || readU64(payload, 1) !== first) return undefined
+  const count = payload.readUInt32BE(9)
   const entries: Entry[] = []
   let offset = RUN_HEADER_BYTES
   for (let i = 0; i < count; i++) {
@@ -190,6 +200,13 @@ export function decodeRun(record: Buffer, first: number): Entry[] | undefined {
     offset = end
   }
   return count > 0 && offset === payload.length ? entries : undefined
+}
+
+function decodeLegacyEntry(payload: Buffer, index: number): Entry[] | undefined {
+  const typeByte = payload[16]
+  if (payload.length < LEGACY_ENTRY_HEADER_BYTES || readU64(payload, 8) !== index || (typeByte !== 0 && typeByte !== 1)) return undefined
+  const data = new Uint8Array(payload.subarray(LEGACY_ENTRY_HEADER_BYTES))
+  return [{ term: readU64(payload, 0), index, type: typeByte === 1 ? 'confChange' : 'normal', data }]
 }
 
 /** encodeHardState is crc32 | term u64 | vote u64 | commit u64. */

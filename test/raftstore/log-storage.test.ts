@@ -10,7 +10,7 @@ import { MemoryEngine } from '../../src/engine/memory.js'
 import { RocksDbEngine } from '../../src/engine/rocksdb.js'
 import type { Entry } from '../../src/raft/types.js'
 import { BOOTSTRAP_INDEX, EngineRaftStorage, type StagedWrite } from '../../src/raftstore/log-storage.js'
-import { appliedStateKey, entryKey, hardStateKey } from '../../src/raftstore/records.js'
+import { appliedStateKey, crc32, entryKey, hardStateKey } from '../../src/raftstore/records.js'
 
 const GROUP = 7
 const VOTERS = { voters: [1, 2, 3], learners: [], votersOutgoing: [] }
@@ -217,6 +217,40 @@ for (const [kind, make] of engines) {
       assert.equal(again.lastIndex(), 12)
       assert.equal(again.term(11), 4)
       assert.equal(Buffer.from(again.entries(11, 12, 1e9)[0]!.data).toString(), 'newer-11')
+    } finally {
+      await h.cleanup()
+    }
+  })
+
+  test(`${kind}: a log written one entry per key (the format before runs) opens, grows and compacts`, async () => {
+    const h = await make()
+    const legacy = (e: Entry) => {
+      const payload = Buffer.alloc(17 + e.data.byteLength)
+      payload.writeUInt32BE(0, 0)
+      payload.writeUInt32BE(e.term, 4)
+      payload.writeUInt32BE(0, 8)
+      payload.writeUInt32BE(e.index, 12)
+      payload.set(e.data, 17)
+      const record = Buffer.alloc(4 + payload.length)
+      record.writeUInt32BE(crc32(payload), 0)
+      payload.copy(record, 4)
+      return record
+    }
+    try {
+      const storage = await EngineRaftStorage.open(h.engine, GROUP)
+      await write(h.engine, storage.hardStateOps({ term: 2, vote: 1, commit: 4 }))
+      for (const e of entries(1, 4, 2)) await h.engine.put(entryKey(GROUP, e.index), legacy(e))
+      await h.restart()
+      const reopened = await EngineRaftStorage.open(h.engine, GROUP)
+      assert.equal(reopened.lastIndex(), 4)
+      assert.deepEqual(reopened.entries(1, 5, 1e9).map((e) => [e.index, e.term, Buffer.from(e.data).toString()]), [1, 2, 3, 4].map((i) => [i, 2, `cmd-${i}`]))
+      await write(h.engine, reopened.appendOps(entries(5, 6, 2)), reopened.appliedStateOps({ index: 4, term: 2, confState: VOTERS }))
+      await write(h.engine, reopened.compactOps(3))
+      assert.equal(await h.engine.get(entryKey(GROUP, 3)), undefined, 'each old entry is a run of one, deleted when compacted')
+      await h.restart()
+      const again = await EngineRaftStorage.open(h.engine, GROUP)
+      assert.equal(again.firstIndex(), 4)
+      assert.equal(again.lastIndex(), 6)
     } finally {
       await h.cleanup()
     }
