@@ -14,7 +14,15 @@
  * Each figure is total operations / wall time from "go" to the last worker's reply. distkv and
  * rave-level alternate for `--rounds` rounds and the best round of each is kept, so that load
  * from other programs on the machine hurts both alike. Raw sync puts are not measured: one
- * fsync per put makes them take minutes and no target depends on them.
+ * fsync per put makes them take minutes and no target depends on them. The run ends with the
+ * target rows as a Markdown table (the one docs/local-mode.md keeps).
+ *
+ * Latest (`npx tsc -p . && node dist/bench/local/run.js`, 2 shared vCPUs, load average 16-20;
+ * CPU us/op summed over every process; docs/local-mode.md "Throughput" has both runs):
+ *   sync puts 11,951-12,035/s (29-30 us)   vs rave-level unsynced puts 24,503-25,007/s (27-30 us)
+ *   sync: false puts 23,934-38,467/s (18-19 us)
+ *   gets 32,198-38,219/s (20-21 us)        vs rave-level gets 19,293-21,400/s (30-31 us),
+ *                                             raw RocksDB in one process 29,238-29,399/s
  */
 import { fork, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
