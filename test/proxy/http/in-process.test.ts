@@ -37,8 +37,14 @@ test('keys, a listing and a batch go through the in-process proxy', async () => 
   assert.equal(JSON.parse(refused.body.toString()).error.code, 'KV_ERR_CROSS_SHARD_BATCH')
   for (const op of ops) assert.equal((await raw(`${url}/v1/kv/${op.key}`, { method: 'PUT', body: Buffer.from(op.value, 'base64') })).status, 204)
   // The listing is gathered from every shard and merged in key order.
-  const page = JSON.parse((await raw(`${url}/v1/kv?prefix=list:&limit=15`)).body.toString()) as { items: Array<{ key: string }>; next?: string }
+  const page = JSON.parse((await raw(`${url}/v1/kv?prefix=list:&limit=15`)).body.toString()) as { items: Array<{ key: string; size: number }>; next?: string }
   assert.deepEqual(page.items.map((item) => item.key), ops.slice(0, 15).map((op) => op.key))
+  // Sizes come from getSize calls made together, i.e. coalesced reads of several shards.
+  assert.deepEqual(page.items.map((item) => item.size), ops.slice(0, 15).map((op) => Buffer.from(op.value, 'base64').length))
+  const head = await raw(`${url}/v1/kv/from-rpc`, { method: 'HEAD' })
+  assert.equal(head.status, 200)
+  assert.equal(head.headers['content-length'], '5')
+  assert.equal((await raw(`${url}/healthz`)).status, 200)
   assert.equal(page.next, 'list:14')
   assert.equal((await raw(`${url}/v1/kv/greeting`, { method: 'DELETE' })).status, 204)
   assert.equal(await kv.get('greeting'), undefined)
