@@ -17,7 +17,8 @@
  * the defaults that takes more than 200k writes within one client's request timeout.
  */
 import type { Engine, EngineOp, RangeOptions } from '../engine/engine.js'
-import { IdTable } from './id-table.js'
+import { ErrorCode, KvError } from '../errors.js'
+import { IdTable, idTableSlotsMax } from './id-table.js'
 import { decodeTimestamp, requestGroupKey, requestGroupKeyRange, requestGroupSeq, requestKeyRange, timestampBytes } from './keyspace.js'
 
 /** RecentRequestsOptions bounds the remembered ids. */
@@ -66,7 +67,13 @@ export class RecentRequests {
   constructor(
     private readonly options: RecentRequestsOptions,
     private readonly now: () => number = Date.now,
-  ) {}
+  ) {
+    // One group may exceed idsMax by itself (at most groupRequestsMax ids), hence the margin.
+    const limit = idTableSlotsMax / 4
+    if (!Number.isInteger(options.idsMax) || options.idsMax < 1 || options.idsMax > limit) {
+      throw new KvError(ErrorCode.INVALID, `recentRequests.idsMax must be an integer in 1..${limit} (idTableSlotsMax / 4)`, { idsMax: options.idsMax })
+    }
+  }
 
   /** load reads the persisted ids at startup (group records and legacy per-id records), oldest first. */
   async load(engine: Engine): Promise<void> {

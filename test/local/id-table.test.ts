@@ -5,7 +5,8 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import fc from 'fast-check'
-import { IdTable } from '../../src/local/id-table.js'
+import { IdTable, idTableSlotsMax } from '../../src/local/id-table.js'
+import { RecentRequests } from '../../src/local/recent-requests.js'
 
 const idOf = (n: number, salt = 0): Buffer => {
   const id = Buffer.alloc(16)
@@ -51,4 +52,12 @@ test('IdTable reads ids at an offset, grows, and empties back to nothing', () =>
   for (let at = 16; at < packed.length; at += 32) table.delete(packed, at)
   assert.equal(table.size, 0)
   assert.equal(table.delete(idOf(1)), false)
+})
+
+test('RecentRequests refuses an idsMax its table could not hold, naming the bound', () => {
+  assert.throws(() => new RecentRequests({ retentionMs: 1000, idsMax: idTableSlotsMax, evictionsPerBatchMax: 10 }), {
+    code: 'KV_ERR_INVALID',
+    message: /idTableSlotsMax/,
+  })
+  assert.throws(() => new RecentRequests({ retentionMs: 1000, idsMax: 0, evictionsPerBatchMax: 10 }), { code: 'KV_ERR_INVALID' })
 })
