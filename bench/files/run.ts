@@ -18,7 +18,7 @@
  * --cpu-prof is written to bench/results/files[-local].json.
  *
  * Latest figures (21 Nov 2026, docs/files.md "Figures"): see the tables there; in short, through
- * the cluster a 16 KiB upload costs ~3.7 ms of server CPU (etcd: ~0.3 ms per put) and a 4 MiB
+ * the cluster a 16 KiB upload costs ~3.9 ms of server CPU (etcd: ~0.25 ms per put) and a 4 MiB
  * upload ~70 ms per MiB (local server: ~0.6 ms per file and ~6 ms per MiB).
  */
 import { spawn, spawnSync } from 'node:child_process'
