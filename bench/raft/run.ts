@@ -12,10 +12,13 @@
 // 1 proposer ~5 CPU ms/commit (9 messages, 3 fsyncs, 8 writes: per-hop cost). CPU-bound: the
 // 5x target (~35 000/s on this disk when idle) would need ~55 us per commit.
 // bench/raft/driver.ts measures the same write path in one process (0.06-0.11 ms/commit).
-// Usage: npm run build && node dist/bench/raft/run.js [--seconds 3] [--warmup 6] [--proposers 1,64] [--dir DIR]
+// Usage: npm run build && node dist/bench/raft/run.js [--seconds 3] [--warmup 6] [--proposers 1,64] [--client request|coalesce|request,coalesce]
+//        [--transport stream|requests] [--dir DIR]
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { Coalescer, newOpId } from '../../src/client/coalesce.js'
+import { MultiKind } from '../../src/local/multi.js'
 import { findLeader, freePorts, spawnNode, stopNode, type NodeProcess } from '../../test/raftstore/fixtures/processes.js'
 import { argument, fsyncRate, percentile } from '../lib/common.js'
 
@@ -57,8 +60,27 @@ interface Figures {
   errors: Map<string, number>
 }
 
+/** PROPOSE_TIMEOUT_MS bounds one proposal's wait (the node's own request timeout is 5 s). */
+const PROPOSE_TIMEOUT_MS = 10_000
+
+/** Propose sends one put to the leader and resolves once it is applied there. */
+type Propose = (key: string, value: Buffer) => Promise<unknown>
+
+/**
+ * proposer returns how the bench's proposers reach the leader: `request` is one kv.propose
+ * request per put; `coalesce` is src/client's Coalescer, which gathers the puts made in one
+ * event-loop turn into one kv.multi frame, each put still its own proposal (its own Raft entry)
+ * with its own result, as a client library multiplexing its callers on one connection does.
+ */
+function proposer(leader: NodeProcess, mode: string): Propose {
+  if (mode === 'request') return (key, value) => leader.client.request('kv.propose', { key, value }, { timeoutMs: PROPOSE_TIMEOUT_MS })
+  if (mode !== 'coalesce') throw new Error(`--client must be request or coalesce, got ${mode}`)
+  const coalescer = new Coalescer((ops, deadline) => leader.client.request('kv.multi', { ops }, { timeoutMs: Math.max(1, deadline - Date.now()) }))
+  return (key, value) => coalescer.submit([MultiKind.put, newOpId(), Buffer.from(key), value, true], Date.now() + PROPOSE_TIMEOUT_MS)
+}
+
 /** run keeps `proposers` proposals in flight on the leader for `seconds`. */
-async function run(leader: NodeProcess, proposers: number, seconds: number): Promise<Figures> {
+async function run(propose: Propose, proposers: number, seconds: number): Promise<Figures> {
   const value = Buffer.alloc(1024, 0x61)
   const latencies: number[] = []
   const errors = new Map<string, number>()
@@ -67,7 +89,7 @@ async function run(leader: NodeProcess, proposers: number, seconds: number): Pro
     for (let n = 0; performance.now() < end; n++) {
       const start = performance.now()
       try {
-        await leader.client.request('kv.propose', { key: `w${worker}-${n}`, value })
+        await propose(`w${worker}-${n}`, value)
         latencies.push(performance.now() - start)
       } catch (error) {
         const code = (error as { code?: string }).code ?? 'other'
@@ -87,24 +109,30 @@ async function main(): Promise<void> {
     const fsyncs = fsyncRate(root, Math.min(seconds, 2))
     console.log(`disk baseline: ${fsyncs.toFixed(0)} write+fdatasync/s in ${root}`)
     const ids = [1, 2, 3]
-    const portList = await freePorts(3)
+    const portList = await freePorts(6)
     const ports = Object.fromEntries(ids.map((id, i) => [String(id), portList[i]!]))
-    for (const id of ids) nodes.set(id, await spawnNode(id, join(root, `n${id}`), ports))
+    // --transport stream (default): Raft messages on one-way peer streams; requests: raft.messages requests.
+    const transport = argument('transport', 'stream')
+    if (transport !== 'stream' && transport !== 'requests') throw new Error(`--transport must be stream or requests, got ${transport}`)
+    const streamPorts = Object.fromEntries(ids.map((id, i) => [String(id), portList[3 + i]!]))
+    for (const id of ids) nodes.set(id, await spawnNode(id, join(root, `n${id}`), ports, transport === 'stream' ? { streamPorts } : {}))
     const leader = nodes.get(await findLeader(nodes))!
     // Warm-up: connections, RocksDB memtables, and the JIT. Functions that run once per driver
     // iteration (iterate, appendOps, the codecs) reach TurboFan only after ~10 s of process
     // time at 64 proposers (V8 --log-function-events), and compiling them costs ~30 us per
     // commit on the JIT threads while it lasts: a one-time cost a long-running node never pays
     // again, so it is kept out of the measured window.
-    await run(leader, 64, Number(argument('warmup', '6')))
+    const clients = argument('client', 'request').split(',')
+    await run(proposer(leader, clients[0]!), 64, Number(argument('warmup', '6')))
     const idleBefore = cpuMs(nodes.values())
     await new Promise((resolve) => setTimeout(resolve, IDLE_PROBE_MS))
     const idlePerSecond = ((cpuMs(nodes.values()) - idleBefore) * 1000) / IDLE_PROBE_MS
     console.log(`idle: ${idlePerSecond.toFixed(0)} CPU ms/s (3 processes: ticks, heartbeats)`)
-    for (const proposers of argument('proposers', '1,64').split(',').map(Number)) {
+    const configurations = argument('proposers', '1,64').split(',').map(Number).flatMap((proposers) => (proposers === 1 ? ['request'] : clients).map((client) => ({ proposers, client })))
+    for (const { proposers, client } of configurations) {
       const countsBefore = await driverCounts(nodes.values())
       const cpuBefore = cpuMs(nodes.values())
-      const f = await run(leader, proposers, seconds)
+      const f = await run(proposer(leader, client), proposers, seconds)
       const commits = Math.max(1, f.perSecond * seconds)
       const cpu = cpuMs(nodes.values()) - cpuBefore
       const cpuPerCommit = cpu / commits
@@ -113,7 +141,7 @@ async function main(): Promise<void> {
       const counts = await driverCounts(nodes.values())
       const per = (key: keyof DriverCounts) => ((counts[key] - countsBefore[key]) / commits).toFixed(2)
       console.log(
-        `${String(proposers).padStart(2)} proposers: ${f.perSecond.toFixed(0)} commits/s (${(f.perSecond / fsyncs).toFixed(2)}x disk fsyncs/s), ` +
+        `${String(proposers).padStart(2)} proposers (${client}): ${f.perSecond.toFixed(0)} commits/s (${(f.perSecond / fsyncs).toFixed(2)}x disk fsyncs/s), ` +
           `${cpuPerCommit.toFixed(3)} CPU ms/commit (3 processes; ${netPerCommit.toFixed(3)} net of idle), ` +
           `p50 ${f.p50Ms.toFixed(2)} ms, p99 ${f.p99Ms.toFixed(2)} ms; per commit (3 nodes): ${per('iterations')} iterations, ${per('syncWrites')} fsyncs, ${per('writes')} writes, ${per('messagesSent')} messages${f.errors.size > 0 ? `, errors ${JSON.stringify(Object.fromEntries(f.errors))}` : ''}`,
       )

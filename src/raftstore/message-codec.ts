@@ -119,11 +119,16 @@ function writeMessage(w: Writer, groupId: number, m: Message): void {
   if (m.context !== undefined) w.bytes(m.context)
 }
 
-/** encodeEnvelopes packs a batch of messages for one destination into one buffer (entry data copied once). */
-export function encodeEnvelopes(envelopes: readonly RaftEnvelope[]): Buffer {
+/**
+ * encodeEnvelopes packs a batch of messages for one destination into one buffer (entry data
+ * copied once). `headroom` bytes are left unwritten before the batch, for a frame header the
+ * caller fills in, so a frame leaves in one write without another copy.
+ */
+export function encodeEnvelopes(envelopes: readonly RaftEnvelope[], headroom = 0): Buffer {
   let size = BATCH_HEADER_BYTES
   for (const { message } of envelopes) size += messageBytes(message)
-  const w = new Writer(Buffer.allocUnsafe(size))
+  const w = new Writer(Buffer.allocUnsafe(headroom + size))
+  w.offset = headroom
   w.byte(VERSION)
   w.u32(envelopes.length)
   for (const { groupId, message } of envelopes) writeMessage(w, groupId, message)

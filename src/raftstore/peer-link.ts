@@ -39,6 +39,10 @@ export interface TcpTransportLimits {
   /** reconnectDelayMsMin / Max: the back-off range between failed connection attempts. */
   reconnectDelayMsMin: number
   reconnectDelayMsMax: number
+  /** streamFrameBytesMax: largest message batch on a peer stream (peer-stream.ts), checked by both ends. */
+  streamFrameBytesMax: number
+  /** streamConnectionsMax: incoming peer streams a node accepts at once. */
+  streamConnectionsMax: number
 }
 
 /** PeerLinkContext is what a link needs from its transport. */

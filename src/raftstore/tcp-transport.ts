@@ -3,7 +3,9 @@
  * on the node's WireServer (which owns listening and authentication of the cluster token):
  *   raft.messages { from, batches: Buffer[] }                       -> null
  *   raft.snapshot { from, id, total, offset, chunk, header | null }  -> null
- * and sends through one PeerLink per destination (peer-link.ts).
+ * and sends through one PeerLink per destination (peer-link.ts). With `stream` configured,
+ * every message but snapshots travels instead on one-way peer streams (peer-stream.ts), on a
+ * listener of their own: no reply frame, pending request or promise per batch.
  *
  * Fault model: peers send garbage, die mid-snapshot or flood. Input is validated
  * (KV_ERR_PROTOCOL), partial snapshots are bounded in size and number and dropped when their
@@ -11,10 +13,12 @@
  */
 import { randomUUID } from 'node:crypto'
 import { ErrorCode, KvError } from '../errors.js'
+import { Limits } from '../limits.js'
 import type { NodeId } from '../raft/types.js'
 import type { RequestContext, WireAddress, WireServer } from '../wire/index.js'
 import { decodeEnvelopes, type RaftEnvelope } from './message-codec.js'
 import { PeerLink, type TcpTransportLimits } from './peer-link.js'
+import { PeerStream, StreamReceiver } from './peer-stream.js'
 import { groupByDestination, type Transport, type TransportHandler } from './transport.js'
 
 export type { TcpTransportLimits } from './peer-link.js'
@@ -33,6 +37,8 @@ export const TCP_TRANSPORT_DEFAULTS: Readonly<TcpTransportLimits> = Object.freez
   connectTimeoutMs: 2_000,
   reconnectDelayMsMin: 50,
   reconnectDelayMsMax: 2_000,
+  streamFrameBytesMax: Limits.frameBytesMax,
+  streamConnectionsMax: 64,
 })
 
 /** TcpTransportOptions configures a TcpTransport. */
@@ -46,6 +52,12 @@ export interface TcpTransportOptions {
   token?: string
   limits?: Partial<TcpTransportLimits>
   random?: () => number
+  /**
+   * stream, when given, carries messages other than snapshots on one-way peer streams
+   * (peer-stream.ts) instead of raft.messages requests: this node listens on `listen`, and
+   * sends to a peer on `peers(id)` when that returns an address (raft.messages otherwise).
+   */
+  stream?: { listen: WireAddress; peers: (nodeId: NodeId) => WireAddress | undefined }
 }
 
 interface PartialSnapshot {
@@ -84,7 +96,10 @@ export class TcpTransport implements Transport {
   private readonly links = new Map<NodeId, PeerLink>()
   private readonly receiving = new Map<string, PartialSnapshot>()
   private readonly clientId = randomUUID()
+  private readonly streams = new Map<NodeId, PeerStream>()
+  private receiver: StreamReceiver | undefined
   private handler: TransportHandler | undefined
+  private boundStreamAddress: WireAddress | undefined
 
   constructor(private readonly options: TcpTransportOptions) {
     if (!Number.isSafeInteger(options.nodeId) || options.nodeId < 1) throw new KvError(ErrorCode.INVALID, 'TcpTransportOptions.nodeId must be a positive integer')
@@ -97,19 +112,63 @@ export class TcpTransport implements Transport {
     this.handler = handler
     this.options.server.handle('raft.messages', async (params) => this.receiveMessages(params))
     this.options.server.handle('raft.snapshot', async (params, ctx) => this.receiveSnapshotChunk(params, ctx))
+    if (this.options.stream !== undefined) {
+      this.receiver = new StreamReceiver({ nodeId: this.nodeId, token: this.options.token, limits: this.limits, deliver: (from, envelopes) => this.deliver(from, envelopes) })
+      this.boundStreamAddress = await this.receiver.listen(this.options.stream.listen)
+    }
+  }
+
+  /** streamAddress is where this node's peer-stream listener is bound (after start), if it has one. */
+  get streamAddress(): WireAddress | undefined {
+    return this.boundStreamAddress
   }
 
   send(envelopes: readonly RaftEnvelope[]): void {
     if (this.handler === undefined) return
-    for (const [to, batch] of groupByDestination(envelopes)) this.link(to).enqueue(batch)
+    for (const [to, batch] of groupByDestination(envelopes)) {
+      const stream = this.stream(to)
+      if (stream === undefined) {
+        this.link(to).enqueue(batch)
+        continue
+      }
+      // Snapshots keep their chunked, acknowledged path: their delivery is reported to the core.
+      const snapshots = batch.filter((e) => e.message.type === 'snap')
+      if (snapshots.length === 0) stream.send(batch)
+      else {
+        stream.send(batch.filter((e) => e.message.type !== 'snap'))
+        this.link(to).enqueue(snapshots)
+      }
+    }
   }
 
   async close(): Promise<void> {
     this.handler = undefined
     const links = [...this.links.values()]
     this.links.clear()
+    for (const stream of this.streams.values()) stream.close()
+    this.streams.clear()
     this.receiving.clear()
-    await Promise.all(links.map((link) => link.close()))
+    await Promise.all([...links.map((link) => link.close()), this.receiver?.close()])
+    this.receiver = undefined
+  }
+
+  /** stream returns the peer stream to `to`, or undefined when no stream address is known for it. */
+  private stream(to: NodeId): PeerStream | undefined {
+    const existing = this.streams.get(to)
+    if (existing !== undefined) return existing
+    const peers = this.options.stream?.peers
+    if (peers === undefined || peers(to) === undefined) return undefined
+    const stream = new PeerStream({
+      from: this.nodeId,
+      to,
+      address: () => peers(to),
+      token: this.options.token,
+      limits: this.limits,
+      handler: () => this.handler,
+      random: this.options.random ?? Math.random,
+    })
+    this.streams.set(to, stream)
+    return stream
   }
 
   private link(to: NodeId): PeerLink {

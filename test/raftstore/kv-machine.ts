@@ -16,14 +16,15 @@ const DATA_SUFFIX = 0x64
 /** KEY_BYTES_MAX: a command's key length is a u16. */
 const KEY_BYTES_MAX = 0xffff
 
-/** putCommand encodes a put for KvMachine (a string value is stored as its UTF-8 bytes). */
-export function putCommand(key: string, value: string | Uint8Array): Uint8Array {
-  const keyBytes = Buffer.byteLength(key)
+/** putCommand encodes a put for KvMachine (a string key or value is stored as its UTF-8 bytes). */
+export function putCommand(key: string | Uint8Array, value: string | Uint8Array): Uint8Array {
+  const keyBytes = typeof key === 'string' ? Buffer.byteLength(key) : key.byteLength
   if (keyBytes > KEY_BYTES_MAX) throw new KvError(ErrorCode.KEY_TOO_LARGE, `key of ${keyBytes} bytes exceeds KEY_BYTES_MAX (${KEY_BYTES_MAX})`)
   const valueBytes = typeof value === 'string' ? Buffer.byteLength(value) : value.byteLength
   const command = Buffer.allocUnsafe(2 + keyBytes + valueBytes)
   command.writeUInt16BE(keyBytes, 0)
-  command.write(key, 2)
+  if (typeof key === 'string') command.write(key, 2)
+  else command.set(key, 2)
   if (typeof value === 'string') command.write(value, 2 + keyBytes)
   else command.set(value, 2 + keyBytes)
   return command

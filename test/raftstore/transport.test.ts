@@ -3,45 +3,12 @@
 // reconnection after a peer restarts.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import type { Message } from '../../src/raft/types.js'
 import { decodeEnvelopes, encodeEnvelopes, type RaftEnvelope } from '../../src/raftstore/message-codec.js'
 import { TcpTransport } from '../../src/raftstore/tcp-transport.js'
-import { LoopbackNetwork, type TransportHandler } from '../../src/raftstore/transport.js'
+import { LoopbackNetwork } from '../../src/raftstore/transport.js'
+import { Recorder, message } from './recorder.js'
 import { randomUUID } from 'node:crypto'
 import { WireClient, WireServer, type WireAddress } from '../../src/wire/index.js'
-
-function message(fields: Partial<Message>): Message {
-  return { type: 'app', from: 1, to: 2, term: 3, logTerm: 2, index: 10, entries: [], commit: 9, reject: false, rejectHint: 0, ...fields }
-}
-
-/** Recorder is a TransportHandler that remembers every event and lets a test wait for one. */
-class Recorder implements TransportHandler {
-  readonly received: Array<{ from: number; envelopes: RaftEnvelope[] }> = []
-  readonly unreachables: Array<[number, number]> = []
-  readonly snapshotStatuses: Array<[number, number, boolean]> = []
-  private waiters: Array<() => void> = []
-
-  receive(from: number, envelopes: RaftEnvelope[]): void {
-    this.received.push({ from, envelopes })
-    this.wake()
-  }
-  unreachable(groupId: number, to: number): void {
-    this.unreachables.push([groupId, to])
-    this.wake()
-  }
-  snapshotStatus(groupId: number, to: number, ok: boolean): void {
-    this.snapshotStatuses.push([groupId, to, ok])
-    this.wake()
-  }
-  async until(condition: () => boolean): Promise<void> {
-    while (!condition()) await new Promise<void>((resolve) => this.waiters.push(resolve))
-  }
-  private wake(): void {
-    const waiters = this.waiters
-    this.waiters = []
-    for (const wake of waiters) wake()
-  }
-}
 
 test('codec: every message field round-trips, byte fields as Buffers', () => {
   const envelopes: RaftEnvelope[] = [
