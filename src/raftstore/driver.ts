@@ -130,12 +130,17 @@ export class RaftDriver {
     if (data.byteLength > this.options.limits.proposalBytesMax) {
       return Promise.reject(new KvError(ErrorCode.VALUE_TOO_LARGE, `proposal of ${data.byteLength} bytes exceeds proposalBytesMax (${this.options.limits.proposalBytesMax})`, { limit: 'proposalBytesMax' }))
     }
-    return this.enqueue(groupId, (group, waiter) => group.enqueueProposal({ ...waiter, data }))
+    return new Promise((resolve, reject) => {
+      this.checkUsable()
+      const group = this.group(groupId)
+      group.enqueueProposal({ deadlineTick: this.currentTick + this.options.limits.requestTimeoutTicks, resolve, reject, data, term: 0 })
+      this.schedule(group)
+    })
   }
 
   /** proposeConfChange changes the membership of `groupId`; resolves with the new ConfState once applied. */
   proposeConfChange(groupId: number, change: ConfChange): Promise<ConfState> {
-    return this.enqueue(groupId, (group, waiter) => group.enqueueProposal({ ...waiter, change })) as Promise<ConfState>
+    return this.enqueue(groupId, (group, waiter) => group.enqueueProposal({ ...waiter, change, term: 0 })) as Promise<ConfState>
   }
 
   /** readIndex resolves once this node may serve a linearizable read of `groupId` from the engine. */
@@ -418,7 +423,7 @@ export class RaftDriver {
     const pending = group.pendingApply!
     group.pendingApply = undefined
     const applied = group.storage.appliedStateOps(pending.state)
-    return { ops: [...pending.ops, ...applied.ops], onDurable: () => { applied.onDurable(); group.onApplied(pending.outcomes, pending.state.index) } }
+    return { ops: [...pending.ops, ...applied.ops], onDurable: () => { applied.onDurable(); group.onApplied(pending.entries, pending.results, pending.state.index) } }
   }
 
   private async write(staged: StagedWrite[], sync: boolean): Promise<void> {
@@ -466,18 +471,18 @@ export class RaftDriver {
     assert(output.results.length === commands.length, `StateMachine.apply returned ${output.results.length} results for ${commands.length} entries`)
     let confState = group.storage.appliedState.confState
     let next = 0
-    const outcomes = committed.map((entry) => {
-      let result: unknown
+    const results = new Array<unknown>(committed.length)
+    for (let i = 0; i < committed.length; i++) {
+      const entry = committed[i]!
       if (entry.type === 'confChange') {
         confState = group.core.applyConfChange(this.options.decodeConfChange(entry.data))
-        result = confState
+        results[i] = confState
       } else if (entry.data.byteLength > 0) {
-        result = output.results[next++]
+        results[i] = output.results[next++]
       }
-      return { index: entry.index, term: entry.term, result }
-    })
+    }
     const last = committed[committed.length - 1]!
-    group.pendingApply = { ops: output.ops, state: { index: last.index, term: last.term, confState }, outcomes }
+    group.pendingApply = { ops: output.ops, state: { index: last.index, term: last.term, confState }, entries: committed, results }
   }
 
   /** maybeCompact stages dropping the applied log past the policy's bounds (no snapshot: see maybeGenerateSnapshot). */

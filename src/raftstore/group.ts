@@ -52,22 +52,29 @@ interface Waiter<T> {
   reject(error: Error): void
 }
 
-/** QueuedProposal waits in the inbox for the next iteration to hand it to the core. */
+/**
+ * QueuedProposal waits in the inbox for the next iteration to hand it to the core; once the
+ * core accepts it, the same object waits for its entry to apply, with `term` set (one object
+ * per proposal from propose() to its answer).
+ */
 export interface QueuedProposal extends Waiter<unknown> {
   data?: Uint8Array
   change?: ConfChange
+  /** term is the term of the proposal's entry once admitted (0 before). */
+  term: number
 }
 
 /** PendingProposal is a proposal the core accepted at `index` in `term`. */
-interface PendingProposal extends Waiter<unknown> {
-  term: number
-}
+type PendingProposal = QueuedProposal
 
 /** PendingApply is the previous iteration's apply output, written in the next batch. */
 export interface PendingApply {
   ops: EngineOp[]
   state: AppliedState
-  outcomes: Array<{ index: number; term: number; result: unknown }>
+  /** entries are the committed entries applied (index and term identify their proposals). */
+  entries: readonly Entry[]
+  /** results[i] is the outcome of entries[i] for its proposer (parallel arrays: no object per entry). */
+  results: unknown[]
 }
 
 /** GroupReplica is one group's core, storage, state machine and waiting requests. */
@@ -177,7 +184,9 @@ export class GroupReplica {
       const index = firstIndex + i
       // A proposal still waiting at this index was in a log suffix a new leader overwrote.
       if (this.proposals.has(index)) this.failProposal(index, new KvError(ErrorCode.UNAVAILABLE, `raft group ${this.id}: proposal superseded at index ${index}`, { groupId: this.id }))
-      this.proposals.set(index, { ...run[i]!, term: result.term })
+      const proposal = run[i]!
+      proposal.term = result.term
+      this.proposals.set(index, proposal)
     }
   }
 
@@ -221,12 +230,13 @@ export class GroupReplica {
   }
 
   /** onApplied resolves proposals and reads covered by a batch that is now written. */
-  onApplied(outcomes: PendingApply['outcomes'], appliedIndex: number): void {
-    for (const { index, term, result } of outcomes) {
+  onApplied(entries: readonly Entry[], results: readonly unknown[], appliedIndex: number): void {
+    for (let i = 0; i < entries.length; i++) {
+      const { index, term } = entries[i]!
       const proposal = this.proposals.get(index)
       if (proposal === undefined) continue
       this.proposals.delete(index)
-      if (proposal.term === term) proposal.resolve(result)
+      if (proposal.term === term) proposal.resolve(results[i])
       else proposal.reject(new KvError(ErrorCode.UNAVAILABLE, `raft group ${this.id}: proposal at index ${index} was superseded by term ${term}`, { groupId: this.id, index }))
     }
     while (this.readsAwaitingApply.length > 0 && this.readsAwaitingApply[0]!.index <= appliedIndex) {
@@ -241,7 +251,7 @@ export class GroupReplica {
     for (const key of [...this.proposals.keys()]) {
       if (key <= index) this.failProposal(key, new KvError(ErrorCode.UNAVAILABLE, `raft group ${this.id}: outcome of proposal at index ${key} unknown (snapshot installed)`, { groupId: this.id, index: key }))
     }
-    this.onApplied([], index)
+    this.onApplied([], [], index)
   }
 
   /** expire fails every request whose deadline is at or before `tick`. */
