@@ -488,7 +488,7 @@ export class RaftDriver {
   /** maybeCompact stages dropping the applied log past the policy's bounds (no snapshot: see maybeGenerateSnapshot). */
   private maybeCompact(group: GroupReplica): void {
     const storage = group.storage
-    const index = compactionIndex(this.options.compaction, { firstIndex: storage.firstIndex(), applied: storage.appliedIndex, logBytes: storage.logBytes })
+    const index = compactionIndex(this.options.compaction, { firstIndex: storage.firstIndex(), lastIndex: storage.lastIndex(), applied: storage.appliedIndex, logBytes: storage.logBytes })
     if (index === undefined) return
     this.stagedNext.push(storage.compactOps(index))
     this.stats.compactions++

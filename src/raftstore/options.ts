@@ -19,6 +19,11 @@ export interface CompactionPolicy {
   compactLogBytesMax: number
   /** logRetainEntries: applied entries kept behind the applied index so slightly slow followers need no snapshot. */
   logRetainEntries: number
+  /**
+   * logRetainBytes caps the memory of those retained entries: a log of large entries (file
+   * chunks of 1-4 MiB) keeps fewer of them, or 1,000 retained chunks would pin gigabytes.
+   */
+  logRetainBytes: number
   /** snapshotBytesMax: largest snapshot kept in memory for lagging followers; past it the log is not compacted. */
   snapshotBytesMax: number
 }
@@ -26,7 +31,7 @@ export interface CompactionPolicy {
 /** DRIVER_DEFAULTS are the limits and policy used for omitted options. */
 export const DRIVER_DEFAULTS: Readonly<{ limits: DriverLimits; compaction: CompactionPolicy; raft: { electionTimeoutTicks: number; heartbeatIntervalTicks: number } }> = Object.freeze({
   limits: Object.freeze({ pendingProposalsMax: 4096, pendingReadsMax: 4096, inboxMessagesMax: 16_384, proposalBytesMax: 8 * 1024 * 1024, requestTimeoutTicks: 100 }),
-  compaction: Object.freeze({ compactLogEntriesMax: 10_000, compactLogBytesMax: 64 * 1024 * 1024, logRetainEntries: 1_000, snapshotBytesMax: 256 * 1024 * 1024 }),
+  compaction: Object.freeze({ compactLogEntriesMax: 10_000, compactLogBytesMax: 64 * 1024 * 1024, logRetainEntries: 1_000, logRetainBytes: 8 * 1024 * 1024, snapshotBytesMax: 256 * 1024 * 1024 }),
   raft: Object.freeze({ electionTimeoutTicks: 10, heartbeatIntervalTicks: 1 }),
 })
 
@@ -56,7 +61,7 @@ function integerIn(field: string, value: unknown, min: number, max: number): num
 function resolveRecord<T extends object>(prefix: string, given: Partial<T> | undefined, defaults: T, max: number): T {
   const out: Record<string, number> = {}
   for (const [field, fallback] of Object.entries(defaults)) {
-    out[field] = integerIn(`${prefix}.${field}`, (given as Record<string, unknown> | undefined)?.[field] ?? fallback, field === 'logRetainEntries' ? 0 : 1, max)
+    out[field] = integerIn(`${prefix}.${field}`, (given as Record<string, unknown> | undefined)?.[field] ?? fallback, field === 'logRetainEntries' || field === 'logRetainBytes' ? 0 : 1, max)
   }
   return Object.freeze(out) as T
 }
@@ -92,10 +97,22 @@ export function resolveDriverOptions(options: DriverOptions): ResolvedDriverOpti
   })
 }
 
-/** compactionIndex is the index to compact the log up to, or undefined when the policy says not yet. */
-export function compactionIndex(policy: CompactionPolicy, log: { firstIndex: number; applied: number; logBytes: number }): number | undefined {
+/**
+ * compactionIndex is the index to compact the log up to, or undefined when the policy says not
+ * yet. The log is compacted once it holds more than compactLogEntriesMax applied entries or more
+ * than compactLogBytesMax bytes; it then keeps logRetainEntries applied entries, fewer when their
+ * average size (the log's bytes over its entries) would exceed logRetainBytes. Bytes alone
+ * trigger compaction even when fewer than logRetainEntries entries are applied, so memory stays
+ * bounded by compactLogBytesMax plus the unapplied tail whatever the entry size.
+ */
+export function compactionIndex(policy: CompactionPolicy, log: { firstIndex: number; lastIndex: number; applied: number; logBytes: number }): number | undefined {
   const appliedInLog = log.applied - log.firstIndex + 1
-  if (appliedInLog <= policy.logRetainEntries) return undefined
-  if (appliedInLog <= policy.compactLogEntriesMax && log.logBytes <= policy.compactLogBytesMax) return undefined
-  return log.applied - policy.logRetainEntries
+  if (appliedInLog <= 0) return undefined
+  const overBytes = log.logBytes > policy.compactLogBytesMax
+  if (appliedInLog <= policy.compactLogEntriesMax && !overBytes) return undefined
+  const entriesInLog = Math.max(1, log.lastIndex - log.firstIndex + 1)
+  const averageBytes = log.logBytes / entriesInLog
+  const retain = Math.min(policy.logRetainEntries, Math.floor(policy.logRetainBytes / Math.max(1, averageBytes)))
+  if (appliedInLog <= retain) return undefined
+  return log.applied - retain
 }
