@@ -6,12 +6,17 @@
 // with p99 < 20 ms. Also reported: CPU ms per commit summed over the three processes (raw and
 // net of their idle rate; far less sensitive to the machine's load than rates), and the
 // drivers' iterations, fsyncs, writes and messages per commit.
-// Latest figures (docs/raftstore.md "Benchmark", shared 2-core VM at load average 15-19):
-// 64 proposers 1 536-2 224 commits/s, 0.16-0.19 CPU ms/commit (0.14 net of idle; 0.24-0.50
-// before snapshots on demand, log runs and the binary codec), p50 19-26 ms, p99 143-349 ms;
-// 1 proposer ~5 CPU ms/commit (9 messages, 3 fsyncs, 8 writes: per-hop cost). CPU-bound: the
-// 5x target (~35 000/s on this disk when idle) would need ~55 us per commit.
-// bench/raft/driver.ts measures the same write path in one process (0.06-0.11 ms/commit).
+// Raft messages travel on one-way peer streams (--transport stream, the default) or as
+// raft.messages requests (--transport requests); each proposal is one kv.propose request, or
+// with --client coalesce src/client's Coalescer gathers one turn's puts into a kv.multi frame
+// (each put still its own Raft entry and result).
+// Latest figures (docs/raftstore.md "Benchmark", round 3; shared 2-core VM at load 11-17):
+// 64 proposers 4 587-7 563 commits/s, 0.124-0.129 CPU ms/commit (0.113-0.115 net of idle;
+// leader 52-54 us, followers 36-39 us), p50 6-10 ms, p99 40-57 ms; with requests instead of
+// streams 0.144-0.147 (round 2: 0.16-0.19). 1 proposer 1.7-2.0 CPU ms/commit (2.9-3.0 with
+// requests), p50 1.5-1.9 ms. CPU-bound: the 5x target (~35 000/s on this disk when idle)
+// would need ~55 us per commit. bench/raft/driver.ts measures the same write path in one
+// process (0.06-0.11 ms/commit).
 // Usage: npm run build && node dist/bench/raft/run.js [--seconds 3] [--warmup 6] [--proposers 1,64] [--client request|coalesce|request,coalesce]
 //        [--transport stream|requests] [--dir DIR]
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
@@ -27,16 +32,19 @@ const IDLE_PROBE_MS = 2000
 /** CLOCK_TICKS_PER_SECOND is USER_HZ, the unit of /proc/PID/stat times (100 on every Linux ABI Node supports). */
 const CLOCK_TICKS_PER_SECOND = 100
 
-/** cpuMs reads user + system CPU time of the node processes from /proc (load-insensitive, unlike rates). */
+/** processCpuMs reads user + system CPU time of one node process from /proc (load-insensitive, unlike rates). */
+function processCpuMs(node: NodeProcess): number {
+  // Fields after the parenthesised command name: utime and stime are the 12th and 13th.
+  const stat = readFileSync(`/proc/${node.child.pid}/stat`, 'utf8')
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SECOND
+}
+
+/** cpuMs sums processCpuMs over the node processes. */
 function cpuMs(nodes: Iterable<NodeProcess>): number {
-  let ticks = 0
-  for (const node of nodes) {
-    // Fields after the parenthesised command name: utime and stime are the 12th and 13th.
-    const stat = readFileSync(`/proc/${node.child.pid}/stat`, 'utf8')
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    ticks += Number(fields[11]) + Number(fields[12])
-  }
-  return (ticks * 1000) / CLOCK_TICKS_PER_SECOND
+  let ms = 0
+  for (const node of nodes) ms += processCpuMs(node)
+  return ms
 }
 
 /** DriverCounts are the RaftDriver stats the bench reports per commit, summed over the nodes. */
@@ -132,9 +140,13 @@ async function main(): Promise<void> {
     for (const { proposers, client } of configurations) {
       const countsBefore = await driverCounts(nodes.values())
       const cpuBefore = cpuMs(nodes.values())
+      const byNodeBefore = [...nodes.values()].map(processCpuMs)
       const f = await run(proposer(leader, client), proposers, seconds)
       const commits = Math.max(1, f.perSecond * seconds)
       const cpu = cpuMs(nodes.values()) - cpuBefore
+      // Raw CPU per commit of each process, leader first (10 ms /proc resolution: coarse at low rates).
+      const byNode = [...nodes.values()].map((node, i) => ({ leader: node === leader, us: ((processCpuMs(node) - byNodeBefore[i]!) * 1000) / commits }))
+      const split = byNode.sort((a, b) => Number(b.leader) - Number(a.leader)).map((n) => n.us.toFixed(0)).join(' / ')
       const cpuPerCommit = cpu / commits
       // Net of the idle rate: what the commits themselves cost, comparable across commit rates.
       const netPerCommit = (cpu - idlePerSecond * seconds) / commits
@@ -142,7 +154,7 @@ async function main(): Promise<void> {
       const per = (key: keyof DriverCounts) => ((counts[key] - countsBefore[key]) / commits).toFixed(2)
       console.log(
         `${String(proposers).padStart(2)} proposers (${client}): ${f.perSecond.toFixed(0)} commits/s (${(f.perSecond / fsyncs).toFixed(2)}x disk fsyncs/s), ` +
-          `${cpuPerCommit.toFixed(3)} CPU ms/commit (3 processes; ${netPerCommit.toFixed(3)} net of idle), ` +
+          `${cpuPerCommit.toFixed(3)} CPU ms/commit (3 processes; ${netPerCommit.toFixed(3)} net of idle; leader / followers ${split} us), ` +
           `p50 ${f.p50Ms.toFixed(2)} ms, p99 ${f.p99Ms.toFixed(2)} ms; per commit (3 nodes): ${per('iterations')} iterations, ${per('syncWrites')} fsyncs, ${per('writes')} writes, ${per('messagesSent')} messages${f.errors.size > 0 ? `, errors ${JSON.stringify(Object.fromEntries(f.errors))}` : ''}`,
       )
     }
