@@ -32,7 +32,6 @@ interface RocksDatabase {
   open(options: Record<string, unknown>): Promise<void>
   close(): Promise<void>
   _getMany(keys: Buffer[], options: object, callback: (error: Error | null, values?: Array<Buffer | undefined>) => void): void
-  _batch(ops: EngineOp[], options: { sync: boolean }, callback: (error?: Error | null) => void): void
   _chainedBatch(): RocksChainedBatch
   iterator(options: Record<string, unknown>): RocksIterator
   getProperty(name: string): string
@@ -42,7 +41,11 @@ interface RocksDatabase {
 interface RocksChainedBatch {
   _put(key: Buffer, value: Buffer, options: object): void
   _del(key: Buffer, options: object): void
-  _write(options: { sync: boolean }, callback: (error?: Error | null) => void): void
+  /** _writeSync runs DB::Write on the calling thread and throws its error. */
+  _writeSync(options: { sync: boolean }): void
+  /** _clear empties the native WriteBatch and releases the memory of its operations. */
+  _clear(): void
+  close(): Promise<void>
 }
 
 interface RocksIterator {
@@ -94,6 +97,7 @@ export class RocksDbEngine extends BaseEngine {
   readonly #openOptions: Readonly<Record<string, unknown>>
   #db: RocksDatabase | undefined
   #walSyncer: WalSyncer | undefined
+  #batch: RocksChainedBatch | undefined
 
   constructor(options: RocksDbEngineOptions) {
     super()
@@ -153,6 +157,7 @@ export class RocksDbEngine extends BaseEngine {
     const walSyncer = this.#walSyncer
     this.#db = undefined
     this.#walSyncer = undefined
+    this.#batch = undefined
     // Rounds already started finish against the open database before it closes.
     await walSyncer?.close()
     await db?.close()
@@ -184,15 +189,28 @@ export class RocksDbEngine extends BaseEngine {
     if (sync) await walSyncer.sync()
   }
 
+  // One native WriteBatch, filled, written and cleared within one synchronous call, serves
+  // every write. A batch per write leaked: RocksLevel (abstract-level 1.x) attaches every
+  // chained batch to the database until it is closed, and `_batch` never closes its own, so
+  // each write's batch and all its values stayed in memory until the database closed
+  // (test/engine/rocksdb-memory.test.ts). The binding writes synchronously on the JS thread,
+  // so no other write can interleave between fill and clear.
   private writeBatch(ops: EngineOp[], options: { sync: boolean }): Promise<void> {
     const db = this.db()
-    // RocksLevel._batch builds a `{ column }` options object per op; one shared empty one will do.
-    const batch = db._chainedBatch()
-    for (const op of ops) {
-      if (op.type === 'put') batch._put(op.key, op.value, noOptions)
-      else batch._del(op.key, noOptions)
+    const batch = (this.#batch ??= db._chainedBatch())
+    try {
+      // RocksLevel._batch builds a `{ column }` options object per op; one shared empty one will do.
+      for (const op of ops) {
+        if (op.type === 'put') batch._put(op.key, op.value, noOptions)
+        else batch._del(op.key, noOptions)
+      }
+      batch._writeSync(options)
+    } catch (error) {
+      return Promise.reject(error)
+    } finally {
+      batch._clear()
     }
-    return new Promise((resolve, reject) => batch._write(options, (error) => (error ? reject(error) : resolve())))
+    return Promise.resolve()
   }
 
   /** walSyncStats: the thread-pool WAL syncer's round counters, or undefined in 'native' mode or when closed. */
@@ -206,10 +224,10 @@ export class RocksDbEngine extends BaseEngine {
   }
 
   protected async _sync(): Promise<void> {
-    const db = this.db()
+    this.db()
     if (this.#walSyncer !== undefined) return this.#walSyncer.sync()
-    // RocksLevel's public batch() skips empty batches; the implementation writes one.
-    await new Promise<void>((resolve, reject) => db._batch([], syncOptions, (error) => (error ? reject(error) : resolve())))
+    // RocksLevel's public batch() skips empty batches; an empty native write still syncs the WAL.
+    await this.writeBatch([], syncOptions)
   }
 
   private db(): RocksDatabase {
