@@ -68,13 +68,18 @@ function appendLog(file: string, data: string | Buffer): void {
   }
 }
 
-async function freePort(): Promise<number> {
+/**
+ * reservePort holds a free loopback port until `release`: the nodes' ports are chosen before the
+ * link proxies listen on ephemeral ports of their own, and a port already given back to the
+ * kernel could be handed to one of them (the node then fails with EADDRINUSE).
+ */
+async function reservePort(): Promise<{ port: number; release: () => Promise<void> }> {
   return new Promise((resolve, reject) => {
     const server = createServer()
     server.once('error', reject)
     server.listen(0, '127.0.0.1', () => {
       const port = (server.address() as { port: number }).port
-      server.close(() => resolve(port))
+      resolve({ port, release: () => new Promise<void>((done) => server.close(() => done())) })
     })
   })
 }
@@ -100,8 +105,10 @@ export class JepsenCluster {
   /** start sets up ports, proxies, configs and starts every node, then waits for every shard to have a leader. */
   async start(random: () => number): Promise<void> {
     const { nodes } = this.options
+    const reserved: Array<() => Promise<void>> = []
     for (let id = 1; id <= nodes; id++) {
-      const port = await freePort()
+      const { port, release } = await reservePort()
+      reserved.push(release)
       this.nodes.push({ id, port, rpc: `127.0.0.1:${port}`, dataDir: join(this.dir, `node-${id}`), config: join(this.dir, `node-${id}.json`), child: undefined, paused: false, starts: 0 })
     }
     for (const to of this.nodes) {
@@ -112,6 +119,7 @@ export class JepsenCluster {
         this.links.set(proxy.name, proxy)
       }
     }
+    await Promise.all(reserved.map((release) => release()))
     if (this.options.diskNode > 0) this.mountDisk(this.node(this.options.diskNode))
     for (const node of this.nodes) this.writeConfig(node)
     await Promise.all(this.nodes.map((n) => this.startNode(n.id)))
