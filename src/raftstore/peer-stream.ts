@@ -20,7 +20,9 @@
  * bytes not yet accepted by the kernel are bounded by `peerQueueBytesMax` (beyond it batches
  * are dropped and reported unreachable); when a connection ends, what it carried may be lost,
  * so every group that used it is reported unreachable (Raft then probes and resends); it
- * reconnects with jittered exponential back-off. The receiver bounds its connections
+ * reconnects with jittered exponential back-off. A stream whose peer has not drained its
+ * bytes for `requestTimeoutMs` is dropped the same way (a hung peer, or a host gone without a
+ * FIN, would otherwise hold it until TCP gives up). The receiver bounds its connections
  * (`streamConnectionsMax`), the hello (`HELLO_BYTES_MAX`, `connectTimeoutMs`) and each frame
  * (`streamFrameBytesMax`, checked before the frame is buffered).
  */
@@ -46,6 +48,8 @@ export interface PeerStreamLimits {
   streamFrameBytesMax: number
   streamConnectionsMax: number
   connectTimeoutMs: number
+  /** requestTimeoutMs: a stream whose written bytes the peer has not taken for this long is dropped and reopened. */
+  requestTimeoutMs: number
   reconnectDelayMsMin: number
   reconnectDelayMsMax: number
 }
@@ -68,6 +72,8 @@ export class PeerStream {
   private connected = false
   /** groups that sent on the current connection: told unreachable if it ends. */
   private readonly groupsOnConnection = new Set<number>()
+  /** stalledSinceMs: when a write last found the socket's buffer full (0 once it drained). */
+  private stalledSinceMs = 0
   private reconnectDelayMs = 0
   private retryAt = 0
   private closed = false
@@ -77,6 +83,9 @@ export class PeerStream {
   /** send writes one batch as one frame, or drops and reports it (no connection, peerQueueBytesMax). */
   send(envelopes: readonly RaftEnvelope[]): void {
     if (this.closed || envelopes.length === 0) return
+    // A peer that stopped reading (hung, or its host gone without a FIN) would otherwise hold
+    // the stream until TCP gives up, minutes later: drop it and reconnect instead.
+    if (this.stalledSinceMs > 0 && Date.now() - this.stalledSinceMs > this.ctx.limits.requestTimeoutMs) this.socket?.destroy()
     const socket = this.socket ?? this.open()
     if (socket === undefined) return this.undelivered(envelopes)
     const frame = encodeEnvelopes(envelopes, HEADER_BYTES)
@@ -88,7 +97,7 @@ export class PeerStream {
     frame[4] = FrameType.REQUEST
     frame.fill(0, 5, HEADER_BYTES)
     for (const { groupId } of envelopes) this.groupsOnConnection.add(groupId)
-    socket.write(frame)
+    if (!socket.write(frame) && this.stalledSinceMs === 0) this.stalledSinceMs = Date.now()
   }
 
   /** close ends the connection; what it had not sent yet is dropped. */
@@ -107,7 +116,11 @@ export class PeerStream {
     const socket = 'path' in address ? connect(address.path) : connect(address.port, address.host)
     this.socket = socket
     this.connected = false
+    this.stalledSinceMs = 0
     socket.setNoDelay(true)
+    socket.on('drain', () => {
+      if (this.socket === socket) this.stalledSinceMs = 0
+    })
     const timer = setTimeout(() => socket.destroy(), limits.connectTimeoutMs)
     socket.once('connect', () => {
       clearTimeout(timer)
@@ -127,6 +140,7 @@ export class PeerStream {
     clearTimeout(timer)
     if (this.socket !== socket) return
     this.socket = undefined
+    this.stalledSinceMs = 0
     if (!this.connected) {
       const { reconnectDelayMsMin: min, reconnectDelayMsMax: max } = this.ctx.limits
       this.reconnectDelayMs = Math.min(max, Math.max(min, this.reconnectDelayMs * 2))

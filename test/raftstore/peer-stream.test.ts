@@ -2,7 +2,7 @@
 // sockets: batches arrive in order with no reply, snapshots keep their acknowledged path, a
 // dead peer is reported and reconnected to, and hostile input closes only its own stream.
 import assert from 'node:assert/strict'
-import { connect, type Socket } from 'node:net'
+import { connect, createServer, type Socket } from 'node:net'
 import { test } from 'node:test'
 import { encodeEnvelopes } from '../../src/raftstore/message-codec.js'
 import { TcpTransport, type TcpTransportLimits } from '../../src/raftstore/tcp-transport.js'
@@ -166,5 +166,34 @@ test('stream: streamConnectionsMax bounds incoming streams, and a batch above st
     assert.equal(two.recorder.received[1]!.envelopes[0]!.message.type, 'heartbeat')
   } finally {
     await stop(one, two)
+  }
+})
+
+test('stream: a peer that stops reading is dropped after requestTimeoutMs and reported unreachable', async () => {
+  // A "peer" that accepts and never reads: the sender's bytes pile up in its socket buffer.
+  const accepted: Socket[] = []
+  const hung = createServer((socket) => {
+    socket.pause()
+    accepted.push(socket)
+  })
+  await new Promise<void>((resolve) => hung.listen(0, '127.0.0.1', resolve))
+  const wire = new Map<number, WireAddress>()
+  const streams = new Map<number, WireAddress>()
+  // peerQueueBytesMax far above what is sent: only the stall can report this peer unreachable.
+  const one = await streamNode(1, wire, streams, { limits: { requestTimeoutMs: 50, peerQueueBytesMax: 1024 * 1024 * 1024 } })
+  streams.set(2, { host: '127.0.0.1', port: (hung.address() as { port: number }).port })
+  try {
+    const big = Buffer.alloc(1024 * 1024)
+    for (let i = 0; i < 40 && one.recorder.unreachables.length === 0; i++) {
+      one.transport.send([{ groupId: 6, message: message({ entries: [{ term: 3, index: 11, type: 'normal', data: big }] }) }])
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+    assert.ok(one.recorder.unreachables.length > 0, 'the stalled stream was dropped and reported')
+    assert.deepEqual(one.recorder.unreachables[0], [6, 2])
+    assert.ok(accepted.length >= 1)
+  } finally {
+    await stop(one)
+    for (const socket of accepted) socket.destroy()
+    await new Promise((resolve) => hung.close(resolve))
   }
 })
