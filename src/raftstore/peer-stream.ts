@@ -85,9 +85,10 @@ export class PeerStream {
     if (this.closed || envelopes.length === 0) return
     // A peer that stopped reading (hung, or its host gone without a FIN) would otherwise hold
     // the stream until TCP gives up, minutes later: drop it and reconnect instead.
+    // Its 'close' (next turn) reports the groups that used it; the next send reconnects.
     if (this.stalledSinceMs > 0 && Date.now() - this.stalledSinceMs > this.ctx.limits.requestTimeoutMs) this.socket?.destroy()
     const socket = this.socket ?? this.open()
-    if (socket === undefined) return this.undelivered(envelopes)
+    if (socket === undefined || socket.destroyed) return this.undelivered(envelopes)
     const frame = encodeEnvelopes(envelopes, HEADER_BYTES)
     const bodyBytes = frame.length - HEADER_BYTES
     if (bodyBytes > this.ctx.limits.streamFrameBytesMax || socket.writableLength + frame.length > this.ctx.limits.peerQueueBytesMax) {
