@@ -117,7 +117,7 @@ export class Nemesis {
       const start = this.now()
       try {
         const { detail, nodes, heal } = await this.apply(name)
-        this.log(`nemesis +${(start / 1000).toFixed(1)}s ${name} ${detail} for ${holdMs} ms`)
+        this.log(`nemesis +${(start / 1000).toFixed(1)}s ${name} ${detail} for ${Math.round(holdMs)} ms`)
         await this.sleepUntil(start + holdMs)
         await heal()
         this.events.push({ name, detail, start, end: this.now(), nodes })
