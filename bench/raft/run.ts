@@ -10,10 +10,10 @@
 // raft.messages requests (--transport requests); each proposal is one kv.propose request, or
 // with --client coalesce src/client's Coalescer gathers one turn's puts into a kv.multi frame
 // (each put still its own Raft entry and result).
-// Latest figures (docs/raftstore.md "Benchmark", round 3; shared 2-core VM at load 8-17):
-// 64 proposers 4 587-7 563 commits/s, 0.111-0.129 CPU ms/commit (0.092-0.115 net of idle;
-// leader 47-54 us, followers 32-39 us), p50 6-10 ms, p99 40-57 ms; with requests instead of
-// streams 0.120-0.147 (round 2: 0.16-0.19 at load 15-19). 1 proposer 1.4-2.0 CPU ms/commit
+// Latest figures (docs/raftstore.md "Benchmark", round 3; shared 2-core VM at load 6-17):
+// 64 proposers 4 587-10 336 commits/s, 0.097-0.129 CPU ms/commit (0.092-0.115 net of idle;
+// leader 40-54 us, followers 28-39 us), p50 4-10 ms, p99 34-57 ms; with requests instead of
+// streams 0.120-0.147 (round 2: 0.16-0.19 at load 15-19). 1 proposer 1.35-2.0 CPU ms/commit
 // (2.1-3.0 with requests), p50 1.0-1.9 ms. CPU-bound: the 5x target (~35 000/s on this disk
 // when idle) would need ~55 us per commit. bench/raft/driver.ts measures the same write path
 // in one process (0.06-0.11 ms/commit).
