@@ -22,6 +22,7 @@ import { sleep } from '../local/discovery.js'
 import { MultiKind, type MultiKindValue, type MultiOp } from '../local/multi.js'
 import { requestIdFromBytes } from '../wire/codec.js'
 import { Coalescer, newOpId } from './coalesce.js'
+import { decodeMultiReply, encodeMultiRequestBody } from '../local/multi-codec.js'
 import type { HelloInfo, WireClient } from '../wire/index.js'
 import type { BatchOp, BatchOptions, DistKV, KeyLike, QueryRange, ValueLike, WriteOptions } from './types.js'
 
@@ -84,6 +85,8 @@ export class RemoteKV implements DistKV {
   private connecting: Promise<WireClient> | undefined
   private closed = false
   private coalescer: Coalescer | undefined
+  /** binaryMulti: coalesced frames travel as `kv.multiBinary` until the server says it has no such method. */
+  private binaryMulti = true
 
   constructor(options: RemoteKVOptions) {
     this.connector = options.connector
@@ -200,6 +203,11 @@ export class RemoteKV implements DistKV {
 
   /** coalescingFailed turns a server's "no kv.multi" into falling back to one request per call. */
   private coalescingFailed(error: unknown): never {
+    if (isKvError(error) && error.code === ErrorCode.UNKNOWN_METHOD && error.details?.method === LocalMethod.multiBinary) {
+      // An older server: the same frames as MessagePack `kv.multi`, with the same ids.
+      this.binaryMulti = false
+      throw new KvError(ErrorCode.UNAVAILABLE, 'server has no binary kv.multi; re-sending as kv.multi')
+    }
     if (isKvError(error) && error.code === ErrorCode.UNKNOWN_METHOD && error.details?.method === LocalMethod.multi) {
       // From now on one request per call, with the same ids, so still at most once.
       this.coalescer = undefined
@@ -243,7 +251,9 @@ export class RemoteKV implements DistKV {
     const connection = await this.getConnection(deadline)
     const remaining = deadline - Date.now()
     if (remaining <= 0) throw new KvError(ErrorCode.TIMEOUT, `${LocalMethod.multi} ran out of time before it was sent`)
-    return connection.request(LocalMethod.multi, { ops }, { timeoutMs: remaining })
+    if (!this.binaryMulti) return connection.request(LocalMethod.multi, { ops }, { timeoutMs: remaining })
+    const reply = await connection.requestBody(LocalMethod.multiBinary, encodeMultiRequestBody(ops), { timeoutMs: remaining })
+    return decodeMultiReply(reply, ops.length)
   }
 
   query(range?: QueryRange): AsyncIterable<[Buffer, Buffer]> {

@@ -7,6 +7,7 @@ import type { RequestContext, WireServer } from '../wire/index.js'
 import { ErrorCode, KvError } from '../errors.js'
 import type { LocalStore } from './store.js'
 import { checkMultiOps, executeMulti } from './multi.js'
+import { MULTI_BINARY_METHOD, executeMultiBinary } from './multi-codec.js'
 import { checkKey, checkKeys, checkOps, checkRange, checkSync, checkValue } from './validate.js'
 
 /** LocalMethod names every method the local server serves. */
@@ -14,6 +15,7 @@ export const LocalMethod = {
   get: 'kv.get',
   getMany: 'kv.getMany',
   multi: 'kv.multi',
+  multiBinary: MULTI_BINARY_METHOD,
   put: 'kv.put',
   del: 'kv.del',
   batch: 'kv.batch',
@@ -66,6 +68,9 @@ export function registerLocalHandlers(
   })
   server.handle(LocalMethod.multi, (params) =>
     executeMulti(store, checkMultiOps(params), (error) => onUnexpected(error, LocalMethod.multi)),
+  )
+  server.handle(LocalMethod.multiBinary, (params) =>
+    executeMultiBinary(store, params, (error) => onUnexpected(error, LocalMethod.multiBinary)),
   )
   server.handle(LocalMethod.has, async (params) => (await store.get(checkKey(paramsOf(params).key))) !== undefined)
   server.handle(LocalMethod.getSize, async (params) => {

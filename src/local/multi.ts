@@ -57,7 +57,7 @@ export function checkMultiOps(params: unknown): unknown[] {
 }
 
 /** ParsedOp is a validated op: reads carry the key, writes the id, the engine op and sync. */
-type ParsedOp = { read: true; kind: MultiKindValue; key: Buffer } | { read: false; id: Buffer; op: WireOp; sync: boolean }
+export type ParsedOp = { read: true; kind: MultiKindValue; key: Buffer } | { read: false; id: Buffer; op: WireOp; sync: boolean }
 
 function parseOp(raw: unknown): ParsedOp {
   if (!Array.isArray(raw) || raw.length < 3) throw invalid('a kv.multi op must be [kind, id, key, value?, sync?]')
@@ -75,6 +75,22 @@ function parseOp(raw: unknown): ParsedOp {
       return { read: false, id, op: { type: 'del', key: checkKey(key) }, sync: sync !== false }
     default:
       throw invalid(`unknown kv.multi op kind ${String(kind)}`)
+  }
+}
+
+/** parseDecodedOp validates one op read from a binary payload (src/local/multi-codec.ts). */
+export function parseDecodedOp(kind: number, id: Buffer, key: Buffer, value: Buffer | null, sync: boolean): ParsedOp {
+  switch (kind) {
+    case MultiKind.get:
+    case MultiKind.has:
+    case MultiKind.getSize:
+      return { read: true, kind, key: checkKey(key) }
+    case MultiKind.put:
+      return { read: false, id, op: { type: 'put', key: checkKey(key), value: checkValue(value) }, sync }
+    case MultiKind.del:
+      return { read: false, id, op: { type: 'del', key: checkKey(key) }, sync }
+    default:
+      throw invalid(`unknown kv.multi op kind ${kind}`)
   }
 }
 
@@ -115,8 +131,16 @@ function settleWrite(progress: WritesProgress, index: number, error?: unknown): 
  * executeMulti runs the ops of one frame: every read through one store getMany, every write
  * queued for the same commit group. Settles once every op has its own result or error.
  */
-export async function executeMulti(store: LocalStore, rawOps: unknown[], onUnexpected: (error: unknown) => void): Promise<MultiResult[]> {
-  const results: MultiResult[] = new Array(rawOps.length)
+export function executeMulti(store: LocalStore, rawOps: unknown[], onUnexpected: (error: unknown) => void): Promise<MultiResult[]> {
+  return executeParsed(store, rawOps.length, (at) => parseOp(rawOps[at]), onUnexpected)
+}
+
+/**
+ * executeParsed is executeMulti over `count` ops that `parse(at)` validates (throwing for a bad
+ * op, which fails only that op), whatever form they travelled in.
+ */
+export async function executeParsed(store: LocalStore, count: number, parse: (at: number) => ParsedOp, onUnexpected: (error: unknown) => void): Promise<MultiResult[]> {
+  const results: MultiResult[] = new Array(count)
   const readAt: number[] = []
   const readKeys: Buffer[] = []
   const writeAt: number[] = []
@@ -125,10 +149,10 @@ export async function executeMulti(store: LocalStore, rawOps: unknown[], onUnexp
     if (!(error instanceof KvError)) onUnexpected(error)
     results[at] = errorToWire(error)
   }
-  for (let at = 0; at < rawOps.length; at++) {
+  for (let at = 0; at < count; at++) {
     let parsed: ParsedOp
     try {
-      parsed = parseOp(rawOps[at])
+      parsed = parse(at)
     } catch (error) {
       fail(at, error)
       continue

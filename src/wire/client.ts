@@ -105,15 +105,37 @@ export class WireClient {
     let body: Buffer
     let idBytes: Buffer
     const timeoutMs = options?.timeoutMs
-    if (timeoutMs !== undefined && !(typeof timeoutMs === 'number' && timeoutMs > 0 && timeoutMs <= 2_147_483_647)) {
-      return Promise.reject(new KvError(ErrorCode.INVALID, `timeoutMs must be a number between 1 and 2147483647, got ${String(timeoutMs)}`))
-    }
+    if (!validTimeout(timeoutMs)) return Promise.reject(invalidTimeout(timeoutMs))
     try {
       ;({ key, idBytes } = this.newId(options?.requestId))
       body = this.encodeRequest(method, params)
     } catch (error) {
       return Promise.reject(error)
     }
+    return this.send(method, key, idBytes, body, timeoutMs)
+  }
+
+  /**
+   * requestBody is `request` with the body already encoded by the caller as the MessagePack
+   * array `[method, params]` (binary payloads built in place, src/local/multi-codec.ts);
+   * `method` names the request in errors.
+   */
+  requestBody(method: string, body: Buffer, options?: RequestOptions): Promise<unknown> {
+    if (this.isClosed) return Promise.reject(this.closedError())
+    let key: string
+    let idBytes: Buffer
+    const timeoutMs = options?.timeoutMs
+    if (!validTimeout(timeoutMs)) return Promise.reject(invalidTimeout(timeoutMs))
+    try {
+      ;({ key, idBytes } = this.newId(options?.requestId))
+      this.checkRequestBytes(body.length)
+    } catch (error) {
+      return Promise.reject(error)
+    }
+    return this.send(method, key, idBytes, body, timeoutMs)
+  }
+
+  private send(method: string, key: string, idBytes: Buffer, body: Buffer, timeoutMs: number | undefined): Promise<unknown> {
     return new Promise((resolve, reject) => {
       const timer = timeoutMs === undefined ? undefined : setTimeout(() => this.timeOut(key, idBytes, method, timeoutMs), timeoutMs)
       this.pending.set(key, { resolve, reject, timer })
@@ -174,13 +196,17 @@ export class WireClient {
   private encodeRequest(method: string, params: unknown, windowPages?: number): Buffer {
     if (typeof method !== 'string' || method.length === 0) throw new KvError(ErrorCode.INVALID, 'method must be a non-empty string')
     const body = encodeBody(windowPages === undefined ? [method, params] : [method, params, windowPages])
-    if (body.length > this.frameBytesMax) {
-      throw new KvError(ErrorCode.FRAME_TOO_LARGE, `request of ${body.length} bytes exceeds frameBytesMax (${this.frameBytesMax})`, {
-        frameBytes: body.length,
+    this.checkRequestBytes(body.length)
+    return body
+  }
+
+  private checkRequestBytes(bytes: number): void {
+    if (bytes > this.frameBytesMax) {
+      throw new KvError(ErrorCode.FRAME_TOO_LARGE, `request of ${bytes} bytes exceeds frameBytesMax (${this.frameBytesMax})`, {
+        frameBytes: bytes,
         frameBytesMax: this.frameBytesMax,
       })
     }
-    return body
   }
 
   private timeOut(key: string, idBytes: Buffer, method: string, timeoutMs: number): void {
@@ -251,3 +277,10 @@ export class WireClient {
 
 const zeroKey = requestIdKey(ZERO_ID)
 
+function validTimeout(timeoutMs: number | undefined): boolean {
+  return timeoutMs === undefined || (typeof timeoutMs === 'number' && timeoutMs > 0 && timeoutMs <= 2_147_483_647)
+}
+
+function invalidTimeout(timeoutMs: unknown): KvError {
+  return new KvError(ErrorCode.INVALID, `timeoutMs must be a number between 1 and 2147483647, got ${String(timeoutMs)}`)
+}

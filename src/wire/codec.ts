@@ -18,6 +18,16 @@ export function encodeBody(value: unknown): Buffer {
   return packr.pack(value)
 }
 
+/**
+ * EncodedBody is a body already in MessagePack form: a handler returns one to have its bytes
+ * sent as the reply body as they are (a binary payload built with its own bin header, not
+ * copied again by the encoder).
+ */
+export class EncodedBody {
+  /** EncodedBody wraps `bytes`, exactly one MessagePack value. */
+  constructor(readonly bytes: Buffer) {}
+}
+
 /** decodeBody parses a MessagePack body; malformed input becomes KV_ERR_PROTOCOL, never a throw. */
 export function decodeBody(body: Buffer): { value: unknown } | { error: KvError } {
   if (body.length === 0) return { value: undefined }

@@ -9,7 +9,7 @@
  */
 import type { Socket } from 'node:net'
 import { ErrorCode, KvError } from '../errors.js'
-import { decodeBody, encodeBody, errorToWire, requestIdFromBytes, requestIdKey } from './codec.js'
+import { EncodedBody, decodeBody, encodeBody, errorToWire, requestIdFromBytes, requestIdKey } from './codec.js'
 import { FrameConnection } from './connection.js'
 import { FrameType, ZERO_ID, type Frame, type FrameTypeValue } from './frame.js'
 import { PROTOCOL_VERSION, type HelloInfo, type PeerInfo, type RequestContext, type StreamHandler, type UnaryHandler } from './types.js'
@@ -327,7 +327,7 @@ export class ServerConnection {
   private reply(type: FrameTypeValue, idBytes: Buffer, value: unknown, method: string): boolean {
     let body: Buffer
     try {
-      body = encodeBody(value)
+      body = value instanceof EncodedBody ? value.bytes : encodeBody(value)
     } catch (error) {
       this.replyHandlerError(idBytes, error, method)
       return false

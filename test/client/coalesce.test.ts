@@ -9,19 +9,33 @@ import { ErrorCode, KvError } from '../../src/errors.js'
 import { Coalescer, coalesceQueueMax } from '../../src/client/coalesce.js'
 import { RemoteKV, type Connector } from '../../src/client/remote.js'
 import { LocalMethod, startLocalServer, type LocalServerHandle } from '../../src/local/index.js'
-import { MultiKind, multiOpsMax, type MultiOp } from '../../src/local/multi.js'
+import { MultiKind, multiOpsMax, type MultiKindValue, type MultiOp } from '../../src/local/multi.js'
+import { decodeMultiRequest } from '../../src/local/multi-codec.js'
+import { decodeBody } from '../../src/wire/codec.js'
 import { WireClient, WireServer } from '../../src/wire/index.js'
 import { cleanup, makeTempDir } from '../local/helpers.js'
 
-type Request = WireClient['request']
-type Spy = (real: Request, client: WireClient, method: string, params: unknown) => Promise<unknown> | undefined
+/**
+ * Spy sees each request as (method, params); a binary multi frame is shown decoded, as
+ * `{ ops }` with its method. `send` makes the real request (return undefined to pass it on).
+ */
+type Spy = (send: () => Promise<unknown>, client: WireClient, method: string, params: unknown) => Promise<unknown> | undefined
 
-/** connectorTo connects to `socket`; `spy` may intercept a request (return undefined to pass it on). */
+function decodedOps(body: Buffer): MultiOp[] {
+  const decoded = decodeBody(body)
+  assert.ok('value' in decoded)
+  return decodeMultiRequest((decoded.value as unknown[])[1]).map((op) => [op.kind as MultiKindValue, op.id, op.key, op.value, op.sync])
+}
+
+/** connectorTo connects to `socket`; `spy` may intercept a request. */
 function connectorTo(socket: string, spy?: Spy): Connector {
   return async (hello) => {
     const client = await WireClient.connect({ path: socket }, hello)
     const real = client.request.bind(client)
-    client.request = (method, params, options) => spy?.(real, client, method, params) ?? real(method, params, options)
+    const realBody = client.requestBody.bind(client)
+    client.request = (method, params, options) => spy?.(() => real(method, params, options), client, method, params) ?? real(method, params, options)
+    client.requestBody = (method, body, options) =>
+      spy?.(() => realBody(method, body, options), client, method, { ops: decodedOps(body) }) ?? realBody(method, body, options)
     return client
   }
 }
@@ -37,12 +51,13 @@ async function withServer(run: (server: LocalServerHandle) => Promise<void>): Pr
   }
 }
 
-test('concurrent calls of one turn travel as one kv.multi frame and each gets its own result', async () => {
+test('concurrent calls of one turn travel as one binary kv.multi frame and each gets its own result', async () => {
   await withServer(async (server) => {
     const frames: number[] = []
     const kv = new RemoteKV({
-      connector: connectorTo(server.info.socket, (_real, _client, method, params) => {
-        if (method === LocalMethod.multi) frames.push((params as { ops: unknown[] }).ops.length)
+      connector: connectorTo(server.info.socket, (_send, _client, method, params) => {
+        assert.notEqual(method, LocalMethod.multi, 'a server with kv.multiBinary gets no MessagePack multi')
+        if (method === LocalMethod.multiBinary) frames.push((params as { ops: unknown[] }).ops.length)
         return undefined
       }),
     })
@@ -65,14 +80,14 @@ test('after a lost reply, coalesced ops are re-sent with their own ids and appli
     const sent: string[][] = []
     let lose = true
     const kv = new RemoteKV({
-      connector: connectorTo(server.info.socket, (real, client, method, params) => {
-        if (method !== LocalMethod.multi) return undefined
+      connector: connectorTo(server.info.socket, (send, client, method, params) => {
+        if (method !== LocalMethod.multiBinary) return undefined
         const ops = (params as { ops: MultiOp[] }).ops
         sent.push(ops.map((op) => op[1].toString('hex')))
         if (!lose) return undefined
         lose = false
         // The server applies the frame, then the connection dies before the caller sees the reply.
-        return real(method, params).then(async () => {
+        return send().then(async () => {
           await client.close()
           throw new KvError(ErrorCode.CLOSED, 'connection lost after the server applied the frame')
         })
@@ -88,7 +103,7 @@ test('after a lost reply, coalesced ops are re-sent with their own ids and appli
   })
 })
 
-test('a failed op in a coalesced frame fails only its own call', async () => {
+test('a server with kv.multi but not kv.multiBinary gets MessagePack frames, and a failed op fails only its own call', async () => {
   const dir = makeTempDir()
   const wire = new WireServer({ serverInfo: {} })
   // A server whose answers are scripted per key, to see that the client routes each one.
