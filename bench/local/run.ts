@@ -17,12 +17,13 @@
  * fsync per put makes them take minutes and no target depends on them. The run ends with the
  * target rows as a Markdown table (the one docs/local-mode.md keeps).
  *
- * Latest (`npx tsc -p . && node dist/bench/local/run.js`, 2 shared vCPUs, load average 16-20;
- * CPU us/op summed over every process; docs/local-mode.md "Throughput" has both runs):
- *   sync puts 11,951-12,035/s (29-30 us)   vs rave-level unsynced puts 24,503-25,007/s (27-30 us)
- *   sync: false puts 23,934-38,467/s (18-19 us)
- *   gets 32,198-38,219/s (20-21 us)        vs rave-level gets 19,293-21,400/s (30-31 us),
- *                                             raw RocksDB in one process 29,238-29,399/s
+ * Latest (`npx tsc -p . && node dist/bench/local/run.js`, 2 shared vCPUs, load average 4.5-5.7,
+ * build with binary kv.multi frames; CPU us/op summed over every process; docs/local-mode.md
+ * "Throughput" has both runs and the A/B against the previous build):
+ *   sync puts 43,708-52,350/s (21.5-22.4 us)  vs rave-level unsynced puts 29,747-30,654/s (24-30 us)
+ *   sync: false puts 85,838-131,449/s (12.0-14.1 us)
+ *   gets 61,238-85,475/s (18.0-19.5 us)       vs rave-level gets 31,086-33,041/s (27-28 us),
+ *                                                raw RocksDB in one process 64,591-76,353/s
  */
 import { fork, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
