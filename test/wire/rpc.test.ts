@@ -3,6 +3,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { ErrorCode, KvError } from '../../src/errors.js'
 import { WireClient, newRequestId } from '../../src/wire/index.js'
+import { EncodedBody, encodeBody } from '../../src/wire/codec.js'
 import { connectClient, hello, rejectsWith, startServer } from './helpers.js'
 
 test('requests round trip over Unix and TCP with many in flight', async () => {
@@ -133,6 +134,23 @@ test('streams deliver every page in order and end', async () => {
       })(),
       ErrorCode.UNKNOWN_METHOD,
     )
+    await client.close()
+  } finally {
+    await s.stop()
+  }
+})
+
+test('pre-encoded bodies: requestBody sends [method, params] as given, an EncodedBody reply is sent as is, both bounded by frameBytesMax', async () => {
+  const s = await startServer({ frameBytesMax: 64 * 1024 })
+  s.server.handle('encoded', async (params) => new EncodedBody(encodeBody({ got: params })))
+  s.server.handle('huge', async () => new EncodedBody(encodeBody(Buffer.alloc(100 * 1024))))
+  try {
+    const client = await connectClient(s.unix)
+    assert.deepEqual(await client.requestBody('echo', encodeBody(['echo', { a: 1 }])), { a: 1 })
+    assert.deepEqual(await client.request('encoded', 'x'), { got: 'x' })
+    await rejectsWith(client.request('huge', null), ErrorCode.FRAME_TOO_LARGE)
+    await rejectsWith(client.requestBody('echo', encodeBody(['echo', Buffer.alloc(30 * 1024 * 1024)])), ErrorCode.FRAME_TOO_LARGE)
+    assert.equal(await client.request('echo', 'still here'), 'still here')
     await client.close()
   } finally {
     await s.stop()
