@@ -8,7 +8,8 @@
 import { ErrorCode, KvError } from '../errors.js'
 import { MultiKind, multiOpsMax, type MultiKindValue, type MultiResult } from '../local/multi.js'
 import { checkKey, checkValue, type WireOp } from '../local/validate.js'
-import { errorToWire } from '../wire/codec.js'
+import { decodeMultiRequest, encodeMultiReply } from '../local/multi-codec.js'
+import { errorToWire, type EncodedBody } from '../wire/codec.js'
 import type { WriteBatcher } from './batcher.js'
 
 /** MultiReader reads keys through the proxy (ClusterKV.read). */
@@ -38,17 +39,35 @@ function parseOp(raw: unknown): ParsedOp {
 }
 
 /** executeClusterMulti answers one kv.multi frame: every op settles with its own result or error. */
-export async function executeClusterMulti(params: unknown, batcher: WriteBatcher, read: MultiReader): Promise<MultiResult[]> {
+export function executeClusterMulti(params: unknown, batcher: WriteBatcher, read: MultiReader): Promise<MultiResult[]> {
   const ops = params !== null && typeof params === 'object' ? (params as { ops?: unknown }).ops : undefined
   if (!Array.isArray(ops)) throw invalid('kv.multi params must be { ops: array }')
   if (ops.length > multiOpsMax) throw new KvError(ErrorCode.INVALID, `kv.multi carries ${ops.length} ops, more than multiOpsMax (${multiOpsMax})`, { ops: ops.length, multiOpsMax })
-  const results: MultiResult[] = new Array(ops.length).fill(null)
+  return executeParsed(ops.length, (at) => parseOp(ops[at]), batcher, read)
+}
+
+/**
+ * executeClusterMultiBinary answers one `kv.multiBinary` frame (src/local/multi-codec.ts: ids,
+ * keys and values read as views of the request, results written into one reply buffer), so a
+ * client of the cluster skips the MessagePack `kv.multi` fallback and its extra round trip.
+ */
+export async function executeClusterMultiBinary(payload: unknown, batcher: WriteBatcher, read: MultiReader): Promise<EncodedBody> {
+  const ops = decodeMultiRequest(payload)
+  const results = await executeParsed(ops.length, (at) => {
+    const op = ops[at]!
+    return parseOp([op.kind, op.id, op.key, op.value ?? undefined, op.sync])
+  }, batcher, read)
+  return encodeMultiReply(results)
+}
+
+async function executeParsed(count: number, parse: (at: number) => ParsedOp, batcher: WriteBatcher, read: MultiReader): Promise<MultiResult[]> {
+  const results: MultiResult[] = new Array(count).fill(null)
   const reads = new Map<'get' | 'has' | 'size', { at: number[]; keys: Buffer[] }>()
   const waits: Array<Promise<void>> = []
-  for (let at = 0; at < ops.length; at++) {
+  for (let at = 0; at < count; at++) {
     let parsed: ParsedOp
     try {
-      parsed = parseOp(ops[at])
+      parsed = parse(at)
     } catch (error) {
       results[at] = errorToWire(error)
       continue

@@ -18,7 +18,8 @@ import type { StoreClient } from '../store/client.js'
 import type { RequestContext, WireServer } from '../wire/index.js'
 import { requestIdToBytes } from '../wire/codec.js'
 import { WriteBatcher } from './batcher.js'
-import { executeClusterMulti } from './multi.js'
+import { executeClusterMulti, executeClusterMultiBinary } from './multi.js'
+import { MULTI_BINARY_METHOD } from '../local/multi-codec.js'
 import { gatherQuery } from './query.js'
 import { Router } from './router.js'
 import type { Routing } from '../meta/routing.js'
@@ -167,6 +168,7 @@ export function registerProxyHandlers(server: WireServer, kv: ClusterKV, deps: P
     return null
   })
   server.handle(LocalMethod.multi, async (params) => executeClusterMulti(params, kv.batcher, (keys, kind) => kv.read(keys, kind)))
+  server.handle(MULTI_BINARY_METHOD, async (params) => executeClusterMultiBinary(params, kv.batcher, (keys, kind) => kv.read(keys, kind)))
   // Every acknowledged cluster write is already fsynced by a majority.
   server.handle(LocalMethod.sync, async () => null)
   server.handleStream(LocalMethod.query, (params, ctx: RequestContext) => queryPages(deps, params, ctx.signal))

@@ -8,6 +8,8 @@ import { randomBytes, randomUUID } from 'node:crypto'
 import { after, before, test } from 'node:test'
 import type { RemoteKV } from '../../src/client/remote.js'
 import { slotOf, SLOT_COUNT } from '../../src/meta/slots.js'
+import { decodeMultiReply, encodeMultiRequestBody, MULTI_BINARY_METHOD } from '../../src/local/multi-codec.js'
+import type { MultiOp } from '../../src/local/multi.js'
 import { WireClient } from '../../src/wire/client.js'
 import { requestIdFromBytes } from '../../src/wire/codec.js'
 import { DevFixture, keysOnDistinctShards } from './fixture.js'
@@ -110,6 +112,30 @@ async function rawClient(endpoint: string): Promise<WireClient> {
   const [host, port] = endpoint.split(':')
   return WireClient.connect({ host: host!, port: Number(port) }, { clientId: randomUUID(), name: 'api-test', pid: process.pid })
 }
+
+test('kv.multiBinary: the binary frame of coalesced calls is served by the proxy (no fallback round trip), per-op ids and errors', async () => {
+  const view = await dev.view(kv)
+  const keys = keysOnDistinctShards(view, slotOf, 4).map((key) => Buffer.from(`bin-${key}`))
+  const ids = keys.map(() => randomBytes(16))
+  const frame = (value: string): MultiOp[] => [
+    ...keys.map((key, i): MultiOp => [1, ids[i]!, key, Buffer.from(value), true]),
+    [1, randomBytes(16), Buffer.alloc(5000, 0x61), Buffer.from(value), true],
+  ]
+  const client = await rawClient(dev.endpoints()[0]!)
+  try {
+    const first = decodeMultiReply(await client.requestBody(MULTI_BINARY_METHOD, encodeMultiRequestBody(frame('once')), { timeoutMs: 20_000 }), keys.length + 1)
+    assert.deepEqual(first.slice(0, keys.length), keys.map(() => null))
+    assert.equal((first[keys.length] as { code: string }).code, 'KV_ERR_KEY_TOO_LARGE', 'the bad op fails alone')
+    // The same ids again: answered, not applied again.
+    decodeMultiReply(await client.requestBody(MULTI_BINARY_METHOD, encodeMultiRequestBody(frame('twice')), { timeoutMs: 20_000 }), keys.length + 1)
+    const reads: MultiOp[] = keys.map((key) => [0, randomBytes(16), key])
+    const values = decodeMultiReply(await client.requestBody(MULTI_BINARY_METHOD, encodeMultiRequestBody(reads), { timeoutMs: 20_000 }), keys.length) as Buffer[]
+    assert.deepEqual(values.map((value) => value.toString()), keys.map(() => 'once'))
+    await assert.rejects(client.requestBody(MULTI_BINARY_METHOD, Buffer.from([1, 0, 0, 0, 9]), { timeoutMs: 20_000 }), { code: 'KV_ERR_PROTOCOL' })
+  } finally {
+    await client.close()
+  }
+})
 
 test('kv.multi: writes batched per shard, each op applied once by its own id, a bad op fails alone', async () => {
   const view = await dev.view(kv)
