@@ -64,21 +64,11 @@ function parseOp(raw: unknown): ParsedOp {
   const [kind, id, key, value, sync] = raw as unknown[]
   if (!Buffer.isBuffer(id) || id.length !== 16) throw invalid('a kv.multi op id must be 16 bytes')
   if (sync !== undefined && sync !== null && typeof sync !== 'boolean') throw invalid('sync must be a boolean')
-  switch (kind) {
-    case MultiKind.get:
-    case MultiKind.has:
-    case MultiKind.getSize:
-      return { read: true, kind, key: checkKey(key) }
-    case MultiKind.put:
-      return { read: false, id, op: { type: 'put', key: checkKey(key), value: checkValue(value) }, sync: sync !== false }
-    case MultiKind.del:
-      return { read: false, id, op: { type: 'del', key: checkKey(key) }, sync: sync !== false }
-    default:
-      throw invalid(`unknown kv.multi op kind ${String(kind)}`)
-  }
+  // checkKey and checkValue inside check the types of key and value at run time.
+  return parseDecodedOp(kind as number, id, key as Buffer, value as Buffer | null, sync !== false)
 }
 
-/** parseDecodedOp validates one op read from a binary payload (src/local/multi-codec.ts). */
+/** parseDecodedOp validates one op of either frame form (msgpack kv.multi, or binary: src/local/multi-codec.ts). */
 export function parseDecodedOp(kind: number, id: Buffer, key: Buffer, value: Buffer | null, sync: boolean): ParsedOp {
   switch (kind) {
     case MultiKind.get:
