@@ -6,9 +6,8 @@
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import type { RemoteKV } from '../../src/client/remote.js'
-import type { ClusterView } from '../../src/meta/routing.js'
 import { slotOf } from '../../src/meta/slots.js'
-import { DevFixture } from './fixture.js'
+import { DevFixture, shardOfSlot } from './fixture.js'
 
 let dev: DevFixture
 let kv: RemoteKV
@@ -23,16 +22,12 @@ after(async () => {
   await dev?.stop()
 })
 
-function ownerOf(view: ClusterView, slot: number): number {
-  return view.shards.find((s) => s.slots.some(([a, b]) => slot >= a && slot <= b))!.id
-}
-
 test('puts batched per shard stay exactly acknowledged while their slots move', async () => {
   const view = await dev.view(kv)
   const source = view.shards[0]!.id
   const target = view.shards[1]!.id
   const keys: string[] = []
-  for (let i = 0; keys.length < 24; i++) if (ownerOf(view, slotOf(Buffer.from(`mv/${i}`))) === source) keys.push(`mv/${i}`)
+  for (let i = 0; keys.length < 24; i++) if (shardOfSlot(view, slotOf(Buffer.from(`mv/${i}`))) === source) keys.push(`mv/${i}`)
   const acked = keys.map(() => 0)
   let running = true
   const writers = keys.map(async (key, w) => {
@@ -45,7 +40,7 @@ test('puts batched per shard stay exactly acknowledged while their slots move', 
   await kv.call('admin.moveSlots', { slots, to: target })
   await dev.waitFor('the slots to move', async () => {
     const now = await dev.view(kv)
-    return now.moves.length === 0 && slots.every((slot) => ownerOf(now, slot) === target) ? true : undefined
+    return now.moves.length === 0 && slots.every((slot) => shardOfSlot(now, slot) === target) ? true : undefined
   })
   await new Promise((resolve) => setTimeout(resolve, 300))
   running = false

@@ -178,13 +178,17 @@ export class DevFixture {
   }
 }
 
+/** shardOfSlot is the id of the shard that owns `slot` in `view`. */
+export function shardOfSlot(view: ClusterView, slot: number): number {
+  return view.shards.find((s) => s.slots.some(([a, b]) => slot >= a && slot <= b))!.id
+}
+
 /** keysOnDistinctShards returns keys, one per shard of `view`, found by trying k0, k1, ... */
 export function keysOnDistinctShards(view: ClusterView, slotOf: (key: Buffer) => number, count: number): string[] {
-  const owner = (slot: number) => view.shards.find((s) => s.slots.some(([a, b]) => slot >= a && slot <= b))!.id
   const seen = new Map<number, string>()
   for (let i = 0; seen.size < count && i < 100_000; i++) {
     const key = `k${i}`
-    const shard = owner(slotOf(Buffer.from(key)))
+    const shard = shardOfSlot(view, slotOf(Buffer.from(key)))
     if (!seen.has(shard)) seen.set(shard, key)
   }
   return [...seen.values()]

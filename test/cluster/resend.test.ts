@@ -10,7 +10,7 @@ import type { RemoteKV } from '../../src/client/remote.js'
 import type { ClusterView } from '../../src/meta/routing.js'
 import { slotOf } from '../../src/meta/slots.js'
 import { WireClient } from '../../src/wire/client.js'
-import { DevFixture } from './fixture.js'
+import { DevFixture, shardOfSlot } from './fixture.js'
 
 let dev: DevFixture
 let admin: RemoteKV
@@ -25,16 +25,12 @@ after(async () => {
   await dev?.stop()
 })
 
-function ownerOf(view: ClusterView, slot: number): number {
-  return view.shards.find((s) => s.slots.some(([a, b]) => slot >= a && slot <= b))!.id
-}
-
 /** twoSlotsOfOneShard finds two keys in different slots owned by the same shard. */
 function twoSlotsOfOneShard(view: ClusterView): [Buffer, Buffer] {
   const first = Buffer.from('resend-0')
   for (let i = 1; i < 100_000; i++) {
     const key = Buffer.from(`resend-${i}`)
-    if (slotOf(key) !== slotOf(first) && ownerOf(view, slotOf(key)) === ownerOf(view, slotOf(first))) return [first, key]
+    if (slotOf(key) !== slotOf(first) && shardOfSlot(view, slotOf(key)) === shardOfSlot(view, slotOf(first))) return [first, key]
   }
   throw new Error('no two keys found')
 }
@@ -52,7 +48,7 @@ async function sendBatch(endpoint: string, requestId: string, keys: Buffer[], va
 test('a batch re-sent after one of its slots moved is answered, not applied again', async () => {
   const view = await dev.view(admin)
   const [a, b] = twoSlotsOfOneShard(view)
-  const source = ownerOf(view, slotOf(a))
+  const source = shardOfSlot(view, slotOf(a))
   const target = view.shards.find((s) => s.id !== source)!.id
   const requestId = randomUUID()
   const [first, second] = dev.endpoints()
@@ -60,7 +56,7 @@ test('a batch re-sent after one of its slots moved is answered, not applied agai
   await admin.call('admin.moveSlots', { slots: [slotOf(a)], to: target })
   await dev.waitFor('the slot to move', async () => {
     const now = await dev.view(admin)
-    return now.moves.length === 0 && ownerOf(now, slotOf(a)) === target ? true : undefined
+    return now.moves.length === 0 && shardOfSlot(now, slotOf(a)) === target ? true : undefined
   })
   // A new batch is refused; its refusal also shows that proxy routes by the moved slot map, so
   // the re-send below meets keys split across shards (not a stale map pointing at the source).
