@@ -3,30 +3,11 @@
 // the same run (still pending ops) or in earlier runs (in the engine); different content differs.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { MemoryEngine } from '../../src/engine/memory.js'
-import type { Entry } from '../../src/raft/types.js'
-import { SLOT_COUNT } from '../../src/meta/slots.js'
-import { ShardMachine, encodeShardCommand, type ShardCommand, type ShardResult } from '../../src/store/machine.js'
+import type { ShardCommand } from '../../src/store/machine.js'
+import { ALL_SLOTS as ALL, requestId as id, shardReplica as replica } from '../store/replica.js'
 
-const ALL = Array.from({ length: SLOT_COUNT }, (_, i) => i)
-const id = (n: number) => Buffer.from(n.toString(16).padStart(32, '0'), 'hex')
 const put = (n: number, key: string, value: string): ShardCommand => ({ t: 'write', id: id(n), ops: [[0, Buffer.from(key), Buffer.from(value)]] })
 const del = (n: number, key: string): ShardCommand => ({ t: 'write', id: id(n), ops: [[1, Buffer.from(key)]] })
-
-async function replica(): Promise<{ machine: ShardMachine; run: (...commands: ShardCommand[]) => Promise<ShardResult[]> }> {
-  const engine = new MemoryEngine()
-  await engine.open()
-  const machine = new ShardMachine(engine, 2)
-  await machine.load()
-  let index = 10
-  const run = async (...commands: ShardCommand[]) => {
-    const entries: Entry[] = commands.map((c) => ({ term: 1, index: ++index, type: 'normal', data: encodeShardCommand(c) }))
-    const { ops, results } = await machine.apply(entries)
-    await engine.batch(ops)
-    return results as ShardResult[]
-  }
-  return { machine, run }
-}
 
 test('hash: same content, same digest, whether the writes are pending in the run or already in the engine', async () => {
   const a = await replica()

@@ -3,29 +3,10 @@
 // on every replica), and snapshot/restore carrying data, request ids and owned slots.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { MemoryEngine } from '../../src/engine/memory.js'
-import type { Entry } from '../../src/raft/types.js'
-import { SLOT_COUNT, slotOf } from '../../src/meta/slots.js'
-import { ShardMachine, encodeShardCommand, type ShardCommand, type ShardResult } from '../../src/store/machine.js'
+import { slotOf } from '../../src/meta/slots.js'
+import type { ShardCommand } from '../../src/store/machine.js'
+import { ALL_SLOTS as ALL, requestId as id, shardReplica as replica } from './replica.js'
 
-const ALL = Array.from({ length: SLOT_COUNT }, (_, i) => i)
-
-async function replica(requestIdsMax?: number): Promise<{ engine: MemoryEngine; machine: ShardMachine; run: (...commands: ShardCommand[]) => Promise<ShardResult[]> }> {
-  const engine = new MemoryEngine()
-  await engine.open()
-  const machine = new ShardMachine(engine, 2, requestIdsMax)
-  await machine.load()
-  let index = 10
-  const run = async (...commands: ShardCommand[]) => {
-    const entries: Entry[] = commands.map((c) => ({ term: 1, index: ++index, type: 'normal', data: encodeShardCommand(c) }))
-    const { ops, results } = await machine.apply(entries)
-    await engine.batch(ops)
-    return results as ShardResult[]
-  }
-  return { engine, machine, run }
-}
-
-const id = (n: number) => Buffer.from(n.toString(16).padStart(32, '0'), 'hex')
 const put = (n: number, key: string, value: string): ShardCommand => ({ t: 'write', id: id(n), ops: [[0, Buffer.from(key), Buffer.from(value)]] })
 
 test('a write is applied once per request id, even when re-sent in the same batch', async () => {

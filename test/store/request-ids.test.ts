@@ -3,26 +3,14 @@
 // the earlier one-per-id layout still honoured after an upgrade, and ids moving with their slots.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { MemoryEngine } from '../../src/engine/memory.js'
-import type { Entry } from '../../src/raft/types.js'
-import { SLOT_COUNT, slotOf } from '../../src/meta/slots.js'
-import { ShardMachine, encodeShardCommand, type ShardCommand, type WriteUnit } from '../../src/store/machine.js'
+import { slotOf } from '../../src/meta/slots.js'
+import type { WriteUnit } from '../../src/store/machine.js'
+import { ALL_SLOTS as ALL, requestId as id, shardReplica } from './replica.js'
 
-const ALL = Array.from({ length: SLOT_COUNT }, (_, i) => i)
-const id = (n: number) => Buffer.from(n.toString(16).padStart(32, '0'), 'hex')
 const unit = (n: number, key: string, value: string): WriteUnit => ({ id: id(n), ops: [[0, Buffer.from(key), Buffer.from(value)]] })
 
 async function replica(requestIdsMax?: number) {
-  const engine = new MemoryEngine()
-  await engine.open()
-  const machine = new ShardMachine(engine, 2, requestIdsMax)
-  await machine.load()
-  let index = 10
-  const run = async (...commands: ShardCommand[]) => {
-    const entries: Entry[] = commands.map((c) => ({ term: 1, index: ++index, type: 'normal', data: encodeShardCommand(c) }))
-    const { ops } = await machine.apply(entries)
-    await engine.batch(ops)
-  }
+  const { engine, machine, run } = await shardReplica(requestIdsMax)
   const idRecords = async () => {
     const iterator = engine.iterator({ gte: machine.keys.ids, lt: machine.keys.requestEnd })
     try {
