@@ -3,12 +3,13 @@
  * write bandwidth (1 MiB writes, fsync at the end) and etcd storing the same small files as
  * values (Debian's etcd-server, installed with apt-get when missing).
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { closeSync, fsyncSync, openSync, rmSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
 import { Etcd3 } from 'etcd3'
 import { freePorts } from '../../test/raftstore/fixtures/processes.js'
+import { ensureEtcd } from '../cluster/etcd.js'
 
 /** diskWriteMiBps writes `mib` MiB sequentially to a file in `dir`, fsyncs, and returns MiB/s. */
 export function diskWriteMiBps(dir: string, mib: number): number {
@@ -27,13 +28,14 @@ export function diskWriteMiBps(dir: string, mib: number): number {
   return mib / seconds
 }
 
-/** findEtcd returns the etcd binary, installing Debian's etcd-server when it is missing (needs root). */
+/** findEtcd returns the etcd binary (installed by ensureEtcd when missing), or undefined when it cannot be had. */
 export function findEtcd(): string | undefined {
-  const which = (): string | undefined => spawnSync('sh', ['-c', 'command -v etcd'], { encoding: 'utf8' }).stdout.trim() || undefined
-  if (which() !== undefined) return which()
-  console.log('# etcd not found: installing Debian etcd-server')
-  spawnSync('sh', ['-c', 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server'], { stdio: 'inherit' })
-  return which()
+  try {
+    return ensureEtcd() || undefined
+  } catch (error) {
+    console.log(`# etcd: ${(error as Error).message}`)
+    return undefined
+  }
 }
 
 /** EtcdBaseline is a running single-member etcd on loopback. */
