@@ -72,10 +72,14 @@ test('small files live inside their manifest (no chunk, no record) up to inlineB
     for await (const part of file!.stream) parts.push(part as Buffer)
     assert.deepEqual(Buffer.concat(parts), data.subarray(3, 10))
   }
-  // Replacing a chunked file by an inline one collects the chunks.
+  // Replacing a chunked file by an inline one is one write: the old upload's record lets the
+  // sweep find its chunks afterwards.
   const before = await fileKeys()
   await store.putFile('inline-' + (limit + 1), 'now small')
+  assert.deepEqual(await fileKeys(), before)
+  await store.sweep()
   assert.deepEqual(await fileKeys(), { m: before.m, c: before.c - 1, r: before.r - 1 })
+  assert.equal((await store.readFile('inline-' + (limit + 1)))?.toString(), 'now small')
 })
 
 test('ranges: inside one chunk, across chunks, the last byte, empty', async () => {
@@ -176,6 +180,7 @@ test('collector: a superseded upload waits out the grace period; an abandoned on
   await graceful.putFile('graced', randomBytes(chunk + 1))
   const old = (await graceful.getFile('graced'))!
   await graceful.putFile('graced', 'new')
+  assert.equal(await graceful.collect('graced'), 0) // marks the replaced upload garbage
   // The old reader still gets its bytes: the chunks outlive the replacement by the grace period.
   let bytes = 0
   for await (const part of old.stream) bytes += (part as Buffer).length
