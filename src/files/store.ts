@@ -81,6 +81,8 @@ export interface FileRead {
 export interface OpenFile {
   info: FileInfo
   read(range?: ByteRange): Readable
+  /** inline: the whole content when the manifest carries it (a small file), so it can be sent without a stream. */
+  inline?: Buffer
 }
 
 /** ListFilesOptions: name prefix, a cursor (the last name of the previous page) and a page size. */
@@ -264,7 +266,9 @@ export class FileStore {
   async openFile(name: string): Promise<OpenFile | undefined> {
     const manifest = await this.manifest(name)
     if (manifest === undefined) return undefined
-    return { info: infoOf(manifest), read: (range?: ByteRange) => this.stream(manifest, range) }
+    const file: OpenFile = { info: infoOf(manifest), read: (range?: ByteRange) => this.stream(manifest, range) }
+    if (manifest.inline !== undefined) file.inline = manifest.inline
+    return file
   }
 
   /** getFile opens file `name` (or a byte range of it) for streaming; undefined when there is no such file. */

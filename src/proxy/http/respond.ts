@@ -36,9 +36,10 @@ export function statusOf(error: unknown): number {
 
 /** sendJson writes a JSON reply. */
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  const text = Buffer.from(JSON.stringify(body), 'utf8')
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': String(text.length), ...headers })
-  res.end(text)
+  // A string body goes out in one write with the headers (Node prepends them); a Buffer takes a writev.
+  const text = JSON.stringify(body)
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': String(Buffer.byteLength(text, 'utf8')), ...headers })
+  res.end(text, 'utf8')
 }
 
 /** sendError writes `{ error: { code, message } }`; an unexpected error is reported as KV_ERR_INTERNAL without its details. */

@@ -81,9 +81,13 @@ async function getFile(files: FileStore, name: string, req: IncomingMessage, res
     res.writeHead(range === undefined ? 200 : 206, headers).end()
     return
   }
-  const body = file.read(range)
   res.writeHead(range === undefined ? 200 : 206, headers)
-  await pipeline(body, res)
+  if (file.inline !== undefined) {
+    // A small file came with its manifest: one write, no stream to build and pipe.
+    res.end(range === undefined ? file.inline : file.inline.subarray(range.start, range.end + 1))
+  } else {
+    await pipeline(file.read(range), res)
+  }
   count('out', length)
 }
 
