@@ -50,14 +50,31 @@ function cpuMs(nodes: Iterable<NodeProcess>): number {
 /** DriverCounts are the RaftDriver stats the bench reports per commit, summed over the nodes. */
 interface DriverCounts { iterations: number; writes: number; syncWrites: number; messagesSent: number }
 
-/** driverCounts sums the nodes' driver stats (kv.status). */
-async function driverCounts(nodes: Iterable<NodeProcess>): Promise<DriverCounts> {
+/** Pauses are a node's GC pauses (cumulative) and its event-loop delay since the previous kv.status (fixtures/node-process.ts). */
+interface Pauses { minorCount: number; minorMs: number; majorCount: number; majorMs: number; minorMaxMs: number; majorMaxMs: number; loopMaxMs: number; loopP99Ms: number }
+
+/** NodeStatus is what the bench reads from every node's kv.status, leader first. */
+interface NodeStatus { counts: DriverCounts; pauses: Pauses[] }
+
+/** driverCounts sums the nodes' driver stats (kv.status) and keeps each node's pauses (the leader's first). */
+async function driverCounts(nodes: Iterable<NodeProcess>, leader: NodeProcess): Promise<NodeStatus> {
   const sum: DriverCounts = { iterations: 0, writes: 0, syncWrites: 0, messagesSent: 0 }
-  for (const node of nodes) {
-    const { stats } = (await node.client.request('kv.status', {})) as { stats: DriverCounts }
+  const pauses: Pauses[] = []
+  for (const node of [leader, ...[...nodes].filter((n) => n !== leader)]) {
+    const { stats, pauses: p } = (await node.client.request('kv.status', {})) as { stats: DriverCounts; pauses: Pauses }
     for (const key of Object.keys(sum) as Array<keyof DriverCounts>) sum[key] += stats[key]
+    pauses.push(p)
   }
-  return sum
+  return { counts: sum, pauses }
+}
+
+/** pauseSummary is, per node (leader first), GC ms per 1000 commits (scavenge + mark-compact), the longest GC pause and the event loop's max delay. */
+function pauseSummary(before: Pauses[], after: Pauses[], commits: number): string {
+  return after.map((a, i) => {
+    const b = before[i]!
+    const per1000 = (ms: number) => ((ms * 1000) / commits).toFixed(1)
+    return `GC ${per1000(a.minorMs - b.minorMs)}+${per1000(a.majorMs - b.majorMs)} ms/1000 commits (${a.minorCount - b.minorCount}+${a.majorCount - b.majorCount} pauses, longest ${a.minorMaxMs.toFixed(1)}/${a.majorMaxMs.toFixed(1)} ms), loop max ${a.loopMaxMs.toFixed(0)} ms`
+  }).join(' | ')
 }
 
 interface Figures {
@@ -88,8 +105,8 @@ function proposer(leader: NodeProcess, mode: string): Propose {
 }
 
 /** run keeps `proposers` proposals in flight on the leader for `seconds`. */
-async function run(propose: Propose, proposers: number, seconds: number): Promise<Figures> {
-  const value = Buffer.alloc(1024, 0x61)
+async function run(propose: Propose, proposers: number, seconds: number, valueBytes: number): Promise<Figures> {
+  const value = Buffer.alloc(valueBytes, 0x61)
   const latencies: number[] = []
   const errors = new Map<string, number>()
   const end = performance.now() + seconds * 1000
@@ -111,6 +128,8 @@ async function run(propose: Propose, proposers: number, seconds: number): Promis
 
 async function main(): Promise<void> {
   const seconds = Number(argument('seconds', '3'))
+  // --value-bytes: each proposal's value (1 KiB by default; 1 MiB is a file chunk's size).
+  const valueBytes = Number(argument('value-bytes', '1024'))
   const root = mkdtempSync(join(argument('dir', tmpdir()), 'distkv-bench-raft-'))
   const nodes = new Map<number, NodeProcess>()
   try {
@@ -123,7 +142,10 @@ async function main(): Promise<void> {
     const transport = argument('transport', 'stream')
     if (transport !== 'stream' && transport !== 'requests') throw new Error(`--transport must be stream or requests, got ${transport}`)
     const streamPorts = Object.fromEntries(ids.map((id, i) => [String(id), portList[3 + i]!]))
-    for (const id of ids) nodes.set(id, await spawnNode(id, join(root, `n${id}`), ports, transport === 'stream' ? { streamPorts } : {}))
+    // --compact-soft N: the nodes' compactLogEntriesSoft (10000, = compactLogEntriesMax, compacts as before round 4).
+    const compactSoft = argument('compact-soft', '')
+    const compaction = compactSoft === '' ? {} : { compactLogEntriesSoft: Number(compactSoft) }
+    for (const id of ids) nodes.set(id, await spawnNode(id, join(root, `n${id}`), ports, { ...(transport === 'stream' ? { streamPorts } : {}), ...compaction }))
     const leader = nodes.get(await findLeader(nodes))!
     // Warm-up: connections, RocksDB memtables, and the JIT. Functions that run once per driver
     // iteration (iterate, appendOps, the codecs) reach TurboFan only after ~10 s of process
@@ -131,31 +153,37 @@ async function main(): Promise<void> {
     // commit on the JIT threads while it lasts: a one-time cost a long-running node never pays
     // again, so it is kept out of the measured window.
     const clients = argument('client', 'request').split(',')
-    await run(proposer(leader, clients[0]!), 64, Number(argument('warmup', '6')))
+    await run(proposer(leader, clients[0]!), 64, Number(argument('warmup', '6')), valueBytes)
     const idleBefore = cpuMs(nodes.values())
     await new Promise((resolve) => setTimeout(resolve, IDLE_PROBE_MS))
     const idlePerSecond = ((cpuMs(nodes.values()) - idleBefore) * 1000) / IDLE_PROBE_MS
     console.log(`idle: ${idlePerSecond.toFixed(0)} CPU ms/s (3 processes: ticks, heartbeats)`)
     const configurations = argument('proposers', '1,64').split(',').map(Number).flatMap((proposers) => (proposers === 1 ? ['request'] : clients).map((client) => ({ proposers, client })))
     for (const { proposers, client } of configurations) {
-      const countsBefore = await driverCounts(nodes.values())
+      const statusBefore = await driverCounts(nodes.values(), leader)
+      const countsBefore = statusBefore.counts
       const cpuBefore = cpuMs(nodes.values())
       const byNodeBefore = [...nodes.values()].map(processCpuMs)
-      const f = await run(proposer(leader, client), proposers, seconds)
+      const selfBefore = process.cpuUsage()
+      const f = await run(proposer(leader, client), proposers, seconds, valueBytes)
+      const self = process.cpuUsage(selfBefore)
       const commits = Math.max(1, f.perSecond * seconds)
       const cpu = cpuMs(nodes.values()) - cpuBefore
+      // The proposers' own process (this one) shares the 2 cores: its CPU counts against the target too.
+      const selfUs = (self.user + self.system) / commits
       // Raw CPU per commit of each process, leader first (10 ms /proc resolution: coarse at low rates).
       const byNode = [...nodes.values()].map((node, i) => ({ leader: node === leader, us: ((processCpuMs(node) - byNodeBefore[i]!) * 1000) / commits }))
       const split = byNode.sort((a, b) => Number(b.leader) - Number(a.leader)).map((n) => n.us.toFixed(0)).join(' / ')
       const cpuPerCommit = cpu / commits
       // Net of the idle rate: what the commits themselves cost, comparable across commit rates.
       const netPerCommit = (cpu - idlePerSecond * seconds) / commits
-      const counts = await driverCounts(nodes.values())
+      const statusAfter = await driverCounts(nodes.values(), leader)
+      const counts = statusAfter.counts
       const per = (key: keyof DriverCounts) => ((counts[key] - countsBefore[key]) / commits).toFixed(2)
       console.log(
         `${String(proposers).padStart(2)} proposers (${client}): ${f.perSecond.toFixed(0)} commits/s (${(f.perSecond / fsyncs).toFixed(2)}x disk fsyncs/s), ` +
-          `${cpuPerCommit.toFixed(3)} CPU ms/commit (3 processes; ${netPerCommit.toFixed(3)} net of idle; leader / followers ${split} us), ` +
-          `p50 ${f.p50Ms.toFixed(2)} ms, p99 ${f.p99Ms.toFixed(2)} ms; per commit (3 nodes): ${per('iterations')} iterations, ${per('syncWrites')} fsyncs, ${per('writes')} writes, ${per('messagesSent')} messages${f.errors.size > 0 ? `, errors ${JSON.stringify(Object.fromEntries(f.errors))}` : ''}`,
+          `${cpuPerCommit.toFixed(3)} CPU ms/commit (3 processes; ${netPerCommit.toFixed(3)} net of idle; leader / followers ${split} us; proposers' process ${selfUs.toFixed(0)} us; all 4 processes ${(cpuPerCommit * 1000 + selfUs).toFixed(0)} us), ` +
+          `p50 ${f.p50Ms.toFixed(2)} ms, p99 ${f.p99Ms.toFixed(2)} ms; per commit (3 nodes): ${per('iterations')} iterations, ${per('syncWrites')} fsyncs, ${per('writes')} writes, ${per('messagesSent')} messages; ${pauseSummary(statusBefore.pauses, statusAfter.pauses, commits)}${f.errors.size > 0 ? `, errors ${JSON.stringify(Object.fromEntries(f.errors))}` : ''}`,
       )
     }
   } finally {

@@ -27,7 +27,7 @@ import { GroupReplica, type DriverLimits, type StateMachine } from './group.js'
 import { EngineRaftStorage, type StagedWrite } from './log-storage.js'
 import type { RaftEnvelope, Transport, TransportHandler } from './transport.js'
 import type { Ticker } from './ticker.js'
-import { compactionIndex, resolveDriverOptions, type CompactionPolicy, type ResolvedDriverOptions } from './options.js'
+import { compactionIndex, resolveDriverOptions, softCompactionWanted, type CompactionPolicy, type ResolvedDriverOptions } from './options.js'
 
 export type { ApplyOutput, DriverLimits, StateMachine } from './group.js'
 export type { CompactionPolicy } from './options.js'
@@ -72,6 +72,15 @@ const READ_CONTEXT_BYTES = 8
 const EARLY_MESSAGE_TYPES: ReadonlySet<Message['type']> = new Set(['app', 'heartbeat', 'snap', 'readIndexResp'])
 /** TICKS_PER_ITERATION_MAX: ticks fed at once after a stall; the rest are dropped so a paused process does not fire a burst of timeouts. */
 const TICKS_PER_ITERATION_MAX = 64
+
+/** slowestPeerMatch is the lowest match index of a leader's peers (voters and learners), or 0 when it has no progress to show. */
+function slowestPeerMatch(core: RaftCore, self: NodeId): number {
+  const progress = core.status().progress
+  if (progress === undefined) return 0
+  let lowest = Infinity
+  for (const [id, peer] of Object.entries(progress)) if (Number(id) !== self) lowest = Math.min(lowest, peer.match)
+  return lowest
+}
 
 /** RaftDriver hosts many Raft groups on one engine and one transport. */
 export class RaftDriver {
@@ -488,7 +497,10 @@ export class RaftDriver {
   /** maybeCompact stages dropping the applied log past the policy's bounds (no snapshot: see maybeGenerateSnapshot). */
   private maybeCompact(group: GroupReplica): void {
     const storage = group.storage
-    const index = compactionIndex(this.options.compaction, { firstIndex: storage.firstIndex(), lastIndex: storage.lastIndex(), applied: storage.appliedIndex, logBytes: storage.logBytes })
+    const log = { firstIndex: storage.firstIndex(), lastIndex: storage.lastIndex(), applied: storage.appliedIndex, logBytes: storage.logBytes }
+    // Asked only past the soft threshold (status() builds an object): once per ~logRetainEntries entries while peers keep up.
+    const replicatedTo = group.role === 'leader' && softCompactionWanted(this.options.compaction, log) ? slowestPeerMatch(group.core, this.options.nodeId) : Infinity
+    const index = compactionIndex(this.options.compaction, log, replicatedTo)
     if (index === undefined) return
     this.stagedNext.push(storage.compactOps(index))
     this.stats.compactions++

@@ -129,6 +129,26 @@ test('the log is compacted behind a snapshot and a lagging follower is caught up
   }
 })
 
+test('soft compaction keeps the log short without cutting off a lagging live follower', async () => {
+  const cluster = new Cluster([1, 2, 3], [1], { compaction: { compactLogEntriesMax: 1_000, compactLogEntriesSoft: 20, logRetainEntries: 5 } })
+  await cluster.start()
+  try {
+    await cluster.elect(1, 1)
+    for (let i = 0; i < 60; i++) await cluster.driver(1).propose(1, putCommand(`k${i}`, `v${i}`))
+    assert.ok(cluster.driver(1).stats.compactions >= 1, 'with every peer caught up the leader compacts past the soft threshold')
+    const compactedTo = cluster.driver(1).status(1).applied
+    cluster.network.isolate(3)
+    for (let i = 60; i < 120; i++) await cluster.driver(1).propose(1, putCommand(`k${i}`, `v${i}`))
+    cluster.network.heal()
+    await cluster.until('node 3 catches up', async () => (await cluster.machine(3, 1).get('k119')) === 'v119')
+    assert.equal(cluster.driver(3).stats.snapshotsInstalled, 0, `node 3 (behind since ${compactedTo}) was caught up from the log, not by a snapshot`)
+    assert.equal(cluster.driver(1).stats.snapshotsGenerated, 0)
+    assert.ok(cluster.driver(2).stats.compactions >= 1, 'a follower compacts past the soft threshold too')
+  } finally {
+    await cluster.close()
+  }
+})
+
 test('requests are bounded and time out: pendingProposalsMax, requestTimeoutTicks', async () => {
   const cluster = new Cluster([1, 2, 3], [1], { limits: { pendingProposalsMax: 2, requestTimeoutTicks: 30 } })
   await cluster.start()
