@@ -22,6 +22,7 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { Coalescer, newOpId } from '../../src/client/coalesce.js'
 import { MultiKind } from '../../src/local/multi.js'
 import { findLeader, freePorts, spawnNode, stopNode, type NodeProcess } from '../../test/raftstore/fixtures/processes.js'
@@ -51,7 +52,7 @@ function cpuMs(nodes: Iterable<NodeProcess>): number {
 interface DriverCounts { iterations: number; writes: number; syncWrites: number; messagesSent: number }
 
 /** Pauses are a node's GC pauses (cumulative) and its event-loop delay since the previous kv.status (fixtures/node-process.ts). */
-interface Pauses { minorCount: number; minorMs: number; majorCount: number; majorMs: number; minorMaxMs: number; majorMaxMs: number; loopMaxMs: number; loopP99Ms: number }
+interface Pauses { minorCount: number; minorMs: number; majorCount: number; majorMs: number; minorMaxMs: number; majorMaxMs: number; loopMaxMs: number; loopP99Ms: number; syncP99Ms: number; syncMaxMs: number }
 
 /** NodeStatus is what the bench reads from every node's kv.status, leader first. */
 interface NodeStatus { counts: DriverCounts; pauses: Pauses[] }
@@ -73,7 +74,7 @@ function pauseSummary(before: Pauses[], after: Pauses[], commits: number): strin
   return after.map((a, i) => {
     const b = before[i]!
     const per1000 = (ms: number) => ((ms * 1000) / commits).toFixed(1)
-    return `GC ${per1000(a.minorMs - b.minorMs)}+${per1000(a.majorMs - b.majorMs)} ms/1000 commits (${a.minorCount - b.minorCount}+${a.majorCount - b.majorCount} pauses, longest ${a.minorMaxMs.toFixed(1)}/${a.majorMaxMs.toFixed(1)} ms), loop max ${a.loopMaxMs.toFixed(0)} ms`
+    return `GC ${per1000(a.minorMs - b.minorMs)}+${per1000(a.majorMs - b.majorMs)} ms/1000 commits (${a.minorCount - b.minorCount}+${a.majorCount - b.majorCount} pauses, longest ${a.minorMaxMs.toFixed(1)}/${a.majorMaxMs.toFixed(1)} ms), loop max ${a.loopMaxMs.toFixed(0)} ms, synced write p99 ${a.syncP99Ms.toFixed(1)} max ${a.syncMaxMs.toFixed(1)} ms`
   }).join(' | ')
 }
 
@@ -165,7 +166,11 @@ async function main(): Promise<void> {
       const cpuBefore = cpuMs(nodes.values())
       const byNodeBefore = [...nodes.values()].map(processCpuMs)
       const selfBefore = process.cpuUsage()
+      // This process's own stalls delay the replies it timestamps, so they count in p99 too.
+      const selfLoop = monitorEventLoopDelay({ resolution: 1 })
+      selfLoop.enable()
       const f = await run(proposer(leader, client), proposers, seconds, valueBytes)
+      selfLoop.disable()
       const self = process.cpuUsage(selfBefore)
       const commits = Math.max(1, f.perSecond * seconds)
       const cpu = cpuMs(nodes.values()) - cpuBefore
@@ -183,7 +188,7 @@ async function main(): Promise<void> {
       console.log(
         `${String(proposers).padStart(2)} proposers (${client}): ${f.perSecond.toFixed(0)} commits/s (${(f.perSecond / fsyncs).toFixed(2)}x disk fsyncs/s), ` +
           `${cpuPerCommit.toFixed(3)} CPU ms/commit (3 processes; ${netPerCommit.toFixed(3)} net of idle; leader / followers ${split} us; proposers' process ${selfUs.toFixed(0)} us; all 4 processes ${(cpuPerCommit * 1000 + selfUs).toFixed(0)} us), ` +
-          `p50 ${f.p50Ms.toFixed(2)} ms, p99 ${f.p99Ms.toFixed(2)} ms; per commit (3 nodes): ${per('iterations')} iterations, ${per('syncWrites')} fsyncs, ${per('writes')} writes, ${per('messagesSent')} messages; ${pauseSummary(statusBefore.pauses, statusAfter.pauses, commits)}${f.errors.size > 0 ? `, errors ${JSON.stringify(Object.fromEntries(f.errors))}` : ''}`,
+          `p50 ${f.p50Ms.toFixed(2)} ms, p99 ${f.p99Ms.toFixed(2)} ms; per commit (3 nodes): ${per('iterations')} iterations, ${per('syncWrites')} fsyncs, ${per('writes')} writes, ${per('messagesSent')} messages; proposers' loop max ${(selfLoop.max / 1e6).toFixed(0)} ms; nodes: ${pauseSummary(statusBefore.pauses, statusAfter.pauses, commits)}${f.errors.size > 0 ? `, errors ${JSON.stringify(Object.fromEntries(f.errors))}` : ''}`,
       )
     }
   } finally {

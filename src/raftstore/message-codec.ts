@@ -52,18 +52,42 @@ function snapshotBytes(snapshot: Snapshot): number {
   return 16 + idsBytes(cs.voters) + idsBytes(cs.learners) + idsBytes(cs.votersOutgoing) + 4 + snapshot.data.byteLength
 }
 
-function messageBytes(m: Message): number {
+/** messageBytes is a message's encoded size, less the entry data left out of line (larger than `inlineMax`). */
+function messageBytes(m: Message, inlineMax: number): number {
   let bytes = MESSAGE_HEADER_BYTES
-  for (const entry of m.entries) bytes += ENTRY_HEADER_BYTES + entry.data.byteLength
+  for (const entry of m.entries) bytes += ENTRY_HEADER_BYTES + (entry.data.byteLength > inlineMax ? 0 : entry.data.byteLength)
   if (m.snapshot !== undefined) bytes += snapshotBytes(m.snapshot)
   if (m.context !== undefined) bytes += 4 + m.context.byteLength
   return bytes
 }
 
-/** Writer appends fields to a buffer sized in advance. */
+/**
+ * Writer appends fields to a buffer sized in advance. With `parts`, entry data larger than
+ * `inlineMax` is not copied: the buffer written so far and a view of the data are pushed as
+ * parts instead, and writing goes on in the same buffer (see encodeEnvelopeParts).
+ */
 class Writer {
   offset = 0
-  constructor(readonly out: Buffer) {}
+  private partStart = 0
+  constructor(
+    readonly out: Buffer,
+    private readonly parts?: Buffer[],
+    private readonly inlineMax = Infinity,
+  ) {}
+
+  /** entryData writes an entry's data, out of line when it is larger than inlineMax. */
+  entryData(data: Uint8Array): void {
+    if (this.parts === undefined || data.byteLength <= this.inlineMax) return this.bytes(data)
+    this.u32(data.byteLength)
+    this.parts.push(this.out.subarray(this.partStart, this.offset), Buffer.from(data.buffer, data.byteOffset, data.byteLength))
+    this.partStart = this.offset
+  }
+
+  /** finish returns the parts, the buffer's unwritten tail excluded. */
+  finish(): Buffer[] {
+    this.parts!.push(this.out.subarray(this.partStart, this.offset))
+    return this.parts!
+  }
 
   number(value: number): void {
     this.offset = this.out.writeDoubleBE(value, this.offset)
@@ -105,7 +129,7 @@ function writeMessage(w: Writer, groupId: number, m: Message): void {
     w.number(entry.term)
     w.number(entry.index)
     w.byte(entry.type === 'confChange' ? 1 : 0)
-    w.bytes(entry.data)
+    w.entryData(entry.data)
   }
   if (m.snapshot !== undefined) {
     const meta = m.snapshot.meta
@@ -126,13 +150,34 @@ function writeMessage(w: Writer, groupId: number, m: Message): void {
  */
 export function encodeEnvelopes(envelopes: readonly RaftEnvelope[], headroom = 0): Buffer {
   let size = BATCH_HEADER_BYTES
-  for (const { message } of envelopes) size += messageBytes(message)
+  for (const { message } of envelopes) size += messageBytes(message, Infinity)
   const w = new Writer(Buffer.allocUnsafe(headroom + size))
   w.offset = headroom
   w.byte(VERSION)
   w.u32(envelopes.length)
   for (const { groupId, message } of envelopes) writeMessage(w, groupId, message)
   return w.out
+}
+
+/**
+ * encodeEnvelopeParts is encodeEnvelopes as a list of buffers whose concatenation is the same
+ * bytes, with every entry's data larger than `inlineMax` a view of the entry rather than a copy:
+ * a writev of the parts sends a batch of file chunks without copying their MiBs once per
+ * follower. The first part starts with the `headroom` bytes.
+ */
+export function encodeEnvelopeParts(envelopes: readonly RaftEnvelope[], headroom: number, inlineMax: number): { parts: Buffer[]; bytes: number } {
+  let size = BATCH_HEADER_BYTES
+  let outOfLine = 0
+  for (const { message } of envelopes) {
+    size += messageBytes(message, inlineMax)
+    for (const entry of message.entries) if (entry.data.byteLength > inlineMax) outOfLine += entry.data.byteLength
+  }
+  const w = new Writer(Buffer.allocUnsafe(headroom + size), [], inlineMax)
+  w.offset = headroom
+  w.byte(VERSION)
+  w.u32(envelopes.length)
+  for (const { groupId, message } of envelopes) writeMessage(w, groupId, message)
+  return { parts: w.finish(), bytes: headroom + size + outOfLine }
 }
 
 function bad(what: string): KvError {

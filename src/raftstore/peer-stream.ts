@@ -14,7 +14,8 @@
  * closes the connection.
  *
  * Sending writes each batch as one frame with ONE socket.write (the codec leaves room for the
- * header), i.e. one write per destination per driver iteration, and no promise.
+ * header), i.e. one write per destination per driver iteration, and no promise; entries larger
+ * than ENTRY_INLINE_BYTES_MAX go by reference in one writev instead of being copied.
  *
  * Fault model: the peer may be down, slow, or hostile. The sender never blocks the driver:
  * bytes not yet accepted by the kernel are bounded by `peerQueueBytesMax` (beyond it batches
@@ -33,7 +34,7 @@ import type { NodeId } from '../raft/types.js'
 import { decodeBody, encodeBody } from '../wire/codec.js'
 import { FrameDecoder, FrameType, HEADER_BYTES, ZERO_ID, encodeFrame } from '../wire/frame.js'
 import type { WireAddress } from '../wire/index.js'
-import { decodeEnvelopes, encodeEnvelopes, type RaftEnvelope } from './message-codec.js'
+import { decodeEnvelopes, encodeEnvelopeParts, type RaftEnvelope } from './message-codec.js'
 import { reportUndelivered, type TransportHandler } from './transport.js'
 
 /** STREAM_VERSION is the version a stream's hello carries; a receiver refuses any other. */
@@ -41,6 +42,13 @@ export const STREAM_VERSION = 1
 
 /** HELLO_BYTES_MAX bounds a stream's first frame, so an unauthenticated connection costs little. */
 export const HELLO_BYTES_MAX = 4096
+
+/**
+ * ENTRY_INLINE_BYTES_MAX: entry data up to this size is copied into a frame; larger data (file
+ * chunks) is written by reference in a writev, which costs more per part than copying a small
+ * entry but saves copying (and allocating) each MiB once per follower.
+ */
+export const ENTRY_INLINE_BYTES_MAX = 16 * 1024
 
 /** PeerStreamLimits are the TcpTransportLimits a stream uses. */
 export interface PeerStreamLimits {
@@ -89,16 +97,27 @@ export class PeerStream {
     if (this.stalledSinceMs > 0 && Date.now() - this.stalledSinceMs > this.ctx.limits.requestTimeoutMs) this.socket?.destroy()
     const socket = this.socket ?? this.open()
     if (socket === undefined || socket.destroyed) return this.undelivered(envelopes)
-    const frame = encodeEnvelopes(envelopes, HEADER_BYTES)
-    const bodyBytes = frame.length - HEADER_BYTES
-    if (bodyBytes > this.ctx.limits.streamFrameBytesMax || socket.writableLength + frame.length > this.ctx.limits.peerQueueBytesMax) {
+    const { parts, bytes } = encodeEnvelopeParts(envelopes, HEADER_BYTES, ENTRY_INLINE_BYTES_MAX)
+    const bodyBytes = bytes - HEADER_BYTES
+    if (bodyBytes > this.ctx.limits.streamFrameBytesMax || socket.writableLength + bytes > this.ctx.limits.peerQueueBytesMax) {
       return this.undelivered(envelopes)
     }
-    frame.writeUInt32LE(bodyBytes, 0)
-    frame[4] = FrameType.REQUEST
-    frame.fill(0, 5, HEADER_BYTES)
+    const head = parts[0]!
+    head.writeUInt32LE(bodyBytes, 0)
+    head[4] = FrameType.REQUEST
+    head.fill(0, 5, HEADER_BYTES)
     for (const { groupId } of envelopes) this.groupsOnConnection.add(groupId)
-    if (!socket.write(frame) && this.stalledSinceMs === 0) this.stalledSinceMs = Date.now()
+    if (!this.write(socket, parts) && this.stalledSinceMs === 0) this.stalledSinceMs = Date.now()
+  }
+
+  /** write sends a frame's parts as one writev when there are several (large entries by reference). */
+  private write(socket: Socket, parts: Buffer[]): boolean {
+    if (parts.length === 1) return socket.write(parts[0]!)
+    socket.cork()
+    let flowing = true
+    for (const part of parts) if (part.length > 0) flowing = socket.write(part) && flowing
+    socket.uncork()
+    return flowing
   }
 
   /** close ends the connection; what it had not sent yet is dropped. */

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict'
 import { connect, createServer, type Socket } from 'node:net'
 import { test } from 'node:test'
 import { encodeEnvelopes } from '../../src/raftstore/message-codec.js'
+import { ENTRY_INLINE_BYTES_MAX } from '../../src/raftstore/peer-stream.js'
 import { TcpTransport, type TcpTransportLimits } from '../../src/raftstore/tcp-transport.js'
 import { encodeBody } from '../../src/wire/codec.js'
 import { FrameType, ZERO_ID, encodeFrame } from '../../src/wire/frame.js'
@@ -63,6 +64,30 @@ test('stream: batches arrive in order without any request; a snapshot still goes
     const types = two.recorder.received.slice(50).map((r) => r.envelopes[0]!.message.type).sort()
     assert.deepEqual(types, ['heartbeat', 'snap'])
     assert.deepEqual(two.server.peers().map((p) => p.name), ['raft-node-1'], 'the snapshot came over a wire connection')
+  } finally {
+    await stop(one, two)
+  }
+})
+
+test('stream: entries larger than ENTRY_INLINE_BYTES_MAX (sent by reference in a writev) arrive intact and in order', async () => {
+  const wire = new Map<number, WireAddress>()
+  const streams = new Map<number, WireAddress>()
+  const one = await streamNode(1, wire, streams)
+  const two = await streamNode(2, wire, streams)
+  try {
+    const big = (fill: number) => Buffer.alloc(ENTRY_INLINE_BYTES_MAX + 1 + fill * 1000, fill)
+    for (let index = 1; index <= 6; index++) {
+      const entries = [{ term: 3, index: 2 * index, type: 'normal' as const, data: big(index) }, { term: 3, index: 2 * index + 1, type: 'normal' as const, data: Buffer.alloc(10, index) }]
+      one.transport.send([{ groupId: 9, message: message({ to: 2, index, entries }) }, { groupId: 8, message: message({ to: 2, index, entries: [entries[0]!] }) }])
+    }
+    await two.recorder.until(() => two.recorder.received.length === 6)
+    for (let i = 0; i < 6; i++) {
+      const [first, second] = two.recorder.received[i]!.envelopes
+      assert.deepEqual([first!.groupId, second!.groupId], [9, 8])
+      assert.ok(Buffer.from(first!.message.entries[0]!.data).equals(big(i + 1)), `batch ${i}: the large entry byte for byte`)
+      assert.ok(Buffer.from(first!.message.entries[1]!.data).equals(Buffer.alloc(10, i + 1)))
+      assert.ok(Buffer.from(second!.message.entries[0]!.data).equals(big(i + 1)))
+    }
   } finally {
     await stop(one, two)
   }

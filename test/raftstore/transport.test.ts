@@ -3,7 +3,7 @@
 // reconnection after a peer restarts.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { decodeEnvelopes, encodeEnvelopes, type RaftEnvelope } from '../../src/raftstore/message-codec.js'
+import { decodeEnvelopes, encodeEnvelopeParts, encodeEnvelopes, type RaftEnvelope } from '../../src/raftstore/message-codec.js'
 import { TcpTransport } from '../../src/raftstore/tcp-transport.js'
 import { LoopbackNetwork } from '../../src/raftstore/transport.js'
 import { Recorder, message } from './recorder.js'
@@ -30,6 +30,24 @@ test('codec: every message field round-trips, byte fields as Buffers', () => {
   assert.throws(() => decodeEnvelopes(Buffer.from([0xc1])), { code: 'KV_ERR_PROTOCOL' })
   assert.throws(() => decodeEnvelopes(encodeEnvelopes([{ groupId: -1, message: message({}) }])), { code: 'KV_ERR_PROTOCOL' })
   assert.throws(() => decodeEnvelopes(encodeEnvelopes([{ groupId: 1, message: message({ term: 1.5 }) }])), { code: 'KV_ERR_PROTOCOL' })
+})
+
+test('codec: encodeEnvelopeParts is the same bytes, with large entry data by reference', () => {
+  const small = Buffer.alloc(100, 1)
+  const large = Buffer.alloc(70_000, 2)
+  const envelopes: RaftEnvelope[] = [
+    { groupId: 3, message: message({ entries: [{ term: 2, index: 11, type: 'normal', data: small }, { term: 2, index: 12, type: 'normal', data: large }, { term: 2, index: 13, type: 'normal', data: small }] }) },
+    { groupId: 3, message: message({ type: 'readIndexResp', context: new Uint8Array([9]), entries: [{ term: 2, index: 14, type: 'normal', data: large }] }) },
+  ]
+  const { parts, bytes } = encodeEnvelopeParts(envelopes, 24, 1024)
+  const joined = Buffer.concat(parts)
+  assert.equal(joined.length, bytes)
+  assert.ok(joined.subarray(24).equals(encodeEnvelopes(envelopes)), 'the parts after the headroom are encodeEnvelopes byte for byte')
+  assert.equal(parts.filter((part) => part.buffer === large.buffer && part.byteOffset === large.byteOffset).length, 2, 'each large entry is a view, not a copy')
+  assert.equal(parts.length, 5)
+  const whole = encodeEnvelopeParts(envelopes, 0, Infinity)
+  assert.equal(whole.parts.length, 1, 'nothing out of line: one buffer')
+  assert.equal(decodeEnvelopes(whole.parts[0]!)[1]!.message.entries[0]!.data.byteLength, 70_000)
 })
 
 test('codec: truncated, padded or lying input is KV_ERR_PROTOCOL, never a crash or a huge allocation', () => {
