@@ -9,7 +9,11 @@
  * of this process (the clients), and etcd's server CPU per put: those are the figures to steer by.
  *
  * Usage: npm run bench:files [-- --url http://HOST:PORT | --local] [--replicas 3] [--clients 16]
- *          [--mib 128] [--sizes 16,256,4096 (KiB)] [--cpu-prof DIR]
+ *          [--mib 128] [--sizes 16,256,4096 (KiB)] [--cpu-prof DIR] [--warmup 512]
+ * Before the timed phases, `--warmup` 16 KiB files are uploaded and downloaded untimed (and as
+ * many puts sent to etcd before its phase): on a fresh cluster the first ~800 uploads cost ~25%
+ * more CPU each than the next ones (JIT, connections, elections settling), which is not what a
+ * steady rate should measure.
  * Without --url it starts a `distkv dev` cluster (3 nodes, 3 replicas) in a temporary
  * directory and uploads through node 1's HTTP front end; `--local` starts
  * `distkv local-server DIR --http` (one replica) instead. `--cpu-prof DIR` makes every server
@@ -37,7 +41,7 @@ import { diskWriteMiBps, findEtcd, startEtcd } from './baselines.js'
 const { values: args } = parseArgs({
   options: {
     url: { type: 'string' }, local: { type: 'boolean' }, port: { type: 'string' }, replicas: { type: 'string' }, clients: { type: 'string' }, mib: { type: 'string' },
-    sizes: { type: 'string' }, 'cpu-prof': { type: 'string' },
+    sizes: { type: 'string' }, 'cpu-prof': { type: 'string' }, warmup: { type: 'string' },
   },
 })
 const clients = Number(args.clients ?? 16)
@@ -45,6 +49,8 @@ const budgetMiB = Number(args.mib ?? 128)
 const KiB = 1024
 const MiB = 1024 * KiB
 const sizes = (args.sizes ?? '16,256,4096').split(',').map((kib) => Number(kib) * KiB)
+/** warmupFiles: untimed 16 KiB uploads and downloads before the first phase, and untimed etcd puts before etcd's (JIT, connections, first memtable). */
+const warmupFiles = Number(args.warmup ?? 512)
 /** profileEnv makes every server process write a V8 CPU profile into --cpu-prof DIR when it exits. */
 const profileEnv = args['cpu-prof'] === undefined ? {} : { NODE_OPTIONS: `--import=${new URL('./profile-preload.js', import.meta.url).href}`, DISTKV_BENCH_PROFILE_DIR: args['cpu-prof'] }
 
@@ -205,6 +211,15 @@ async function benchSize(server: Server, size: number): Promise<Row> {
   }
 }
 
+/** warmUp uploads and downloads `warmupFiles` 16 KiB files, untimed: a fresh cluster's first seconds (JIT, connections, elections settling) cost ~25% more CPU per file than the rest. */
+async function warmUp(server: Server): Promise<void> {
+  const agent = new Agent({ keepAlive: true, maxSockets: clients })
+  const body = randomBytes(16 * KiB)
+  await runParallel(warmupFiles, async (i) => void (await httpCall(agent, `${server.url}/v1/files/bench/warmup/${i}`, 'PUT', body)))
+  await runParallel(warmupFiles, async (i) => void (await httpCall(agent, `${server.url}/v1/files/bench/warmup/${i}`, 'GET')))
+  agent.destroy()
+}
+
 /** EtcdFigures: etcd's 16 KiB puts per second and its server CPU time per put. */
 interface EtcdFigures {
   putsPerSecond: number
@@ -217,6 +232,7 @@ async function benchEtcd(dir: string, count: number): Promise<EtcdFigures | unde
   const etcd = await startEtcd(binary, dir)
   try {
     const value = randomBytes(16 * KiB)
+    await runParallel(warmupFiles, async (i) => void (await etcd.client.put(`warmup/${i}`).value(value)))
     const phase = await timed(etcd.pid, () => runParallel(count, async (i) => void (await etcd.client.put(`bench/${i}`).value(value))))
     return { putsPerSecond: count / phase.seconds, serverCpuUsPerPut: (phase.serverCpuMs * 1000) / count }
   } finally {
@@ -239,6 +255,7 @@ try {
   console.log(`target: ${args.url !== undefined ? args.url : args.local === true ? 'distkv local-server --http (1 replica)' : `distkv dev (3 nodes, 3 replicas) at ${server.url}`}, ${clients} clients`)
   const rows: Row[] = []
   try {
+    await warmUp(server)
     for (const size of sizes) {
       const row = await benchSize(server, size)
       rows.push(row)
@@ -269,7 +286,7 @@ try {
   const results = join(fileURLToPath(new URL('../../../bench/results/', import.meta.url)))
   mkdirSync(results, { recursive: true })
   // A partial or profiled run is not comparable with the recorded ones, so it is not recorded.
-  if (args.sizes === undefined && args['cpu-prof'] === undefined) writeFileSync(join(results, args.local === true ? 'files-local.json' : 'files.json'), JSON.stringify({ at: new Date().toISOString(), commit: gitHead(), target: args.local === true ? 'local' : args.url ?? 'dev', clients, replicas, diskMiBps: disk, boundMiBps: bound, etcdPutsPerSecond: etcd?.putsPerSecond, etcdServerCpuUsPerPut: etcd?.serverCpuUsPerPut, rows }, null, 2) + '\n')
+  if (args.sizes === undefined && args['cpu-prof'] === undefined) writeFileSync(join(results, args.local === true ? 'files-local.json' : 'files.json'), JSON.stringify({ at: new Date().toISOString(), commit: gitHead(), target: args.local === true ? 'local' : args.url ?? 'dev', clients, warmupFiles, replicas, diskMiBps: disk, boundMiBps: bound, etcdPutsPerSecond: etcd?.putsPerSecond, etcdServerCpuUsPerPut: etcd?.serverCpuUsPerPut, rows }, null, 2) + '\n')
 } finally {
   rmSync(dir, { recursive: true, force: true })
 }
