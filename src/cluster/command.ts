@@ -16,6 +16,7 @@ const FLAG_FIELDS: Record<string, string> = {
   id: 'id',
   rpc: 'rpc',
   http: 'http',
+  raft: 'raft',
   'data-dir': 'dataDir',
   roles: 'roles',
   token: 'token',

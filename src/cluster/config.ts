@@ -13,6 +13,8 @@ export interface MemberConfig {
   id: number
   rpc: string
   roles: Role[]
+  /** raft: host:port of the member's Raft peer-stream listener, if it has one (see NodeConfig.raft). */
+  raft?: string
 }
 
 /** NodeConfig is the validated configuration of a node process. */
@@ -21,6 +23,13 @@ export interface NodeConfig {
   roles: Role[]
   /** rpc: host:port of the wire listener (clients, proxies, peers). */
   rpc: string
+  /**
+   * raft: host:port of this node's Raft peer-stream listener (one-way message streams,
+   * src/raftstore/peer-stream.ts), if any. A node sends Raft messages on streams to the members
+   * whose `raft` address it knows when it has a listener itself, and as raft.messages requests on
+   * the rpc listener otherwise; both are always accepted.
+   */
+  raft: string | undefined
   /** http: host:port of the HTTP front end (proxy role), if any. */
   http: string | undefined
   dataDir: string
@@ -92,6 +101,7 @@ function members(value: unknown): MemberConfig[] {
     id: integer(`members[${i}].id`, m?.id, 1, 999_999),
     rpc: address(`members[${i}].rpc`, m?.rpc),
     roles: roles(`members[${i}].roles`, m?.roles ?? ROLES),
+    ...(m?.raft === undefined || m.raft === null ? {} : { raft: address(`members[${i}].raft`, m.raft) }),
   }))
   if (new Set(out.map((m) => m.id)).size !== out.length) throw invalid('members', 'ids must be unique')
   if (!out.some((m) => m.roles.includes('meta'))) throw invalid('members', 'at least one member needs the meta role')
@@ -112,6 +122,7 @@ export function resolveNodeConfig(raw: Record<string, unknown>, env: NodeJS.Proc
     id,
     roles: roles('roles', raw.roles ?? self?.roles ?? ROLES),
     rpc: address('rpc', raw.rpc ?? self?.rpc),
+    raft: raw.raft === undefined || raw.raft === null ? self?.raft : address('raft', raw.raft),
     http: raw.http === undefined || raw.http === null ? undefined : address('http', raw.http),
     dataDir: raw.dataDir,
     token,
@@ -127,5 +138,6 @@ export function resolveNodeConfig(raw: Record<string, unknown>, env: NodeJS.Proc
     dial: dialMap(raw.dial),
     balance: boolean('balance', raw.balance ?? true),
   }
+  if (config.raft !== undefined && (config.raft === config.rpc || config.raft === config.http)) throw invalid('raft', `must differ from the rpc and http addresses, got ${config.raft}`)
   return Object.freeze(config)
 }

@@ -1,6 +1,6 @@
 /**
  * DevCluster: what `distkv dev` runs. N node processes on loopback (`distkv server`, every role),
- * node i on HTTP port + 10(i-1) and RPC port + 10(i-1) + 1, data in DIR/node-i, logs in
+ * node i on HTTP port + 10(i-1), RPC port + 10(i-1) + 1 and Raft peer streams on the port after, data in DIR/node-i, logs in
  * DIR/node-i.log. It keeps DIR/cluster.json current (pids change on restart), starts a node
  * that died again after `restartDelayMs` unless told not to, and stops every node on stop().
  *
@@ -37,6 +37,8 @@ export interface DevNode {
   id: number
   rpc: string
   http: string
+  /** raft: the node's Raft peer-stream listener (rpc port + 1). */
+  raft: string
   dataDir: string
   logFile: string
   child: ChildProcess | undefined
@@ -46,6 +48,17 @@ export interface DevNode {
 
 const BIN = fileURLToPath(new URL('../../../bin/distkv.js', import.meta.url))
 const readyTimeoutMs = 60_000
+
+/**
+ * nodeV8Flags start every node's V8 old generation at 64 MiB. Sized from a node's small live
+ * heap (~8 MiB) the old generation's limit sits near 30 MiB, and the garbage of a busy node
+ * (request objects, Raft messages, external buffers of file chunks) reaches it several times a
+ * second: dozens of mark-compacts per second under load, each a main-thread pause plus
+ * concurrent marking. Starting larger costs no bound (the heap grows and shrinks as before).
+ * Measured: docs/cluster.md "V8 heap flags". Nodes started without `distkv dev` take the same
+ * flag on their node command line (Node refuses it in NODE_OPTIONS).
+ */
+export const nodeV8Flags: readonly string[] = Object.freeze(['--initial-old-space-size=64'])
 
 /** DevCluster supervises the node processes of a dev cluster. */
 export class DevCluster {
@@ -59,7 +72,7 @@ export class DevCluster {
     this.token = loadToken(options.dir)
     this.nodes = Array.from({ length: options.nodes }, (_, i) => {
       const base = options.port + 10 * i
-      return { id: i + 1, http: `127.0.0.1:${base}`, rpc: `127.0.0.1:${base + 1}`, dataDir: join(options.dir, `node-${i + 1}`), logFile: join(options.dir, `node-${i + 1}.log`), child: undefined, pid: undefined, restarts: 0 }
+      return { id: i + 1, http: `127.0.0.1:${base}`, rpc: `127.0.0.1:${base + 1}`, raft: `127.0.0.1:${base + 2}`, dataDir: join(options.dir, `node-${i + 1}`), logFile: join(options.dir, `node-${i + 1}.log`), child: undefined, pid: undefined, restarts: 0 }
     })
   }
 
@@ -95,7 +108,7 @@ export class DevCluster {
       http: node.http,
       dataDir: node.dataDir,
       token: this.token,
-      members: this.nodes.map((n) => ({ id: n.id, rpc: n.rpc, roles: ['meta', 'store', 'proxy'] })),
+      members: this.nodes.map((n) => ({ id: n.id, rpc: n.rpc, raft: n.raft, roles: ['meta', 'store', 'proxy'] })),
       shards: o.shards,
       replicas: o.replicas,
       ...(o.tickMs === undefined ? {} : { tickMs: o.tickMs }),
@@ -107,7 +120,7 @@ export class DevCluster {
 
   private async launch(node: DevNode): Promise<void> {
     const logFd = openSync(node.logFile, 'a')
-    const child = spawn(process.execPath, [...(this.options.nodeArgs ?? []), BIN, 'server', '--config', this.configPath(node)], { stdio: ['ignore', 'pipe', logFd], env: { ...process.env, DISTKV_TOKEN: '' } })
+    const child = spawn(process.execPath, [...nodeV8Flags, ...(this.options.nodeArgs ?? []), BIN, 'server', '--config', this.configPath(node)], { stdio: ['ignore', 'pipe', logFd], env: { ...process.env, DISTKV_TOKEN: '' } })
     closeSync(logFd)
     node.child = child
     node.pid = child.pid

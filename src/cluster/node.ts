@@ -125,7 +125,25 @@ export async function startNode(config: Readonly<NodeConfig>, log: (line: string
   const meta = new MetaClient({ pool, seeds: metaSeeds, timeoutMs: config.requestTimeoutMs })
   const identity = await loadIdentity(engine, config, pool, meta, say)
   const guarded = { handle: (method: string, handler: any) => server.handle(method, internalOnly(handler)), handleStream: server.handleStream.bind(server) } as unknown as WireServer
-  const transport = new TcpTransport({ nodeId: identity.raftId, server: guarded, token: config.token, peers: (id) => (addresses.has(id) ? parseEndpoint(dial(addresses.get(id)!)) : undefined) })
+  // Peer-stream addresses by raft id: founders' raft ids are their node ids; later raft ids are
+  // learnt from routing (learnNode), by the node id of the member they belong to.
+  const streamAddresses = new Map<number, string>()
+  for (const m of config.members) if (m.raft !== undefined) streamAddresses.set(m.id, m.raft)
+  const learnNode = (node: NodeRecord): void => {
+    addresses.set(node.raftId, node.rpc)
+    const raft = config.members.find((m) => m.id === node.id)?.raft
+    if (raft !== undefined) streamAddresses.set(node.raftId, raft)
+  }
+  const streamPeers = (id: number) => (streamAddresses.has(id) ? parseEndpoint(dial(streamAddresses.get(id)!)) : undefined)
+  const transport = new TcpTransport({
+    nodeId: identity.raftId,
+    server: guarded,
+    token: config.token,
+    peers: (id) => (addresses.has(id) ? parseEndpoint(dial(addresses.get(id)!)) : undefined),
+    // One-way streams: no reply frame, pending entry or promise per message batch (~half the
+    // socket writes of an idle cluster, whose CPU is mostly Raft heartbeats).
+    ...(config.raft === undefined ? {} : { stream: { listen: parseEndpoint(config.raft), peers: streamPeers } }),
+  })
   const driver = new RaftDriver({
     nodeId: identity.raftId,
     engine,
@@ -141,7 +159,7 @@ export async function startNode(config: Readonly<NodeConfig>, log: (line: string
   await driver.start()
   const parts = await startRoles({ config, engine, server, driver, pool, meta, identity, say })
   const self: NodeRecord = { id: config.id, raftId: identity.raftId, rpc: config.rpc, http: parts.http?.url, roles: config.roles }
-  const loop = startHeartbeats({ self, meta, host: parts.host, addresses, router: parts.router, say })
+  const loop = startHeartbeats({ self, meta, host: parts.host, learnNode, router: parts.router, say })
   say('serving', { rpc: config.rpc, http: parts.http?.url, raftId: identity.raftId, roles: config.roles })
   return {
     config,
@@ -229,7 +247,7 @@ async function startRoles(d: RoleDeps): Promise<{ host?: StoreHost; router?: Rou
   return out
 }
 
-function startHeartbeats(d: { self: NodeRecord; meta: MetaClient; host: StoreHost | undefined; addresses: Map<number, string>; router: Router | undefined; say: (m: string, x?: Record<string, unknown>) => void }): { stop(): void } {
+function startHeartbeats(d: { self: NodeRecord; meta: MetaClient; host: StoreHost | undefined; learnNode: (node: NodeRecord) => void; router: Router | undefined; say: (m: string, x?: Record<string, unknown>) => void }): { stop(): void } {
   let stopped = false
   let failures = 0
   let knownVersion = -1
@@ -241,7 +259,7 @@ function startHeartbeats(d: { self: NodeRecord; meta: MetaClient; host: StoreHos
     if (version === knownVersion && ++beats % ROUTING_REREAD_BEATS !== 0) return
     const routing: Routing = checkRouting(await d.meta.call('meta.routing', {}, 2_000))
     d.meta.learn(routing)
-    for (const node of routing.nodes) d.addresses.set(node.raftId, node.rpc)
+    for (const node of routing.nodes) d.learnNode(node)
     await d.host?.reconcile(routing)
     knownVersion = routing.version
   }

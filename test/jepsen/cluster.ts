@@ -3,7 +3,9 @@
  * one (not through `distkv dev`), so the nemesis owns every process: it can SIGKILL, SIGSTOP and
  * restart each node. Each directed node-to-node link and each client-to-node link goes through
  * its own LinkProxy (the nodes are given a `dial` map: peer address -> proxy of that link), so a
- * partition can cut node 1 -> node 2 and leave node 2 -> node 1 alone.
+ * partition can cut node 1 -> node 2 and leave node 2 -> node 1 alone. Each node also has a Raft
+ * peer-stream listener (`raft`), and the one-way streams node i opens to node j go through a
+ * second proxy of the same link ('i=>j'): `link(i, j)` faults both, as one network path.
  *
  * With `powerLoss`, every node runs its engine through the power-loss model (unsynced writes held
  * in the process), so every SIGKILL is a power cut of that node.
@@ -23,7 +25,7 @@ import type { RemoteKV } from '../../src/client/remote.js'
 import type { ClusterView } from '../../src/meta/routing.js'
 import { powerLossFaultEnv } from '../../src/engine/power-loss.js'
 import { ErrorCode, KvError } from '../../src/errors.js'
-import { LinkProxy } from './proxy.js'
+import { LinkProxy, type Direction, type LinkState } from './proxy.js'
 
 const BIN = fileURLToPath(new URL('../../../bin/distkv.js', import.meta.url))
 /** readyTimeoutMs: how long a node process may take to print its ready line. */
@@ -52,6 +54,9 @@ export interface NodeProc {
   id: number
   rpc: string
   port: number
+  /** raft: the node's Raft peer-stream listener. */
+  raft: string
+  raftPort: number
   dataDir: string
   config: string
   child: ChildProcess | undefined
@@ -84,12 +89,52 @@ async function reservePort(): Promise<{ port: number; release: () => Promise<voi
   })
 }
 
+/** Link is what the nemesis faults: one directed link, the same for every connection on it. */
+export interface Link {
+  readonly name: string
+  readonly address: string
+  set(direction: Direction, change: Partial<LinkState>): void
+  refuse(): void
+  heal(): void
+}
+
+/** LinkPair is a node-to-node link: its rpc proxy and its Raft peer-stream proxy, faulted together. */
+class LinkPair implements Link {
+  constructor(
+    private readonly rpc: LinkProxy,
+    private readonly stream: LinkProxy,
+  ) {}
+
+  get name(): string {
+    return this.rpc.name
+  }
+
+  get address(): string {
+    return this.rpc.address
+  }
+
+  set(direction: Direction, change: Partial<LinkState>): void {
+    this.rpc.set(direction, change)
+    this.stream.set(direction, change)
+  }
+
+  refuse(): void {
+    this.rpc.refuse()
+    this.stream.refuse()
+  }
+
+  heal(): void {
+    this.rpc.heal()
+    this.stream.heal()
+  }
+}
+
 /** JepsenCluster starts, faults and stops the nodes and link proxies. */
 export class JepsenCluster {
   readonly dir: string
   readonly token = randomBytes(16).toString('hex')
   readonly nodes: NodeProc[] = []
-  /** links: 'i->j' for node i dialing node j, 'c->j' for clients dialing node j. */
+  /** links: 'i->j' for node i dialing node j, 'i=>j' for node i's peer stream to node j, 'c->j' for clients dialing node j. */
   readonly links = new Map<string, LinkProxy>()
   /** diskFault is the mount point of the small filesystem, or why there is none. */
   diskFault: { mount: string } | { refused: string } = { refused: 'not requested' }
@@ -108,8 +153,9 @@ export class JepsenCluster {
     const reserved: Array<() => Promise<void>> = []
     for (let id = 1; id <= nodes; id++) {
       const { port, release } = await reservePort()
-      reserved.push(release)
-      this.nodes.push({ id, port, rpc: `127.0.0.1:${port}`, dataDir: join(this.dir, `node-${id}`), config: join(this.dir, `node-${id}.json`), child: undefined, paused: false, starts: 0 })
+      const stream = await reservePort()
+      reserved.push(release, stream.release)
+      this.nodes.push({ id, port, rpc: `127.0.0.1:${port}`, raftPort: stream.port, raft: `127.0.0.1:${stream.port}`, dataDir: join(this.dir, `node-${id}`), config: join(this.dir, `node-${id}.json`), child: undefined, paused: false, starts: 0 })
     }
     for (const to of this.nodes) {
       for (const from of ['c', ...this.nodes.map((n) => String(n.id))]) {
@@ -117,6 +163,10 @@ export class JepsenCluster {
         const proxy = new LinkProxy(`${from}->${to.id}`, to.port, random)
         await proxy.start()
         this.links.set(proxy.name, proxy)
+        if (from === 'c') continue
+        const stream = new LinkProxy(`${from}=>${to.id}`, to.raftPort, random)
+        await stream.start()
+        this.links.set(stream.name, stream)
       }
     }
     await Promise.all(reserved.map((release) => release()))
@@ -133,8 +183,12 @@ export class JepsenCluster {
   }
 
   private writeConfig(node: NodeProc): void {
-    const members = this.nodes.map((n) => ({ id: n.id, rpc: n.rpc, roles: ['meta', 'store', 'proxy'] }))
-    const dial = Object.fromEntries(this.nodes.filter((n) => n.id !== node.id).map((n) => [n.rpc, this.links.get(`${node.id}->${n.id}`)!.address]))
+    const members = this.nodes.map((n) => ({ id: n.id, rpc: n.rpc, raft: n.raft, roles: ['meta', 'store', 'proxy'] }))
+    const peers = this.nodes.filter((n) => n.id !== node.id)
+    const dial = Object.fromEntries([
+      ...peers.map((n) => [n.rpc, this.links.get(`${node.id}->${n.id}`)!.address]),
+      ...peers.map((n) => [n.raft, this.links.get(`${node.id}=>${n.id}`)!.address]),
+    ])
     const { shards, tickMs, electionTicks, requestTimeoutMs } = this.options
     writeFileSync(node.config, JSON.stringify({ id: node.id, rpc: node.rpc, dataDir: node.dataDir, members, dial, token: this.token, shards, replicas: 3, tickMs, electionTicks, requestTimeoutMs, downAfterMs: 60_000 }, null, 1))
   }
@@ -234,11 +288,11 @@ export class JepsenCluster {
     node.paused = false
   }
 
-  /** link returns the proxy of 'from->to'. */
-  link(from: number | 'c', to: number): LinkProxy {
+  /** link returns the link 'from->to': a client link's proxy, or both proxies of a node link. */
+  link(from: number | 'c', to: number): Link {
     const proxy = this.links.get(`${from}->${to}`)
     if (proxy === undefined) throw new KvError(ErrorCode.INVALID, `no link ${from}->${to}`)
-    return proxy
+    return from === 'c' ? proxy : new LinkPair(proxy, this.links.get(`${from}=>${to}`)!)
   }
 
   /** healAll clears every link fault, resumes paused nodes and starts dead ones. */

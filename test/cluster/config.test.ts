@@ -1,0 +1,28 @@
+// Node configuration: the Raft peer-stream address (`raft`) of a node and of its members.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { resolveNodeConfig } from '../../src/cluster/config.js'
+import { ErrorCode, isKvError } from '../../src/errors.js'
+
+const members = [
+  { id: 1, rpc: '127.0.0.1:7701', raft: '127.0.0.1:7702', roles: ['meta', 'store', 'proxy'] },
+  { id: 2, rpc: '127.0.0.1:7711', roles: ['meta', 'store', 'proxy'] },
+]
+const base = { token: 'cluster-token', dataDir: '/tmp/distkv-config-test', members }
+
+function refused(raw: Record<string, unknown>, field: string): void {
+  assert.throws(() => resolveNodeConfig(raw), (error: unknown) => isKvError(error) && error.code === ErrorCode.INVALID && error.details?.field === field)
+}
+
+test('a node takes its raft listener from its member entry, or from its own field', () => {
+  assert.equal(resolveNodeConfig({ ...base, id: 1 }).raft, '127.0.0.1:7702')
+  assert.equal(resolveNodeConfig({ ...base, id: 2 }).raft, undefined)
+  assert.equal(resolveNodeConfig({ ...base, id: 2, raft: '127.0.0.1:7712' }).raft, '127.0.0.1:7712')
+  assert.deepEqual(resolveNodeConfig({ ...base, id: 2 }).members.map((m) => m.raft), ['127.0.0.1:7702', undefined])
+})
+
+test('a bad raft address is refused with the field it came from', () => {
+  refused({ ...base, id: 2, raft: 'nowhere' }, 'raft')
+  refused({ ...base, id: 1, raft: '127.0.0.1:7701' }, 'raft')
+  refused({ ...base, id: 1, members: [{ ...members[0], raft: 7702 }, members[1]] }, 'members[0].raft')
+})
