@@ -67,11 +67,6 @@ export function encodeManifest(manifest: Manifest): Buffer {
   return Buffer.concat([head, json, inline])
 }
 
-/** isInlineManifest tells, without parsing, whether stored manifest bytes carry their content. */
-export function isInlineManifest(bytes: Buffer): boolean {
-  return bytes[0] === inlineTag
-}
-
 function splitManifest(bytes: Buffer): { json: Buffer; inline?: Buffer } {
   if (bytes[0] !== inlineTag) return { json: bytes }
   const length = bytes.length >= 5 ? bytes.readUInt32BE(1) : Infinity
