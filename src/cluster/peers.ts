@@ -67,6 +67,12 @@ export class PeerPool {
     return client.request(method, params, options)
   }
 
+  /** requestBody is `request` with the body `[method, params]` already encoded by the caller (PreEncoded). */
+  async requestBody(address: string, method: string, body: Buffer, options: { timeoutMs: number; requestId?: string }): Promise<unknown> {
+    const client = await this.get(address)
+    return client.requestBody(method, body, options)
+  }
+
   /** close ends every connection. */
   async close(): Promise<void> {
     this.closed = true

@@ -19,7 +19,8 @@
 import { ErrorCode, KvError, kvErrorFrom } from '../errors.js'
 import type { WireOp } from '../local/validate.js'
 import type { Routing } from '../meta/routing.js'
-import { encodeEach } from '../store/each-codec.js'
+import { PreEncoded } from '../store/client.js'
+import { EachRequest } from '../store/each-codec.js'
 import { Router, sleep } from './router.js'
 
 /** batchUnitsMax: most writes in one shard's group (one store RPC, one proposal). */
@@ -101,13 +102,14 @@ export class WriteBatcher {
 
   /** send runs one group through the router (re-picking its shard from the first write's key on every attempt). */
   private async send(group: PendingWrite[]): Promise<void> {
-    // Encoded once: the same bytes are the RPC parameter, the Raft proposal and the log entry.
-    const each = encodeEach(group)
+    // Encoded once: the same bytes are the RPC parameter, the Raft proposal and the log entry,
+    // and a remote leader's request body is built around them (EachRequest), not copied again.
+    const request = new EachRequest(group)
     const deadline = earliest(group)
     const key = group[0]!.ops[0]!.key
     let refused: unknown
     try {
-      refused = await this.router.run((routing) => Router.shardOfKey(routing, key), 'store.write', (shard) => ({ shard, each }), { write: true, deadline })
+      refused = await this.router.run((routing) => Router.shardOfKey(routing, key), 'store.write', (shard) => new PreEncoded({ shard, each: request.each }, () => request.body(shard)), { write: true, deadline })
     } catch (error) {
       for (const write of group) write.reject(write.sent ? unknownOutcome(error) : (error as Error))
       return

@@ -17,6 +17,18 @@ export type StoreAttempt = { ok: true; result: unknown } | { ok: false; error: K
 /** DEFINITE_CODES are refusals that mean the request did not run on that replica. */
 const DEFINITE_CODES = new Set<string>([ErrorCode.NOT_LEADER, ErrorCode.WRONG_SHARD, ErrorCode.STALE_EPOCH, ErrorCode.TOO_MANY_REQUESTS])
 
+/**
+ * PreEncoded is a request's params together with their wire body, built by the caller (the body
+ * of `[method, params]`, see EachRequest): sent as it is to a remote replica, while an in-process
+ * call takes `params`.
+ */
+export class PreEncoded {
+  constructor(
+    readonly params: unknown,
+    readonly body: () => Buffer,
+  ) {}
+}
+
 /** StoreClient finds shard leaders and remembers where they were. */
 export class StoreClient {
   private readonly leaders = new Map<number, number>()
@@ -44,7 +56,8 @@ export class StoreClient {
     const address = (raftId: number) => routing.nodes.find((n) => n.raftId === raftId)?.rpc
     const first = this.leaders.get(shardId) ?? shard.leader
     const candidates = [...new Set([first, ...shard.replicas].filter((id) => id !== 0 && shard.replicas.includes(id)))]
-    let lastError: KvError = new KvError(ErrorCode.UNAVAILABLE, `shard ${shardId} has no reachable replica`, { shard: shardId })
+    // Built only when every candidate failed: an Error captures a stack, and most attempts succeed.
+    let lastError: KvError | undefined
     let maybeApplied = false
     const deadline = Date.now() + options.timeoutMs
     for (let i = 0; i < candidates.length; i++) {
@@ -54,8 +67,10 @@ export class StoreClient {
       if (where === undefined || remaining <= 0) continue
       try {
         const result = this.local !== undefined && this.local.raftId === raftId
-          ? await this.local.call(method, params)
-          : await this.pool.request(where, method, params, { timeoutMs: remaining, requestId: options.requestId })
+          ? await this.local.call(method, params instanceof PreEncoded ? params.params : params)
+          : params instanceof PreEncoded
+            ? await this.pool.requestBody(where, method, params.body(), { timeoutMs: remaining, requestId: options.requestId })
+            : await this.pool.request(where, method, params, { timeoutMs: remaining, requestId: options.requestId })
         this.leaders.set(shardId, raftId)
         return { ok: true, result }
       } catch (error) {
@@ -82,6 +97,6 @@ export class StoreClient {
         return { ok: false, error, maybeApplied }
       }
     }
-    return { ok: false, error: lastError, maybeApplied }
+    return { ok: false, error: lastError ?? new KvError(ErrorCode.UNAVAILABLE, `shard ${shardId} has no reachable replica`, { shard: shardId }), maybeApplied }
   }
 }

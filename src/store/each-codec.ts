@@ -33,15 +33,20 @@ export function isEachCommand(data: Uint8Array): boolean {
 
 /** encodeEach encodes units of validated ops (ids of 16 bytes) as one binary `each` command. */
 export function encodeEach(units: ReadonlyArray<{ id: Uint8Array; ops: readonly WireOp[] }>): Buffer {
-  let size = 5
+  return encodeEachAfter(units, 0)
+}
+
+/** encodeEachAfter is encodeEach into a buffer that starts with `headroom` bytes left for the caller. */
+function encodeEachAfter(units: ReadonlyArray<{ id: Uint8Array; ops: readonly WireOp[] }>, headroom: number): Buffer {
+  let size = headroom + 5
   for (const unit of units) {
     size += 18
     for (const op of unit.ops) size += 5 + op.key.length + (op.type === 'put' ? 4 + op.value.length : 0)
   }
   const out = Buffer.allocUnsafe(size)
-  out[0] = EACH_TAG
-  out.writeUInt32BE(units.length, 1)
-  let at = 5
+  out[headroom] = EACH_TAG
+  out.writeUInt32BE(units.length, headroom + 1)
+  let at = headroom + 5
   for (const unit of units) {
     if (unit.id.byteLength !== 16 || unit.ops.length === 0 || unit.ops.length > EACH_UNIT_OPS_MAX) throw new KvError(ErrorCode.INVALID, 'an each unit needs a 16-byte id and 1..65535 ops')
     out.set(unit.id, at)
@@ -60,6 +65,45 @@ export function encodeEach(units: ReadonlyArray<{ id: Uint8Array; ops: readonly 
     }
   }
   return out
+}
+
+// A store.write request body is the MessagePack array ['store.write', { shard, each }]. Its header
+// is written by hand in front of the command (shard always as uint32, each as bin32), so the
+// group's values are copied once, into the command, and not again by the wire encoder.
+const REQUEST_PREFIX = Buffer.from([0x92, 0xab, ...Buffer.from('store.write'), 0x82, 0xa5, ...Buffer.from('shard'), 0xce])
+const EACH_KEY = Buffer.from([0xa4, ...Buffer.from('each'), 0xc6])
+/** EACH_REQUEST_HEADER_BYTES: prefix, shard (u32), the `each` key and bin32 tag, its length (u32). */
+const EACH_REQUEST_HEADER_BYTES = REQUEST_PREFIX.length + 4 + EACH_KEY.length + 4
+
+/**
+ * EachRequest is a proxy's group encoded once as a `store.write` request: `each` is the binary
+ * command (a view), `body(shard)` the whole wire body around it, for a remote shard leader.
+ */
+export class EachRequest {
+  /** each is the binary `each` command (in process: the store.write parameter as it is). */
+  readonly each: Buffer
+  private buffer: Buffer
+  private shard = -1
+
+  constructor(units: ReadonlyArray<{ id: Uint8Array; ops: readonly WireOp[] }>) {
+    this.buffer = encodeEachAfter(units, EACH_REQUEST_HEADER_BYTES)
+    this.each = this.buffer.subarray(EACH_REQUEST_HEADER_BYTES)
+    REQUEST_PREFIX.copy(this.buffer, 0)
+    EACH_KEY.copy(this.buffer, REQUEST_PREFIX.length + 4)
+    this.buffer.writeUInt32BE(this.each.length, EACH_REQUEST_HEADER_BYTES - 4)
+  }
+
+  /** body is the MessagePack body of `store.write { shard, each }`; the same bytes for the same shard. */
+  body(shard: number): Buffer {
+    if (!Number.isInteger(shard) || shard < 0 || shard > 0xffffffff) throw new KvError(ErrorCode.INVALID, `shard id ${shard} is not a u32`)
+    if (shard === this.shard) return this.buffer
+    // A body already handed to a connection may still be queued by reference: another shard (the
+    // slots moved between attempts, rare) gets a copy instead of a rewrite.
+    if (this.shard !== -1) this.buffer = Buffer.from(this.buffer)
+    this.buffer.writeUInt32BE(shard, REQUEST_PREFIX.length)
+    this.shard = shard
+    return this.buffer
+  }
 }
 
 function malformed(why: string): KvError {

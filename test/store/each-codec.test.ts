@@ -7,7 +7,8 @@ import { MemoryEngine } from '../../src/engine/memory.js'
 import { Limits } from '../../src/limits.js'
 import { SLOT_COUNT, slotOf } from '../../src/meta/slots.js'
 import type { WireOp } from '../../src/local/validate.js'
-import { EACH_TAG, decodeEach, encodeEach, isEachCommand } from '../../src/store/each-codec.js'
+import { EACH_TAG, EachRequest, decodeEach, encodeEach, isEachCommand } from '../../src/store/each-codec.js'
+import { decodeBody } from '../../src/wire/codec.js'
 import { ShardMachine, type ShardResult } from '../../src/store/machine.js'
 
 const id = (n: number) => Buffer.from(n.toString(16).padStart(32, '0'), 'hex')
@@ -23,6 +24,21 @@ test('encode then decode gives the same units, as views of the bytes', () => {
     [id(2).toString('hex'), [[0, '', '']]],
   ])
   assert.equal(units[0]!.ops[0]![1].buffer, bytes.buffer, 'keys are views, not copies')
+})
+
+test('an EachRequest body is the msgpack store.write request around the command, rebuilt apart for another shard', () => {
+  const units = [{ id: id(1), ops: [put('a', 'one'.repeat(10_000))] }, { id: id(2), ops: [del('b')] }]
+  const request = new EachRequest(units)
+  assert.deepEqual(request.each, encodeEach(units))
+  const body = request.body(70_000)
+  assert.equal(request.body(70_000), body, 'the same shard reuses the bytes')
+  const decoded = decodeBody(body) as { value: [string, { shard: number; each: Buffer }] }
+  assert.deepEqual(decoded.value, ['store.write', { shard: 70_000, each: request.each }])
+  const moved = request.body(3)
+  assert.notEqual(moved.buffer, body.buffer, 'a body possibly still queued is not rewritten')
+  assert.deepEqual((decodeBody(body) as { value: [string, { shard: number }] }).value[1].shard, 70_000)
+  assert.deepEqual((decodeBody(moved) as { value: unknown }).value, ['store.write', { shard: 3, each: request.each }])
+  assert.throws(() => request.body(-1), { code: 'KV_ERR_INVALID' })
 })
 
 test('every truncation, trailing byte and lying length is refused with KV_ERR_INVALID', () => {
