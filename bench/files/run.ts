@@ -21,10 +21,10 @@
  * `node dist/bench/cluster/profile.js DIR/*.cpuprofile`). A run of all three sizes without
  * --cpu-prof is written to bench/results/files[-local].json.
  *
- * Latest figures (21 Nov 2026, round 3, load 6-7; docs/files.md "Figures"): through the cluster
- * a 16 KiB upload costs ~2.5 ms of server CPU (etcd: ~0.23 ms per put; the front end's own share
- * ~0.16 ms) at ~300 files/s = 0.23x etcd, and a 4 MiB upload ~40 ms per MiB at ~30 MiB/s = 7%
- * of the disk/3 bound (local server: ~0.5 ms per file and ~5 ms per MiB).
+ * Latest figures (21 Nov 2026, round 3, tree 007db9c, load 8-10; docs/files.md "Figures"):
+ * through the cluster a 16 KiB upload costs ~1.8 ms of server CPU (etcd: ~0.24 ms per put; the
+ * front end's own share ~0.16 ms) at ~400 files/s = 0.48x etcd, and a 4 MiB upload ~34 ms per
+ * MiB at ~23 MiB/s = 5% of the disk/3 bound (local server: ~0.5 ms per file, ~5 ms per MiB).
  */
 import { spawn, spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
