@@ -77,17 +77,23 @@ export class Router {
   /** refresh fetches the routing table from meta (concurrent callers share one fetch). */
   refresh(timeoutMs = 2_000): Promise<Routing> {
     this.refreshing ??= this.options.meta.call('meta.routing', {}, timeoutMs)
-      .then((value) => {
-        const routing = checkRouting(value)
-        if (this.routing === undefined || routing.version >= this.routing.version) this.routing = routing
-        this.options.meta.learn(routing)
-        for (const shard of routing.shards) this.options.stores.noteLeader(shard.id, shard.leader)
-        return this.routing
-      })
+      .then((value) => this.offer(checkRouting(value)))
       .finally(() => {
         this.refreshing = undefined
       })
     return this.refreshing
+  }
+
+  /**
+   * offer takes a routing table read elsewhere (the node's heartbeat loop reads one at least every
+   * second, so the periodic refresh can be rare): kept unless older than the cached one, and its
+   * leader hints noted either way. Returns the cached table.
+   */
+  offer(routing: Routing): Routing {
+    if (this.routing === undefined || routing.version >= this.routing.version) this.routing = routing
+    this.options.meta.learn(routing)
+    for (const shard of routing.shards) this.options.stores.noteLeader(shard.id, shard.leader)
+    return this.routing
   }
 
   /** shardOfKey is the shard owning `key` in `routing`. */
