@@ -10,15 +10,21 @@
 // raft.messages requests (--transport requests); each proposal is one kv.propose request, or
 // with --client coalesce src/client's Coalescer gathers one turn's puts into a kv.multi frame
 // (each put still its own Raft entry and result).
-// Latest figures (docs/raftstore.md "Benchmark", round 3; shared 2-core VM at load 6-17):
-// 64 proposers 4 587-10 336 commits/s, 0.097-0.129 CPU ms/commit (0.092-0.115 net of idle;
-// leader 40-54 us, followers 28-39 us), p50 4-10 ms, p99 34-57 ms; with requests instead of
-// streams 0.120-0.147 (round 2: 0.16-0.19 at load 15-19). 1 proposer 1.35-2.0 CPU ms/commit
-// (2.1-3.0 with requests), p50 1.0-1.9 ms. CPU-bound: the 5x target (~35 000/s on this disk
-// when idle) would need ~55 us per commit. bench/raft/driver.ts measures the same write path
-// in one process (0.06-0.11 ms/commit).
+// Also per node (leader first, from the fixture's kv.status): GC pause ms per 1000 commits, the
+// longest pauses, the event loop's longest delay and the p99/max of its synced engine writes
+// (where the commit tail comes from); and the proposers' own process (CPU per commit, loop
+// delay), which shares the 2 cores. --value-bytes sets the entry size (1048576: file chunks).
+// Latest figures (docs/raftstore.md "Benchmark", round 4): at load 2-4, 64 proposers
+// 14 687-18 058 commits/s (2.2-2.7x the disk's fsyncs/s), 0.064-0.074 CPU ms/commit over the
+// 3 nodes (leader 25-29 us, followers 19-23 us), 74-83 us with the proposers' process, p50
+// 2.5-2.9 ms, p99 19.1-22.9 ms (it tracks the nodes' synced-write p99: the shared disk's
+// fsync tail); 1 proposer p50 0.95-1.18 ms, p99 6-8 ms. Round 3 at idle: 102-109 us, leader
+// 42-45 us. CPU-bound: the 5x target (~35 000/s) would need <= ~45-55 us over all processes.
+// 1 MiB values (--value-bytes 1048576 --proposers 8): ~8-9 ms of CPU per commit per node,
+// mostly RocksDB writing each MiB twice and flushing it.
 // Usage: npm run build && node dist/bench/raft/run.js [--seconds 3] [--warmup 6] [--proposers 1,64] [--client request|coalesce|request,coalesce]
-//        [--transport stream|requests] [--dir DIR]
+//        [--transport stream|requests] [--value-bytes 1024] [--compact-soft N] [--dir DIR]
+//        (RAFTSTORE_NODE_EXEC_ARGS="--cpu-prof --cpu-prof-dir=DIR" or "--perf-basic-prof" profiles the nodes)
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
