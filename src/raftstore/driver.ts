@@ -2,16 +2,17 @@
  * RaftDriver runs every Raft group of one node on one engine. One iteration:
  *   1. feed each group's inbox (ticks, received messages, proposals, reads) to its core;
  *   2. collect ready() from every group that has one;
- *   3. write ONE engine batch: apply output left over from an earlier iteration (removals,
- *      a failed apply), plus every Ready's snapshot, entries and hard state; fsync once if any
- *      Ready must sync (group commit: the cost of an fsync is shared by all groups and all
- *      proposals);
+ *   3. apply committed entries through each group's StateMachine (committed: durable in a
+ *      quorum's logs), then write ONE engine batch: apply output left over from an earlier
+ *      iteration (removals, a failed apply), every Ready's snapshot, entries and hard state,
+ *      and this iteration's apply output with its applied index; fsync once if any Ready must
+ *      sync (group commit: the cost of an fsync is shared by all groups and all proposals).
+ *      The applied index is always written with the data it covers, and waiters are answered
+ *      once it is written (see persist);
  *   4. only then send the messages (nothing leaves that depends on unpersisted state; a
  *      leader's appends and heartbeats go out before the write, see maySendBeforePersist);
- *   5. apply committed entries through each group's StateMachine, advance(), and write every
- *      group's apply output with its applied index in one more batch, unsynced (see
- *      writeApplied): the applied index is always written with the data it covers, and
- *      waiters are answered once it is written;
+ *   5. advance(); a group whose Ready carried a snapshot applies after the write instead and
+ *      writes that output in one more, unsynced batch (writeApplied);
  *   6. compact the log of groups past the compaction policy; serialise a snapshot only when
  *      the core asked for one (a follower needs compacted entries).
  *
@@ -81,6 +82,9 @@ function slowestPeerMatch(core: RaftCore, self: NodeId): number {
   for (const [id, peer] of Object.entries(progress)) if (Number(id) !== self) lowest = Math.min(lowest, peer.match)
   return lowest
 }
+
+/** Work is one group's Ready in an iteration; appliedEarly: its committed entries were applied before the write (persist). */
+interface Work { group: GroupReplica; ready: Ready; appliedEarly: boolean }
 
 /** RaftDriver hosts many Raft groups on one engine and one transport. */
 export class RaftDriver {
@@ -324,10 +328,10 @@ export class RaftDriver {
     if (this.removals.length > 0) this.takeRemovals()
     const candidates = [...this.active]
     this.active.clear()
-    const work: Array<{ group: GroupReplica; ready: Ready }> = []
+    const work: Work[] = []
     for (const group of candidates) {
       this.feed(group)
-      if (group.core.hasReady()) work.push({ group, ready: group.core.ready() })
+      if (group.core.hasReady()) work.push({ group, ready: group.core.ready(), appliedEarly: false })
     }
     const applying = candidates.filter((group) => group.pendingApply !== undefined)
     // The core asks for snapshots while stepping (feed), so the groups wanting one are known here.
@@ -343,10 +347,18 @@ export class RaftDriver {
       // Let the transport flush before the write: an fsync may block this thread (RocksDB does).
       await new Promise((resolve) => setImmediate(resolve))
     }
+    // Committed entries are applied before the write, and their output joins its batch: one
+    // engine write per iteration (see persist). A snapshot, or output left from an earlier
+    // iteration, keeps the order write-then-apply.
+    for (const item of work) {
+      if (item.ready.snapshot !== undefined || item.group.pendingApply !== undefined) continue
+      await this.apply(item.group, item.ready)
+      item.appliedEarly = true
+    }
     await this.persist(work, applying)
     this.send(work.filter((item) => !early.includes(item)))
-    for (const { group, ready } of work) {
-      await this.apply(group, ready)
+    for (const { group, ready, appliedEarly } of work) {
+      if (!appliedEarly) await this.apply(group, ready)
       group.core.advance(ready)
     }
     await this.writeApplied(work)
@@ -390,8 +402,16 @@ export class RaftDriver {
     }
   }
 
-  /** persist writes one batch for every group: last iteration's applies, then snapshots, entries, hard states. */
-  private async persist(work: Array<{ group: GroupReplica; ready: Ready }>, applying: GroupReplica[]): Promise<void> {
+  /**
+   * persist writes one batch for every group: applies left from an earlier iteration, then
+   * snapshots, entries, hard states, and the output of this iteration's applies. Applying
+   * before the log write is safe: committed entries are durable in a quorum's logs (a leader
+   * counts a follower's acknowledgement only after its own write, see maySendBeforePersist),
+   * and the apply output (data and applied index) is in the same atomic batch as the log
+   * entries it may cover, so no crash leaves the applied index ahead of the durable log; the
+   * proposals and reads it answers resolve only once that batch is written.
+   */
+  private async persist(work: Work[], applying: GroupReplica[]): Promise<void> {
     for (const { group, ready } of work) {
       // A snapshot's restore ops are computed from the engine, so earlier applies must be written first.
       if (ready.snapshot !== undefined && group.pendingApply !== undefined) await this.write([this.stageApply(group)], false)
@@ -409,18 +429,18 @@ export class RaftDriver {
       staged.push(group.storage.appendOps(ready.entries))
       if (ready.hardState !== undefined) staged.push(group.storage.hardStateOps(ready.hardState))
     }
+    for (const { group, appliedEarly } of work) if (appliedEarly && group.pendingApply !== undefined) staged.push(this.stageApply(group))
     this.stats.readiesPersisted += work.length
     this.stats.readiesPerWriteMax = Math.max(this.stats.readiesPerWriteMax, work.length)
     await this.write(staged, work.some(({ ready }) => ready.mustSync))
   }
 
   /**
-   * writeApplied writes this iteration's apply output (data and applied index in one batch)
-   * without an fsync, and only then answers the proposals and reads it covers. No fsync is
-   * needed: the entries are committed, so durable in a quorum's logs including this node's
-   * (persisted earlier in the iteration), and a crash only makes them be applied again. Not
-   * deferring it to the next iteration's (synced) batch saves a whole iteration, an fsync
-   * included, of every proposal's latency.
+   * writeApplied writes the output of applies made after the write (a group whose Ready
+   * carried a snapshot; every other group's went into persist's batch), data and applied index
+   * in one batch, without an fsync, and only then answers the proposals and reads it covers. No
+   * fsync is needed: the entries are committed, so durable in a quorum's logs including this
+   * node's (persisted earlier in the iteration), and a crash only makes them be applied again.
    */
   private async writeApplied(work: Array<{ group: GroupReplica; ready: Ready }>): Promise<void> {
     const staged: StagedWrite[] = []
