@@ -12,10 +12,11 @@
 // Prints each figure beside etcd's and the ratio. Targets: >= 2x etcd's throughput at 64
 // clients with p99 no worse; failover p50 < 1 s.
 // Usage: npx tsc -p . && node dist/bench/cluster/run.js [--seconds 3] [--rounds 3] [--trials 5]
-// Latest (load average 7-14 from other work; docs/cluster.md has the table): puts at 64 clients
-// 2 112/s vs etcd 2 130/s (0.99x; p50 18.4 vs 24.6 ms, p99 124 vs 116 ms; server CPU 260 vs
-// 282 µs/put); gets at 64 clients 4.1x (p99 39 vs 56 ms); failover p50 528 ms vs 7 015 ms. A run at
-// load 16-20: puts 1.13x (p99 234 vs 175 ms, CPU 270 vs 317 µs/put), gets 4.35x.
+// Latest (21 Nov 2026 17:14-17:23 UTC, load average 3.6-7.9 from other work; docs/cluster.md
+// has the table): puts at 64 clients 4 928-5 461/s vs etcd 2 182-2 534/s (2.16-2.26x; p99 54-57
+// vs 110-129 ms; server CPU 148-154 vs 269-277 µs/put); gets at 64 clients 9.9-11.4x (p99 6-7
+// vs 47-52 ms, 27-29 vs 171-177 µs/get); failover p50 502-531 ms vs 7 011-7 015 ms; idle server
+// CPU 97-113 vs 23-37 ms/s.
 import { mkdtempSync, rmSync } from 'node:fs'
 import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
