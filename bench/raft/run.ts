@@ -14,14 +14,14 @@
 // longest pauses, the event loop's longest delay and the p99/max of its synced engine writes
 // (where the commit tail comes from); and the proposers' own process (CPU per commit, loop
 // delay), which shares the 2 cores. --value-bytes sets the entry size (1048576: file chunks).
-// Latest figures (docs/raftstore.md "Benchmark", round 4): at load 2-4, 64 proposers
-// 14 687-18 058 commits/s (2.2-2.7x the disk's fsyncs/s), 0.064-0.074 CPU ms/commit over the
-// 3 nodes (leader 25-29 us, followers 19-23 us), 74-83 us with the proposers' process, p50
-// 2.5-2.9 ms, p99 19.1-22.9 ms (it tracks the nodes' synced-write p99: the shared disk's
-// fsync tail); 1 proposer p50 0.95-1.18 ms, p99 6-8 ms. Round 3 at idle: 102-109 us, leader
-// 42-45 us. CPU-bound: the 5x target (~35 000/s) would need <= ~45-55 us over all processes.
-// 1 MiB values (--value-bytes 1048576 --proposers 8): ~8-9 ms of CPU per commit per node,
-// mostly RocksDB writing each MiB twice and flushing it.
+// Latest figures (docs/raftstore.md "Benchmark", round 4, final build, load 3.5-4.6): 64
+// proposers 14 985-18 068 commits/s (2.0-2.4x the disk's fsyncs/s), 0.066-0.076 CPU ms/commit
+// over the 3 nodes (leader 26-30 us, followers 20-24 us), 77-86 us with the proposers'
+// process, p50 2.3-3.2 ms, p99 16.7-26.5 ms (it tracks the nodes' synced-write p99, 12-20 ms:
+// the shared disk's fsync tail); 1 proposer p50 0.93-1.02 ms. Round 3 at idle: 102-109 us,
+// leader 42-45 us. CPU-bound: the 5x target (~35 000/s) would need <= ~45-55 us over all
+// processes. 1 MiB values (--value-bytes 1048576 --proposers 8): ~8-9 ms of CPU per commit
+// per node, mostly RocksDB writing each MiB twice and flushing it.
 // Usage: npm run build && node dist/bench/raft/run.js [--seconds 3] [--warmup 6] [--proposers 1,64] [--client request|coalesce|request,coalesce]
 //        [--transport stream|requests] [--value-bytes 1024] [--compact-soft N] [--dir DIR]
 //        (RAFTSTORE_NODE_EXEC_ARGS="--cpu-prof --cpu-prof-dir=DIR" or "--perf-basic-prof" profiles the nodes)
