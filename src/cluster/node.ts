@@ -96,7 +96,7 @@ function internalOnly<T extends (params: any, ctx: RequestContext) => any>(handl
  * node's JavaScript thread in a 4 MiB upload run. 64 MiB write buffers (a quarter of the
  * budget; two are merged per flush) let a log entry be written and deleted (nodeLogCompaction)
  * before its memtable is flushed, so it never reaches an SST file: ~30% less server CPU per
- * uploaded MiB (docs/cluster.md "Large values"). The cost is memory: two to three 64 MiB
+ * uploaded MiB (docs/cluster.md, "Engine and log settings for large values"). The cost is memory: two to three 64 MiB
  * memtables per busy node, at most six.
  */
 const nodeEngineOptions = Object.freeze({ cacheBytes: 32 * 1024 * 1024, memtableBudgetBytes: 256 * 1024 * 1024, backgroundThreads: 2 })
@@ -116,6 +116,33 @@ const nodeLogCompaction = Object.freeze({ compactLogBytesMax: 16 * 1024 * 1024, 
  */
 const routerRefreshIntervalMs = 5_000
 
+/**
+ * raftTransport builds the node's Raft transport: raft.messages requests to every peer's rpc
+ * address, and one-way peer streams (no reply frame, pending request or promise per message
+ * batch; ~15% less idle CPU and ~14% less per 4 MiB upload, docs/cluster.md "Raft transport")
+ * to the members with a `raft` address when this node has a listener itself. `learnNode` maps a
+ * routing table's node to its addresses: founders' raft ids are their node ids, later raft ids
+ * are learnt from routing, by the node id of the member they belong to.
+ */
+function raftTransport(config: Readonly<NodeConfig>, raftId: number, addresses: Map<number, string>, dial: (address: string) => string, server: WireServer): { transport: TcpTransport; learnNode: (node: NodeRecord) => void } {
+  const streamAddresses = new Map<number, string>()
+  for (const m of config.members) if (m.raft !== undefined) streamAddresses.set(m.id, m.raft)
+  const learnNode = (node: NodeRecord): void => {
+    addresses.set(node.raftId, node.rpc)
+    const raft = config.members.find((m) => m.id === node.id)?.raft
+    if (raft !== undefined) streamAddresses.set(node.raftId, raft)
+  }
+  const endpointOf = (map: Map<number, string>, id: number) => (map.has(id) ? parseEndpoint(dial(map.get(id)!)) : undefined)
+  const transport = new TcpTransport({
+    nodeId: raftId,
+    server,
+    token: config.token,
+    peers: (id) => endpointOf(addresses, id),
+    ...(config.raft === undefined ? {} : { stream: { listen: parseEndpoint(config.raft), peers: (id: number) => endpointOf(streamAddresses, id) } }),
+  })
+  return { transport, learnNode }
+}
+
 /** startNode opens the node's storage, joins or founds the cluster and serves until closed. */
 export async function startNode(config: Readonly<NodeConfig>, log: (line: string) => void = (line) => process.stderr.write(`${line}\n`)): Promise<ClusterNodeHandle> {
   const say = (message: string, details: Record<string, unknown> = {}) => log(`distkv node ${config.id}: ${message} ${JSON.stringify(details)}`)
@@ -132,25 +159,7 @@ export async function startNode(config: Readonly<NodeConfig>, log: (line: string
   const meta = new MetaClient({ pool, seeds: metaSeeds, timeoutMs: config.requestTimeoutMs })
   const identity = await loadIdentity(engine, config, pool, meta, say)
   const guarded = { handle: (method: string, handler: any) => server.handle(method, internalOnly(handler)), handleStream: server.handleStream.bind(server) } as unknown as WireServer
-  // Peer-stream addresses by raft id: founders' raft ids are their node ids; later raft ids are
-  // learnt from routing (learnNode), by the node id of the member they belong to.
-  const streamAddresses = new Map<number, string>()
-  for (const m of config.members) if (m.raft !== undefined) streamAddresses.set(m.id, m.raft)
-  const learnNode = (node: NodeRecord): void => {
-    addresses.set(node.raftId, node.rpc)
-    const raft = config.members.find((m) => m.id === node.id)?.raft
-    if (raft !== undefined) streamAddresses.set(node.raftId, raft)
-  }
-  const streamPeers = (id: number) => (streamAddresses.has(id) ? parseEndpoint(dial(streamAddresses.get(id)!)) : undefined)
-  const transport = new TcpTransport({
-    nodeId: identity.raftId,
-    server: guarded,
-    token: config.token,
-    peers: (id) => (addresses.has(id) ? parseEndpoint(dial(addresses.get(id)!)) : undefined),
-    // One-way streams: no reply frame, pending entry or promise per message batch (~half the
-    // socket writes of an idle cluster, whose CPU is mostly Raft heartbeats).
-    ...(config.raft === undefined ? {} : { stream: { listen: parseEndpoint(config.raft), peers: streamPeers } }),
-  })
+  const { transport, learnNode } = raftTransport(config, identity.raftId, addresses, dial, guarded)
   const driver = new RaftDriver({
     nodeId: identity.raftId,
     engine,
