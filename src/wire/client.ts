@@ -9,7 +9,7 @@
 import { connect as netConnect } from 'node:net'
 import { ErrorCode, KvError } from '../errors.js'
 import { Limits } from '../limits.js'
-import { decodeBody, encodeBody, errorFromWire, newRequestId, requestIdKey, requestIdToBytes } from './codec.js'
+import { decodeBody, encodeBody, errorFromWire, newRequestIdBytes, requestIdKey, requestIdToBytes } from './codec.js'
 import { FrameConnection } from './connection.js'
 import { FrameType, ZERO_ID, type Frame } from './frame.js'
 import { ClientStream } from './client-stream.js'
@@ -185,7 +185,7 @@ export class WireClient {
   }
 
   private newId(requestId: string | undefined): { key: string; idBytes: Buffer } {
-    const idBytes = requestIdToBytes(requestId ?? newRequestId())
+    const idBytes = requestId === undefined ? newRequestIdBytes() : requestIdToBytes(requestId)
     const key = requestIdKey(idBytes)
     if (this.pending.has(key) || this.streams.has(key)) {
       throw new KvError(ErrorCode.INVALID, `request ${requestId} is already in flight on this connection`)

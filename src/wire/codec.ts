@@ -7,7 +7,7 @@
  * Record extensions are off: every body decodes on its own, with no per-connection state
  * a hostile peer could grow.
  */
-import { randomUUID } from 'node:crypto'
+import { randomFillSync, randomUUID } from 'node:crypto'
 import { Packr } from 'msgpackr'
 import { ErrorCode, KvError, isKvError, kvErrorFrom } from '../errors.js'
 
@@ -41,6 +41,29 @@ export function decodeBody(body: Buffer): { value: unknown } | { error: KvError 
 /** newRequestId returns a random (v4) UUID string. */
 export function newRequestId(): string {
   return randomUUID()
+}
+
+/** ID_POOL_IDS: how many ids one refill of the random pool serves (one randomFillSync per this many requests). */
+const ID_POOL_IDS = 256
+const idPool = Buffer.allocUnsafe(16 * ID_POOL_IDS)
+let idPoolAt = idPool.length
+
+/**
+ * newRequestIdBytes returns a fresh random id in the v4 UUID layout as its 16 raw bytes, what
+ * requestIdToBytes(newRequestId()) gives without formatting a string and parsing it back (~1 µs
+ * of every request a client sends without an id of its own).
+ */
+export function newRequestIdBytes(): Buffer {
+  if (idPoolAt === idPool.length) {
+    randomFillSync(idPool)
+    idPoolAt = 0
+  }
+  const bytes = Buffer.allocUnsafe(16)
+  idPool.copy(bytes, 0, idPoolAt, idPoolAt + 16)
+  idPoolAt += 16
+  bytes[6] = (bytes[6]! & 0x0f) | 0x40 // version 4
+  bytes[8] = (bytes[8]! & 0x3f) | 0x80 // RFC 4122 variant
+  return bytes
 }
 
 // hexValue maps a character code to its hex digit value, or 255 when it is not a hex digit.
