@@ -25,6 +25,8 @@ export interface PeerPoolOptions {
 /** PeerPool holds connections to cluster peers by 'host:port'. */
 export class PeerPool {
   private readonly clients = new Map<string, Promise<WireClient>>()
+  /** ready: the connections already open, so a request on one skips the awaits of `get`. */
+  private readonly ready = new Map<string, WireClient>()
   private readonly downUntil = new Map<string, number>()
   private readonly hello: HelloInfo
   private closed = false
@@ -51,7 +53,9 @@ export class PeerPool {
       const client = await connecting
       client.onClose(() => {
         if (this.clients.get(address) === connecting) this.clients.delete(address)
+        if (this.ready.get(address) === client) this.ready.delete(address)
       })
+      if (!this.closed) this.ready.set(address, client)
       this.downUntil.delete(address)
       return client
     } catch (error) {
@@ -62,15 +66,24 @@ export class PeerPool {
   }
 
   /** request sends one request to `address` (connecting if needed). */
-  async request(address: string, method: string, params: unknown, options: { timeoutMs: number; requestId?: string }): Promise<unknown> {
-    const client = await this.get(address)
-    return client.request(method, params, options)
+  request(address: string, method: string, params: unknown, options: { timeoutMs: number; requestId?: string }): Promise<unknown> {
+    const client = this.openClient(address)
+    if (client !== undefined) return client.request(method, params, options)
+    return this.get(address).then((connected) => connected.request(method, params, options))
   }
 
   /** requestBody is `request` with the body `[method, params]` already encoded by the caller (PreEncoded). */
-  async requestBody(address: string, method: string, body: Buffer, options: { timeoutMs: number; requestId?: string }): Promise<unknown> {
-    const client = await this.get(address)
-    return client.requestBody(method, body, options)
+  requestBody(address: string, method: string, body: Buffer, options: { timeoutMs: number; requestId?: string }): Promise<unknown> {
+    const client = this.openClient(address)
+    if (client !== undefined) return client.requestBody(method, body, options)
+    return this.get(address).then((connected) => connected.requestBody(method, body, options))
+  }
+
+  /** openClient is the open connection to `address`, if there is one (the common case, no await). */
+  private openClient(address: string): WireClient | undefined {
+    if (this.closed) return undefined
+    const client = this.ready.get(address)
+    return client !== undefined && !client.closed ? client : undefined
   }
 
   /** close ends every connection. */
@@ -78,6 +91,7 @@ export class PeerPool {
     this.closed = true
     const pending = [...this.clients.values()]
     this.clients.clear()
+    this.ready.clear()
     await Promise.all(pending.map(async (p) => (await p.catch(() => undefined))?.close()))
   }
 }
