@@ -21,7 +21,7 @@ import type { Entry, Snapshot } from '../raft/types.js'
 import type { ApplyOutput, StateMachine } from '../raftstore/driver.js'
 import { SlotSet, slotOf } from '../meta/slots.js'
 import { ShardKeys } from './keys.js'
-import { ID_ITEM_BYTES, NO_SLOT, RequestIds } from './request-ids.js'
+import { ID_ITEM_BYTES, NO_SLOT, RequestIds, idKey } from './request-ids.js'
 import { decodeEach, isEachCommand } from './each-codec.js'
 
 /** WriteOp is one operation of a write command: [0, key, value] for put, [1, key] for del. */
@@ -72,6 +72,9 @@ export function encodeShardCommand(command: ShardCommand): Uint8Array {
 function asBuffer(bytes: Uint8Array): Buffer {
   return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
 }
+
+/** APPLIED is the result of a unit applied (or answered as applied before); never mutated. */
+const APPLIED: ShardResult = Object.freeze({ ok: true })
 
 function refuse(code: string, message: string): ShardResult {
   return { ok: false, code, message }
@@ -197,10 +200,32 @@ export class ShardMachine implements StateMachine {
   private applyEach(units: WriteUnit[], index: number, ops: EngineOp[]): ShardResult {
     const refused: UnitRefusal[] = []
     for (let at = 0; at < units.length; at++) {
-      const result = this.applyWrite([units[at]!], index, ops)
+      const result = this.applyUnit(units[at]!, index, ops)
       if (!result.ok) refused.push([at, result.code, result.message])
     }
     return refused.length === 0 ? { ok: true } : { ok: true, refused }
+  }
+
+  /**
+   * applyUnit is applyWrite of one unit (an `each` command's), with the id's map key and each
+   * op's slot computed once: the per-write path of every batched put.
+   */
+  private applyUnit(unit: WriteUnit, index: number, ops: EngineOp[]): ShardResult {
+    const key = idKey(unit.id)
+    if (this.requests.hasKey(key)) return APPLIED
+    let slot = -1
+    for (const op of unit.ops) {
+      const opSlot = slotOf(op[1])
+      if (!this.owned.has(opSlot)) return refuse(ErrorCode.WRONG_SHARD, `shard ${this.keys.shardId} does not own slot ${opSlot}`)
+      if (this.frozen.has(opSlot)) return refuse(ErrorCode.STALE_EPOCH, `slot ${opSlot} of shard ${this.keys.shardId} is moving; retry`)
+      slot = slot === -1 || slot === opSlot ? opSlot : NO_SLOT
+    }
+    for (const op of unit.ops) {
+      if (op[0] === 0) ops.push({ type: 'put', key: this.keys.dataKey(op[1]), value: asBuffer(op[2]) })
+      else ops.push({ type: 'del', key: this.keys.dataKey(op[1]) })
+    }
+    this.requests.addKeyed(key, unit.id, index, slot)
+    return APPLIED
   }
 
   private applyIngest(command: Extract<ShardCommand, { t: 'ingest' }>, index: number, ops: EngineOp[]): ShardResult {

@@ -33,8 +33,8 @@ interface IdRecord {
   ids: string[]
 }
 
-/** idKey is the Map key of an id: its bytes as a latin1 string (cheaper than hex, same identity). */
-function idKey(id: Uint8Array): string {
+/** idKey is the Map key of an id (16 bytes): its bytes as a latin1 string (cheaper than hex, same identity). */
+export function idKey(id: Uint8Array): string {
   return Buffer.from(id.buffer, id.byteOffset, 16).toString('latin1')
 }
 
@@ -61,9 +61,18 @@ export class RequestIds {
     return this.known.has(idKey(id))
   }
 
+  /** hasKey is `has` for an id whose idKey the caller already holds. */
+  hasKey(key: string): boolean {
+    return this.known.has(key)
+  }
+
   /** add remembers `id`, applied by the entry at `index`, guarding `slot`; written by the next flush. */
   add(id: Uint8Array, index: number, slot: number): void {
-    const key = idKey(id)
+    this.addKeyed(idKey(id), id, index, slot)
+  }
+
+  /** addKeyed is `add` for an id whose idKey (`key`) the caller already holds. */
+  addKeyed(key: string, id: Uint8Array, index: number, slot: number): void {
     if (this.known.has(key)) return
     assert(this.pending === undefined || this.pending.index === index, `RequestIds.add: entry ${this.pending?.index} was not flushed before entry ${index}`)
     this.pending ??= { index, items: [], ids: [] }
