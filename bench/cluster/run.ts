@@ -12,11 +12,11 @@
 // Prints each figure beside etcd's and the ratio. Targets: >= 2x etcd's throughput at 64
 // clients with p99 no worse; failover p50 < 1 s.
 // Usage: npx tsc -p . && node dist/bench/cluster/run.js [--seconds 3] [--rounds 3] [--trials 5]
-// Latest (21 Nov 2026 17:14-17:23 UTC, load average 3.6-7.9 from other work; docs/cluster.md
-// has the table): puts at 64 clients 4 928-5 461/s vs etcd 2 182-2 534/s (2.16-2.26x; p99 54-57
-// vs 110-129 ms; server CPU 148-154 vs 269-277 µs/put); gets at 64 clients 9.9-11.4x (p99 6-7
-// vs 47-52 ms, 27-29 vs 171-177 µs/get); failover p50 502-531 ms vs 7 011-7 015 ms; idle server
-// CPU 97-113 vs 23-37 ms/s.
+// Latest (21 Nov 2026 17:14-17:35 UTC, three runs, load average 3.6-7.9 from other work;
+// docs/cluster.md has the table): puts at 64 clients 4 928-6 187/s vs etcd 2 182-2 631/s
+// (2.16-2.35x; p99 45-57 vs 76-129 ms; server CPU 129-154 vs 262-277 µs/put); gets at 64
+// clients 7.9-11.4x (p99 6-7 vs 47-57 ms, 27-29 vs 158-177 µs/get); failover p50 502-615 ms
+// vs 2 454-7 015 ms; idle server CPU 87-113 vs 23-37 ms/s.
 import { mkdtempSync, rmSync } from 'node:fs'
 import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
