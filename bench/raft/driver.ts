@@ -6,9 +6,10 @@
 // four processes on shared cores (bench/raft/run.ts measures all of that). The figure to
 // compare is CPU ms per commit (process.cpuUsage: every thread of the process, RocksDB's and
 // libuv's included), which is nearly insensitive to the machine's load.
-// Latest figures (docs/raftstore.md "Benchmark"; load average 15-19): 0.06-0.11 CPU ms per
-// commit (0.17-0.22 before on-demand snapshots, log runs and the binary codec), up to
-// 11 200 commits/s when the machine let it.
+// Latest figures (docs/raftstore.md "Benchmark", round 4, load 4.6-5.5): 0.049-0.057 CPU ms
+// per commit, 14 800-23 200 commits/s, 0.09 engine writes per commit over the 3 nodes (one per
+// iteration); round 2 at load 15-19: 0.06-0.11 (0.17-0.22 before on-demand snapshots, log
+// runs and the binary codec).
 // Usage: npm run build && node dist/bench/raft/driver.js [--seconds 4] [--warmup 2] [--proposers 64] [--dir DIR]
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
