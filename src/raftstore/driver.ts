@@ -74,6 +74,19 @@ const EARLY_MESSAGE_TYPES: ReadonlySet<Message['type']> = new Set(['app', 'heart
 /** TICKS_PER_ITERATION_MAX: ticks fed at once after a stall; the rest are dropped so a paused process does not fire a burst of timeouts. */
 const TICKS_PER_ITERATION_MAX = 64
 
+/**
+ * heartbeatAlignment is how many extra ticks a group that became leader at tick `leaderAt` needs
+ * so that its heartbeats fall on ticks that are multiples of `interval`, as those of every
+ * other group this node leads: the core heartbeats every `interval` ticks counted from its
+ * election, and the driver sends all messages of one iteration to a peer as one batch, so
+ * aligned groups cost one batch (and one reply batch) per peer per heartbeat, not one per
+ * group. The extra ticks also bring the new leader's first check-quorum that much closer
+ * (fewer than `interval` ticks of its election timeout).
+ */
+export function heartbeatAlignment(leaderAt: number, interval: number): number {
+  return interval > 1 ? leaderAt % interval : 0
+}
+
 /** slowestPeerMatch is the lowest match index of a leader's peers (voters and learners), or 0 when it has no progress to show. */
 function slowestPeerMatch(core: RaftCore, self: NodeId): number {
   const progress = core.status().progress
@@ -374,8 +387,10 @@ export class RaftDriver {
   /** feed hands a group's inbox to its core, between advance() and the next ready(). */
   private feed(group: GroupReplica): void {
     const inbox = group.inbox
-    const ticks = Math.min(inbox.ticks, TICKS_PER_ITERATION_MAX)
+    const ticks = Math.min(inbox.ticks, TICKS_PER_ITERATION_MAX) + group.alignTicks
     inbox.ticks = 0
+    group.alignTicks = 0
+    group.fedTick = this.currentTick
     for (let i = 0; i < ticks; i++) group.core.tick()
     const messages = inbox.messages
     inbox.messages = []
@@ -490,7 +505,10 @@ export class RaftDriver {
 
   /** apply runs committed entries through the state machine; the output is written by the next batch. */
   private async apply(group: GroupReplica, ready: Ready): Promise<void> {
-    if (ready.softState !== undefined) group.onRoleChange(ready.softState.role, ready.softState.leader)
+    if (ready.softState !== undefined) {
+      if (ready.softState.role === 'leader' && group.role !== 'leader') group.alignTicks = heartbeatAlignment(group.fedTick, this.options.raft.heartbeatIntervalTicks)
+      group.onRoleChange(ready.softState.role, ready.softState.leader)
+    }
     for (const readState of ready.readStates) group.onReadState(readState.context, readState.index)
     const committed = ready.committedEntries
     if (committed.length === 0) return

@@ -92,6 +92,10 @@ export class GroupReplica {
   droppedMessages = 0
   /** snapshotRefusedAt: applied index at which a snapshot exceeded snapshotBytesMax (retry only well after). */
   snapshotRefusedAt = -Infinity
+  /** fedTick: the driver's tick count when this group's inbox was last fed (its core's clock). */
+  fedTick = 0
+  /** alignTicks: extra ticks the next feed gives a new leader so its heartbeats fall on the node's common phase. */
+  alignTicks = 0
 
   constructor(
     readonly id: number,

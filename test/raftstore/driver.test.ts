@@ -88,6 +88,37 @@ test('group commit: one engine write per iteration carries the readies of many g
   }
 })
 
+test('heartbeats of every group a node leads leave together: one batch per peer per interval, whenever each was elected', async () => {
+  const groups = [1, 2, 3, 4]
+  const interval = 4
+  const cluster = new Cluster([1, 2, 3], groups, { raft: { electionTimeoutTicks: 40, heartbeatIntervalTicks: interval } })
+  await cluster.start()
+  try {
+    // Elected one after another, a tick apart at least, so their own heartbeat clocks differ.
+    for (const group of groups) {
+      await cluster.elect(group, 1)
+      cluster.ticker.tick()
+      await cluster.settle()
+    }
+    for (let i = 0; i < 2 * interval; i++) {
+      cluster.ticker.tick()
+      await cluster.settle()
+    }
+    const before = cluster.network.batchesDelivered
+    const intervals = 5
+    for (let i = 0; i < intervals * interval; i++) {
+      cluster.ticker.tick()
+      await cluster.settle()
+    }
+    const batches = cluster.network.batchesDelivered - before
+    // Per interval: one batch of 4 heartbeats to each follower and one batch of 4 answers back.
+    assert.ok(batches <= intervals * 4, `${batches} batches in ${intervals} heartbeat intervals (at most ${intervals * 4}; up to ${intervals * 16} unaligned)`)
+    assert.ok(batches >= intervals * 4 - 4, `heartbeats still flow (${batches} batches)`)
+  } finally {
+    await cluster.close()
+  }
+})
+
 test('a burst of proposals goes out as one append per follower, not one per proposal', async () => {
   const cluster = new Cluster([1, 2, 3], [1])
   await cluster.start()
