@@ -23,7 +23,7 @@
 // processes. 1 MiB values (--value-bytes 1048576 --proposers 8): ~8-9 ms of CPU per commit
 // per node, mostly RocksDB writing each MiB twice and flushing it.
 // Usage: npm run build && node dist/bench/raft/run.js [--seconds 3] [--warmup 6] [--proposers 1,64] [--client request|coalesce|request,coalesce]
-//        [--transport stream|requests] [--value-bytes 1024] [--compact-soft N] [--dir DIR]
+//        [--transport stream|requests] [--value-bytes 1024] [--compact-soft N] [--defer-commits on|off] [--dir DIR]
 //        (RAFTSTORE_NODE_EXEC_ARGS="--cpu-prof --cpu-prof-dir=DIR" or "--perf-basic-prof" profiles the nodes)
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -152,7 +152,10 @@ async function main(): Promise<void> {
     // --compact-soft N: the nodes' compactLogEntriesSoft (10000, = compactLogEntriesMax, compacts as before round 4).
     const compactSoft = argument('compact-soft', '')
     const compaction = compactSoft === '' ? {} : { compactLogEntriesSoft: Number(compactSoft) }
-    for (const id of ids) nodes.set(id, await spawnNode(id, join(root, `n${id}`), ports, { ...(transport === 'stream' ? { streamPorts } : {}), ...compaction }))
+    // --defer-commits off: every commit-only append leaves at once (as before round 4's last step).
+    const deferCommits = argument('defer-commits', 'on')
+    const defer = deferCommits === 'off' ? { deferCommitAppends: false } : {}
+    for (const id of ids) nodes.set(id, await spawnNode(id, join(root, `n${id}`), ports, { ...(transport === 'stream' ? { streamPorts } : {}), ...compaction, ...defer }))
     const leader = nodes.get(await findLeader(nodes))!
     // Warm-up: connections, RocksDB memtables, and the JIT. Functions that run once per driver
     // iteration (iterate, appendOps, the codecs) reach TurboFan only after ~10 s of process

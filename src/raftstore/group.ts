@@ -96,6 +96,11 @@ export class GroupReplica {
   fedTick = 0
   /** alignTicks: extra ticks the next feed gives a new leader so its heartbeats fall on the node's common phase. */
   alignTicks = 0
+  // deferred: commit-only appends held back by the driver (deferCommitAppends), at most one per
+  // peer (a newer one replaces it), so bounded by the group's membership; deferredTick: when the
+  // oldest of them was held back.
+  private deferred: Message[] = []
+  private deferredTick = 0
 
   constructor(
     readonly id: number,
@@ -274,6 +279,38 @@ export class GroupReplica {
     if (expired.length === 0) return
     this.readsAwaitingApply = this.readsAwaitingApply.filter((entry) => entry.waiters[0]!.deadlineTick > tick)
     for (const entry of expired) this.rejectReads(entry.waiters, timeout('read'))
+  }
+
+  /**
+   * defer holds back a commit-only append (no entries) to `message.to` until the next tick,
+   * replacing one already held for that peer (a later append carries a commit at least as high).
+   */
+  defer(message: Message, tick: number): void {
+    if (this.deferred.length === 0) this.deferredTick = tick
+    const i = this.deferred.findIndex((m) => m.to === message.to)
+    if (i >= 0) this.deferred[i] = message
+    else this.deferred.push(message)
+  }
+
+  /** supersede drops the append held for `message.to` when `message` (sent now) tells that peer at least the same commit; returns how many it dropped. */
+  supersede(message: Message): number {
+    const i = this.deferred.findIndex((m) => m.to === message.to)
+    if (i < 0 || message.commit < this.deferred[i]!.commit || message.term < this.deferred[i]!.term) return 0
+    this.deferred.splice(i, 1)
+    return 1
+  }
+
+  /** hasDeferred tells whether any append is held back. */
+  get hasDeferred(): boolean {
+    return this.deferred.length > 0
+  }
+
+  /** takeDeferred returns (and forgets) the held-back appends once a tick has passed since the oldest was held. */
+  takeDeferred(tick: number): Message[] {
+    if (this.deferred.length === 0 || tick <= this.deferredTick) return []
+    const due = this.deferred
+    this.deferred = []
+    return due
   }
 
   /** failAll rejects every waiting request, queued or pending (shutdown, fatal error). */

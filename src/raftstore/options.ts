@@ -58,6 +58,7 @@ export interface ResolvedDriverOptions {
   readonly decodeConfChange: (data: Uint8Array) => ConfChange
   readonly logger: NonNullable<DriverOptions['logger']>
   readonly leaderSendsBeforePersist: boolean
+  readonly deferCommitAppends: boolean
 }
 
 function integerIn(field: string, value: unknown, min: number, max: number): number {
@@ -90,6 +91,9 @@ export function resolveDriverOptions(options: DriverOptions): ResolvedDriverOpti
   if (options.leaderSendsBeforePersist !== undefined && typeof options.leaderSendsBeforePersist !== 'boolean') {
     throw new KvError(ErrorCode.INVALID, 'DriverOptions.leaderSendsBeforePersist must be a boolean', { field: 'leaderSendsBeforePersist' })
   }
+  if (options.deferCommitAppends !== undefined && typeof options.deferCommitAppends !== 'boolean') {
+    throw new KvError(ErrorCode.INVALID, 'DriverOptions.deferCommitAppends must be a boolean', { field: 'deferCommitAppends' })
+  }
   return Object.freeze({
     nodeId: options.nodeId,
     engine: options.engine,
@@ -103,6 +107,7 @@ export function resolveDriverOptions(options: DriverOptions): ResolvedDriverOpti
     decodeConfChange: options.decodeConfChange ?? raft.decodeConfChange,
     logger: options.logger ?? (() => {}),
     leaderSendsBeforePersist: options.leaderSendsBeforePersist ?? true,
+    deferCommitAppends: options.deferCommitAppends ?? true,
   })
 }
 

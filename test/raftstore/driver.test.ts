@@ -119,6 +119,37 @@ test('heartbeats of every group a node leads leave together: one batch per peer 
   }
 })
 
+for (const deferCommitAppends of [true, false]) test(`a commit-only append waits for the next append or tick (deferCommitAppends ${deferCommitAppends})`, async () => {
+  const cluster = new Cluster([1, 2, 3], [1], { deferCommitAppends })
+  await cluster.start()
+  try {
+    await cluster.elect(1, 1)
+    await cluster.until('followers apply the no-op', () => [2, 3].every((node) => cluster.driver(node).status(1).applied === cluster.driver(1).status(1).commit))
+    const leader = cluster.driver(1)
+    const applied = async (key: string): Promise<boolean[]> => Promise.all([2, 3].map(async (node) => (await cluster.machine(node, 1).get(key)) === 'v'))
+    const before = { ...leader.stats }
+    await leader.propose(1, putCommand('a', 'v'))
+    await cluster.settle()
+    // No tick: the followers have 'a' in their logs; they learn it is committed only from the leader.
+    assert.deepEqual(await applied('a'), [!deferCommitAppends, !deferCommitAppends], 'followers apply at once only without deferral')
+    await leader.propose(1, putCommand('b', 'v'))
+    await cluster.settle()
+    assert.deepEqual(await applied('a'), [true, true], 'the next append carries the commit of the previous one')
+    if (deferCommitAppends) {
+      assert.equal(leader.stats.commitAppendsDeferred - before.commitAppendsDeferred, 4, 'one commit-only append held per follower per commit')
+      assert.equal(leader.stats.commitAppendsSuperseded - before.commitAppendsSuperseded, 2, "the next append replaced the first commit's")
+      assert.deepEqual(await applied('b'), [false, false])
+      cluster.ticker.tick()
+      await cluster.settle()
+      assert.deepEqual(await applied('b'), [true, true], 'a quiet group tells its followers the commit one tick later')
+    } else {
+      assert.equal(leader.stats.commitAppendsDeferred, 0)
+    }
+  } finally {
+    await cluster.close()
+  }
+})
+
 test('a burst of proposals goes out as one append per follower, not one per proposal', async () => {
   const cluster = new Cluster([1, 2, 3], [1])
   await cluster.start()
