@@ -145,6 +145,10 @@ export class FileStore {
   async putFile(name: string, source: FileSource, options: PutFileOptions = {}): Promise<FileInfo> {
     checkFileName(name)
     const contentType = checkContentType(options.contentType)
+    if (source instanceof Uint8Array && source.length <= this.config.inlineBytesMax && source.length <= this.config.fileBytesMax) {
+      // Whole small content in hand (an HTTP body read at once): no generators, no chunk copy.
+      return this.putInline(name, Buffer.isBuffer(source) ? source : Buffer.from(source.buffer, source.byteOffset, source.byteLength), contentType)
+    }
     const chunks = fixedChunks(sourceIterable(source), this.config.chunkBytes, this.config.fileBytesMax)[Symbol.asyncIterator]()
     // Look at most two chunks ahead: a small file is stored inline, in one write.
     const first = await chunks.next()
