@@ -14,7 +14,12 @@
 // longest pauses, the event loop's longest delay and the p99/max of its synced engine writes
 // (where the commit tail comes from); and the proposers' own process (CPU per commit, loop
 // delay), which shares the 2 cores. --value-bytes sets the entry size (1048576: file chunks).
-// Latest figures (docs/raftstore.md "Benchmark", round 4, final build, load 3.5-4.6): 64
+// --defer-commits off turns the driver's deferCommitAppends off (commit-only appends leave at once).
+// Round 4's last step (deferCommitAppends, 17:50-18:05 UTC, load 3.4-6.6): 1 proposer 1.00-1.16
+// CPU ms/commit over the 3 nodes against 1.32-1.48 off (4.1 iterations, 4.0 writes, 4.2 messages
+// per commit against 5.9, 5.9, 8.1); 16 proposers 108-135 us against 128-158; 64 proposers
+// 56-81 us against 65-83 (messages per commit 0.07 against 0.13).
+// Earlier figures (docs/raftstore.md "Benchmark", round 4, final build, load 3.5-4.6): 64
 // proposers 14 985-18 068 commits/s (2.0-2.4x the disk's fsyncs/s), 0.066-0.076 CPU ms/commit
 // over the 3 nodes (leader 26-30 us, followers 20-24 us), 77-86 us with the proposers'
 // process, p50 2.3-3.2 ms, p99 16.7-26.5 ms (it tracks the nodes' synced-write p99, 12-20 ms:
