@@ -21,10 +21,11 @@
  * `node dist/bench/cluster/profile.js DIR/*.cpuprofile`). A run of all three sizes without
  * --cpu-prof is written to bench/results/files[-local].json.
  *
- * Latest figures (21 Nov 2026, round 3, tree 007db9c, load 8-10; docs/files.md "Figures"):
- * through the cluster a 16 KiB upload costs ~1.8 ms of server CPU (etcd: ~0.24 ms per put; the
- * front end's own share ~0.16 ms) at ~400 files/s = 0.48x etcd, and a 4 MiB upload ~34 ms per
- * MiB at ~23 MiB/s = 5% of the disk/3 bound (local server: ~0.5 ms per file, ~5 ms per MiB).
+ * Latest figures (21 Nov 2026 18:07 UTC, round 4, tree 8ad22d1, load 6.2-6.6; docs/files.md
+ * "Figures"): through the cluster a 16 KiB upload costs ~1.17 ms of server CPU (etcd: ~0.17 ms
+ * per put) at ~710 files/s = 0.27x etcd on that loaded machine, a 4 MiB upload ~29 ms per MiB
+ * at ~36 MiB/s = 11% of the disk/3 bound. A short run over-counts: after 8 000+ untimed uploads
+ * (most of V8's optimizing compilation done) a 16 KiB upload costs ~1.0 ms.
  */
 import { spawn, spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
