@@ -188,6 +188,20 @@ test('an upload cut off halfway leaves nothing visible, and the old version stay
   assert.equal(stored, await liveChunks(), 'chunks of the cut-off uploads were collected')
 })
 
+test('a small (inline) upload cut off before its Content-Length stores nothing and keeps the old version', async () => {
+  const cutOff = (name: string): Promise<void> =>
+    new Promise((resolve) => {
+      const req = httpRequest(fileUrl(name), { method: 'PUT', headers: { 'content-length': '1000' } })
+      req.on('error', () => resolve())
+      req.write(Buffer.alloc(100, 0x61), () => setTimeout(() => req.destroy(), 50))
+    })
+  await cutOff('small-cut.bin')
+  assert.equal((await fetch(fileUrl('small-cut.bin'))).status, 404)
+  await put('small-cut.bin', Buffer.from('the old small version'))
+  await cutOff('small-cut.bin')
+  assert.equal(await (await fetch(fileUrl('small-cut.bin'))).text(), 'the old small version')
+})
+
 test('GET /v1/files lists with prefix and paging', async () => {
   for (let i = 0; i < 5; i++) await put(`paged/${i}.txt`, Buffer.from(String(i)), 'text/plain')
   const first = (await (await fetch(`${server.url}/v1/files?prefix=paged/&limit=2`)).json()) as { items: Array<{ name: string; contentType: string }>; next?: string }
