@@ -94,9 +94,11 @@ test('after a lost reply, coalesced ops are re-sent with their own ids and appli
       }),
     })
     await Promise.all([kv.put('a', '1'), kv.put('b', '2'), kv.del('c')])
-    assert.equal(sent.length, 2, 'sent once, re-sent once')
-    assert.deepEqual(sent[1], sent[0], 're-sent with the same ids')
+    // Each op retries on its own backoff timer; timers that expire in different loop turns
+    // re-send in separate frames, so count ids, not frames.
     assert.equal(new Set(sent[0]).size, 3, 'each op has its own id')
+    const resent = sent.slice(1).flat()
+    assert.deepEqual([...resent].sort(), [...sent[0]].sort(), 'each op re-sent exactly once, with its own id')
     assert.equal(server.store.stats.duplicateRequests, 3, 'the re-sent copies were answered, not applied')
     assert.equal((await kv.get('a'))?.toString(), '1')
     await kv.close()
