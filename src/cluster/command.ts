@@ -30,12 +30,22 @@ const FLAG_FIELDS: Record<string, string> = {
   balance: 'balance',
 }
 
-/** parseMembers reads `--members 1@host:port,2@host:port` (every member gets every role). */
-export function parseMembers(text: string): Array<{ id: number; rpc: string; roles: string[] }> {
+/**
+ * parseMembers reads `--members 1@host:port,2@host:port` (every member gets every role). A
+ * member may add its Raft peer-stream port as `ID@HOST:PORT/RAFTPORT` (same host), so a
+ * cluster configured by flags alone can use peer streams too.
+ */
+export function parseMembers(text: string): Array<{ id: number; rpc: string; raft?: string; roles: string[] }> {
   return text.split(',').filter((m) => m.trim() !== '').map((member) => {
-    const match = /^(\d+)@(.+)$/.exec(member.trim())
-    if (match === null) throw new KvError(ErrorCode.INVALID, `--members: '${member}' is not ID@HOST:PORT`)
-    return { id: Number(match[1]), rpc: match[2]!, roles: ['meta', 'store', 'proxy'] }
+    const match = /^(\d+)@(.+?)(?:\/(\d+))?$/.exec(member.trim())
+    if (match === null) throw new KvError(ErrorCode.INVALID, `--members: '${member}' is not ID@HOST:PORT or ID@HOST:PORT/RAFTPORT`, { field: 'members' })
+    const rpc = match[2]!
+    const raftPort = match[3]
+    if (raftPort === undefined) return { id: Number(match[1]), rpc, roles: ['meta', 'store', 'proxy'] }
+    // The host is everything before the rpc port's last colon (an IPv6 host keeps its brackets).
+    const colon = rpc.lastIndexOf(':')
+    if (colon <= 0) throw new KvError(ErrorCode.INVALID, `--members: '${member}' has a raft port but no HOST:PORT`, { field: 'members' })
+    return { id: Number(match[1]), rpc, raft: `${rpc.slice(0, colon)}:${raftPort}`, roles: ['meta', 'store', 'proxy'] }
   })
 }
 
@@ -73,7 +83,8 @@ Runs one node of a distkv cluster. Every field of the config file can be given a
   --rpc HOST:PORT          wire listener for clients, proxies and peers
   --http HOST:PORT         HTTP front end (proxy role)
   --data-dir DIR           where this node keeps its RocksDB data
-  --members LIST           the static member list: 1@HOST:PORT,2@HOST:PORT,... (same on every node)
+  --members LIST           the static member list: 1@HOST:PORT,2@HOST:PORT,... (same on every node);
+                           ID@HOST:PORT/RAFTPORT also gives a member's Raft peer-stream port
   --token T                cluster token shared by all nodes (or DISTKV_TOKEN)
   --client-token T         token clients must present (or DISTKV_CLIENT_TOKEN; default none)
   --shards N --replicas R  layout a new cluster starts with (default 4 x 3)

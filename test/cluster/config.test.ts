@@ -1,6 +1,7 @@
 // Node configuration: the Raft peer-stream address (`raft`) of a node and of its members.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import { parseMembers } from '../../src/cluster/command.js'
 import { resolveNodeConfig } from '../../src/cluster/config.js'
 import { ErrorCode, isKvError } from '../../src/errors.js'
 
@@ -25,4 +26,15 @@ test('a bad raft address is refused with the field it came from', () => {
   refused({ ...base, id: 2, raft: 'nowhere' }, 'raft')
   refused({ ...base, id: 1, raft: '127.0.0.1:7701' }, 'raft')
   refused({ ...base, id: 1, members: [{ ...members[0], raft: 7702 }, members[1]] }, 'members[0].raft')
+})
+
+test('--members gives a member its raft port as ID@HOST:PORT/RAFTPORT; a malformed entry is refused', () => {
+  const parsed = parseMembers('1@10.0.0.1:7701/7702, 2@10.0.0.2:7701,3@[::1]:7701/7702')
+  assert.deepEqual(parsed.map((m) => [m.id, m.rpc, m.raft]), [[1, '10.0.0.1:7701', '10.0.0.1:7702'], [2, '10.0.0.2:7701', undefined], [3, '[::1]:7701', '[::1]:7702']])
+  const config = resolveNodeConfig({ token: 'cluster-token', dataDir: '/tmp/distkv-config-test', id: 1, members: parsed })
+  assert.equal(config.raft, '10.0.0.1:7702', 'a node listens on its own member entry\'s raft address')
+  assert.deepEqual(config.members.map((m) => m.raft), ['10.0.0.1:7702', undefined, '[::1]:7702'])
+  for (const bad of ['x@h:1', '1@7701/7702', '1h:7701']) {
+    assert.throws(() => parseMembers(bad), (error: unknown) => isKvError(error) && error.code === ErrorCode.INVALID && error.details?.field === 'members', bad)
+  }
 })
