@@ -9,7 +9,7 @@ import { pipeline } from 'node:stream/promises'
 import { ErrorCode, KvError } from '../../errors.js'
 import type { FileInfo, FileStore } from '../../files/index.js'
 import type { ByteRange } from '../../files/reader.js'
-import { declaredLength, notFound, sendJson } from './respond.js'
+import { declaredLength, notFound, readBody, sendJson } from './respond.js'
 
 /** fileHeaders are the headers every file reply carries. */
 function fileHeaders(info: FileInfo): Record<string, string> {
@@ -106,7 +106,10 @@ async function putFile(files: FileStore, name: string, req: IncomingMessage, res
   // A body that fits inline is read whole, with no async iterator or chunking per request; a
   // larger one streams. Stopping early must not destroy the socket: the 413 (or other error)
   // still has to be sent on it.
-  const body = length !== undefined && length <= files.config.inlineBytesMax ? await readWhole(req, length) : (req.iterator({ destroyOnReturn: false }) as AsyncIterable<Uint8Array>)
+  const body =
+    length !== undefined && length <= files.config.inlineBytesMax
+      ? await readBody(req, length, (bytes) => new KvError(ErrorCode.INVALID, `body of ${bytes} bytes or more, Content-Length said ${length}`))
+      : (req.iterator({ destroyOnReturn: false }) as AsyncIterable<Uint8Array>)
   const info = await files.putFile(name, body, contentType === undefined ? {} : { contentType })
   if (length !== undefined && info.size !== length) {
     // Node already refuses a body shorter than Content-Length; this guards the invariant anyway.
@@ -114,39 +117,6 @@ async function putFile(files: FileStore, name: string, req: IncomingMessage, res
   }
   count('in', info.size)
   sendJson(res, 201, info, { etag: info.etag })
-}
-
-/**
- * readWhole reads a body whose Content-Length is `length` (small: at most inlineBytesMax) into
- * one Buffer. Node's parser ends the body at Content-Length, so more bytes cannot arrive; a
- * connection lost before the end rejects (the server then answers nobody).
- */
-function readWhole(req: IncomingMessage, length: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const pieces: Buffer[] = []
-    let total = 0
-    const onData = (piece: Buffer): void => {
-      pieces.push(piece)
-      total += piece.length
-    }
-    const onEnd = (): void => {
-      done()
-      if (total !== length) reject(new KvError(ErrorCode.INVALID, `body was ${total} bytes, Content-Length said ${length}`))
-      else resolve(pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, total))
-    }
-    const onClose = (): void => {
-      done()
-      reject(new KvError(ErrorCode.INVALID, `the connection closed after ${total} of ${length} body bytes`))
-    }
-    const onError = (error: Error): void => {
-      done()
-      reject(error)
-    }
-    const done = (): void => {
-      req.off('data', onData).off('end', onEnd).off('close', onClose).off('error', onError)
-    }
-    req.on('data', onData).once('end', onEnd).once('close', onClose).once('error', onError)
-  })
 }
 
 /** handleFile serves one file: GET, HEAD, PUT, DELETE. */
