@@ -5,7 +5,8 @@
  *     replica writes to this one disk), for the upload figures;
  *   - etcd (one member) storing the 16 KiB files as values with the same 16 clients.
  * Because the machine is shared and wall-clock rates swing from run to run, every phase also
- * reports the CPU time of every server process (all nodes, from /proc) per file and per MiB,
+ * reports the CPU time of every server process (all nodes, from /proc) per file and per MiB
+ * (uploads also split by thread: JavaScript thread, RocksDB's background threads, Node's others),
  * of this process (the clients), and etcd's server CPU per put: those are the figures to steer by.
  *
  * Usage: npm run bench:files [-- --url http://HOST:PORT | --local] [--replicas 3] [--clients 16]
@@ -36,7 +37,7 @@ import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { treeCpuMs } from '../lib/common.js'
+import { threadCpuDelta, treeCpuMs, treeThreadCpuMs, type ThreadClass, type ThreadCpu } from '../lib/common.js'
 import { diskWriteMiBps, findEtcd, startEtcd } from './baselines.js'
 
 const { values: args } = parseArgs({
@@ -160,6 +161,8 @@ interface Row {
   /** upload/downloadServerCpuUsPerFile: CPU time of every server process (all nodes) per file; NaN with --url. */
   uploadServerCpuUsPerFile: number
   downloadServerCpuUsPerFile: number
+  /** uploadServerThreadsUsPerFile: the upload's server CPU per file split by thread class (user, system µs). */
+  uploadServerThreadsUsPerFile?: ThreadCpu
   /** upload/downloadClientCpuUsPerFile: CPU time of this benchmark process (the 16 HTTP clients) per file. */
   uploadClientCpuUsPerFile: number
   downloadClientCpuUsPerFile: number
@@ -172,14 +175,29 @@ interface Phase {
   seconds: number
   serverCpuMs: number
   clientCpuMs: number
+  /** serverThreads: the servers' CPU split by thread class (undefined with --url). */
+  serverThreads?: ThreadCpu
 }
 
 async function timed(serverPid: number | undefined, run: () => Promise<number>): Promise<Phase> {
   const server = serverPid === undefined ? Number.NaN : treeCpuMs(serverPid)
+  const threads = serverPid === undefined ? undefined : treeThreadCpuMs(serverPid)
   const client = process.cpuUsage()
   const seconds = await run()
   const used = process.cpuUsage(client)
-  return { seconds, serverCpuMs: serverPid === undefined ? Number.NaN : treeCpuMs(serverPid) - server, clientCpuMs: (used.user + used.system) / 1000 }
+  return {
+    seconds,
+    serverCpuMs: serverPid === undefined ? Number.NaN : treeCpuMs(serverPid) - server,
+    clientCpuMs: (used.user + used.system) / 1000,
+    ...(threads === undefined || serverPid === undefined ? {} : { serverThreads: threadCpuDelta(threads, treeThreadCpuMs(serverPid)) }),
+  }
+}
+
+/** perFile divides a thread split (ms) into µs per file. */
+function perFile(cpu: ThreadCpu, count: number): ThreadCpu {
+  const out = { ...cpu }
+  for (const key of Object.keys(cpu) as ThreadClass[]) out[key] = { user: (cpu[key].user * 1000) / count, system: (cpu[key].system * 1000) / count }
+  return out
 }
 
 async function benchSize(server: Server, size: number): Promise<Row> {
@@ -205,6 +223,7 @@ async function benchSize(server: Server, size: number): Promise<Row> {
     downloadMiBps: mib / down.seconds,
     retries: retried - retriedBefore,
     uploadServerCpuUsPerFile: (up.serverCpuMs * 1000) / count,
+    ...(up.serverThreads === undefined ? {} : { uploadServerThreadsUsPerFile: perFile(up.serverThreads, count) }),
     downloadServerCpuUsPerFile: (down.serverCpuMs * 1000) / count,
     uploadClientCpuUsPerFile: (up.clientCpuMs * 1000) / count,
     downloadClientCpuUsPerFile: (down.clientCpuMs * 1000) / count,
@@ -271,6 +290,12 @@ try {
           ` | download ${row.downloadServerCpuUsPerFile.toFixed(0)} us/file (${perMiB(row.downloadServerCpuUsPerFile)} ms/MiB)` +
           ` | clients ${row.uploadClientCpuUsPerFile.toFixed(0)} / ${row.downloadClientCpuUsPerFile.toFixed(0)} us/file | load ${row.loadAverage.toFixed(1)}`,
       )
+      const threads = row.uploadServerThreadsUsPerFile
+      if (threads !== undefined) {
+        // Where the upload's server CPU goes, per thread class: the figure that says which layer to work on.
+        const split = (Object.keys(threads) as ThreadClass[]).filter((key) => threads[key].user + threads[key].system > 0)
+        console.log(`          upload CPU by thread (user+sys us/file): ${split.map((key) => `${key} ${threads[key].user.toFixed(0)}+${threads[key].system.toFixed(0)}`).join(' | ')}`)
+      }
     }
   } finally {
     await server.stop()

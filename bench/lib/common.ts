@@ -60,6 +60,86 @@ export function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!
 }
 
+/** treePids lists process `rootPid` and every live descendant, from /proc (Linux). */
+function treePids(rootPid: number): number[] {
+  const children = new Map<number, number[]>()
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    let stat: string
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, 'utf8')
+    } catch {
+      continue // exited while we looked
+    }
+    const parent = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
+    children.set(parent, [...(children.get(parent) ?? []), Number(entry)])
+  }
+  const found: number[] = []
+  const pending = [rootPid]
+  // The found count bounds the walk even if /proc changed under us into a cycle.
+  while (pending.length > 0 && found.length < 100_000) {
+    const pid = pending.pop()!
+    found.push(pid)
+    pending.push(...(children.get(pid) ?? []))
+  }
+  return found
+}
+
+/**
+ * ThreadClass groups a server's threads by what they do: `main` the JavaScript thread (and
+ * its syscalls), `rocksdb` RocksDB's flush and compaction threads (named rocksdb:high/low),
+ * `workers` Node's other threads: V8's compiler and GC helpers and the libuv threadpool (fs,
+ * fdatasync, crypto), which Node 20 does not name apart (all are "node").
+ */
+export type ThreadClass = 'main' | 'rocksdb' | 'workers'
+
+function threadClass(comm: string, tid: number, pid: number): ThreadClass {
+  if (tid === pid) return 'main'
+  if (comm.startsWith('rocksdb:')) return 'rocksdb'
+  return 'workers'
+}
+
+/** ThreadCpu is user and system CPU time (ms) per thread class, summed over a process tree. */
+export type ThreadCpu = Record<ThreadClass, { user: number; system: number }>
+
+/**
+ * treeThreadCpuMs splits the CPU time of process `rootPid` and its descendants by thread class
+ * (from /proc/PID/task/TID/stat). Threads that exited between two samples drop out, so a
+ * difference of two samples can under-count short-lived threads (the classes above are long-lived).
+ */
+export function treeThreadCpuMs(rootPid: number): ThreadCpu {
+  const cpu: ThreadCpu = { main: { user: 0, system: 0 }, rocksdb: { user: 0, system: 0 }, workers: { user: 0, system: 0 } }
+  for (const pid of treePids(rootPid)) {
+    let tids: string[]
+    try {
+      tids = readdirSync(`/proc/${pid}/task`)
+    } catch {
+      continue
+    }
+    for (const tid of tids) {
+      let stat: string
+      try {
+        stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')
+      } catch {
+        continue
+      }
+      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'))
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+      const into = cpu[threadClass(comm, Number(tid), pid)]
+      into.user += Number(fields[11]) * 10
+      into.system += Number(fields[12]) * 10
+    }
+  }
+  return cpu
+}
+
+/** threadCpuDelta is `after - before`, class by class. */
+export function threadCpuDelta(before: ThreadCpu, after: ThreadCpu): ThreadCpu {
+  const delta = { ...after }
+  for (const key of Object.keys(after) as ThreadClass[]) delta[key] = { user: after[key].user - before[key].user, system: after[key].system - before[key].system }
+  return delta
+}
+
 /** treeCpuMs sums user + system CPU time (ms) of process `rootPid` and every live descendant, from /proc (Linux). */
 export function treeCpuMs(rootPid: number): number {
   const children = new Map<number, number[]>()
