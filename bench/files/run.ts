@@ -3,7 +3,8 @@
  * clients, for 16 KiB, 256 KiB and 4 MiB files, beside two baselines from the same run:
  *   - the disk's sequential write bandwidth divided by the replica count (the bound when every
  *     replica writes to this one disk), for the upload figures;
- *   - etcd (one member) storing the 16 KiB files as values with the same 16 clients.
+ *   - etcd storing the 16 KiB files as values with the same 16 clients: 3 members on this
+ *     loopback, like distkv's 3 replicas (`--etcd-members 1` for a single, unreplicated member).
  * Because the machine is shared and wall-clock rates swing from run to run, every phase also
  * reports the CPU time of every server process (all nodes, from /proc) per file and per MiB
  * (uploads also split by thread: JavaScript thread, RocksDB's background threads, Node's others),
@@ -11,6 +12,7 @@
  *
  * Usage: npm run bench:files [-- --url http://HOST:PORT | --local] [--replicas 3] [--clients 16]
  *          [--mib 128] [--sizes 16,256,4096 (KiB)] [--cpu-prof DIR] [--warmup 512]
+ *          [--etcd-members 3|1]
  * Before the timed phases, `--warmup` 16 KiB files are uploaded and downloaded untimed (and as
  * many puts sent to etcd before its phase): on a fresh cluster the first ~800 uploads cost ~25%
  * more CPU each than the next ones (JIT, connections, elections settling), which is not what a
@@ -43,7 +45,7 @@ import { diskWriteMiBps, findEtcd, startEtcd } from './baselines.js'
 const { values: args } = parseArgs({
   options: {
     url: { type: 'string' }, local: { type: 'boolean' }, port: { type: 'string' }, replicas: { type: 'string' }, clients: { type: 'string' }, mib: { type: 'string' },
-    sizes: { type: 'string' }, 'cpu-prof': { type: 'string' }, warmup: { type: 'string' },
+    sizes: { type: 'string' }, 'cpu-prof': { type: 'string' }, warmup: { type: 'string' }, 'etcd-members': { type: 'string' },
   },
 })
 const clients = Number(args.clients ?? 16)
@@ -53,6 +55,8 @@ const MiB = 1024 * KiB
 const sizes = (args.sizes ?? '16,256,4096').split(',').map((kib) => Number(kib) * KiB)
 /** warmupFiles: untimed 16 KiB uploads and downloads before the first phase, and untimed etcd puts before etcd's (JIT, connections, first memtable). */
 const warmupFiles = Number(args.warmup ?? 512)
+/** etcdMembers: the etcd baseline's member count, 3 (like for like with 3 replicas) unless `--etcd-members 1`. */
+const etcdMembers = args['etcd-members'] === '1' ? 1 : 3
 /** profileEnv makes every server process write a V8 CPU profile into --cpu-prof DIR when it exits. */
 const profileEnv = args['cpu-prof'] === undefined ? {} : { NODE_OPTIONS: `--import=${new URL('./profile-preload.js', import.meta.url).href}`, DISTKV_BENCH_PROFILE_DIR: args['cpu-prof'] }
 
@@ -249,12 +253,13 @@ interface EtcdFigures {
 async function benchEtcd(dir: string, count: number): Promise<EtcdFigures | undefined> {
   const binary = findEtcd()
   if (binary === undefined) return undefined
-  const etcd = await startEtcd(binary, dir)
+  const etcd = await startEtcd(binary, dir, etcdMembers)
   try {
     const value = randomBytes(16 * KiB)
     await runParallel(warmupFiles, async (i) => void (await etcd.client.put(`warmup/${i}`).value(value)))
-    const phase = await timed(etcd.pid, () => runParallel(count, async (i) => void (await etcd.client.put(`bench/${i}`).value(value))))
-    return { putsPerSecond: count / phase.seconds, serverCpuUsPerPut: (phase.serverCpuMs * 1000) / count }
+    const cpuBefore = etcd.cpuMs()
+    const seconds = await runParallel(count, async (i) => void (await etcd.client.put(`bench/${i}`).value(value)))
+    return { putsPerSecond: count / seconds, serverCpuUsPerPut: ((etcd.cpuMs() - cpuBefore) * 1000) / count }
   } finally {
     await etcd.stop()
   }
@@ -304,7 +309,7 @@ try {
   const etcd = small.size !== '16 KiB' ? undefined : await benchEtcd(dir, small.files)
   if (etcd === undefined) console.log('etcd: not measured (no 16 KiB row, or etcd-server could not be installed)')
   else {
-    console.log(`etcd 16 KiB puts: ${etcd.putsPerSecond.toFixed(0)}/s; distkv 16 KiB uploads: ${small.uploadFilesPerSecond.toFixed(0)}/s = ${(small.uploadFilesPerSecond / etcd.putsPerSecond).toFixed(2)}x etcd (target >= 2x)`)
+    console.log(`etcd (${etcdMembers} member${etcdMembers === 1 ? "" : "s"}) 16 KiB puts: ${etcd.putsPerSecond.toFixed(0)}/s; distkv 16 KiB uploads: ${small.uploadFilesPerSecond.toFixed(0)}/s = ${(small.uploadFilesPerSecond / etcd.putsPerSecond).toFixed(2)}x etcd (target >= 2x)`)
     console.log(`server CPU per 16 KiB write: etcd ${etcd.serverCpuUsPerPut.toFixed(0)} us/put, distkv ${small.uploadServerCpuUsPerFile.toFixed(0)} us/file`)
   }
   const large = rows[rows.length - 1]!
@@ -312,7 +317,7 @@ try {
   const results = join(fileURLToPath(new URL('../../../bench/results/', import.meta.url)))
   mkdirSync(results, { recursive: true })
   // A partial or profiled run is not comparable with the recorded ones, so it is not recorded.
-  if (args.sizes === undefined && args['cpu-prof'] === undefined) writeFileSync(join(results, args.local === true ? 'files-local.json' : 'files.json'), JSON.stringify({ at: new Date().toISOString(), commit: gitHead(), target: args.local === true ? 'local' : args.url ?? 'dev', clients, warmupFiles, replicas, diskMiBps: disk, boundMiBps: bound, etcdPutsPerSecond: etcd?.putsPerSecond, etcdServerCpuUsPerPut: etcd?.serverCpuUsPerPut, rows }, null, 2) + '\n')
+  if (args.sizes === undefined && args['cpu-prof'] === undefined) writeFileSync(join(results, args.local === true ? 'files-local.json' : 'files.json'), JSON.stringify({ at: new Date().toISOString(), commit: gitHead(), target: args.local === true ? 'local' : args.url ?? 'dev', clients, warmupFiles, replicas, diskMiBps: disk, boundMiBps: bound, etcdMembers, etcdPutsPerSecond: etcd?.putsPerSecond, etcdServerCpuUsPerPut: etcd?.serverCpuUsPerPut, rows }, null, 2) + '\n')
 } finally {
   rmSync(dir, { recursive: true, force: true })
 }
