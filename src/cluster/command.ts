@@ -28,6 +28,7 @@ const FLAG_FIELDS: Record<string, string> = {
   'request-timeout-ms': 'requestTimeoutMs',
   'down-after-ms': 'downAfterMs',
   balance: 'balance',
+  'blob-threshold-bytes': 'blobThresholdBytes',
 }
 
 /**

@@ -7,6 +7,7 @@
 import { ErrorCode, KvError } from '../errors.js'
 import { parseEndpoint } from '../local/validate.js'
 import type { Role } from '../meta/state.js'
+import { blobThresholdBytesMax } from '../engine/blob-engine.js'
 
 /** MemberConfig is one node of the static member list. */
 export interface MemberConfig {
@@ -51,7 +52,16 @@ export interface NodeConfig {
   dial: Readonly<Record<string, string>>
   /** balance: the meta leader moves replicas off nodes down past downAfterMs, onto added nodes, and spreads leaders. */
   balance: boolean
+  /**
+   * blobThresholdBytes: shard data values this long or longer are stored in the node's blob files
+   * (dataDir/blobs) with a pointer in RocksDB, out of the LSM's flushes and compactions; 0 turns
+   * separation off for new writes (docs/cluster.md, "Large values out of the LSM").
+   */
+  blobThresholdBytes: number
 }
+
+/** blobThresholdBytesDefault: the default NodeConfig.blobThresholdBytes (docs/cluster.md, "Large values out of the LSM", for the measurements). */
+export const blobThresholdBytesDefault = 8 * 1024
 
 const ROLES: readonly Role[] = ['meta', 'store', 'proxy']
 
@@ -137,6 +147,7 @@ export function resolveNodeConfig(raw: Record<string, unknown>, env: NodeJS.Proc
     downAfterMs: integer('downAfterMs', raw.downAfterMs ?? 30_000, 100, 86_400_000),
     dial: dialMap(raw.dial),
     balance: boolean('balance', raw.balance ?? true),
+    blobThresholdBytes: integer('blobThresholdBytes', raw.blobThresholdBytes ?? blobThresholdBytesDefault, 0, blobThresholdBytesMax),
   }
   if (config.raft !== undefined && (config.raft === config.rpc || config.raft === config.http)) throw invalid('raft', `must differ from the rpc and http addresses, got ${config.raft}`)
   return Object.freeze(config)

@@ -27,6 +27,8 @@ export interface DevOptions {
   electionTicks?: number
   requestTimeoutMs?: number
   downAfterMs?: number
+  /** blobThresholdBytes: the nodes' NodeConfig.blobThresholdBytes (their default when absent). */
+  blobThresholdBytes?: number
   /** nodeArgs: extra Node.js flags for every node process (e.g. --cpu-prof for a benchmark). */
   nodeArgs?: string[]
   log: (line: string) => void
@@ -115,6 +117,7 @@ export class DevCluster {
       ...(o.electionTicks === undefined ? {} : { electionTicks: o.electionTicks }),
       ...(o.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: o.requestTimeoutMs }),
       ...(o.downAfterMs === undefined ? {} : { downAfterMs: o.downAfterMs }),
+      ...(o.blobThresholdBytes === undefined ? {} : { blobThresholdBytes: o.blobThresholdBytes }),
     }
   }
 

@@ -20,6 +20,8 @@ import { ErrorCode, KvError } from '../errors.js'
 import type { Engine } from '../engine/engine.js'
 import { RocksDbEngine } from '../engine/rocksdb.js'
 import { withPowerLossFault } from '../engine/power-loss.js'
+import { BlobEngine } from '../engine/blob-engine.js'
+import { isShardDataKey } from '../store/keys.js'
 import { parseEndpoint } from '../local/validate.js'
 import { RaftDriver } from '../raftstore/driver.js'
 import { EngineRaftStorage } from '../raftstore/log-storage.js'
@@ -147,7 +149,9 @@ function raftTransport(config: Readonly<NodeConfig>, raftId: number, addresses: 
 export async function startNode(config: Readonly<NodeConfig>, log: (line: string) => void = (line) => process.stderr.write(`${line}\n`)): Promise<ClusterNodeHandle> {
   const say = (message: string, details: Record<string, unknown> = {}) => log(`distkv node ${config.id}: ${message} ${JSON.stringify(details)}`)
   mkdirSync(config.dataDir, { recursive: true })
-  const engine = withPowerLossFault(new RocksDbEngine({ dir: join(config.dataDir, 'db'), ...nodeEngineOptions }))
+  // Large shard data values go to blob files, pointers to RocksDB (always wrapped: pointers written
+  // with an earlier threshold are still read when separation is off).
+  const engine = new BlobEngine(withPowerLossFault(new RocksDbEngine({ dir: join(config.dataDir, 'db'), ...nodeEngineOptions })), { dir: join(config.dataDir, 'blobs'), thresholdBytes: config.blobThresholdBytes, separable: isShardDataKey })
   await engine.open()
   const server = new WireServer({ serverInfo: { nodeId: config.id, pid: process.pid, roles: config.roles, cluster: true }, authenticate: authenticator(config), onHandlerError: (error, method) => say('handler failed', { method, error: String((error as Error)?.stack ?? error) }) })
   const rpc = parseEndpoint(config.rpc)

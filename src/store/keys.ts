@@ -7,12 +7,26 @@
  *   prefix | 's'                   the slots this replica owns and has frozen (msgpack)
  * [ids, requestEnd) covers both request-id layouts.
  */
-import { groupPrefix } from '../raftstore/records.js'
+import { RAFT_KEY_SPACE, groupPrefix } from '../raftstore/records.js'
 
 const DATA = 0x64
 const IDS = 0x71
 const REQUEST = 0x72
 const SLOTS = 0x73
+
+/** FIRST_SHARD_GROUP: shard groups are numbered from 2 (group 1 is meta, whose keys are never data). */
+const FIRST_SHARD_GROUP = 2
+
+/**
+ * isShardDataKey tells whether an engine key is a shard's data key (prefix | 'd' | user key): the
+ * keys whose large values a node keeps in blob files (src/engine/blob-engine.ts). Raft records
+ * (suffixes below 0x20), request ids, slot records and meta's keys are never separated.
+ */
+export function isShardDataKey(key: Buffer): boolean {
+  const prefixBytes = 9
+  if (key.length <= prefixBytes || key[0] !== RAFT_KEY_SPACE || key[prefixBytes] !== DATA) return false
+  return key.readUInt32BE(1) !== 0 || key.readUInt32BE(5) >= FIRST_SHARD_GROUP
+}
 
 /** ShardKeys builds the engine keys of one shard. */
 export class ShardKeys {

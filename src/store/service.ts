@@ -26,6 +26,7 @@ import { engineRange } from '../local/keyspace.js'
 import type { RaftDriver } from '../raftstore/driver.js'
 import { groupPrefix } from '../raftstore/records.js'
 import type { Engine } from '../engine/engine.js'
+import { BlobEngine } from '../engine/blob-engine.js'
 import { SlotSet, checkSlots, slotOf } from '../meta/slots.js'
 import type { WireServer, RequestContext } from '../wire/index.js'
 import { encodeShardCommand, type ShardCommand, type ShardResult, type WriteOp, type WriteUnit } from './machine.js'
@@ -164,9 +165,13 @@ export function registerStoreHandlers(server: WireServer, host: StoreHost, drive
     const shard = shardOf(params)
     const keys = checkKeys(params.keys)
     const machine = await readable(shard, keys)
-    const values = await engine.getMany(keys.map((key) => machine.keys.dataKey(key)))
-    if (params.kind === 'size') return values.map((v) => (v === undefined ? null : v.length))
-    if (params.kind === 'has') return values.map((v) => v !== undefined)
+    const engineKeys = keys.map((key) => machine.keys.dataKey(key))
+    if (params.kind === 'size' || params.kind === 'has') {
+      // Sizes come from the pointers of separated values: no blob is read.
+      const sizes = engine instanceof BlobEngine ? await engine.sizes(engineKeys) : (await engine.getMany(engineKeys)).map((v) => v?.length)
+      return params.kind === 'size' ? sizes.map((size) => size ?? null) : sizes.map((size) => size !== undefined)
+    }
+    const values = await engine.getMany(engineKeys)
     return values.map((v) => v ?? null)
   }))
   methods.handleStream('store.query', (params: Record<string, unknown>, ctx) => queryPages(host, driver, engine, params, ctx))

@@ -1,0 +1,382 @@
+/**
+ * BlobEngine: key-value separation in front of another engine. A put of a value of at least
+ * `thresholdBytes` under a key `separable` selects (a cluster node: shard data keys) appends the
+ * value to a BlobLog and stores a 27-byte pointer in the inner engine instead; every read
+ * through this engine (get, getMany, iterators) returns the real value. So large values are
+ * written once to a blob file, not to the LSM's WAL, memtable flush and every compaction level.
+ * See docs/cluster.md, "Large values out of the LSM".
+ *
+ * Value encoding under separable keys (unambiguous for everything written through this class):
+ *   MAGIC (8) | 0x01 | file u32 | offset u48 | length u32 | crc u32   a pointer
+ *   MAGIC (8) | 0x00 | value                                          a value that itself starts with MAGIC
+ *   anything else                                                     the value itself
+ * so small values are stored as they always were (no copy, and data written before blobs existed
+ * reads the same). NB: a value written before this class existed that started with the 8 MAGIC
+ * bytes followed by 0x00 or 0x01 would be misread; MAGIC is arbitrary binary, not text.
+ *
+ * Durability order: a pointer is never durable before its blob bytes. Every write takes its
+ * turn in one queue: append the batch's large values (write(2) on this thread, replacing the WAL
+ * write of the same bytes), fdatasync the blob files on the thread pool, and only then write the
+ * batch holding the pointers to the inner engine. The queue also keeps writes in call order,
+ * which GC's check-and-put relies on.
+ *
+ * GC (WiscKey style, nothing recorded on the write path): on a timer, walk one sealed file's
+ * records and look up each record's key; a record is live when the key's current value still
+ * points at it. No live record: the file is retired. Live bytes below `gcLiveFraction` of the
+ * file: the live values are copied to the active file and, in one synced batch, re-pointed, but
+ * only for keys no write touched since the lookup (every write is seen in the queue before
+ * GC's batch runs), then the file is retired. A retired file is unlinked once every read and
+ * iterator that began before may no longer hold a pointer into it (BlobLog.retire).
+ * A dropped or purged shard's values die with their keys and are reclaimed the same way.
+ */
+import { ErrorCode, KvError } from '../errors.js'
+import { BaseEngine, type NativeIterator, type NormalizedRange } from './base.js'
+import { BlobLog, blobFileBytesMaxDefault, type BlobRef } from './blob-log.js'
+import type { Engine, EngineIterator, EngineOp, RangeOptions } from './engine.js'
+
+/** MAGIC starts every encoded (pointer or escaped) value under a separable key. */
+const MAGIC = Buffer.from([0xb1, 0x0b, 0x5e, 0x9a, 0x7e, 0xa5, 0x00, 0xe1])
+const TAG_INLINE = 0x00
+const TAG_POINTER = 0x01
+const POINTER_BYTES = MAGIC.length + 1 + 4 + 6 + 4 + 4
+
+/** blobThresholdBytesMax: the largest threshold accepted (values above it are rare enough to keep in the LSM). */
+export const blobThresholdBytesMax = 64 * 1024 * 1024
+/** blobGcIntervalMsDefault: how often GC looks at one sealed file. */
+export const blobGcIntervalMsDefault = 5_000
+/** blobGcLiveFractionDefault: a sealed file whose live bytes are below this share of it is rewritten. */
+export const blobGcLiveFractionDefault = 0.5
+/** blobGcFilesPerRunDefault: sealed files one GC run examines. */
+export const blobGcFilesPerRunDefault = 2
+/** blobGcLookupBatch: keys looked up per engine getMany during a GC walk. */
+const blobGcLookupBatch = 256
+/** blobIteratorBytesMax: blob bytes one iterator call resolves (at least one row), so a page of 1 MiB values is not held all at once. */
+export const blobIteratorBytesMax = 16 * 1024 * 1024
+
+/** BlobEngineOptions configures key-value separation. */
+export interface BlobEngineOptions {
+  /** dir: the blob files' directory. */
+  dir: string
+  /** thresholdBytes: values this long or longer under separable keys go to blob files; 0 stores every value inline (existing pointers are still read). */
+  thresholdBytes: number
+  /** separable: which keys may hold pointers (every other key is passed through untouched). */
+  separable: (key: Buffer) => boolean
+  fileBytesMax?: number
+  /** gcIntervalMs: 0 turns the timer off (gc() may still be called). */
+  gcIntervalMs?: number
+  gcLiveFraction?: number
+  gcFilesPerRun?: number
+  /** beforeGcCommit: called between a GC rewrite's copies and its re-pointing batch (tests race a write there). */
+  beforeGcCommit?: () => Promise<void>
+}
+
+/** BlobStats counts what separation and GC did (tests, logs). */
+export interface BlobStats {
+  separated: number
+  separatedBytes: number
+  gcRuns: number
+  filesRetired: number
+  recordsRewritten: number
+  bytesRewritten: number
+}
+
+function encodePointer(ref: BlobRef): Buffer {
+  const out = Buffer.allocUnsafe(POINTER_BYTES)
+  MAGIC.copy(out, 0)
+  out[8] = TAG_POINTER
+  out.writeUInt32BE(ref.file, 9)
+  out.writeUIntBE(ref.offset, 13, 6)
+  out.writeUInt32BE(ref.length, 19)
+  out.writeUInt32BE(ref.crc, 23)
+  return out
+}
+
+function hasMagic(value: Buffer): boolean {
+  return value.length > MAGIC.length && value.compare(MAGIC, 0, MAGIC.length, 0, MAGIC.length) === 0
+}
+
+/** decodePointer is the BlobRef a stored value holds, or undefined when it is a value. */
+export function decodePointer(stored: Buffer): BlobRef | undefined {
+  if (stored.length !== POINTER_BYTES || !hasMagic(stored) || stored[8] !== TAG_POINTER) return undefined
+  return { file: stored.readUInt32BE(9), offset: stored.readUIntBE(13, 6), length: stored.readUInt32BE(19), crc: stored.readUInt32BE(23) }
+}
+
+/** inlineValue is the value a stored non-pointer holds (an escaped one loses its escape). */
+function inlineValue(stored: Buffer): Buffer {
+  return hasMagic(stored) && stored[8] === TAG_INLINE ? stored.subarray(MAGIC.length + 1) : stored
+}
+
+/** storedSize is the length of the value `stored` stands for, without reading a blob. */
+export function storedSize(stored: Buffer): number {
+  return decodePointer(stored)?.length ?? inlineValue(stored).length
+}
+
+function checkOptions(options: BlobEngineOptions): Required<BlobEngineOptions> {
+  const integer = (name: string, value: number, min: number, max: number) => {
+    if (!Number.isSafeInteger(value) || value < min || value > max) throw new KvError(ErrorCode.INVALID, `${name} must be an integer in [${min}, ${max}]`, { [name]: value })
+    return value
+  }
+  const fraction = options.gcLiveFraction ?? blobGcLiveFractionDefault
+  if (!(fraction >= 0 && fraction <= 1)) throw new KvError(ErrorCode.INVALID, 'gcLiveFraction must be in [0, 1]', { gcLiveFraction: fraction })
+  return {
+    dir: options.dir,
+    separable: options.separable,
+    thresholdBytes: integer('blobThresholdBytes', options.thresholdBytes, 0, blobThresholdBytesMax),
+    fileBytesMax: options.fileBytesMax ?? blobFileBytesMaxDefault,
+    gcIntervalMs: integer('gcIntervalMs', options.gcIntervalMs ?? blobGcIntervalMsDefault, 0, 3_600_000),
+    gcLiveFraction: fraction,
+    gcFilesPerRun: integer('gcFilesPerRun', options.gcFilesPerRun ?? blobGcFilesPerRunDefault, 1, 1_000),
+    beforeGcCommit: options.beforeGcCommit ?? (async () => undefined),
+  }
+}
+
+/** BlobEngine separates large values of separable keys into a BlobLog (see the module comment). */
+export class BlobEngine extends BaseEngine {
+  readonly kind: Engine['kind']
+  readonly stats: BlobStats = { separated: 0, separatedBytes: 0, gcRuns: 0, filesRetired: 0, recordsRewritten: 0, bytesRewritten: 0 }
+  readonly log: BlobLog
+  readonly #inner: Engine
+  readonly #options: Required<BlobEngineOptions>
+  /** #queue: every write, in call order (see the module comment). */
+  #queue: Promise<void> = Promise.resolve()
+  /** #watched: keys (latin1) a running GC rewrite is about to re-point; writes to them land in #touched. */
+  #watched: Set<string> | undefined
+  readonly #touched = new Set<string>()
+  /** #writes counts writes to separable keys; a file is walked again only after more happened (#walkedAt). */
+  #writes = 0
+  readonly #walkedAt = new Map<number, number>()
+  #gcCursor = 0
+  #gcTimer: NodeJS.Timeout | undefined
+  #gcRunning: Promise<void> | undefined
+
+  constructor(inner: Engine, options: BlobEngineOptions) {
+    super()
+    this.#inner = inner
+    this.kind = inner.kind
+    this.#options = checkOptions(options)
+    this.log = new BlobLog(options.dir, this.#options.fileBytesMax)
+  }
+
+  protected async _open(): Promise<void> {
+    await this.#inner.open()
+    await this.log.open()
+    if (this.#options.gcIntervalMs > 0) {
+      this.#gcTimer = setInterval(() => void this.gc().catch(() => undefined), this.#options.gcIntervalMs)
+      this.#gcTimer.unref()
+    }
+  }
+
+  protected async _close(): Promise<void> {
+    clearInterval(this.#gcTimer)
+    this.#gcTimer = undefined
+    await this.#gcRunning?.catch(() => undefined)
+    await this.#queue
+    try {
+      await this.log.close()
+    } finally {
+      await this.#inner.close()
+    }
+  }
+
+  protected async _get(key: Buffer): Promise<Buffer | undefined> {
+    if (!this.#options.separable(key)) return this.#inner.get(key)
+    const token = this.log.beginRead()
+    try {
+      const stored = await this.#inner.get(key)
+      return stored === undefined ? undefined : await this.resolve(stored)
+    } finally {
+      this.log.endRead(token)
+    }
+  }
+
+  protected async _getMany(keys: Buffer[]): Promise<Array<Buffer | undefined>> {
+    const token = this.log.beginRead()
+    try {
+      const stored = await this.#inner.getMany(keys)
+      return await Promise.all(stored.map((value, i) => (value === undefined || !this.#options.separable(keys[i]!) ? value : this.resolve(value))))
+    } finally {
+      this.log.endRead(token)
+    }
+  }
+
+  /** sizes answers the length of each key's value (undefined when absent) without reading blob files. */
+  async sizes(keys: Buffer[]): Promise<Array<number | undefined>> {
+    const stored = await this.#inner.getMany(keys)
+    return stored.map((value, i) => (value === undefined ? undefined : this.#options.separable(keys[i]!) ? storedSize(value) : value.length))
+  }
+
+  protected _write(ops: EngineOp[], sync: boolean): Promise<void> {
+    return this.enqueue(async () => {
+      let appended = false
+      const out = ops.map((op): EngineOp => {
+        if (!this.#options.separable(op.key)) return op
+        this.#writes++
+        if (this.#watched !== undefined) {
+          const name = op.key.toString('latin1')
+          if (this.#watched.has(name)) this.#touched.add(name)
+        }
+        if (op.type === 'del') return op
+        const threshold = this.#options.thresholdBytes
+        if (threshold > 0 && op.value.length >= threshold) {
+          appended = true
+          this.stats.separated++
+          this.stats.separatedBytes += op.value.length
+          return { type: 'put', key: op.key, value: encodePointer(this.log.append(op.key, op.value)) }
+        }
+        if (hasMagic(op.value)) return { type: 'put', key: op.key, value: Buffer.concat([MAGIC, Buffer.from([TAG_INLINE]), op.value]) }
+        return op
+      })
+      // The blob bytes are durable before any pointer to them can be (module comment).
+      if (appended) await this.log.sync()
+      await this.#inner.batch(out, { sync })
+    })
+  }
+
+  protected _sync(): Promise<void> {
+    return this.enqueue(() => this.#inner.sync())
+  }
+
+  protected _iterator(range: NormalizedRange): NativeIterator {
+    const token = this.log.beginRead()
+    try {
+      return new ResolvingIterator(this.#inner.iterator(innerRange(range)), range.values ? this : undefined, () => this.log.endRead(token))
+    } catch (error) {
+      this.log.endRead(token)
+      throw error
+    }
+  }
+
+  /** resolve is the value a stored separable value stands for (reading its blob when it is a pointer). */
+  async resolve(stored: Buffer): Promise<Buffer> {
+    const ref = decodePointer(stored)
+    return ref === undefined ? inlineValue(stored) : this.log.read(ref)
+  }
+
+  /** isSeparable tells whether `key` may hold a pointer. */
+  isSeparable(key: Buffer): boolean {
+    return this.#options.separable(key)
+  }
+
+  /** gc runs one bounded round (one at a time; a call during a round waits for it). */
+  gc(): Promise<void> {
+    this.#gcRunning ??= this.gcRound().finally(() => (this.#gcRunning = undefined))
+    return this.#gcRunning
+  }
+
+  private async gcRound(): Promise<void> {
+    if (this.status !== 'open') return
+    this.stats.gcRuns++
+    const sealed = this.log.sealedFiles().filter((file) => this.#walkedAt.get(file) !== this.#writes)
+    for (let n = 0; n < Math.min(this.#options.gcFilesPerRun, sealed.length); n++) {
+      this.#gcCursor = (this.#gcCursor + 1) % sealed.length
+      const file = sealed[this.#gcCursor]!
+      await this.collect(file)
+      if (this.status !== 'open') return
+    }
+  }
+
+  /** collect examines one sealed file: retire it when nothing points into it, rewrite its live records when few do. */
+  private async collect(file: number): Promise<void> {
+    const writesBefore = this.#writes
+    const records: Array<{ key: Buffer; ref: BlobRef }> = []
+    for await (const record of this.log.walk(file)) records.push({ key: record.key, ref: record })
+    // Watch before looking up: a write after the lookup then shows in #touched.
+    this.#watched = new Set(records.map((r) => r.key.toString('latin1')))
+    this.#touched.clear()
+    try {
+      // A write already past its turn's start was not seen by the watch: let every such one finish first.
+      await this.enqueue(async () => undefined)
+      const live: Array<{ key: Buffer; ref: BlobRef }> = []
+      for (let i = 0; i < records.length; i += blobGcLookupBatch) {
+        const slice = records.slice(i, i + blobGcLookupBatch)
+        const stored = await this.#inner.getMany(slice.map((r) => r.key))
+        slice.forEach((record, j) => {
+          const ref = stored[j] === undefined ? undefined : decodePointer(stored[j]!)
+          if (ref !== undefined && ref.file === file && ref.offset === record.ref.offset) live.push(record)
+        })
+      }
+      const liveBytes = live.reduce((sum, r) => sum + r.ref.length, 0)
+      if (live.length > 0 && liveBytes >= this.#options.gcLiveFraction * this.log.fileSize(file)) {
+        this.#walkedAt.set(file, writesBefore)
+        return
+      }
+      const moved: EngineOp[] = []
+      for (const record of live) {
+        const value = await this.log.read(record.ref)
+        moved.push({ type: 'put', key: record.key, value: encodePointer(this.log.append(record.key, value)) })
+        this.stats.bytesRewritten += value.length
+      }
+      await this.#options.beforeGcCommit()
+      // Synced: once the file is gone, only the new pointers (or later writes) may be durable.
+      await this.enqueue(async () => {
+        await this.log.sync()
+        const kept = moved.filter((op) => !this.#touched.has(op.key.toString('latin1')))
+        this.stats.recordsRewritten += kept.length
+        await this.#inner.batch(kept, { sync: true })
+      })
+      this.#walkedAt.delete(file)
+      this.log.retire(file)
+      this.stats.filesRetired++
+    } finally {
+      this.#watched = undefined
+      this.#touched.clear()
+    }
+  }
+
+  /** enqueue runs `work` after every write queued before it. */
+  private enqueue<T>(work: () => Promise<T>): Promise<T> {
+    const result = this.#queue.then(work)
+    this.#queue = result.then(() => undefined, () => undefined)
+    return result
+  }
+}
+
+/** innerRange asks the inner engine for the same rows, always with keys (a value is resolved by its key's kind). */
+function innerRange(range: NormalizedRange): RangeOptions {
+  const options: RangeOptions = { reverse: range.reverse, keys: true, values: range.values }
+  if (range.limit !== Infinity) options.limit = range.limit
+  if (range.lower) options[range.lower.inclusive ? 'gte' : 'gt'] = range.lower.key
+  if (range.upper) options[range.upper.inclusive ? 'lte' : 'lt'] = range.upper.key
+  return options
+}
+
+/** ResolvingIterator returns the inner iterator's rows with pointers replaced by their values, at most blobIteratorBytesMax of blobs per call. */
+class ResolvingIterator implements NativeIterator {
+  #rows: Array<[Buffer, Buffer]> = []
+  #closed = false
+
+  constructor(
+    private readonly inner: EngineIterator,
+    private readonly blobs: BlobEngine | undefined,
+    private readonly onClose: () => void,
+  ) {}
+
+  async next(count: number): Promise<Array<[Buffer | undefined, Buffer | undefined]>> {
+    if (this.#rows.length === 0) this.#rows = await this.inner.nextBatch(count)
+    if (this.blobs === undefined) {
+      const rows = this.#rows
+      this.#rows = []
+      return rows
+    }
+    const blobs = this.blobs
+    let take = 0
+    let bytes = 0
+    while (take < Math.min(count, this.#rows.length) && (take === 0 || bytes < blobIteratorBytesMax)) {
+      const [key, stored] = this.#rows[take]!
+      if (blobs.isSeparable(key)) bytes += decodePointer(stored)?.length ?? 0
+      take++
+    }
+    const rows = this.#rows.splice(0, take)
+    return Promise.all(rows.map(async ([key, stored]): Promise<[Buffer, Buffer]> => [key, blobs.isSeparable(key) ? await blobs.resolve(stored) : stored]))
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    try {
+      await this.inner.close()
+    } finally {
+      this.onClose()
+    }
+  }
+}
