@@ -12,7 +12,7 @@
  *
  * Usage: npm run bench:files [-- --url http://HOST:PORT | --local] [--replicas 3] [--clients 16]
  *          [--mib 128] [--sizes 16,256,4096 (KiB)] [--cpu-prof DIR] [--warmup 512]
- *          [--etcd-members 3|1]
+ *          [--etcd-members 3|1] [--blob-threshold-bytes N]
  * Before the timed phases, `--warmup` 16 KiB files are uploaded and downloaded untimed (and as
  * many puts sent to etcd before its phase): on a fresh cluster the first ~800 uploads cost ~25%
  * more CPU each than the next ones (JIT, connections, elections settling), which is not what a
@@ -45,7 +45,7 @@ import { diskWriteMiBps, findEtcd, startEtcd } from './baselines.js'
 const { values: args } = parseArgs({
   options: {
     url: { type: 'string' }, local: { type: 'boolean' }, port: { type: 'string' }, replicas: { type: 'string' }, clients: { type: 'string' }, mib: { type: 'string' },
-    sizes: { type: 'string' }, 'cpu-prof': { type: 'string' }, warmup: { type: 'string' }, 'etcd-members': { type: 'string' },
+    sizes: { type: 'string' }, 'cpu-prof': { type: 'string' }, warmup: { type: 'string' }, 'etcd-members': { type: 'string' }, 'blob-threshold-bytes': { type: 'string' },
   },
 })
 const clients = Number(args.clients ?? 16)
@@ -133,7 +133,7 @@ async function startDevCluster(dir: string): Promise<Server> {
   const bin = fileURLToPath(new URL('../../../bin/distkv.js', import.meta.url))
   // A port base away from the default 7700 so a developer's own dev cluster is not in the way.
   const port = String(args.port ?? 17_000 + Math.floor(Math.random() * 4_000) * 10)
-  const child = spawn(process.execPath, [bin, 'dev', '--dir', join(dir, 'dev'), '--port', port, '--no-restart'], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...profileEnv } })
+  const child = spawn(process.execPath, [bin, 'dev', '--dir', join(dir, 'dev'), '--port', port, '--no-restart', ...(args['blob-threshold-bytes'] === undefined ? [] : ['--blob-threshold-bytes', args['blob-threshold-bytes']])], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...profileEnv } })
   const exited = new Promise((resolve) => child.once('exit', resolve))
   const url = await new Promise<string>((resolve, reject) => {
     const lines = createInterface({ input: child.stdout! })

@@ -13,6 +13,7 @@ import type { Command, Io } from '../cli/command.js'
 import { write } from '../cli/io.js'
 import type { ClusterView } from '../meta/routing.js'
 import { DevCluster } from './dev.js'
+import { blobThresholdBytesMax } from '../engine/blob-engine.js'
 
 const devReadyTimeoutMs = 120_000
 /** removeNodeTimeoutMs: how long `admin remove-node` waits for the node's replicas to move. */
@@ -29,7 +30,8 @@ Starts --nodes node processes on 127.0.0.1, each with the meta, store and proxy 
 (node i: port + 10(i-1) and the one after). Writes DIR/cluster.json (addresses and pids),
 restarts a node that dies after about a second (unless --no-restart), and stops everything
 on Ctrl-C or SIGTERM. DIR defaults to ./data/dev.
-  --tick-ms MS, --request-timeout-ms MS, --down-after-ms MS   tuning (tests use short ones)`,
+  --tick-ms MS, --request-timeout-ms MS, --down-after-ms MS   tuning (tests use short ones)
+  --blob-threshold-bytes N   shard values this long or longer go to blob files (default 8192, 0 = off)`,
   options: {
     dir: { type: 'string' },
     nodes: { type: 'string' },
@@ -40,6 +42,7 @@ on Ctrl-C or SIGTERM. DIR defaults to ./data/dev.
     'tick-ms': { type: 'string' },
     'request-timeout-ms': { type: 'string' },
     'down-after-ms': { type: 'string' },
+    'blob-threshold-bytes': { type: 'string' },
   },
   async run(parsed: Parsed, io: Io): Promise<number> {
     positionalCount('dev', parsed, 0, 0)
@@ -55,6 +58,7 @@ on Ctrl-C or SIGTERM. DIR defaults to ./data/dev.
       tickMs: integerFlag(parsed, 'tick-ms', { min: 1, max: 10_000 }),
       requestTimeoutMs: integerFlag(parsed, 'request-timeout-ms', { min: 100, max: 300_000 }),
       downAfterMs: integerFlag(parsed, 'down-after-ms', { min: 100, max: 86_400_000 }),
+      blobThresholdBytes: integerFlag(parsed, 'blob-threshold-bytes', { min: 0, max: blobThresholdBytesMax }),
       log: (line) => void write(io.stderr, `${line}\n`).catch(() => undefined),
     })
     const stopped = new Promise<void>((done) => {

@@ -142,6 +142,8 @@ export class BlobEngine extends BaseEngine {
   /** #watched: keys (latin1) a running GC rewrite is about to re-point; writes to them land in #touched. */
   #watched: Set<string> | undefined
   readonly #touched = new Set<string>()
+  /** #prepared: pointers made by prepare(), each with the sync its write must wait for. */
+  readonly #prepared = new WeakMap<Buffer, Promise<void>>()
   /** #writes counts writes to separable keys; a file is walked again only after more happened (#walkedAt). */
   #writes = 0
   readonly #walkedAt = new Map<number, number>()
@@ -205,9 +207,37 @@ export class BlobEngine extends BaseEngine {
     return stored.map((value, i) => (value === undefined ? undefined : this.#options.separable(keys[i]!) ? storedSize(value) : value.length))
   }
 
+  /**
+   * prepare separates the large values of `ops` now: appends them and starts their sync, and
+   * returns the ops with pointers and that sync. A caller (the shard machine, through the Raft
+   * driver's ApplyOutput.beforeWrite) lets the sync overlap its own log write; batch() still waits
+   * for it before writing a prepared pointer, whoever calls it.
+   */
+  prepare(ops: EngineOp[]): { ops: EngineOp[]; durable: Promise<void> | undefined } {
+    const threshold = this.#options.thresholdBytes
+    let appended = false
+    const pointers: Buffer[] = []
+    const out = ops.map((op): EngineOp => {
+      if (op.type === 'del' || threshold === 0 || op.value.length < threshold || !this.#options.separable(op.key)) return op
+      appended = true
+      this.stats.separated++
+      this.stats.separatedBytes += op.value.length
+      const pointer = encodePointer(this.log.append(op.key, op.value))
+      pointers.push(pointer)
+      return { type: 'put', key: op.key, value: pointer }
+    })
+    if (!appended) return { ops, durable: undefined }
+    const durable = this.log.sync()
+    // Awaited by the write that carries the pointers; a failure is reported there, not as unhandled here.
+    durable.catch(() => undefined)
+    for (const pointer of pointers) this.#prepared.set(pointer, durable)
+    return { ops: out, durable }
+  }
+
   protected _write(ops: EngineOp[], sync: boolean): Promise<void> {
     return this.enqueue(async () => {
       let appended = false
+      const waits = new Set<Promise<void>>()
       const out = ops.map((op): EngineOp => {
         if (!this.#options.separable(op.key)) return op
         this.#writes++
@@ -216,6 +246,11 @@ export class BlobEngine extends BaseEngine {
           if (this.#watched.has(name)) this.#touched.add(name)
         }
         if (op.type === 'del') return op
+        const prepared = this.#prepared.get(op.value)
+        if (prepared !== undefined) {
+          waits.add(prepared)
+          return op
+        }
         const threshold = this.#options.thresholdBytes
         if (threshold > 0 && op.value.length >= threshold) {
           appended = true
@@ -228,6 +263,7 @@ export class BlobEngine extends BaseEngine {
       })
       // The blob bytes are durable before any pointer to them can be (module comment).
       if (appended) await this.log.sync()
+      for (const wait of waits) await wait
       await this.#inner.batch(out, { sync })
     })
   }

@@ -19,6 +19,13 @@ export interface ApplyOutput {
   ops: EngineOp[]
   /** results has one element per entry, handed to the proposer of that entry. */
   results: unknown[]
+  /**
+   * beforeWrite, when present, must resolve before `ops` are written: a state machine that keeps
+   * data outside the engine (blob files a pointer in `ops` refers to) makes it durable there
+   * first. The driver writes such output in its own batch after the iteration's log write, so
+   * the two syncs overlap instead of adding up.
+   */
+  beforeWrite?: Promise<void>
 }
 
 /** StateMachine is the application a group replicates; its data lives in the same engine as the log. */
@@ -75,6 +82,8 @@ export interface PendingApply {
   entries: readonly Entry[]
   /** results[i] is the outcome of entries[i] for its proposer (parallel arrays: no object per entry). */
   results: unknown[]
+  /** beforeWrite: ApplyOutput.beforeWrite, awaited before `ops` are written. */
+  beforeWrite?: Promise<void>
 }
 
 /** GroupReplica is one group's core, storage, state machine and waiting requests. */

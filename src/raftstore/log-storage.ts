@@ -29,6 +29,8 @@ import type { AppliedState, TruncatedState } from './records.js'
 export interface StagedWrite {
   ops: EngineOp[]
   onDurable(): void
+  /** beforeWrite must resolve before `ops` are written (ApplyOutput.beforeWrite). */
+  beforeWrite?: Promise<void>
 }
 
 /** LogStorageOptions tunes how a group's storage is opened. */

@@ -17,6 +17,7 @@ import { createHash } from 'node:crypto'
 import { pack, unpack } from 'msgpackr'
 import { ErrorCode, KvError } from '../errors.js'
 import type { Engine, EngineOp } from '../engine/engine.js'
+import { BlobEngine } from '../engine/blob-engine.js'
 import type { Entry, Snapshot } from '../raft/types.js'
 import type { ApplyOutput, StateMachine } from '../raftstore/driver.js'
 import { SlotSet, slotOf } from '../meta/slots.js'
@@ -154,6 +155,11 @@ export class ShardMachine implements StateMachine {
       this.requests.flush(ops)
     }
     if (slotsChanged) ops.push({ type: 'put', key: this.keys.slots, value: pack({ owned: this.owned.bits, frozen: this.frozen.bits }) })
+    // Large values go to blob files now; their sync runs while the driver writes the log (beforeWrite).
+    if (this.engine instanceof BlobEngine) {
+      const prepared = this.engine.prepare(ops)
+      if (prepared.durable !== undefined) return { ops: prepared.ops, results, beforeWrite: prepared.durable }
+    }
     return { ops, results }
   }
 
