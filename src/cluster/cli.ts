@@ -31,7 +31,7 @@ Starts --nodes node processes on 127.0.0.1, each with the meta, store and proxy 
 restarts a node that dies after about a second (unless --no-restart), and stops everything
 on Ctrl-C or SIGTERM. DIR defaults to ./data/dev.
   --tick-ms MS, --request-timeout-ms MS, --down-after-ms MS   tuning (tests use short ones)
-  --blob-threshold-bytes N   shard values this long or longer go to blob files (default 8192, 0 = off)`,
+  --blob-threshold-bytes N   shard values this long or longer go to blob files (default 65536, 0 = off)`,
   options: {
     dir: { type: 'string' },
     nodes: { type: 'string' },

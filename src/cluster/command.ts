@@ -94,7 +94,7 @@ Runs one node of a distkv cluster. Every field of the config file can be given a
   --down-after-ms MS       silence after which a node is down and its replicas move (default 30000)
   --balance true|false     let meta rebalance replicas and leaders by itself (default true)
   --blob-threshold-bytes N shard values this long or longer are kept in blob files under
-                           DATA-DIR/blobs, a pointer in RocksDB (default 8192; 0 = off)`,
+                           DATA-DIR/blobs, a pointer in RocksDB (default 65536; 0 = off)`,
   options: Object.fromEntries([...Object.keys(FLAG_FIELDS), 'config', 'members'].map((flag) => [flag, { type: 'string' as const }])),
   async run(parsed: Parsed, io: Io): Promise<number> {
     positionalCount('server', parsed, 0, 0)

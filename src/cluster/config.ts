@@ -61,7 +61,7 @@ export interface NodeConfig {
 }
 
 /** blobThresholdBytesDefault: the default NodeConfig.blobThresholdBytes (docs/cluster.md, "Large values out of the LSM", for the measurements). */
-export const blobThresholdBytesDefault = 8 * 1024
+export const blobThresholdBytesDefault = 64 * 1024
 
 const ROLES: readonly Role[] = ['meta', 'store', 'proxy']
 

@@ -38,3 +38,11 @@ test('--members gives a member its raft port as ID@HOST:PORT/RAFTPORT; a malform
     assert.throws(() => parseMembers(bad), (error: unknown) => isKvError(error) && error.code === ErrorCode.INVALID && error.details?.field === 'members', bad)
   }
 })
+
+test('blobThresholdBytes defaults to 64 KiB, 0 turns separation off, and out-of-range values are refused', () => {
+  assert.equal(resolveNodeConfig({ ...base, id: 1 }).blobThresholdBytes, 64 * 1024)
+  assert.equal(resolveNodeConfig({ ...base, id: 1, blobThresholdBytes: '0' }).blobThresholdBytes, 0)
+  refused({ ...base, id: 1, blobThresholdBytes: -1 }, 'blobThresholdBytes')
+  refused({ ...base, id: 1, blobThresholdBytes: 1.5 }, 'blobThresholdBytes')
+  refused({ ...base, id: 1, blobThresholdBytes: 65 * 1024 * 1024 }, 'blobThresholdBytes')
+})

@@ -20,6 +20,8 @@ export interface DevFixtureOptions {
   replicas?: number
   restart?: boolean
   requestTimeoutMs?: number
+  /** blobThresholdBytes: the nodes' --blob-threshold-bytes (their default when absent). */
+  blobThresholdBytes?: number
 }
 
 /** ClusterFile is DIR/cluster.json. */
@@ -71,6 +73,7 @@ export class DevFixture {
     const args = [BIN, 'dev', '--dir', dir, '--port', String(await freeBlock(nodes)), '--nodes', String(nodes), '--shards', String(options.shards ?? 4),
       '--replicas', String(options.replicas ?? 3), '--tick-ms', '20', '--request-timeout-ms', String(options.requestTimeoutMs ?? 15_000), '--down-after-ms', '2000']
     if (options.restart === false) args.push('--no-restart')
+    if (options.blobThresholdBytes !== undefined) args.push('--blob-threshold-bytes', String(options.blobThresholdBytes))
     const supervisor = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] })
     const output = { text: '' }
     const fixture = new DevFixture(dir, supervisor, output)

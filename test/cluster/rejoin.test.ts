@@ -1,18 +1,34 @@
 // A node restarted with an empty data directory rejoins as a fresh replica: it gets a new Raft
 // identity (so it can never vote twice under its old one), meta replaces its old replicas in
 // the meta group and in every shard (learner, catch-up by snapshot, promotion), and once it
-// leads every shard it serves exactly the data written before it lost its disk.
+// leads every shard it serves exactly the data written before it lost its disk. Every fifth
+// value is past the nodes' blob threshold, so the snapshots carry values the sender keeps in
+// blob files and the fresh replica keeps them in its own.
 import assert from 'node:assert/strict'
-import { rmSync } from 'node:fs'
+import { readdirSync, rmSync, statSync } from 'node:fs'
+import { join } from 'node:path'
 import { after, before, test } from 'node:test'
 import type { RemoteKV } from '../../src/client/remote.js'
 import { DevFixture } from './fixture.js'
+
+const BLOB_THRESHOLD = 1024
+/** valueOf is the i-th value: every fifth one is separated into blob files. */
+const valueOf = (prefix: string, i: number) => (i % 5 === 0 ? `${prefix}${i}-${'x'.repeat(BLOB_THRESHOLD * 3)}` : `${prefix}${i}`)
+
+/** blobBytes sums the blob files of a node's data directory. */
+function blobBytes(dataDir: string): number {
+  try {
+    return readdirSync(join(dataDir, 'blobs')).reduce((sum, name) => sum + statSync(join(dataDir, 'blobs', name)).size, 0)
+  } catch {
+    return 0
+  }
+}
 
 let dev: DevFixture
 let kv: RemoteKV
 
 before(async () => {
-  dev = await DevFixture.start({ restart: true })
+  dev = await DevFixture.start({ restart: true, blobThresholdBytes: BLOB_THRESHOLD })
   kv = await dev.client({ admin: true })
 })
 
@@ -26,11 +42,12 @@ test('a node restarted with an empty data directory rejoins as a fresh replica a
   for (let i = 0; i < 300; i += 50) {
     await Promise.all(Array.from({ length: 50 }, (_, j) => {
       const key = `before/${i + j}`
-      written.set(key, `v${i + j}`)
-      return kv.put(key, `v${i + j}`)
+      written.set(key, valueOf('v', i + j))
+      return kv.put(key, valueOf('v', i + j))
     }))
   }
   const node3 = dev.cluster().nodes.find((n) => n.id === 3)!
+  assert.ok(blobBytes(node3.dataDir) > 0, 'large values went to blob files')
   dev.kill9(3)
   rmSync(node3.dataDir, { recursive: true, force: true })
   // The supervisor restarts node 3 after about a second, on the empty directory.
@@ -46,8 +63,8 @@ test('a node restarted with an empty data directory rejoins as a fresh replica a
     return done ? true : undefined
   }, 45_000)
   for (let i = 0; i < 50; i++) {
-    written.set(`after/${i}`, `w${i}`)
-    await kv.put(`after/${i}`, `w${i}`)
+    written.set(`after/${i}`, valueOf('w', i))
+    await kv.put(`after/${i}`, valueOf('w', i))
   }
   // Serve every shard from the fresh replica: it must hold exactly what was acknowledged.
   const view = await dev.view(kv)
@@ -59,6 +76,7 @@ test('a node restarted with an empty data directory rejoins as a fresh replica a
       return undefined
     })
   }
+  assert.ok(blobBytes(node3.dataDir) > 0, 'the fresh replica separated the values its snapshots carried')
   for (const [key, value] of written) assert.equal((await kv.get(key))?.toString(), value, key)
   let count = 0
   for await (const _ of kv.query({})) count++

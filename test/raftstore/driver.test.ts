@@ -291,3 +291,34 @@ test('a removed group fails its waiters; with destroy its Raft state is deleted'
     await cluster.close()
   }
 })
+
+test('apply output with beforeWrite is written only once it resolves, and its proposal answered only then', async () => {
+  const cluster = new Cluster([1, 2, 3], [1])
+  await cluster.start()
+  try {
+    await cluster.elect(1, 1)
+    // Every node's machine holds its output back on a gate, as a blob store holds pointers until its files are synced.
+    let open!: () => void
+    const gate = new Promise<void>((resolve) => (open = resolve))
+    for (const node of [1, 2, 3]) {
+      const machine = cluster.machine(node, 1)
+      const apply = machine.apply.bind(machine)
+      machine.apply = async (entries) => ({ ...(await apply(entries)), beforeWrite: gate })
+    }
+    let answered = false
+    const proposal = cluster.driver(1).propose(1, putCommand('gated', 'v')).then((result) => ((answered = true), result))
+    // Not cluster.until: its settle() waits for idle drivers, and the gated ones are not.
+    const turn = () => new Promise((resolve) => setTimeout(resolve, 1))
+    for (let i = 0; i < 500 && cluster.machine(1, 1).applies === 0; i++) await turn()
+    assert.ok(cluster.machine(1, 1).applies > 0, 'the leader applied the entry')
+    for (let i = 0; i < 20; i++) await turn()
+    assert.equal(answered, false, 'not answered before beforeWrite resolved')
+    assert.equal(await cluster.machine(1, 1).get('gated'), undefined, 'not written before beforeWrite resolved')
+    open()
+    assert.equal(typeof (await proposal), 'number')
+    assert.equal(await cluster.machine(1, 1).get('gated'), 'v')
+    await cluster.until('followers write it too', async () => (await cluster.machine(2, 1).get('gated')) === 'v' && (await cluster.machine(3, 1).get('gated')) === 'v')
+  } finally {
+    await cluster.close()
+  }
+})
