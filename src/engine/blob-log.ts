@@ -20,7 +20,7 @@
  * reader that began before the retirement ended: an engine iterator reads a snapshot that may
  * still hold pointers into it (beginRead/endRead).
  */
-import { closeSync, fdatasync, fstatSync, fsync, ftruncateSync, mkdirSync, openSync, read, readdirSync, unlink, writeSync } from 'node:fs'
+import { closeSync, fdatasync, fstatSync, fsync, ftruncateSync, mkdirSync, openSync, read, readdirSync, unlink, writeSync, writevSync } from 'node:fs'
 import { join } from 'node:path'
 import { ErrorCode, KvError } from '../errors.js'
 import { crc32 } from '../raftstore/records.js'
@@ -184,11 +184,12 @@ export class BlobLog {
     const start = active.size
     // Advance first: a failed write leaves a hole the next append skips, never a record over a torn one.
     active.size += recordBytes
-    let position = start
-    for (const part of [header, key, value]) {
-      let done = 0
-      while (done < part.length) done += writeSync(active.fd, part, done, part.length - done, position + done)
-      position += part.length
+    // One writev(2); a short write (rare: a signal, a full disk) finishes piece by piece.
+    let done = writevSync(active.fd, [header, key, value], start)
+    if (done < recordBytes) {
+      const rest = Buffer.concat([header, key, value]).subarray(done)
+      for (let at = 0; at < rest.length; ) at += writeSync(active.fd, rest, at, rest.length - at, start + done + at)
+      done = recordBytes
     }
     this.#dirty.add(this.#active)
     return { file: this.#active, offset: start + RECORD_HEADER_BYTES + key.length, length: value.length, crc: valueCrc }
