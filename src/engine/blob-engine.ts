@@ -18,7 +18,9 @@
  * turn in one queue: append the batch's large values (write(2) on this thread, replacing the WAL
  * write of the same bytes), fdatasync the blob files on the thread pool, and only then write the
  * batch holding the pointers to the inner engine. The queue also keeps writes in call order,
- * which GC's check-and-put relies on.
+ * which GC's check-and-put relies on. The shard machine separates earlier, at apply (prepare()),
+ * so the blob sync runs while the Raft driver writes its log; a batch carrying prepared pointers
+ * still waits for their sync in its turn.
  *
  * GC (WiscKey style, nothing recorded on the write path): on a timer, walk one sealed file's
  * records and look up each record's key; a record is live when the key's current value still
