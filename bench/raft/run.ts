@@ -14,6 +14,11 @@
 // longest pauses, the event loop's longest delay and the p99/max of its synced engine writes
 // (where the commit tail comes from); and the proposers' own process (CPU per commit, loop
 // delay), which shares the 2 cores. --value-bytes sets the entry size (1048576: file chunks).
+// Per node it also splits the CPU per commit by thread (/proc/PID/task): the JavaScript thread,
+// RocksDB's flush and compaction threads, and the rest (V8's compiler and GC helpers, libuv's
+// pool with its fdatasyncs). Compaction depends on how much data the database already holds
+// when the window starts, not on the change measured (round 5 saw 2-13 us per node per commit
+// for the same build), so compare the main-thread figures first.
 // --defer-commits off turns the driver's deferCommitAppends off (commit-only appends leave at once).
 // Round 4's last step (deferCommitAppends, 17:50-18:05 UTC, load 3.4-6.6): 1 proposer 1.00-1.16
 // CPU ms/commit over the 3 nodes against 1.32-1.48 off (4.1 iterations, 4.0 writes, 4.2 messages
@@ -30,7 +35,7 @@
 // Usage: npm run build && node dist/bench/raft/run.js [--seconds 3] [--warmup 6] [--proposers 1,64] [--client request|coalesce|request,coalesce]
 //        [--transport stream|requests] [--value-bytes 1024] [--compact-soft N] [--defer-commits on|off] [--dir DIR]
 //        (RAFTSTORE_NODE_EXEC_ARGS="--cpu-prof --cpu-prof-dir=DIR" or "--perf-basic-prof" profiles the nodes)
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
@@ -50,6 +55,43 @@ function processCpuMs(node: NodeProcess): number {
   const stat = readFileSync(`/proc/${node.child.pid}/stat`, 'utf8')
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SECOND
+}
+
+/** ThreadCpu is one node process's CPU ms by kind of thread (/proc/PID/task; thread names from comm). */
+interface ThreadCpu { main: number; flush: number; compaction: number; other: number }
+
+/**
+ * threadCpuMs splits a node's CPU by thread: the JavaScript (main) thread, RocksDB's flush
+ * ("rocksdb:high") and compaction ("rocksdb:low") threads, and the rest (V8's compiler and GC
+ * helpers, libuv's pool running fdatasync). A thread that exited in between is not counted.
+ */
+function threadCpuMs(node: NodeProcess): ThreadCpu {
+  const pid = node.child.pid!
+  const out: ThreadCpu = { main: 0, flush: 0, compaction: 0, other: 0 }
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    let stat: string
+    let comm: string
+    try {
+      stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')
+      comm = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim()
+    } catch {
+      continue
+    }
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    const ms = ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SECOND
+    const kind: keyof ThreadCpu = Number(tid) === pid ? 'main' : comm === 'rocksdb:high' ? 'flush' : comm === 'rocksdb:low' ? 'compaction' : 'other'
+    out[kind] += ms
+  }
+  return out
+}
+
+/** threadSummary is, per node (leader first), µs per commit on each kind of thread: main / flush / compaction / other. */
+function threadSummary(before: ThreadCpu[], after: ThreadCpu[], commits: number): string {
+  return after.map((a, i) => {
+    const b = before[i]!
+    const us = (key: keyof ThreadCpu) => (((a[key] - b[key]) * 1000) / commits).toFixed(1)
+    return `${us('main')} / ${us('flush')} / ${us('compaction')} / ${us('other')}`
+  }).join(' | ')
 }
 
 /** cpuMs sums processCpuMs over the node processes. */
@@ -179,6 +221,8 @@ async function main(): Promise<void> {
       const countsBefore = statusBefore.counts
       const cpuBefore = cpuMs(nodes.values())
       const byNodeBefore = [...nodes.values()].map(processCpuMs)
+      const leaderFirst = [leader, ...[...nodes.values()].filter((n) => n !== leader)]
+      const threadsBefore = leaderFirst.map(threadCpuMs)
       const selfBefore = process.cpuUsage()
       // This process's own stalls delay the replies it timestamps, so they count in p99 too.
       const selfLoop = monitorEventLoopDelay({ resolution: 1 })
@@ -196,13 +240,14 @@ async function main(): Promise<void> {
       const cpuPerCommit = cpu / commits
       // Net of the idle rate: what the commits themselves cost, comparable across commit rates.
       const netPerCommit = (cpu - idlePerSecond * seconds) / commits
+      const threadsAfter = leaderFirst.map(threadCpuMs)
       const statusAfter = await driverCounts(nodes.values(), leader)
       const counts = statusAfter.counts
       const per = (key: keyof DriverCounts) => ((counts[key] - countsBefore[key]) / commits).toFixed(2)
       console.log(
         `${String(proposers).padStart(2)} proposers (${client}): ${f.perSecond.toFixed(0)} commits/s (${(f.perSecond / fsyncs).toFixed(2)}x disk fsyncs/s), ` +
           `${cpuPerCommit.toFixed(3)} CPU ms/commit (3 processes; ${netPerCommit.toFixed(3)} net of idle; leader / followers ${split} us; proposers' process ${selfUs.toFixed(0)} us; all 4 processes ${(cpuPerCommit * 1000 + selfUs).toFixed(0)} us), ` +
-          `p50 ${f.p50Ms.toFixed(2)} ms, p99 ${f.p99Ms.toFixed(2)} ms; per commit (3 nodes): ${per('iterations')} iterations, ${per('syncWrites')} fsyncs, ${per('writes')} writes, ${per('messagesSent')} messages; proposers' loop max ${(selfLoop.max / 1e6).toFixed(0)} ms; nodes: ${pauseSummary(statusBefore.pauses, statusAfter.pauses, commits)}${f.errors.size > 0 ? `, errors ${JSON.stringify(Object.fromEntries(f.errors))}` : ''}`,
+          `p50 ${f.p50Ms.toFixed(2)} ms, p99 ${f.p99Ms.toFixed(2)} ms; per commit (3 nodes): ${per('iterations')} iterations, ${per('syncWrites')} fsyncs, ${per('writes')} writes, ${per('messagesSent')} messages; proposers' loop max ${(selfLoop.max / 1e6).toFixed(0)} ms; threads us/commit (main / flush / compaction / other, leader first): ${threadSummary(threadsBefore, threadsAfter, commits)}; nodes: ${pauseSummary(statusBefore.pauses, statusAfter.pauses, commits)}${f.errors.size > 0 ? `, errors ${JSON.stringify(Object.fromEntries(f.errors))}` : ''}`,
       )
     }
   } finally {
