@@ -32,6 +32,11 @@
 // leader 42-45 us. CPU-bound: the 5x target (~35 000/s) would need <= ~45-55 us over all
 // processes. 1 MiB values (--value-bytes 1048576 --proposers 8): ~8-9 ms of CPU per commit
 // per node, mostly RocksDB writing each MiB twice and flushing it.
+// Round 5 (docs/raftstore.md, 19:56-20:07 UTC, load 4.7-9.6): 64 proposers 66-110 us over all four
+// processes; per node and commit the main thread 15-27 us (leader) / 10-20 (followers), RocksDB
+// flush 1-2.4, compaction 2-13 (the applied data's L0->L1, varies with the database's age),
+// other threads 2-6; raftstore and the core ~1-1.5 us of it. --client coalesce: the proposers'
+// process 6-10 us against 9-13.
 // Usage: npm run build && node dist/bench/raft/run.js [--seconds 3] [--warmup 6] [--proposers 1,64] [--client request|coalesce|request,coalesce]
 //        [--transport stream|requests] [--value-bytes 1024] [--compact-soft N] [--defer-commits on|off] [--dir DIR]
 //        (RAFTSTORE_NODE_EXEC_ARGS="--cpu-prof --cpu-prof-dir=DIR" or "--perf-basic-prof" profiles the nodes)
