@@ -31,6 +31,12 @@ export const batchBytesMax = 4 * 1024 * 1024
 export const writesPendingMax = 65_536
 /** REFUSED_BACKOFF_MS: pause before a refused write is re-routed (a slot move takes a while). */
 const REFUSED_BACKOFF_MS = 5
+/** waveHoldMsMax: longest new writes wait for the groups in flight to land (see enqueue); a slow or failing shard delays the others' next groups by at most this. */
+export const waveHoldMsMax = 10
+/** waveFillMsMax: after a wave lands, longest the next one waits for its writers to come back (see release). */
+export const waveFillMsMax = 2
+/** waveGroupBytesMax: a group larger than this (a file chunk) is not waited for: its bytes, not a round's fixed costs, make its cost. */
+export const waveGroupBytesMax = 256 * 1024
 
 /** PendingWrite is one client write waiting for its group's answer. */
 interface PendingWrite {
@@ -49,6 +55,16 @@ export class WriteBatcher {
   private queue: PendingWrite[] = []
   private scheduled = false
   private pending = 0
+  /** wave: the last flush's small groups (waveGroupBytesMax) still in flight; writes arriving meanwhile wait for them (see enqueue). */
+  private wave = 0
+  private waveLeft = 0
+  private waveWrites = 0
+  private waveTimer: NodeJS.Timeout | undefined
+  /** fillTarget: after a wave landed, the queue length at which the next flush goes without waiting for fillTimer (0: not filling). */
+  private fillTarget = 0
+  private fillTimer: NodeJS.Timeout | undefined
+  /** stats: counts for tests and figures; waves: flushes that sent groups; held: writes that waited for a wave or its writers. */
+  readonly stats = { waves: 0, groups: 0, writes: 0, held: 0 }
 
   constructor(private readonly router: Router) {}
 
@@ -69,18 +85,61 @@ export class WriteBatcher {
     })
   }
 
+  /**
+   * enqueue queues a write for the next flush. The flush runs at the end of the turn (every
+   * write that arrived with this one, a whole frame, joins it), unless the last flush's small
+   * groups are still in flight: then it waits for them to land (at most waveHoldMsMax), and
+   * then for the writers they answer to come back (see release). Writes that arrive one by one
+   * (HTTP requests, each on its own connection and turn) would otherwise go out in groups of one
+   * or two, each a Raft proposal, a driver iteration and an fsync on three nodes of its own;
+   * waiting makes them travel in waves, as one client's kv.multi frame does.
+   */
   private enqueue(write: PendingWrite): void {
     this.queue.push(write)
     if (this.scheduled) return
+    if (this.waveLeft > 0 || (this.fillTarget > 0 && this.queue.length < this.fillTarget)) {
+      this.stats.held++
+      return
+    }
+    this.schedule()
+  }
+
+  private schedule(): void {
     this.scheduled = true
-    // The end of the turn: every write that arrived with this one (a whole frame) joins it.
+    this.fillTarget = 0
+    clearTimeout(this.fillTimer)
+    this.fillTimer = undefined
     setImmediate(() => void this.flush())
+  }
+
+  /**
+   * release ends the wait for wave `wave` (all its small groups landed, or waveHoldMsMax
+   * passed). Its writers are answered now, and under a closed loop they write again within
+   * moments: the next flush waits until as many writes are queued as the wave carried plus
+   * those that waited for it, or waveFillMsMax, whichever comes first.
+   */
+  private release(wave: number): void {
+    // Called once per wave: by its last landing group, or by waveTimer (cleared here) while groups are left.
+    if (wave !== this.wave) return
+    this.waveLeft = 0
+    clearTimeout(this.waveTimer)
+    this.waveTimer = undefined
+    if (this.scheduled) return
+    const target = this.waveWrites + this.queue.length
+    this.fillTarget = target
+    this.fillTimer = setTimeout(() => {
+      this.fillTarget = 0
+      this.fillTimer = undefined
+      if (this.queue.length > 0 && !this.scheduled) this.schedule()
+    }, waveFillMsMax)
+    this.fillTimer.unref?.()
   }
 
   private async flush(): Promise<void> {
     this.scheduled = false
     const queue = this.queue
     this.queue = []
+    this.stats.writes += queue.length
     let routing: Routing
     try {
       routing = await this.router.current(earliest(queue))
@@ -95,8 +154,30 @@ export class WriteBatcher {
       if (list === undefined) byShard.set(shard, [write])
       else list.push(write)
     }
-    for (const writes of byShard.values()) {
-      for (const group of chunks(writes)) void this.send(group)
+    const groups: PendingWrite[][] = []
+    for (const writes of byShard.values()) for (const group of chunks(writes)) groups.push(group)
+    // A new wave replaces the last one: writes from now on wait for this one's small groups only.
+    const wave = ++this.wave
+    this.stats.waves++
+    this.stats.groups += groups.length
+    clearTimeout(this.waveTimer)
+    this.waveTimer = undefined
+    this.waveLeft = 0
+    this.waveWrites = 0
+    for (const group of groups) {
+      const small = group.reduce((bytes, write) => bytes + write.bytes, 0) <= waveGroupBytesMax
+      if (small) {
+        this.waveLeft++
+        this.waveWrites += group.length
+      }
+      void this.send(group).finally(() => {
+        // After waveHoldMsMax the wave was released already (waveLeft 0): nothing left to count.
+        if (small && wave === this.wave && this.waveLeft > 0 && --this.waveLeft === 0) this.release(wave)
+      })
+    }
+    if (this.waveLeft > 0) {
+      this.waveTimer = setTimeout(() => this.release(wave), waveHoldMsMax)
+      this.waveTimer.unref?.()
     }
   }
 
