@@ -73,7 +73,7 @@ export class PeerPool {
   }
 
   /** requestBody is `request` with the body `[method, params]` already encoded by the caller (PreEncoded). */
-  requestBody(address: string, method: string, body: Buffer, options: { timeoutMs: number; requestId?: string }): Promise<unknown> {
+  requestBody(address: string, method: string, body: Buffer | Buffer[], options: { timeoutMs: number; requestId?: string }): Promise<unknown> {
     const client = this.openClient(address)
     if (client !== undefined) return client.requestBody(method, body, options)
     return this.get(address).then((connected) => connected.requestBody(method, body, options))

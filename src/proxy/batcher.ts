@@ -183,14 +183,14 @@ export class WriteBatcher {
 
   /** send runs one group through the router (re-picking its shard from the first write's key on every attempt). */
   private async send(group: PendingWrite[]): Promise<void> {
-    // Encoded once: the same bytes are the RPC parameter, the Raft proposal and the log entry,
-    // and a remote leader's request body is built around them (EachRequest), not copied again.
+    // Encoded once per way it travels: in process, the same bytes are the RPC parameter, the Raft
+    // proposal and the log entry; to a remote leader, the body's parts carry large values by reference (EachRequest).
     const request = new EachRequest(group)
     const deadline = earliest(group)
     const key = group[0]!.ops[0]!.key
     let refused: unknown
     try {
-      refused = await this.router.run((routing) => Router.shardOfKey(routing, key), 'store.write', (shard) => new PreEncoded({ shard, each: request.each }, () => request.body(shard)), { write: true, deadline })
+      refused = await this.router.run((routing) => Router.shardOfKey(routing, key), 'store.write', (shard) => new PreEncoded(() => ({ shard, each: request.each }), () => request.body(shard)), { write: true, deadline })
     } catch (error) {
       for (const write of group) write.reject(write.sent ? unknownOutcome(error) : (error as Error))
       return

@@ -24,8 +24,10 @@ const DEFINITE_CODES = new Set<string>([ErrorCode.NOT_LEADER, ErrorCode.WRONG_SH
  */
 export class PreEncoded {
   constructor(
-    readonly params: unknown,
-    readonly body: () => Buffer,
+    /** params: the in-process call's params, built only when the leader is in process. */
+    readonly params: () => unknown,
+    /** body: the wire body, as one buffer or as parts to be written one after another. */
+    readonly body: () => Buffer | Buffer[],
   ) {}
 }
 
@@ -67,7 +69,7 @@ export class StoreClient {
       if (where === undefined || remaining <= 0) continue
       try {
         const result = this.local !== undefined && this.local.raftId === raftId
-          ? await this.local.call(method, params instanceof PreEncoded ? params.params : params)
+          ? await this.local.call(method, params instanceof PreEncoded ? params.params() : params)
           : params instanceof PreEncoded
             ? await this.pool.requestBody(where, method, params.body(), { timeoutMs: remaining, requestId: options.requestId })
             : await this.pool.request(where, method, params, { timeoutMs: remaining, requestId: options.requestId })

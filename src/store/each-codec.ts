@@ -69,41 +69,103 @@ function encodeEachAfter(units: ReadonlyArray<{ id: Uint8Array; ops: readonly Wi
 
 // A store.write request body is the MessagePack array ['store.write', { shard, each }]. Its header
 // is written by hand in front of the command (shard always as uint32, each as bin32), so the
-// group's values are copied once, into the command, and not again by the wire encoder.
+// wire encoder never copies the group's values.
 const REQUEST_PREFIX = Buffer.from([0x92, 0xab, ...Buffer.from('store.write'), 0x82, 0xa5, ...Buffer.from('shard'), 0xce])
 const EACH_KEY = Buffer.from([0xa4, ...Buffer.from('each'), 0xc6])
 /** EACH_REQUEST_HEADER_BYTES: prefix, shard (u32), the `each` key and bin32 tag, its length (u32). */
 const EACH_REQUEST_HEADER_BYTES = REQUEST_PREFIX.length + 4 + EACH_KEY.length + 4
 
 /**
+ * valueByReferenceBytes: values at least this large go into a remote request body by reference
+ * (their own part of the frame's writev), not copied into it. A 1 MiB file chunk copied into a
+ * fresh buffer cost ~0.3 ms (most of it the new pages' faults) on the front end's thread.
+ */
+export const valueByReferenceBytes = 16 * 1024
+
+/**
  * EachRequest is a proxy's group encoded once as a `store.write` request: `each` is the binary
- * command (a view), `body(shard)` the whole wire body around it, for a remote shard leader.
+ * command (built when an in-process leader needs it), `body(shard)` the wire body around it for a
+ * remote shard leader, as parts: the encoded headers, keys and small values in one buffer, and
+ * each large value as it is, so its bytes are copied only by the socket write.
+ * NB: a large value is therefore read when the frame is written, not when the write was submitted:
+ * its owner must not change it until the write settles (FileStore chunks are never changed).
  */
 export class EachRequest {
-  /** each is the binary `each` command (in process: the store.write parameter as it is). */
-  readonly each: Buffer
-  private buffer: Buffer
+  private contiguous: Buffer | undefined
+  private parts: Buffer[] | undefined
   private shard = -1
 
-  constructor(units: ReadonlyArray<{ id: Uint8Array; ops: readonly WireOp[] }>) {
-    this.buffer = encodeEachAfter(units, EACH_REQUEST_HEADER_BYTES)
-    this.each = this.buffer.subarray(EACH_REQUEST_HEADER_BYTES)
-    REQUEST_PREFIX.copy(this.buffer, 0)
-    EACH_KEY.copy(this.buffer, REQUEST_PREFIX.length + 4)
-    this.buffer.writeUInt32BE(this.each.length, EACH_REQUEST_HEADER_BYTES - 4)
+  constructor(private readonly units: ReadonlyArray<{ id: Uint8Array; ops: readonly WireOp[] }>) {}
+
+  /** each is the binary `each` command (in process: the store.write parameter as it is). */
+  get each(): Buffer {
+    this.contiguous ??= encodeEachAfter(this.units, 0)
+    return this.contiguous
   }
 
-  /** body is the MessagePack body of `store.write { shard, each }`; the same bytes for the same shard. */
-  body(shard: number): Buffer {
+  /** body is the MessagePack body of `store.write { shard, each }` as parts; the same parts for the same shard. */
+  body(shard: number): Buffer[] {
     if (!Number.isInteger(shard) || shard < 0 || shard > 0xffffffff) throw new KvError(ErrorCode.INVALID, `shard id ${shard} is not a u32`)
-    if (shard === this.shard) return this.buffer
-    // A body already handed to a connection may still be queued by reference: another shard (the
-    // slots moved between attempts, rare) gets a copy instead of a rewrite.
-    if (this.shard !== -1) this.buffer = Buffer.from(this.buffer)
-    this.buffer.writeUInt32BE(shard, REQUEST_PREFIX.length)
+    if (shard === this.shard) return this.parts!
+    // Parts already handed to a connection may still be queued by reference: another shard (the
+    // slots moved between attempts, rare) gets parts of its own instead of a rewrite.
+    const { head, parts, eachBytes } = encodeEachParts(this.units, EACH_REQUEST_HEADER_BYTES)
+    REQUEST_PREFIX.copy(head, 0)
+    head.writeUInt32BE(shard, REQUEST_PREFIX.length)
+    EACH_KEY.copy(head, REQUEST_PREFIX.length + 4)
+    head.writeUInt32BE(eachBytes, EACH_REQUEST_HEADER_BYTES - 4)
+    this.parts = parts
     this.shard = shard
-    return this.buffer
+    return parts
   }
+}
+
+/**
+ * encodeEachParts is encodeEachAfter with every value of valueByReferenceBytes or more left out of
+ * the encoded buffer (`head`) and placed, by reference, between its slices in `parts`.
+ */
+function encodeEachParts(units: ReadonlyArray<{ id: Uint8Array; ops: readonly WireOp[] }>, headroom: number): { head: Buffer; parts: Buffer[]; eachBytes: number } {
+  let eachBytes = 5
+  let referenced = 0
+  for (const unit of units) {
+    eachBytes += 18
+    for (const op of unit.ops) {
+      eachBytes += 5 + op.key.length
+      if (op.type !== 'put') continue
+      eachBytes += 4 + op.value.length
+      if (op.value.length >= valueByReferenceBytes) referenced += op.value.length
+    }
+  }
+  const head = Buffer.allocUnsafe(headroom + eachBytes - referenced)
+  const parts: Buffer[] = []
+  let start = 0
+  head[headroom] = EACH_TAG
+  head.writeUInt32BE(units.length, headroom + 1)
+  let at = headroom + 5
+  for (const unit of units) {
+    if (unit.id.byteLength !== 16 || unit.ops.length === 0 || unit.ops.length > EACH_UNIT_OPS_MAX) throw new KvError(ErrorCode.INVALID, 'an each unit needs a 16-byte id and 1..65535 ops')
+    head.set(unit.id, at)
+    head.writeUInt16BE(unit.ops.length, at + 16)
+    at += 18
+    for (const op of unit.ops) {
+      head[at] = op.type === 'put' ? 0 : 1
+      head.writeUInt32BE(op.key.length, at + 1)
+      head.set(op.key, at + 5)
+      at += 5 + op.key.length
+      if (op.type !== 'put') continue
+      head.writeUInt32BE(op.value.length, at)
+      at += 4
+      if (op.value.length >= valueByReferenceBytes) {
+        parts.push(head.subarray(start, at), Buffer.from(op.value.buffer, op.value.byteOffset, op.value.byteLength))
+        start = at
+      } else {
+        head.set(op.value, at)
+        at += op.value.length
+      }
+    }
+  }
+  if (start < at) parts.push(head.subarray(start, at))
+  return { head, parts, eachBytes }
 }
 
 function malformed(why: string): KvError {

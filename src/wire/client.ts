@@ -10,7 +10,7 @@ import { connect as netConnect } from 'node:net'
 import { ErrorCode, KvError } from '../errors.js'
 import { Limits } from '../limits.js'
 import { decodeBody, encodeBody, errorFromWire, newRequestIdBytes, requestIdKey, requestIdToBytes } from './codec.js'
-import { FrameConnection } from './connection.js'
+import { FrameConnection, bodyLength } from './connection.js'
 import { FrameType, ZERO_ID, type Frame } from './frame.js'
 import { ClientStream } from './client-stream.js'
 import { PROTOCOL_VERSION, type HelloInfo, type RequestOptions, type StreamOptions, type WireAddress, type WireClientOptions } from './types.js'
@@ -118,9 +118,10 @@ export class WireClient {
   /**
    * requestBody is `request` with the body already encoded by the caller as the MessagePack
    * array `[method, params]` (binary payloads built in place, src/local/multi-codec.ts);
-   * `method` names the request in errors.
+   * `method` names the request in errors. The body may come as parts, written one after another
+   * (large values by reference, EachRequest).
    */
-  requestBody(method: string, body: Buffer, options?: RequestOptions): Promise<unknown> {
+  requestBody(method: string, body: Buffer | Buffer[], options?: RequestOptions): Promise<unknown> {
     if (this.isClosed) return Promise.reject(this.closedError())
     let key: string
     let idBytes: Buffer
@@ -128,14 +129,14 @@ export class WireClient {
     if (!validTimeout(timeoutMs)) return Promise.reject(invalidTimeout(timeoutMs))
     try {
       ;({ key, idBytes } = this.newId(options?.requestId))
-      this.checkRequestBytes(body.length)
+      this.checkRequestBytes(bodyLength(body))
     } catch (error) {
       return Promise.reject(error)
     }
     return this.send(method, key, idBytes, body, timeoutMs)
   }
 
-  private send(method: string, key: string, idBytes: Buffer, body: Buffer, timeoutMs: number | undefined): Promise<unknown> {
+  private send(method: string, key: string, idBytes: Buffer, body: Buffer | Buffer[], timeoutMs: number | undefined): Promise<unknown> {
     return new Promise((resolve, reject) => {
       const timer = timeoutMs === undefined ? undefined : setTimeout(() => this.timeOut(key, idBytes, method, timeoutMs), timeoutMs)
       this.pending.set(key, { resolve, reject, timer })

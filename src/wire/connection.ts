@@ -27,10 +27,22 @@ export interface FrameConnectionOptions {
 /** bodyCopyBytesMax: frame bodies at least this large are written by reference, not copied. */
 const bodyCopyBytesMax = 16 * 1024
 
+/** FrameBody is a frame's body as one buffer, or as parts sent one after another (large ones by reference). */
+export type FrameBody = Uint8Array | readonly Uint8Array[]
+
+/** bodyLength is the byte length of a body given as one buffer or as parts. */
+export function bodyLength(body: FrameBody): number {
+  if (body instanceof Uint8Array) return body.length
+  let length = 0
+  for (const part of body) length += part.length
+  return length
+}
+
 interface QueuedFrame {
   type: FrameTypeValue
   requestId: Uint8Array
-  body: Uint8Array
+  body: FrameBody
+  length: number
 }
 
 /** FrameConnection frames a socket: decodes incoming frames and coalesces outgoing ones. */
@@ -78,10 +90,11 @@ export class FrameConnection {
   }
 
   /** send queues one frame; it goes out with everything else queued in this turn. */
-  send(type: FrameTypeValue, requestId: Uint8Array, body: Uint8Array): void {
+  send(type: FrameTypeValue, requestId: Uint8Array, body: FrameBody): void {
     if (this.closed) return
-    this.queue.push({ type, requestId, body })
-    this.queuedBytes += HEADER_BYTES + body.length
+    const length = bodyLength(body)
+    this.queue.push({ type, requestId, body, length })
+    this.queuedBytes += HEADER_BYTES + length
     if (!this.flushScheduled) {
       this.flushScheduled = true
       setImmediate(() => this.flush())
@@ -91,7 +104,7 @@ export class FrameConnection {
   /** sendFinal writes a last frame now and ends the socket (used for fatal errors). */
   sendFinal(type: FrameTypeValue, requestId: Uint8Array, body: Uint8Array): void {
     if (this.closed) return
-    this.queue.push({ type, requestId, body })
+    this.queue.push({ type, requestId, body, length: body.length })
     this.queuedBytes += HEADER_BYTES + body.length
     this.flush()
     this.closed = true
@@ -114,14 +127,19 @@ export class FrameConnection {
     if (this.queue.length === 0 || this.socket.destroyed) return
     // Headers and small bodies are copied into one buffer; large bodies (a page of values, a
     // kv.multi of puts) go out as they are, in the same writev, to spare a copy and an allocation.
+    // A body given as parts is copied part by part under the same rule.
     let copiedBytes = 0
-    for (const frame of this.queue) copiedBytes += HEADER_BYTES + (frame.body.length < bodyCopyBytesMax ? frame.body.length : 0)
+    for (const frame of this.queue) {
+      copiedBytes += HEADER_BYTES
+      if (frame.body instanceof Uint8Array) copiedBytes += frame.body.length < bodyCopyBytesMax ? frame.body.length : 0
+      else for (const part of frame.body) copiedBytes += part.length < bodyCopyBytesMax ? part.length : 0
+    }
     const out = Buffer.allocUnsafe(copiedBytes)
     const chunks: Uint8Array[] = []
     let start = 0
     let offset = 0
     for (const frame of this.queue) {
-      const length = frame.body.length
+      const length = frame.length
       out[offset] = length & 0xff
       out[offset + 1] = (length >>> 8) & 0xff
       out[offset + 2] = (length >>> 16) & 0xff
@@ -132,12 +150,15 @@ export class FrameConnection {
       out[offset + 7] = 0
       out.set(frame.requestId, offset + 8)
       offset += HEADER_BYTES
-      if (length < bodyCopyBytesMax) {
-        out.set(frame.body, offset)
-        offset += length
-      } else {
-        chunks.push(out.subarray(start, offset), frame.body)
-        start = offset
+      for (const part of frame.body instanceof Uint8Array ? [frame.body] : frame.body) {
+        if (part.length < bodyCopyBytesMax) {
+          out.set(part, offset)
+          offset += part.length
+        } else {
+          if (start < offset) chunks.push(out.subarray(start, offset))
+          chunks.push(part)
+          start = offset
+        }
       }
     }
     if (start < offset) chunks.push(out.subarray(start, offset))

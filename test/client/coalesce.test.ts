@@ -35,7 +35,7 @@ function connectorTo(socket: string, spy?: Spy): Connector {
     const realBody = client.requestBody.bind(client)
     client.request = (method, params, options) => spy?.(() => real(method, params, options), client, method, params) ?? real(method, params, options)
     client.requestBody = (method, body, options) =>
-      spy?.(() => realBody(method, body, options), client, method, { ops: decodedOps(body) }) ?? realBody(method, body, options)
+      spy?.(() => realBody(method, body, options), client, method, { ops: decodedOps(Buffer.isBuffer(body) ? body : Buffer.concat(body)) }) ?? realBody(method, body, options)
     return client
   }
 }

@@ -27,7 +27,7 @@ function fakeRouter(): { router: Router; sent: Sent[] } {
     refresh: async () => routing,
     run: (pick: (r: Routing) => number, _method: string, params: (shard: number) => unknown) => {
       const shard = pick(routing)
-      const { each } = (params(shard) as PreEncoded).params as { each: Buffer }
+      const { each } = (params(shard) as PreEncoded).params() as { each: Buffer }
       const keys = decodeEach(each).map((unit) => unit.ops[0]![1].toString())
       return new Promise((resolve) => sent.push({ shard, keys, answer: () => resolve(null) }))
     },

@@ -7,7 +7,7 @@ import { MemoryEngine } from '../../src/engine/memory.js'
 import { Limits } from '../../src/limits.js'
 import { SLOT_COUNT, slotOf } from '../../src/meta/slots.js'
 import type { WireOp } from '../../src/local/validate.js'
-import { EACH_TAG, EachRequest, decodeEach, encodeEach, isEachCommand } from '../../src/store/each-codec.js'
+import { EACH_TAG, EachRequest, decodeEach, encodeEach, isEachCommand, valueByReferenceBytes } from '../../src/store/each-codec.js'
 import { decodeBody } from '../../src/wire/codec.js'
 import { ShardMachine, type ShardResult } from '../../src/store/machine.js'
 
@@ -26,18 +26,23 @@ test('encode then decode gives the same units, as views of the bytes', () => {
   assert.equal(units[0]!.ops[0]![1].buffer, bytes.buffer, 'keys are views, not copies')
 })
 
-test('an EachRequest body is the msgpack store.write request around the command, rebuilt apart for another shard', () => {
-  const units = [{ id: id(1), ops: [put('a', 'one'.repeat(10_000))] }, { id: id(2), ops: [del('b')] }]
+test('an EachRequest body is the msgpack store.write request around the command, large values by reference, rebuilt apart for another shard', () => {
+  const large = Buffer.alloc(valueByReferenceBytes, 7)
+  const units = [{ id: id(1), ops: [put('a', 'one'.repeat(1000))] }, { id: id(2), ops: [del('b')] }, { id: id(3), ops: [{ type: 'put' as const, key: Buffer.from('big'), value: large }, put('c', 'small')] }]
   const request = new EachRequest(units)
   assert.deepEqual(request.each, encodeEach(units))
-  const body = request.body(70_000)
-  assert.equal(request.body(70_000), body, 'the same shard reuses the bytes')
+  const parts = request.body(70_000)
+  assert.equal(request.body(70_000), parts, 'the same shard reuses the parts')
+  assert.ok(parts.some((part) => part.buffer === large.buffer && part.length === large.length), 'a large value is a part of its own, not a copy')
+  assert.ok(parts.every((part) => part.buffer === large.buffer || part.buffer === parts[0]!.buffer), 'smaller values are copied into the one encoded buffer')
+  assert.equal(parts.length, 3)
+  const body = Buffer.concat(parts)
   const decoded = decodeBody(body) as { value: [string, { shard: number; each: Buffer }] }
   assert.deepEqual(decoded.value, ['store.write', { shard: 70_000, each: request.each }])
   const moved = request.body(3)
-  assert.notEqual(moved.buffer, body.buffer, 'a body possibly still queued is not rewritten')
-  assert.deepEqual((decodeBody(body) as { value: [string, { shard: number }] }).value[1].shard, 70_000)
-  assert.deepEqual((decodeBody(moved) as { value: unknown }).value, ['store.write', { shard: 3, each: request.each }])
+  assert.notEqual(moved[0]!.buffer, parts[0]!.buffer, 'parts possibly still queued are not rewritten')
+  assert.deepEqual((decodeBody(Buffer.concat(parts)) as { value: [string, { shard: number }] }).value[1].shard, 70_000)
+  assert.deepEqual((decodeBody(Buffer.concat(moved)) as { value: unknown }).value, ['store.write', { shard: 3, each: request.each }])
   assert.throws(() => request.body(-1), { code: 'KV_ERR_INVALID' })
 })
 
