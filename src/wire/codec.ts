@@ -28,6 +28,77 @@ export class EncodedBody {
   constructor(readonly bytes: Buffer) {}
 }
 
+/**
+ * bytesByReferenceMin: in a reply that is an array of byte strings (store.read's values), each one
+ * at least this large is sent by reference, as a part of the frame's writev, instead of being
+ * copied into the encoded body: a 1 MiB file chunk read for a download was otherwise copied into
+ * a fresh buffer by the encoder on the replica's thread.
+ */
+export const bytesByReferenceMin = 16 * 1024
+
+/**
+ * encodeBodyParts is encodeBody, except that an array of byte strings and nulls holding at least
+ * one large string comes back as parts (encoded headers, small strings, and the large strings
+ * themselves) whose concatenation is exactly what encodeBody would give.
+ */
+export function encodeBodyParts(value: unknown): Buffer | Buffer[] {
+  if (!Array.isArray(value) || value.length === 0 || value.length > 0xffff) return encodeBody(value)
+  let copied = value.length < 16 ? 1 : 3
+  let large = false
+  for (const item of value) {
+    if (item === null) {
+      copied += 1
+      continue
+    }
+    if (!(item instanceof Uint8Array)) return encodeBody(value)
+    const length = item.byteLength
+    copied += length < 0x100 ? 2 : length < 0x10000 ? 3 : 5
+    if (length >= bytesByReferenceMin) large = true
+    else copied += length
+  }
+  if (!large) return encodeBody(value)
+  const head = Buffer.allocUnsafe(copied)
+  const parts: Buffer[] = []
+  let start = 0
+  let at = 0
+  if (value.length < 16) {
+    head[at++] = 0x90 | value.length
+  } else {
+    head[at] = 0xdc
+    head.writeUInt16BE(value.length, at + 1)
+    at += 3
+  }
+  for (const item of value as Array<Uint8Array | null>) {
+    if (item === null) {
+      head[at++] = 0xc0
+      continue
+    }
+    const length = item.byteLength
+    if (length < 0x100) {
+      head[at] = 0xc4
+      head[at + 1] = length
+      at += 2
+    } else if (length < 0x10000) {
+      head[at] = 0xc5
+      head.writeUInt16BE(length, at + 1)
+      at += 3
+    } else {
+      head[at] = 0xc6
+      head.writeUInt32BE(length, at + 1)
+      at += 5
+    }
+    if (length >= bytesByReferenceMin) {
+      parts.push(head.subarray(start, at), Buffer.from(item.buffer, item.byteOffset, length))
+      start = at
+    } else {
+      head.set(item, at)
+      at += length
+    }
+  }
+  if (start < at) parts.push(head.subarray(start, at))
+  return parts
+}
+
 /** decodeBody parses a MessagePack body; malformed input becomes KV_ERR_PROTOCOL, never a throw. */
 export function decodeBody(body: Buffer): { value: unknown } | { error: KvError } {
   if (body.length === 0) return { value: undefined }

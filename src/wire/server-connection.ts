@@ -9,8 +9,8 @@
  */
 import type { Socket } from 'node:net'
 import { ErrorCode, KvError } from '../errors.js'
-import { EncodedBody, decodeBody, encodeBody, errorToWire, requestIdFromBytes, requestIdKey } from './codec.js'
-import { FrameConnection } from './connection.js'
+import { EncodedBody, decodeBody, encodeBody, encodeBodyParts, errorToWire, requestIdFromBytes, requestIdKey } from './codec.js'
+import { FrameConnection, bodyLength } from './connection.js'
 import { FrameType, ZERO_ID, type Frame, type FrameTypeValue } from './frame.js'
 import { PROTOCOL_VERSION, type HelloInfo, type PeerInfo, type RequestContext, type StreamHandler, type UnaryHandler } from './types.js'
 
@@ -325,18 +325,21 @@ export class ServerConnection {
 
   /** reply encodes and queues a result frame; false (after an error reply) if it cannot be sent. */
   private reply(type: FrameTypeValue, idBytes: Buffer, value: unknown, method: string): boolean {
-    let body: Buffer
+    let body: Buffer | Buffer[]
+    let length: number
     try {
-      body = value instanceof EncodedBody ? value.bytes : encodeBody(value)
+      // An array of values (store.read) goes out with its large values by reference.
+      body = value instanceof EncodedBody ? value.bytes : encodeBodyParts(value)
+      length = bodyLength(body)
     } catch (error) {
       this.replyHandlerError(idBytes, error, method)
       return false
     }
-    if (body.length > this.config.frameBytesMax) {
+    if (length > this.config.frameBytesMax) {
       this.replyError(
         idBytes,
-        new KvError(ErrorCode.FRAME_TOO_LARGE, `reply of ${body.length} bytes exceeds frameBytesMax (${this.config.frameBytesMax})`, {
-          frameBytes: body.length,
+        new KvError(ErrorCode.FRAME_TOO_LARGE, `reply of ${length} bytes exceeds frameBytesMax (${this.config.frameBytesMax})`, {
+          frameBytes: length,
           frameBytesMax: this.config.frameBytesMax,
         }),
       )
