@@ -5,6 +5,7 @@ import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
+import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
@@ -72,9 +73,28 @@ test('local-server exits 3 when the directory has a server; clients lists who is
   }
 })
 
+/** canListen says whether 127.0.0.1:port is free right now. */
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer()
+    server.once('error', () => resolve(false))
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)))
+  })
+}
+
+/** freePortPair finds a port that is free together with the next one (local-dev listens on both). */
+async function freePortPair(): Promise<number> {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const port = 20_000 + Math.floor(Math.random() * 20_000)
+    if ((await canListen(port)) && (await canListen(port + 1))) return port
+  }
+  throw new Error('no two consecutive free ports found')
+}
+
 test('local-dev serves on --port + 1 with a token, prints how to connect, and stops on SIGTERM', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'distkv-cli-dev-'))
-  const port = 20_000 + (process.pid % 20_000)
+  // Picked by probing, not from the pid: a fixed pick collided with other processes' ports on a busy machine.
+  const port = await freePortPair()
   const child = spawn(process.execPath, [binPath, 'local-dev', '--dir', dir, '--port', String(port)], { stdio: ['ignore', 'pipe', 'pipe'] })
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
   let output = ''
