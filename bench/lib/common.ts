@@ -142,31 +142,17 @@ export function threadCpuDelta(before: ThreadCpu, after: ThreadCpu): ThreadCpu {
 
 /** treeCpuMs sums user + system CPU time (ms) of process `rootPid` and every live descendant, from /proc (Linux). */
 export function treeCpuMs(rootPid: number): number {
-  const children = new Map<number, number[]>()
-  const ticks = new Map<number, number>()
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue
-    let stat: string
+  let ticks = 0
+  for (const pid of treePids(rootPid)) {
     try {
-      stat = readFileSync(`/proc/${entry}/stat`, 'utf8')
+      // After the parenthesised command name, utime and stime are the 12th and 13th fields.
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+      ticks += Number(fields[11]) + Number(fields[12])
     } catch {
-      continue // exited while we looked
+      // exited while we looked
     }
-    // After the parenthesised command name: ppid is the 2nd field, utime and stime the 12th and 13th.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    const pid = Number(entry)
-    const parent = Number(fields[1])
-    ticks.set(pid, Number(fields[11]) + Number(fields[12]))
-    children.set(parent, [...(children.get(parent) ?? []), pid])
-  }
-  let total = 0
-  const pending = [rootPid]
-  // The visited count bounds the walk even if /proc changed under us into a cycle.
-  for (let visited = 0; pending.length > 0 && visited < ticks.size + 1; visited++) {
-    const pid = pending.pop()!
-    total += ticks.get(pid) ?? 0
-    pending.push(...(children.get(pid) ?? []))
   }
   // USER_HZ is 100 on every Linux ABI Node supports.
-  return total * 10
+  return ticks * 10
 }

@@ -33,38 +33,7 @@ export function isEachCommand(data: Uint8Array): boolean {
 
 /** encodeEach encodes units of validated ops (ids of 16 bytes) as one binary `each` command. */
 export function encodeEach(units: ReadonlyArray<{ id: Uint8Array; ops: readonly WireOp[] }>): Buffer {
-  return encodeEachAfter(units, 0)
-}
-
-/** encodeEachAfter is encodeEach into a buffer that starts with `headroom` bytes left for the caller. */
-function encodeEachAfter(units: ReadonlyArray<{ id: Uint8Array; ops: readonly WireOp[] }>, headroom: number): Buffer {
-  let size = headroom + 5
-  for (const unit of units) {
-    size += 18
-    for (const op of unit.ops) size += 5 + op.key.length + (op.type === 'put' ? 4 + op.value.length : 0)
-  }
-  const out = Buffer.allocUnsafe(size)
-  out[headroom] = EACH_TAG
-  out.writeUInt32BE(units.length, headroom + 1)
-  let at = headroom + 5
-  for (const unit of units) {
-    if (unit.id.byteLength !== 16 || unit.ops.length === 0 || unit.ops.length > EACH_UNIT_OPS_MAX) throw new KvError(ErrorCode.INVALID, 'an each unit needs a 16-byte id and 1..65535 ops')
-    out.set(unit.id, at)
-    out.writeUInt16BE(unit.ops.length, at + 16)
-    at += 18
-    for (const op of unit.ops) {
-      out[at] = op.type === 'put' ? 0 : 1
-      out.writeUInt32BE(op.key.length, at + 1)
-      out.set(op.key, at + 5)
-      at += 5 + op.key.length
-      if (op.type === 'put') {
-        out.writeUInt32BE(op.value.length, at)
-        out.set(op.value, at + 4)
-        at += 4 + op.value.length
-      }
-    }
-  }
-  return out
+  return encodeEachParts(units, 0, Number.POSITIVE_INFINITY).head
 }
 
 // A store.write request body is the MessagePack array ['store.write', { shard, each }]. Its header
@@ -99,7 +68,7 @@ export class EachRequest {
 
   /** each is the binary `each` command (in process: the store.write parameter as it is). */
   get each(): Buffer {
-    this.contiguous ??= encodeEachAfter(this.units, 0)
+    this.contiguous ??= encodeEach(this.units)
     return this.contiguous
   }
 
@@ -109,7 +78,7 @@ export class EachRequest {
     if (shard === this.shard) return this.parts!
     // Parts already handed to a connection may still be queued by reference: another shard (the
     // slots moved between attempts, rare) gets parts of its own instead of a rewrite.
-    const { head, parts, eachBytes } = encodeEachParts(this.units, EACH_REQUEST_HEADER_BYTES)
+    const { head, parts, eachBytes } = encodeEachParts(this.units, EACH_REQUEST_HEADER_BYTES, valueByReferenceBytes)
     REQUEST_PREFIX.copy(head, 0)
     head.writeUInt32BE(shard, REQUEST_PREFIX.length)
     EACH_KEY.copy(head, REQUEST_PREFIX.length + 4)
@@ -121,10 +90,12 @@ export class EachRequest {
 }
 
 /**
- * encodeEachParts is encodeEachAfter with every value of valueByReferenceBytes or more left out of
- * the encoded buffer (`head`) and placed, by reference, between its slices in `parts`.
+ * encodeEachParts encodes units as an `each` command after `headroom` bytes left for the caller,
+ * with every value of `byReferenceBytes` or more left out of the encoded buffer (`head`) and
+ * placed, by reference, between its slices in `parts`. With no value that large, `head` is the
+ * whole command (encodeEach).
  */
-function encodeEachParts(units: ReadonlyArray<{ id: Uint8Array; ops: readonly WireOp[] }>, headroom: number): { head: Buffer; parts: Buffer[]; eachBytes: number } {
+function encodeEachParts(units: ReadonlyArray<{ id: Uint8Array; ops: readonly WireOp[] }>, headroom: number, byReferenceBytes: number): { head: Buffer; parts: Buffer[]; eachBytes: number } {
   let eachBytes = 5
   let referenced = 0
   for (const unit of units) {
@@ -133,7 +104,7 @@ function encodeEachParts(units: ReadonlyArray<{ id: Uint8Array; ops: readonly Wi
       eachBytes += 5 + op.key.length
       if (op.type !== 'put') continue
       eachBytes += 4 + op.value.length
-      if (op.value.length >= valueByReferenceBytes) referenced += op.value.length
+      if (op.value.length >= byReferenceBytes) referenced += op.value.length
     }
   }
   const head = Buffer.allocUnsafe(headroom + eachBytes - referenced)
@@ -155,7 +126,7 @@ function encodeEachParts(units: ReadonlyArray<{ id: Uint8Array; ops: readonly Wi
       if (op.type !== 'put') continue
       head.writeUInt32BE(op.value.length, at)
       at += 4
-      if (op.value.length >= valueByReferenceBytes) {
+      if (op.value.length >= byReferenceBytes) {
         parts.push(head.subarray(start, at), Buffer.from(op.value.buffer, op.value.byteOffset, op.value.byteLength))
         start = at
       } else {
