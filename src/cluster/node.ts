@@ -19,7 +19,7 @@ import { join } from 'node:path'
 import { ErrorCode, KvError } from '../errors.js'
 import type { Engine } from '../engine/engine.js'
 import { RocksDbEngine } from '../engine/rocksdb.js'
-import { withPowerLossFault } from '../engine/power-loss.js'
+import { powerLossFaultOn, withPowerLossFault } from '../engine/power-loss.js'
 import { BlobEngine } from '../engine/blob-engine.js'
 import { isShardDataKey } from '../store/keys.js'
 import { parseEndpoint } from '../local/validate.js'
@@ -150,8 +150,9 @@ export async function startNode(config: Readonly<NodeConfig>, log: (line: string
   const say = (message: string, details: Record<string, unknown> = {}) => log(`distkv node ${config.id}: ${message} ${JSON.stringify(details)}`)
   mkdirSync(config.dataDir, { recursive: true })
   // Large shard data values go to blob files, pointers to RocksDB (always wrapped: pointers written
-  // with an earlier threshold are still read when separation is off).
-  const engine = new BlobEngine(withPowerLossFault(new RocksDbEngine({ dir: join(config.dataDir, 'db'), ...nodeEngineOptions })), { dir: join(config.dataDir, 'blobs'), thresholdBytes: config.blobThresholdBytes, separable: isShardDataKey })
+  // with an earlier threshold are still read when separation is off). DISTKV_FAULT_POWER_LOSS=1
+  // puts both RocksDB and the blob files under the power-loss model (src/engine/power-loss.ts).
+  const engine = new BlobEngine(withPowerLossFault(new RocksDbEngine({ dir: join(config.dataDir, 'db'), ...nodeEngineOptions })), { dir: join(config.dataDir, 'blobs'), thresholdBytes: config.blobThresholdBytes, separable: isShardDataKey, powerLoss: powerLossFaultOn() })
   await engine.open()
   const server = new WireServer({ serverInfo: { nodeId: config.id, pid: process.pid, roles: config.roles, cluster: true }, authenticate: authenticator(config), onHandlerError: (error, method) => say('handler failed', { method, error: String((error as Error)?.stack ?? error) }) })
   const rpc = parseEndpoint(config.rpc)

@@ -64,6 +64,8 @@ export interface BlobEngineOptions {
   /** separable: which keys may hold pointers (every other key is passed through untouched). */
   separable: (key: Buffer) => boolean
   fileBytesMax?: number
+  /** powerLoss: the blob log's power-loss model (src/engine/blob-log.ts; a node passes DISTKV_FAULT_POWER_LOSS through powerLossFaultOn). */
+  powerLoss?: boolean
   /** gcIntervalMs: 0 turns the timer off (gc() may still be called). */
   gcIntervalMs?: number
   gcLiveFraction?: number
@@ -125,6 +127,7 @@ function checkOptions(options: BlobEngineOptions): Required<BlobEngineOptions> {
     separable: options.separable,
     thresholdBytes: integer('blobThresholdBytes', options.thresholdBytes, 0, blobThresholdBytesMax),
     fileBytesMax: options.fileBytesMax ?? blobFileBytesMaxDefault,
+    powerLoss: options.powerLoss ?? false,
     gcIntervalMs: integer('gcIntervalMs', options.gcIntervalMs ?? blobGcIntervalMsDefault, 0, 3_600_000),
     gcLiveFraction: fraction,
     gcFilesPerRun: integer('gcFilesPerRun', options.gcFilesPerRun ?? blobGcFilesPerRunDefault, 1, 1_000),
@@ -158,7 +161,7 @@ export class BlobEngine extends BaseEngine {
     this.#inner = inner
     this.kind = inner.kind
     this.#options = checkOptions(options)
-    this.log = new BlobLog(options.dir, this.#options.fileBytesMax)
+    this.log = new BlobLog(options.dir, { fileBytesMax: this.#options.fileBytesMax, powerLoss: this.#options.powerLoss })
   }
 
   protected async _open(): Promise<void> {

@@ -16,6 +16,16 @@
  * short or fails a checksum (a torn append). Nothing can point there: pointers are written only
  * after their record was synced, and fdatasync covers every earlier byte of the file too.
  *
+ * Power-loss model (DISTKV_FAULT_POWER_LOSS=1, `powerLoss: true`; src/engine/power-loss.ts): an
+ * appended record is held in this process, not written to the file, until the sync() that makes
+ * it durable completes (reads through this log see it, as a page cache would make them), so
+ * SIGKILL loses exactly the records no completed sync covered, as a power cut would. Records are written back whole and
+ * in order, so a kill never leaves a torn or reordered record (a disk may keep any prefix; this
+ * keeps the shortest). Held bytes are bounded by powerLossCacheBytesMax: past it they are written
+ * back unsynced, and then survive a kill. A clean close() writes them back. Directory entries are
+ * not modelled: a new file's entry survives a kill even before the directory fsync. Off, appends
+ * are written at once, and none of this code runs.
+ *
  * Readers and unlinking: a file GC retired (no live pointer left) is unlinked only once every
  * reader that began before the retirement ended: an engine iterator reads a snapshot that may
  * still hold pointers into it (beginRead/endRead).
@@ -24,6 +34,7 @@ import { closeSync, fdatasync, fstatSync, fsync, ftruncateSync, mkdirSync, openS
 import { join } from 'node:path'
 import { ErrorCode, KvError } from '../errors.js'
 import { crc32 } from '../raftstore/records.js'
+import { powerLossCacheBytesMax } from './power-loss.js'
 
 /** blobFileBytesMaxDefault: size at which the active blob file is sealed and a new one started. */
 export const blobFileBytesMaxDefault = 64 * 1024 * 1024
@@ -35,6 +46,9 @@ export const blobRecordKeyBytesMax = 64 * 1024
 export const blobRecordValueBytesMax = 256 * 1024 * 1024
 /** blobFilesMax: most blob files one log holds (the file number is 32-bit; this bounds descriptors). */
 export const blobFilesMax = 100_000
+
+/** powerLossBlobSyncDelayMsMax: the power-loss model completes a sync up to this much later (uniformly random), as a slow disk would (module comment). */
+export const powerLossBlobSyncDelayMsMax = 4
 
 export const RECORD_HEADER_BYTES = 16
 const FILE_NAME = /^(\d{6,10})\.blob$/
@@ -56,6 +70,32 @@ interface BlobFile {
   fd: number
   /** size: bytes written (appends go here). */
   size: number
+  /** held: power-loss model only: records appended but not yet written to the file, in file order, contiguous, ending at size. */
+  held: HeldRecord[]
+}
+
+/** HeldRecord is one record the power-loss model keeps in the process until a sync writes it. */
+interface HeldRecord {
+  at: number
+  bytes: Buffer
+}
+
+/** BlobLogOptions configure a BlobLog beyond its directory. */
+export interface BlobLogOptions {
+  /** fileBytesMax: size at which the active file is sealed (default blobFileBytesMaxDefault). */
+  fileBytesMax?: number
+  /** powerLoss: hold unsynced records in the process, so a kill loses them (module comment); tests and the jepsen harness only. */
+  powerLoss?: boolean
+}
+
+/** BlobPowerLossStats counts what the power-loss model did (tests). */
+export interface BlobPowerLossStats {
+  /** heldBytes: record bytes held in the process now. */
+  heldBytes: number
+  /** writtenBack: records written to their file by a sync, the bound or close. */
+  writtenBack: number
+  /** writebacks: write-backs forced by powerLossCacheBytesMax (unsynced). */
+  writebacks: number
 }
 
 function fileName(file: number): string {
@@ -95,8 +135,22 @@ function parseHeader(header: Buffer, key: Buffer | undefined): { keyLength: numb
   return { keyLength, valueLength, valueCrc: header.readUInt32BE(12) }
 }
 
+/** writeFully writes `parts` (of `total` bytes) at `position`: one writev(2); a short write (rare: a signal, a full disk) finishes piece by piece. */
+function writeFully(fd: number, parts: Buffer[], total: number, position: number): void {
+  const done = writevSync(fd, parts, position)
+  if (done < total) {
+    const rest = Buffer.concat(parts).subarray(done)
+    for (let at = 0; at < rest.length; ) at += writeSync(fd, rest, at, rest.length - at, position + done + at)
+  }
+}
+
 /** BlobLog owns the blob files of one directory (see the module comment). */
 export class BlobLog {
+  readonly fileBytesMax: number
+  /** powerLoss: whether the power-loss model is on (module comment). */
+  readonly powerLoss: boolean
+  /** powerLossStats: what the power-loss model did (all zero when it is off). */
+  readonly powerLossStats: BlobPowerLossStats = { heldBytes: 0, writtenBack: 0, writebacks: 0 }
   readonly #files = new Map<number, BlobFile>()
   #active = 0
   /** #dirty: files appended to since the last sync. */
@@ -113,8 +167,11 @@ export class BlobLog {
 
   constructor(
     readonly dir: string,
-    readonly fileBytesMax: number = blobFileBytesMaxDefault,
+    options: BlobLogOptions = {},
   ) {
+    const fileBytesMax = options.fileBytesMax ?? blobFileBytesMaxDefault
+    this.fileBytesMax = fileBytesMax
+    this.powerLoss = options.powerLoss ?? false
     if (!Number.isSafeInteger(fileBytesMax) || fileBytesMax < 1024 || fileBytesMax > blobFileBytesMaxLimit) {
       throw new KvError(ErrorCode.INVALID, `blobFileBytesMax must be an integer in [1024, ${blobFileBytesMaxLimit}] (blobFileBytesMaxLimit)`, { fileBytesMax })
     }
@@ -127,7 +184,7 @@ export class BlobLog {
     const numbers = readdirSync(this.dir).map((name) => FILE_NAME.exec(name)).filter((m) => m !== null).map((m) => Number(m[1])).sort((a, b) => a - b)
     for (const file of numbers) {
       const fd = openSync(join(this.dir, fileName(file)), 'r+')
-      this.#files.set(file, { fd, size: fstatSync(fd).size })
+      this.#files.set(file, { fd, size: fstatSync(fd).size, held: [] })
     }
     if (numbers.length === 0) this.create(1)
     else {
@@ -136,9 +193,10 @@ export class BlobLog {
     }
   }
 
-  /** close closes every descriptor (syncing nothing: callers sync what they rely on). */
+  /** close closes every descriptor (syncing nothing: callers sync what they rely on; held records are written, as a process exit keeps the page cache). */
   async close(): Promise<void> {
     await this.#unlinking
+    if (this.powerLoss) this.writeBack([...this.#files.keys()])
     for (const { fd } of this.#files.values()) closeSync(fd)
     this.#files.clear()
     if (this.#dirFd >= 0) closeSync(this.#dirFd)
@@ -184,14 +242,17 @@ export class BlobLog {
     const start = active.size
     // Advance first: a failed write leaves a hole the next append skips, never a record over a torn one.
     active.size += recordBytes
-    // One writev(2); a short write (rare: a signal, a full disk) finishes piece by piece.
-    let done = writevSync(active.fd, [header, key, value], start)
-    if (done < recordBytes) {
-      const rest = Buffer.concat([header, key, value]).subarray(done)
-      for (let at = 0; at < rest.length; ) at += writeSync(active.fd, rest, at, rest.length - at, start + done + at)
-      done = recordBytes
-    }
     this.#dirty.add(this.#active)
+    if (!this.powerLoss) writeFully(active.fd, [header, key, value], recordBytes, start)
+    else {
+      // A copy: the caller may reuse `value` once append returns, as it may after a write(2).
+      active.held.push({ at: start, bytes: Buffer.concat([header, key, value]) })
+      this.powerLossStats.heldBytes += recordBytes
+      if (this.powerLossStats.heldBytes > powerLossCacheBytesMax) {
+        this.powerLossStats.writebacks++
+        this.writeBack([...this.#files.keys()])
+      }
+    }
     return { file: this.#active, offset: start + RECORD_HEADER_BYTES + key.length, length: value.length, crc: valueCrc }
   }
 
@@ -201,9 +262,21 @@ export class BlobLog {
     this.#dirty.clear()
     const dir = this.#dirNeedsSync
     this.#dirNeedsSync = false
+    // Power-loss model: this sync covers the records appended so far (each file up to its size now).
+    const covered = this.powerLoss ? files.map((file) => this.#files.get(file)?.size ?? 0) : undefined
     try {
       await Promise.all(files.map((file) => fdatasyncAsync(this.#files.get(file)!.fd)))
       if (dir) await fsyncAsync(this.#dirFd)
+      // Power-loss model: the covered records reach the file only as the sync completes, the
+      // latest a disk may make them durable: so a pointer written before this resolved can
+      // outlive its bytes under a kill, as under a power cut (the fdatasync above still runs, so
+      // the order and cost of system calls stay the production path's).
+      if (covered !== undefined) {
+        // A slow disk's flush: without it the thread pool's fdatasync finishes before a racing
+        // RocksDB write almost always, and a pointer batch that skipped its wait would go unseen.
+        await new Promise((resolve) => setTimeout(resolve, Math.random() * powerLossBlobSyncDelayMsMax))
+        files.forEach((file, i) => this.writeBack([file], covered[i]))
+      }
     } catch (error) {
       // Unknown durability: keep them dirty so the next sync tries again (the engine write fails meanwhile).
       for (const file of files) this.#dirty.add(file)
@@ -216,7 +289,7 @@ export class BlobLog {
   async read(ref: BlobRef): Promise<Buffer> {
     const file = this.#files.get(ref.file)
     if (file === undefined) throw corruption(`blob file ${fileName(ref.file)} is missing`, { file: ref.file, offset: ref.offset })
-    const value = ref.length === 0 ? Buffer.alloc(0) : await preadFully(file.fd, ref.length, ref.offset)
+    const value = ref.length === 0 ? Buffer.alloc(0) : await this.pread(file, ref.length, ref.offset)
     if (value.length !== ref.length || crc32(value) !== ref.crc) {
       throw corruption(`blob ${fileName(ref.file)}@${ref.offset}: value is short or fails its checksum`, { file: ref.file, offset: ref.offset, length: ref.length })
     }
@@ -231,12 +304,12 @@ export class BlobLog {
     // Read the header with the start of a typical key in one call.
     const guess = 256
     while (position + RECORD_HEADER_BYTES <= handle.size) {
-      const head = await preadFully(handle.fd, RECORD_HEADER_BYTES + guess, position)
+      const head = await this.pread(handle, RECORD_HEADER_BYTES + guess, position)
       const parsed = parseHeader(head, undefined)
       if (parsed === undefined) return
       const key = parsed.keyLength <= guess && head.length >= RECORD_HEADER_BYTES + parsed.keyLength
         ? Buffer.from(head.subarray(RECORD_HEADER_BYTES, RECORD_HEADER_BYTES + parsed.keyLength))
-        : await preadFully(handle.fd, parsed.keyLength, position + RECORD_HEADER_BYTES)
+        : await this.pread(handle, parsed.keyLength, position + RECORD_HEADER_BYTES)
       if (parseHeader(head.subarray(0, RECORD_HEADER_BYTES), key) === undefined) return
       const offset = position + RECORD_HEADER_BYTES + parsed.keyLength
       if (offset + parsed.valueLength > handle.size) return
@@ -285,6 +358,8 @@ export class BlobLog {
       if (handle === undefined) continue
       this.#files.delete(file)
       this.#dirty.delete(file)
+      for (const record of handle.held) this.powerLossStats.heldBytes -= record.bytes.length
+      handle.held = []
       closeSync(handle.fd)
       this.#unlinking = this.#unlinking.then(() => unlinkAsync(this.path(file))).catch(() => undefined)
     }
@@ -294,11 +369,51 @@ export class BlobLog {
   private create(file: number): BlobFile {
     if (this.#files.size >= blobFilesMax) throw new KvError(ErrorCode.UNAVAILABLE, `blob log holds blobFilesMax (${blobFilesMax}) files`, { dir: this.dir })
     const fd = openSync(this.path(file), 'wx+')
-    const handle = { fd, size: 0 }
+    const handle: BlobFile = { fd, size: 0, held: [] }
     this.#files.set(file, handle)
     this.#active = file
     this.#dirNeedsSync = true
     return handle
+  }
+
+  /**
+   * pread reads `length` bytes of `file` at `position` (fewer only at its end), the power-loss
+   * model's held records laid over what the file holds.
+   */
+  private async pread(file: BlobFile, length: number, position: number): Promise<Buffer> {
+    if (file.held.length === 0) return preadFully(file.fd, length, position)
+    // Snapshot first: a sync during the read below may write these back and drop them; their bytes are the same either way.
+    const held = file.held.slice()
+    const heldFrom = held[0]!.at
+    const end = Math.min(position + length, file.size)
+    if (end <= position) return Buffer.alloc(0)
+    const out = Buffer.alloc(end - position)
+    if (position < heldFrom) {
+      const onDisk = await preadFully(file.fd, Math.min(end, heldFrom) - position, position)
+      onDisk.copy(out, 0)
+      if (onDisk.length < Math.min(end, heldFrom) - position) return out.subarray(0, onDisk.length)
+    }
+    for (const { at, bytes } of held) {
+      if (at >= end || at + bytes.length <= position) continue
+      const from = Math.max(at, position)
+      bytes.copy(out, from - position, from - at, Math.min(at + bytes.length, end) - at)
+    }
+    return out
+  }
+
+  /** writeBack writes the held records of `files` that start before `end` to them (power-loss model), unsynced; kept held if a write fails (positional writes may be repeated). */
+  private writeBack(files: number[], end = Infinity): void {
+    for (const number of files) {
+      const file = this.#files.get(number)
+      if (file === undefined) continue
+      while (file.held.length > 0 && file.held[0]!.at < end) {
+        const { at, bytes } = file.held[0]!
+        writeFully(file.fd, [bytes], bytes.length, at)
+        file.held.shift()
+        this.powerLossStats.heldBytes -= bytes.length
+        this.powerLossStats.writtenBack++
+      }
+    }
   }
 
   /** recoverActive truncates the active file at its first torn record (short, or failing a checksum). */

@@ -31,12 +31,17 @@ export const powerLossFaultEnv = 'DISTKV_FAULT_POWER_LOSS'
 /** powerLossCacheBytesMax bounds the unsynced bytes held in memory; past it the cache is written back unsynced. */
 export const powerLossCacheBytesMax = 32 * 1024 * 1024
 
+/** powerLossFaultOn tells whether DISTKV_FAULT_POWER_LOSS turns the model on (for the engine and the blob log alike); KV_ERR_INVALID unless unset, '', '0' or '1'. */
+export function powerLossFaultOn(env: NodeJS.ProcessEnv = process.env): boolean {
+  const value = env[powerLossFaultEnv]
+  if (value === undefined || value === '' || value === '0') return false
+  if (value !== '1') throw new KvError(ErrorCode.INVALID, `${powerLossFaultEnv} must be '0' or '1'`, { value })
+  return true
+}
+
 /** withPowerLossFault wraps `engine` in a PowerLossEngine when DISTKV_FAULT_POWER_LOSS=1, else returns it unchanged. */
 export function withPowerLossFault(engine: Engine, env: NodeJS.ProcessEnv = process.env): Engine {
-  const value = env[powerLossFaultEnv]
-  if (value === undefined || value === '' || value === '0') return engine
-  if (value !== '1') throw new KvError(ErrorCode.INVALID, `${powerLossFaultEnv} must be '0' or '1'`, { value })
-  return new PowerLossEngine(engine)
+  return powerLossFaultOn(env) ? new PowerLossEngine(engine) : engine
 }
 
 /** CachedWrite is the latest unsynced state of one key: a value, or undefined for a delete. */
