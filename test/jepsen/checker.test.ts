@@ -4,7 +4,7 @@
 // a getMany is a read of each key and must not see half of a batch.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { checkFracturedReads, checkLinearizable, checkLostWrites, checkPhantomReads } from './checker.js'
+import { checkCorruption, checkFracturedReads, checkLinearizable, checkLostWrites, checkPhantomReads } from './checker.js'
 import type { HistoryOp } from './workload.js'
 
 let nextId = 0
@@ -102,4 +102,12 @@ test('a getMany that saw half of a batch is a fractured read; whole batches and 
   assert.equal(checkFracturedReads([batch, getMany([['a', 'a1'], ['b', undefined]], 60, 70)]).length, 1)
   // ...unless a delete of b may have come after the batch.
   assert.equal(checkFracturedReads([batch, op('del', [['b', undefined]], 25, Infinity, 'unknown'), getMany([['a', 'a1'], ['b', undefined]], 60, 70)]).length, 0)
+})
+
+test('an operation answered KV_ERR_CORRUPTION is a violation (it would otherwise be an unknown read the register check skips); other errors are not', () => {
+  const corrupt = { ...op('get', [['k', undefined]], 10, Infinity, 'unknown'), error: 'KV_ERR_CORRUPTION: blob 000001.blob@19: value is short or fails its checksum' }
+  const timeout = { ...op('get', [['k', undefined]], 20, Infinity, 'unknown'), error: 'KV_ERR_TIMEOUT: no answer' }
+  const found = checkCorruption([op('put', [['k', 'v1']], 0, 5), corrupt, timeout])
+  assert.deepEqual(found.map((v) => [v.kind, v.key, v.ops[0]]), [['corruption', 'k', corrupt]])
+  assert.match(found[0]!.message, /KV_ERR_CORRUPTION/)
 })

@@ -20,6 +20,7 @@
  * - phantom reads: a get returning a value that no put or batch wrote with outcome ok or unknown.
  * For a violation, `minimize` shrinks the key's sub-history to a small one that still fails.
  */
+import { ErrorCode } from '../../src/errors.js'
 import { checkPartition, type Model, type Operation } from '../sim/linearizability.js'
 import { isRead, readOf, type HistoryOp } from './workload.js'
 
@@ -35,7 +36,7 @@ export const maybeRegister: Model<string | undefined, RegInput, string | undefin
 
 /** Violation is one finding, with the smallest failing sub-history found. */
 export interface Violation {
-  kind: 'linearizability' | 'fractured-read' | 'lost-write' | 'phantom-read' | 'search-budget' | 'replica-divergence' | 'unavailable'
+  kind: 'linearizability' | 'fractured-read' | 'lost-write' | 'phantom-read' | 'search-budget' | 'replica-divergence' | 'unavailable' | 'corruption'
   key?: string
   message: string
   ops: HistoryOp[]
@@ -146,6 +147,18 @@ export function checkLostWrites(history: readonly HistoryOp[], finals: ReadonlyM
     }
   }
   return out
+}
+
+/**
+ * checkCorruption finds operations answered KV_ERR_CORRUPTION: stored data that fails its own
+ * checks (e.g. a blob pointer whose bytes a power cut took) is never a legitimate answer under
+ * these faults, yet the workload would record such a read as unknown and the register check
+ * would skip it; and a key written again soon after hides it from every later read.
+ */
+export function checkCorruption(history: readonly HistoryOp[]): Violation[] {
+  return history
+    .filter((op) => op.error?.startsWith(`${ErrorCode.CORRUPTION}:`) === true)
+    .map((op) => ({ kind: 'corruption' as const, key: op.steps[0]?.key, message: `${op.type} (op ${op.id}) at ${op.call.toFixed(0)} ms answered ${op.error}`, ops: [op] }))
 }
 
 /** checkPhantomReads finds reads of values nobody wrote (ok or unknown). */

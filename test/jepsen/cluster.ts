@@ -46,6 +46,8 @@ export interface ClusterOptions {
   diskNode: number
   /** powerLoss: nodes run with DISTKV_FAULT_POWER_LOSS=1 (src/engine/power-loss.ts), so a SIGKILL loses their unsynced writes. */
   powerLoss: boolean
+  /** blobThresholdBytes: the nodes' NodeConfig.blobThresholdBytes; undefined leaves the node's default. */
+  blobThresholdBytes?: number | undefined
   log: (line: string) => void
 }
 
@@ -189,8 +191,8 @@ export class JepsenCluster {
       ...peers.map((n) => [n.rpc, this.links.get(`${node.id}->${n.id}`)!.address]),
       ...peers.map((n) => [n.raft, this.links.get(`${node.id}=>${n.id}`)!.address]),
     ])
-    const { shards, tickMs, electionTicks, requestTimeoutMs } = this.options
-    writeFileSync(node.config, JSON.stringify({ id: node.id, rpc: node.rpc, dataDir: node.dataDir, members, dial, token: this.token, shards, replicas: 3, tickMs, electionTicks, requestTimeoutMs, downAfterMs: 60_000 }, null, 1))
+    const { shards, tickMs, electionTicks, requestTimeoutMs, blobThresholdBytes } = this.options
+    writeFileSync(node.config, JSON.stringify({ id: node.id, rpc: node.rpc, dataDir: node.dataDir, members, dial, token: this.token, shards, replicas: 3, tickMs, electionTicks, requestTimeoutMs, downAfterMs: 60_000, blobThresholdBytes }, null, 1))
   }
 
   /** node returns a node by id. */

@@ -10,7 +10,7 @@ import { performance } from 'node:perf_hooks'
 import { connect } from '../../src/client/index.js'
 import { slotOf } from '../../src/meta/slots.js'
 import { Random } from '../sim/random.js'
-import { checkFracturedReads, checkLinearizable, checkLostWrites, checkPhantomReads, type Violation } from './checker.js'
+import { checkCorruption, checkFracturedReads, checkLinearizable, checkLostWrites, checkPhantomReads, type Violation } from './checker.js'
 import { JepsenCluster } from './cluster.js'
 import { Nemesis, type FaultEvent, type NemesisName } from './nemesis.js'
 import { checkReplicas, type ShardDigest } from './replicas.js'
@@ -26,6 +26,8 @@ export interface RunOptions {
   clientTimeoutMs: number
   /** electionTicks: the nodes' election timeout in 50 ms ticks (default 10; longer ones, as deployments over slow links use, widen stale-leader windows). */
   electionTicks?: number
+  /** blobThresholdBytes: the nodes' NodeConfig.blobThresholdBytes (their default when absent); 1 puts every workload value in blob files. */
+  blobThresholdBytes?: number
   log: (line: string) => void
 }
 
@@ -77,7 +79,7 @@ async function finalReads(cluster: JepsenCluster, history: History, keys: string
 /** runJepsen performs one run. */
 export async function runJepsen(options: RunOptions): Promise<RunResult> {
   const random = new Random(options.seed)
-  const cluster = new JepsenCluster({ nodes: 3, shards: 2, seed: options.seed, tickMs: 50, electionTicks: options.electionTicks ?? 10, requestTimeoutMs: 8_000, diskNode: options.nemeses.includes('disk-full') ? 3 : 0, powerLoss: options.nemeses.includes('power-loss'), log: options.log })
+  const cluster = new JepsenCluster({ nodes: 3, shards: 2, seed: options.seed, tickMs: 50, electionTicks: options.electionTicks ?? 10, requestTimeoutMs: 8_000, diskNode: options.nemeses.includes('disk-full') ? 3 : 0, powerLoss: options.nemeses.includes('power-loss'), blobThresholdBytes: options.blobThresholdBytes, log: options.log })
   const begin = performance.now()
   let kept = false
   try {
@@ -104,7 +106,7 @@ export async function runJepsen(options: RunOptions): Promise<RunResult> {
     const checkBegin = performance.now()
     const replicas = view === undefined ? { digests: [], violations: [] } : await checkReplicas(cluster, view)
     const linear = checkLinearizable(history.ops, workload.keys())
-    const violations = [...linear.violations, ...checkFracturedReads(history.ops), ...checkLostWrites(history.ops, finals), ...checkPhantomReads(history.ops), ...replicas.violations]
+    const violations = [...linear.violations, ...checkFracturedReads(history.ops), ...checkLostWrites(history.ops, finals), ...checkPhantomReads(history.ops), ...checkCorruption(history.ops), ...replicas.violations]
     if (!Number.isFinite(healToServeMs) || view === undefined) violations.push({ kind: 'unavailable', message: `the cluster did not serve again within ${recoveryWaitMs} ms of the last heal (every shard led and claimed, a write acknowledged, the cluster view readable); replicas not compared`, ops: [] })
     if (finals.size < workload.keys().length) violations.push({ kind: 'lost-write', message: `final reads: only ${finals.size} of ${workload.keys().length} keys could be read within ${finalReadMs} ms each`, ops: [] })
     kept = violations.length > 0
