@@ -242,9 +242,11 @@ export class BlobLog {
     const start = active.size
     // Advance first: a failed write leaves a hole the next append skips, never a record over a torn one.
     active.size += recordBytes
-    this.#dirty.add(this.#active)
-    if (!this.powerLoss) writeFully(active.fd, [header, key, value], recordBytes, start)
-    else {
+    if (!this.powerLoss) {
+      writeFully(active.fd, [header, key, value], recordBytes, start)
+      this.#dirty.add(this.#active)
+    } else {
+      this.#dirty.add(this.#active)
       // A copy: the caller may reuse `value` once append returns, as it may after a write(2).
       active.held.push({ at: start, bytes: Buffer.concat([header, key, value]) })
       this.powerLossStats.heldBytes += recordBytes
