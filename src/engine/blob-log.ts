@@ -156,6 +156,8 @@ export class BlobLog {
   /** #dirty: files appended to since the last sync. */
   readonly #dirty = new Set<number>()
   #dirNeedsSync = false
+  /** #syncing: syncs running now (sync() waits for the earlier ones). */
+  readonly #syncing = new Set<Promise<void>>()
   #dirFd = -1
   /** Reader tracking for deferred unlinks. */
   #readerSeq = 0
@@ -258,8 +260,24 @@ export class BlobLog {
     return { file: this.#active, offset: start + RECORD_HEADER_BYTES + key.length, length: value.length, crc: valueCrc }
   }
 
-  /** sync makes every record appended so far durable (fdatasync on the thread pool), and new files' directory entries. */
+  /**
+   * sync makes every record appended so far durable (fdatasync on the thread pool), and new
+   * files' directory entries. It also waits for every sync already running: that one took the
+   * dirty files this call would otherwise have synced, so returning at its own end (possibly at
+   * once, with nothing dirty left) would let a pointer be written before its bytes are durable.
+   * A failed earlier sync fails this one too.
+   */
   async sync(): Promise<void> {
+    const earlier = [...this.#syncing]
+    const own = this.syncDirty()
+    this.#syncing.add(own)
+    const forget = () => void this.#syncing.delete(own)
+    own.then(forget, forget)
+    await Promise.all([own, ...earlier])
+  }
+
+  /** syncDirty syncs the files appended to since the last sync began. */
+  private async syncDirty(): Promise<void> {
     const files = [...this.#dirty]
     this.#dirty.clear()
     const dir = this.#dirNeedsSync

@@ -6,7 +6,7 @@
 // byte, and nothing may read as wrong bytes or as a pointer to lost ones.
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
+import { appendFileSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
@@ -98,6 +98,21 @@ test('blob power loss: held records are read and walked through the log, written
   await plain.close()
 })
 
+test('blob power loss: a sync started while another is running waits for it (nothing left dirty is not durable yet)', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'distkv-blob-power-loss-'))
+  t.after(() => rmSync(dir, { recursive: true, force: true }))
+  const log = new BlobLog(dir, { powerLoss: true })
+  await log.open()
+  const ref = log.append(Buffer.from('k'), Buffer.alloc(100, 'v'))
+  // The first sync takes the dirty file; the second finds nothing dirty, yet its caller (a write
+  // about to store a pointer to `ref`) may only go on once the record is durable.
+  const first = log.sync()
+  await log.sync()
+  assert.equal(statSync(log.path(1)).size, ref.offset + ref.length, 'the second sync returned before the record was durable')
+  await first
+  await log.close()
+})
+
 async function walkFirstFile(log: BlobLog): Promise<Array<{ key: Buffer; length: number }>> {
   const out: Array<{ key: Buffer; length: number }> = []
   for await (const record of log.walk(1)) out.push(record)
@@ -121,7 +136,9 @@ test('blob power loss: SIGKILL at random points; every write reported durable re
     return (state >>> 8) % n
   }
   const dir = mkdtempSync(join(tmpdir(), 'distkv-blob-power-loss-'))
-  t.after(() => rmSync(dir, { recursive: true, force: true }))
+  // Kept when the test fails (with the child's lines in child.log), for the post-mortem.
+  let passed = false
+  t.after(() => (passed ? rmSync(dir, { recursive: true, force: true }) : t.diagnostic(`kept ${dir}`)))
   const keys = new Map<string, KeyHistory>()
   for (let n = 0; n < blobWorkload.keys; n++) keys.set(workloadKey(n), { acked: undefined, issued: new Map() })
   let acks = 0
@@ -131,6 +148,7 @@ test('blob power loss: SIGKILL at random points; every write reported durable re
     const target = 5 + random(200)
     const context = `seed ${seed}, round ${round}, killed after ${target} acks`
     const lines = await runChild(['workload', dir, String(round * 10_000_000), String(seed + round)], '1', (output) => (output.match(/^A /gm)?.length ?? 0) >= target)
+    appendFileSync(join(dir, 'child.log'), `--- round ${round}\n${lines.join('\n')}\n`)
     for (const line of lines) {
       const [tag, key, seqText, kind] = line.split(' ') as [string, string, string, 'put' | 'del' | undefined]
       const history = keys.get(key)!
@@ -172,5 +190,6 @@ test('blob power loss: SIGKILL at random points; every write reported durable re
       await engine.close()
     }
   }
+  passed = true
   t.diagnostic(`${rounds} kills, ${acks} writes reported durable and checked; ${lostWrites} key reads older than the key's last issued write (writes the kill lost or that were still in flight)`)
 })
