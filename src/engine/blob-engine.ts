@@ -27,7 +27,8 @@
  * points at it. No live record: the file is retired. Live bytes below `gcLiveFraction` of the
  * file: the live values are copied to the active file and, in one synced batch, re-pointed, but
  * only for keys no write touched since the lookup (every write is seen in the queue before
- * GC's batch runs), then the file is retired. A retired file is unlinked once every read and
+ * GC's batch runs), then the file is retired. A file holding values prepare()d for a write
+ * that has not happened yet is left for a later round (#unwritten). A retired file is unlinked once every read and
  * iterator that began before may no longer hold a pointer into it (BlobLog.retire).
  * A dropped or purged shard's values die with their keys and are reclaimed the same way.
  */
@@ -149,6 +150,13 @@ export class BlobEngine extends BaseEngine {
   readonly #touched = new Set<string>()
   /** #prepared: pointers made by prepare(), each with the sync its write must wait for. */
   readonly #prepared = new WeakMap<Buffer, Promise<void>>()
+  /**
+   * #unwritten counts, per blob file, pointers prepare() made that no write has carried yet. GC
+   * leaves such a file alone: its lookups cannot see those pointers, so it would judge their
+   * records dead and unlink bytes a pointer is about to name. A prepared output that is never
+   * written keeps its file uncollected (space, never data).
+   */
+  readonly #unwritten = new Map<number, number>()
   /** #writes counts writes to separable keys; a file is walked again only after more happened (#walkedAt). */
   #writes = 0
   readonly #walkedAt = new Map<number, number>()
@@ -227,7 +235,9 @@ export class BlobEngine extends BaseEngine {
       appended = true
       this.stats.separated++
       this.stats.separatedBytes += op.value.length
-      const pointer = encodePointer(this.log.append(op.key, op.value))
+      const ref = this.log.append(op.key, op.value)
+      this.#unwritten.set(ref.file, (this.#unwritten.get(ref.file) ?? 0) + 1)
+      const pointer = encodePointer(ref)
       pointers.push(pointer)
       return { type: 'put', key: op.key, value: pointer }
     })
@@ -243,6 +253,7 @@ export class BlobEngine extends BaseEngine {
     return this.enqueue(async () => {
       let appended = false
       const waits = new Set<Promise<void>>()
+      const carried: Buffer[] = []
       const out = ops.map((op): EngineOp => {
         if (!this.#options.separable(op.key)) return op
         this.#writes++
@@ -254,6 +265,7 @@ export class BlobEngine extends BaseEngine {
         const prepared = this.#prepared.get(op.value)
         if (prepared !== undefined) {
           waits.add(prepared)
+          carried.push(op.value)
           return op
         }
         const threshold = this.#options.thresholdBytes
@@ -270,6 +282,14 @@ export class BlobEngine extends BaseEngine {
       if (appended) await this.log.sync()
       for (const wait of waits) await wait
       await this.#inner.batch(out, { sync })
+      // Now in the engine, where GC's lookups see them.
+      for (const pointer of carried) {
+        if (!this.#prepared.delete(pointer)) continue
+        const file = decodePointer(pointer)!.file
+        const left = (this.#unwritten.get(file) ?? 1) - 1
+        if (left > 0) this.#unwritten.set(file, left)
+        else this.#unwritten.delete(file)
+      }
     })
   }
 
@@ -327,6 +347,9 @@ export class BlobEngine extends BaseEngine {
     try {
       // A write already past its turn's start was not seen by the watch: let every such one finish first.
       await this.enqueue(async () => undefined)
+      // Pointers prepared into this file but not written yet are invisible to the lookups below; a
+      // sealed file gets no new ones, so it is looked at again once they are written.
+      if (this.#unwritten.has(file)) return
       const live: Array<{ key: Buffer; ref: BlobRef }> = []
       for (let i = 0; i < records.length; i += blobGcLookupBatch) {
         const slice = records.slice(i, i + blobGcLookupBatch)

@@ -99,6 +99,30 @@ test('GC unlinks a file whose values were all overwritten or deleted, only after
   })
 })
 
+test('GC leaves a file alone while a pointer prepared into it is not written yet', async () => {
+  await withDir(async (dir) => {
+    const engine = blobEngine(dir, { fileBytesMax: 64 * 1024 })
+    await engine.open()
+    // A shard's apply output: its value is appended now, its pointer written after the Raft log write.
+    const prepared = engine.prepare([{ type: 'put', key: Buffer.from('applied'), value: value(20_000, 7) }])
+    const file = engine.log.files()[0]!
+    // Other writes meanwhile fill and seal that file.
+    for (let i = 0; i < 6; i++) await engine.put(Buffer.from(`other${i}`), value(20_000, i), { sync: true })
+    assert.ok(engine.log.sealedFiles().includes(file), 'the prepared value\'s file is sealed')
+    // ... and die, so that to a lookup every record of the file looks dead.
+    await engine.batch(Array.from({ length: 6 }, (_, i) => ({ type: 'del', key: Buffer.from(`other${i}`) })), { sync: true })
+    await engine.gc()
+    await engine.log.unlinked()
+    assert.ok(existsSync(engine.log.path(file)), 'not collected while the prepared pointer is unwritten')
+    await prepared.durable
+    await engine.batch(prepared.ops, { sync: true })
+    await engine.gc()
+    await engine.log.unlinked()
+    assert.deepEqual(await engine.get(Buffer.from('applied')), value(20_000, 7))
+    await engine.close()
+  })
+})
+
 test('GC rewrites the live values of a mostly dead file and keeps them readable across a reopen', async () => {
   await withDir(async (dir) => {
     const engine = blobEngine(dir, { fileBytesMax: 64 * 1024 })
