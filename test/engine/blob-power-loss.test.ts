@@ -5,7 +5,6 @@
 // random points, and after each kill every write it reported durable must read back byte for
 // byte, and nothing may read as wrong bytes or as a pointer to lost ones.
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import { appendFileSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -15,6 +14,7 @@ import { BlobEngine } from '../../src/engine/blob-engine.js'
 import { BlobLog, type BlobRef } from '../../src/engine/blob-log.js'
 import { powerLossCacheBytesMax } from '../../src/engine/power-loss.js'
 import { RocksDbEngine } from '../../src/engine/rocksdb.js'
+import { runUntilKilled } from './kill-child.js'
 import { readAll } from './model.js'
 import { blobWorkload, parseWorkloadValue, workloadKey, workloadValue } from './blob-power-loss-values.js'
 
@@ -22,21 +22,7 @@ const childScript = fileURLToPath(new URL('./blob-power-loss-child.js', import.m
 
 /** runChild runs the child with the model on or off, SIGKILLs it once `enough(output)` holds, and returns its complete output lines. */
 async function runChild(args: string[], fault: '0' | '1', enough: (output: string) => boolean): Promise<string[]> {
-  const child = spawn(process.execPath, [childScript, ...args], { env: { ...process.env, DISTKV_FAULT_POWER_LOSS: fault }, stdio: ['ignore', 'pipe', 'inherit'] })
-  let output = ''
-  const exited = new Promise((resolve) => child.once('exit', resolve))
-  try {
-    await new Promise<void>((resolve, reject) => {
-      child.stdout.on('data', (chunk: Buffer) => {
-        output += chunk.toString()
-        if (enough(output)) resolve()
-      })
-      child.once('exit', (code) => reject(new Error(`child exited (${code}) before it was killed: ${output.slice(-2000)}`)))
-    })
-  } finally {
-    child.kill('SIGKILL')
-    await exited
-  }
+  const output = await runUntilKilled(childScript, args, fault, enough)
   // Lines are written whole (one write(2) each); a last line without its newline is dropped.
   return output.split('\n').slice(0, -1)
 }

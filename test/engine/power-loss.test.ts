@@ -3,7 +3,6 @@
 // survive, unsynced ones are lost. The same child without the fault shows SIGKILL alone loses
 // nothing, which is why the fault exists.
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -13,6 +12,7 @@ import { MemoryEngine } from '../../src/engine/memory.js'
 import { PowerLossEngine, powerLossCacheBytesMax, withPowerLossFault } from '../../src/engine/power-loss.js'
 import { RocksDbEngine } from '../../src/engine/rocksdb.js'
 import { runEngineConformance } from './conformance.js'
+import { runUntilKilled } from './kill-child.js'
 import { readAll } from './model.js'
 
 const childScript = fileURLToPath(new URL('./power-loss-child.js', import.meta.url))
@@ -22,21 +22,7 @@ runEngineConformance('power-loss over memory', () => new PowerLossEngine(new Mem
 
 /** runChildUntilKilled runs the child with the fault on or off, SIGKILLs it once ready, and returns what it read. */
 async function runChildUntilKilled(dir: string, fault: '0' | '1'): Promise<Array<string | null>> {
-  const child = spawn(process.execPath, [childScript, dir], { env: { ...process.env, DISTKV_FAULT_POWER_LOSS: fault }, stdio: ['ignore', 'pipe', 'inherit'] })
-  let output = ''
-  const exited = new Promise((resolve) => child.once('exit', resolve))
-  try {
-    await new Promise<void>((resolve, reject) => {
-      child.stdout.on('data', (chunk: Buffer) => {
-        output += chunk.toString()
-        if (output.includes('\n')) resolve()
-      })
-      child.once('exit', (code) => reject(new Error(`child exited (${code}) before READY: ${output}`)))
-    })
-  } finally {
-    child.kill('SIGKILL')
-    await exited
-  }
+  const output = await runUntilKilled(childScript, [dir], fault, (out) => out.includes('\n'))
   const match = /^READY (.*)$/m.exec(output)
   assert.ok(match, output)
   return JSON.parse(match[1]!) as Array<string | null>
