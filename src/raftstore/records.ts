@@ -29,6 +29,14 @@ const SUFFIX_TRUNCATED_STATE = 0x03
 const SUFFIX_ENTRY = 0x04
 
 const PREFIX_BYTES = 1 + 8
+
+/** GROUP_PREFIX_BYTES: length of groupPrefix(id), the key space byte and the group id (u64). */
+export const GROUP_PREFIX_BYTES = PREFIX_BYTES
+
+/** groupIdOfKey is the group id in the prefix of a key of the Raft key space (the caller checks the key space byte and length). */
+export function groupIdOfKey(key: Buffer): number {
+  return readU64(key, 1)
+}
 const CHECKSUM_BYTES = 4
 const RUN_HEADER_BYTES = 1 + 8 + 4
 /** RUN_MAGIC starts every log run's payload; a per-entry record of the earlier format starts with its term's high byte, 0. */

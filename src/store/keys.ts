@@ -7,7 +7,7 @@
  *   prefix | 's'                   the slots this replica owns and has frozen (msgpack)
  * [ids, requestEnd) covers both request-id layouts.
  */
-import { RAFT_KEY_SPACE, groupPrefix } from '../raftstore/records.js'
+import { GROUP_PREFIX_BYTES, RAFT_KEY_SPACE, groupIdOfKey, groupPrefix } from '../raftstore/records.js'
 
 const DATA = 0x64
 const IDS = 0x71
@@ -23,9 +23,8 @@ const FIRST_SHARD_GROUP = 2
  * (suffixes below 0x20), request ids, slot records and meta's keys are never separated.
  */
 export function isShardDataKey(key: Buffer): boolean {
-  const prefixBytes = 9
-  if (key.length <= prefixBytes || key[0] !== RAFT_KEY_SPACE || key[prefixBytes] !== DATA) return false
-  return key.readUInt32BE(1) !== 0 || key.readUInt32BE(5) >= FIRST_SHARD_GROUP
+  if (key.length <= GROUP_PREFIX_BYTES || key[0] !== RAFT_KEY_SPACE || key[GROUP_PREFIX_BYTES] !== DATA) return false
+  return groupIdOfKey(key) >= FIRST_SHARD_GROUP
 }
 
 /** ShardKeys builds the engine keys of one shard. */

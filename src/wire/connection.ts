@@ -138,6 +138,16 @@ export class FrameConnection {
     const chunks: Uint8Array[] = []
     let start = 0
     let offset = 0
+    const place = (part: Uint8Array): void => {
+      if (part.length < bodyCopyBytesMax) {
+        out.set(part, offset)
+        offset += part.length
+      } else {
+        if (start < offset) chunks.push(out.subarray(start, offset))
+        chunks.push(part)
+        start = offset
+      }
+    }
     for (const frame of this.queue) {
       const length = frame.length
       out[offset] = length & 0xff
@@ -150,16 +160,8 @@ export class FrameConnection {
       out[offset + 7] = 0
       out.set(frame.requestId, offset + 8)
       offset += HEADER_BYTES
-      for (const part of frame.body instanceof Uint8Array ? [frame.body] : frame.body) {
-        if (part.length < bodyCopyBytesMax) {
-          out.set(part, offset)
-          offset += part.length
-        } else {
-          if (start < offset) chunks.push(out.subarray(start, offset))
-          chunks.push(part)
-          start = offset
-        }
-      }
+      if (frame.body instanceof Uint8Array) place(frame.body)
+      else for (const part of frame.body) place(part)
     }
     if (start < offset) chunks.push(out.subarray(start, offset))
     this.queue = []
