@@ -58,13 +58,29 @@ export function checkContentType(value: unknown): string {
 
 /** encodeManifest serializes a manifest for storage: JSON, or a framed JSON + content for an inline file. */
 export function encodeManifest(manifest: Manifest): Buffer {
-  const { inline, ...fields } = manifest
-  const json = Buffer.from(JSON.stringify(fields), 'utf8')
-  if (inline === undefined) return json
-  const head = Buffer.alloc(5)
-  head[0] = inlineTag
-  head.writeUInt32BE(json.length, 1)
-  return Buffer.concat([head, json, inline])
+  // The stored fields, named one by one (not `{ inline, ...rest }`): no intermediate object per upload.
+  const json = JSON.stringify({
+    v: manifest.v,
+    name: manifest.name,
+    size: manifest.size,
+    contentType: manifest.contentType,
+    sha256: manifest.sha256,
+    etag: manifest.etag,
+    created: manifest.created,
+    uploadId: manifest.uploadId,
+    chunkBytes: manifest.chunkBytes,
+    chunks: manifest.chunks,
+  })
+  const inline = manifest.inline
+  if (inline === undefined) return Buffer.from(json, 'utf8')
+  // Framed in place: one allocation and one copy of the content, not a JSON buffer, a head and a concat.
+  const jsonBytes = Buffer.byteLength(json, 'utf8')
+  const out = Buffer.allocUnsafe(5 + jsonBytes + inline.length)
+  out[0] = inlineTag
+  out.writeUInt32BE(jsonBytes, 1)
+  out.write(json, 5, 'utf8')
+  out.set(inline, 5 + jsonBytes)
+  return out
 }
 
 function splitManifest(bytes: Buffer): { json: Buffer; inline?: Buffer } {

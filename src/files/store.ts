@@ -176,7 +176,8 @@ export class FileStore {
 
   private async putInline(name: string, content: Buffer, contentType: string): Promise<FileInfo> {
     const sha256 = createHash('sha256').update(content).digest('hex')
-    const manifest = { ...this.manifestOf(name, contentType, newUploadId(), content.length, sha256, 0), inline: content }
+    const manifest = this.manifestOf(name, contentType, newUploadId(), content.length, sha256, 0)
+    manifest.inline = content
     // One write and nothing else. What this replaces is not read first: that linearizable read
     // was a fifth of a small upload's CPU through a cluster. An inline predecessor leaves
     // nothing behind; a chunked one leaves its 'done' record, through which the sweep (or the

@@ -178,6 +178,9 @@ function startSweeper(files: FileStore, intervalMs: number, report: (line: strin
   }
 }
 
+/** noQuery stands for the URL of a request without a query string (handlers only read `searchParams`). */
+const noQuery: URL = new URL('http://localhost/')
+
 /** serve answers one request and records its metrics; `expectsContinue` is set for `Expect: 100-continue`. */
 async function serve(context: Context, req: IncomingMessage, res: ServerResponse, expectsContinue = false): Promise<void> {
   const started = process.hrtime.bigint()
@@ -185,7 +188,8 @@ async function serve(context: Context, req: IncomingMessage, res: ServerResponse
   let route = 'unknown'
   res.once('finish', () => context.metrics.observe(route, req.method ?? '', res.statusCode, Number(process.hrtime.bigint() - started) / 1e9))
   try {
-    const url = new URL(req.url ?? '/', 'http://localhost')
+    // Handlers read only the query string: a request without one (every upload) skips the URL parse.
+    const url = req.url !== undefined && req.url.includes('?') ? new URL(req.url, 'http://localhost') : noQuery
     const handler = resolveRoute(context, rawPath, req, res, url)
     route = handler.route
     if (handler.route.startsWith('v1_')) checkToken(context, req)
