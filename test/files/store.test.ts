@@ -10,7 +10,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { open, type DistKV } from '../../src/index.js'
 import { ErrorCode } from '../../src/errors.js'
 import { files, type FileStore } from '../../src/files/index.js'
-import { chunkKey, recordKey } from '../../src/files/keys.js'
+import { chunkKey, manifestKey, recordKey } from '../../src/files/keys.js'
 import { cleanup, makeTempDir } from '../local/helpers.js'
 
 const chunk = 1024 * 1024
@@ -80,6 +80,21 @@ test('small files live inside their manifest (no chunk, no record) up to inlineB
   await store.sweep()
   assert.deepEqual(await fileKeys(), { m: before.m, c: before.c - 1, r: before.r - 1 })
   assert.equal((await store.readFile('inline-' + (limit + 1)))?.toString(), 'now small')
+})
+
+test('an inline manifest is stored as 01 | u32 BE JSON byte length | JSON | content (docs/files.md), names of any UTF-8 included', async () => {
+  // Multi-byte characters make the JSON's byte length differ from its string length.
+  const name = 'inline/ünïcödé 名前 🐈.bin'
+  const data = randomBytes(1000)
+  const info = await store.putFile(name, data, { contentType: 'image/png' })
+  const stored = (await kv.get(manifestKey(name)))!
+  assert.equal(stored[0], 0x01)
+  const jsonBytes = stored.readUInt32BE(1)
+  const json = JSON.parse(stored.subarray(5, 5 + jsonBytes).toString('utf8')) as Record<string, unknown>
+  assert.deepEqual(Object.keys(json), ['v', 'name', 'size', 'contentType', 'sha256', 'etag', 'created', 'uploadId', 'chunkBytes', 'chunks'])
+  assert.deepEqual({ name: json.name, size: json.size, contentType: json.contentType, sha256: json.sha256, chunks: json.chunks }, { name, size: 1000, contentType: 'image/png', sha256: info.sha256, chunks: 0 })
+  assert.ok(stored.subarray(5 + jsonBytes).equals(data))
+  assert.ok((await store.readFile(name))!.equals(data))
 })
 
 test('ranges: inside one chunk, across chunks, the last byte, empty', async () => {

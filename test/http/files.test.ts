@@ -83,6 +83,18 @@ test('If-None-Match with the current ETag gives 304; a stale one gives the new c
   assert.equal(changed.body.toString(), 'v2')
 })
 
+test('?download=1 adds Content-Disposition with the last name segment; without a query string there is none', async () => {
+  await put('docs/report "final".txt', Buffer.from('hello'))
+  const plain = await fetch(fileUrl('docs/report "final".txt'))
+  assert.equal(plain.status, 200)
+  assert.equal(plain.headers.get('content-disposition'), null)
+  assert.equal(await plain.text(), 'hello')
+  const download = await fetch(`${fileUrl('docs/report "final".txt')}?download=1`)
+  assert.equal(download.status, 200)
+  assert.equal(download.headers.get('content-disposition'), `attachment; filename="report _final_.txt"; filename*=UTF-8''${encodeURIComponent('report "final".txt')}`)
+  assert.equal(await download.text(), 'hello')
+})
+
 test('404 for a missing file on GET, HEAD and DELETE, as a KV_ERR_NOT_FOUND JSON error', async () => {
   const missing = await fetch(fileUrl('no such file'))
   assert.equal(missing.status, 404)
