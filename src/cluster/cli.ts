@@ -15,6 +15,12 @@ import type { ClusterView } from '../meta/routing.js'
 import { DevCluster } from './dev.js'
 import { blobThresholdBytesMax } from '../engine/blob-engine.js'
 
+/**
+ * devReadyTimeoutMs: how long `distkv dev` waits, once every node printed ready, for every shard
+ * to have a leader and its slots. Elections count in Raft ticks, and on a loaded machine ticks come
+ * late rather than fast, so this wall-clock bound is generous; it only ends a start that cannot
+ * succeed (say a majority of nodes kept dying) with an error naming the shards still waiting.
+ */
 const devReadyTimeoutMs = 120_000
 /** removeNodeTimeoutMs: how long `admin remove-node` waits for the node's replicas to move. */
 const removeNodeTimeoutMs = 300_000
@@ -23,13 +29,15 @@ const removeNodeTimeoutMs = 300_000
 export const clusterDevCommand: Command = {
   name: 'dev',
   summary: 'run a whole cluster on loopback (what npm start runs)',
-  help: `usage: distkv dev [--dir DIR] [--nodes 3] [--shards 4] [--replicas 3] [--port 7700] [--no-restart]
+  help: `usage: distkv dev [--dir DIR] [--nodes 3] [--shards 4] [--replicas 3] [--port 7700] [--no-restart] [--exit-with-parent]
 
 Starts --nodes node processes on 127.0.0.1, each with the meta, store and proxy roles, holding
 --shards shards of --replicas replicas. Node 1 serves HTTP on --port and RPC on the next port
 (node i: port + 10(i-1) and the one after). Writes DIR/cluster.json (addresses and pids),
 restarts a node that dies after about a second (unless --no-restart), and stops everything
-on Ctrl-C or SIGTERM. DIR defaults to ./data/dev.
+on Ctrl-C, SIGTERM or SIGHUP. DIR defaults to ./data/dev. Nodes stop by themselves if this
+supervisor dies. --exit-with-parent also stops the cluster when the process that started this
+one is gone (npm start uses it: npm's shell dies on SIGTERM without passing it on).
   --tick-ms MS, --request-timeout-ms MS, --down-after-ms MS   tuning (tests use short ones)
   --blob-threshold-bytes N   shard values this long or longer go to blob files (default 65536, 0 = off)`,
   options: {
@@ -39,6 +47,7 @@ on Ctrl-C or SIGTERM. DIR defaults to ./data/dev.
     replicas: { type: 'string' },
     port: { type: 'string' },
     'no-restart': { type: 'boolean' },
+    'exit-with-parent': { type: 'boolean' },
     'tick-ms': { type: 'string' },
     'request-timeout-ms': { type: 'string' },
     'down-after-ms': { type: 'string' },
@@ -59,17 +68,22 @@ on Ctrl-C or SIGTERM. DIR defaults to ./data/dev.
       requestTimeoutMs: integerFlag(parsed, 'request-timeout-ms', { min: 100, max: 300_000 }),
       downAfterMs: integerFlag(parsed, 'down-after-ms', { min: 100, max: 86_400_000 }),
       blobThresholdBytes: integerFlag(parsed, 'blob-threshold-bytes', { min: 0, max: blobThresholdBytesMax }),
+      exitWithParent: parsed.values['exit-with-parent'] === true,
       log: (line) => void write(io.stderr, `${line}\n`).catch(() => undefined),
     })
-    const stopped = new Promise<void>((done) => {
-      process.once('SIGINT', done)
-      process.once('SIGTERM', done)
-    })
+    // SIGHUP too: a closed terminal must stop the nodes cleanly, not kill only the supervisor.
+    const stopped = Promise.race([cluster.stopped, new Promise<void>((done) => {
+      for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(signal, done)
+    })])
     try {
-      await cluster.start()
-      const view = await waitForLeaders(cluster.endpoint, cluster.token, stopped)
-      if (view !== undefined) await write(io.stdout, banner(cluster, view))
-      await stopped
+      // A stop asked for during start-up (Ctrl-C, the parent gone) ends the wait at once.
+      const started = cluster.start()
+      started.catch(() => undefined)
+      if ((await Promise.race([started.then(() => 'started' as const), stopped.then(() => 'stopped' as const)])) === 'started') {
+        const view = await waitForLeaders(cluster, stopped)
+        if (view !== undefined) await write(io.stdout, banner(cluster, view))
+        await stopped
+      }
     } finally {
       await cluster.stop()
     }
@@ -78,22 +92,33 @@ on Ctrl-C or SIGTERM. DIR defaults to ./data/dev.
   },
 }
 
-async function waitForLeaders(endpoint: string, token: string, stopped: Promise<void>): Promise<ClusterView | undefined> {
+/** waitForLeaders polls the cluster view until every shard has a leader and its slots (or stopped). */
+async function waitForLeaders(cluster: DevCluster, stopped: Promise<void>): Promise<ClusterView | undefined> {
   let stop = false
   void stopped.then(() => (stop = true))
-  const kv = (await connect(endpoint, { token, name: 'distkv-dev' })) as RemoteKV
+  const kv = (await connect(cluster.endpoint, { token: cluster.token, name: 'distkv-dev' })) as RemoteKV
   try {
     const deadline = Date.now() + devReadyTimeoutMs
+    let last: ClusterView | Error | undefined
     while (!stop && Date.now() < deadline) {
-      const view = (await kv.call('admin.cluster', {}).catch(() => undefined)) as ClusterView | undefined
-      if (view !== undefined && view.shards.length > 0 && view.shards.every((s) => s.leader !== null && s.claimed)) return view
+      last = (await kv.call('admin.cluster', {}).catch((error: Error) => error)) as ClusterView | Error
+      if (!(last instanceof Error) && last.shards.length > 0 && last.shards.every((s) => s.leader !== null && s.claimed)) return last
       await new Promise((r) => setTimeout(r, 200))
     }
-    if (!stop) throw new KvError(ErrorCode.TIMEOUT, `the cluster did not elect shard leaders within ${devReadyTimeoutMs} ms`)
+    if (!stop) throw new KvError(ErrorCode.TIMEOUT, `every node printed ready, but ${notReady(last)} after devReadyTimeoutMs = ${devReadyTimeoutMs} ms; node logs: ${cluster.nodes.map((n) => n.logFile).join(', ')}`)
     return undefined
   } finally {
     await kv.close()
   }
+}
+
+/** notReady says what the last cluster view (or the error in its place) still lacked. */
+function notReady(last: ClusterView | Error | undefined): string {
+  if (last === undefined) return 'no cluster view was read'
+  if (last instanceof Error) return `node 1 could not read the cluster view (${last.message})`
+  if (last.shards.length === 0) return `meta has no shards yet (meta leader: ${last.meta.leader === null ? 'none' : `node ${last.meta.leader}`})`
+  const waiting = last.shards.filter((s) => s.leader === null || !s.claimed).map((s) => `shard ${s.id} (replicas on nodes ${s.replicas.join(',')}: ${s.leader === null ? 'no leader' : 'slots not claimed'})`)
+  return `still waiting for ${waiting.join(', ')}`
 }
 
 function banner(cluster: DevCluster, view: ClusterView): string {

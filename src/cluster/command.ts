@@ -94,8 +94,9 @@ Runs one node of a distkv cluster. Every field of the config file can be given a
   --down-after-ms MS       silence after which a node is down and its replicas move (default 30000)
   --balance true|false     let meta rebalance replicas and leaders by itself (default true)
   --blob-threshold-bytes N shard values this long or longer are kept in blob files under
-                           DATA-DIR/blobs, a pointer in RocksDB (default 65536; 0 = off)`,
-  options: Object.fromEntries([...Object.keys(FLAG_FIELDS), 'config', 'members'].map((flag) => [flag, { type: 'string' as const }])),
+                           DATA-DIR/blobs, a pointer in RocksDB (default 65536; 0 = off)
+  --exit-with-stdin        stop cleanly when stdin ends (a supervisor's lifeline: distkv dev)`,
+  options: { ...Object.fromEntries([...Object.keys(FLAG_FIELDS), 'config', 'members'].map((flag) => [flag, { type: 'string' as const }])), 'exit-with-stdin': { type: 'boolean' as const } },
   async run(parsed: Parsed, io: Io): Promise<number> {
     positionalCount('server', parsed, 0, 0)
     const config = resolveNodeConfig(loadServerConfig(parsed), io.env)
@@ -104,7 +105,18 @@ Runs one node of a distkv cluster. Every field of the config file can be given a
     await new Promise<void>((resolve) => {
       process.once('SIGTERM', resolve)
       process.once('SIGINT', resolve)
+      if (parsed.values['exit-with-stdin'] === true) {
+        // The supervisor never writes; the pipe ends when it dies, however it dies.
+        io.stdin.once('end', () => {
+          void write(io.stderr, `distkv node ${config.id}: stdin ended (its supervisor is gone); stopping\n`).catch(() => undefined)
+          resolve()
+        })
+        io.stdin.once('error', () => resolve())
+        io.stdin.resume()
+      }
     })
+    // A stdin still read would keep the process alive after a signal: let it go.
+    if (parsed.values['exit-with-stdin'] === true) io.stdin.destroy()
     await node.close()
     return 0
   },

@@ -23,7 +23,11 @@ export interface HttpAttachment {
 export async function attachHttp(config: Readonly<NodeConfig>, cluster: () => Promise<unknown>, raftMetrics?: RaftMetricsSource, inProcess?: DistKV): Promise<HttpAttachment> {
   const { host, port } = parseEndpoint(config.http!)
   const kv: DistKV = inProcess ?? await connect(config.rpc, { token: config.clientToken ?? config.token, name: `distkv-http-${config.id}`, requestTimeoutMs: config.requestTimeoutMs + 1_000 })
-  const handle = await startHttpServer({ kv, host, port, cluster: async () => (await cluster()) as object, token: config.clientToken, ...(raftMetrics === undefined ? {} : { raftMetrics }) })
+  const handle = await startHttpServer({ kv, host, port, cluster: async () => (await cluster()) as object, token: config.clientToken, ...(raftMetrics === undefined ? {} : { raftMetrics }) }).catch(async (error: unknown) => {
+    // The port is taken (or the host wrong): the client made for this front end must not keep the process alive.
+    if (inProcess === undefined) await kv.close().catch(() => undefined)
+    throw error
+  })
   return {
     url: handle.url,
     async close() {

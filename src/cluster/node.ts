@@ -145,23 +145,51 @@ function raftTransport(config: Readonly<NodeConfig>, raftId: number, addresses: 
   return { transport, learnNode }
 }
 
-/** startNode opens the node's storage, joins or founds the cluster and serves until closed. */
+/**
+ * startNode opens the node's storage, joins or founds the cluster and serves until closed. If a
+ * step fails (a listener's port in use, a locked data directory, meta unreachable while joining)
+ * everything opened so far is closed again before the error is thrown: a half-started node would
+ * otherwise keep its sockets, timers and Raft ticker alive, and its process would hang with the
+ * error printed instead of exiting (a supervisor then saw it as "not ready" only at its backstop).
+ */
 export async function startNode(config: Readonly<NodeConfig>, log: (line: string) => void = (line) => process.stderr.write(`${line}\n`)): Promise<ClusterNodeHandle> {
-  const say = (message: string, details: Record<string, unknown> = {}) => log(`distkv node ${config.id}: ${message} ${JSON.stringify(details)}`)
+  const say = (message: string, details: Record<string, unknown> = {}) => log(`${new Date().toISOString()} distkv node ${config.id}: ${message} ${JSON.stringify(details)}`)
+  // Closers of what is open so far, run last-first by close() or when a start-up step fails.
+  const closers: Array<() => unknown> = []
+  const closeAll = async (): Promise<void> => {
+    for (const close of closers.splice(0).reverse()) await Promise.resolve().then(close).catch((error) => say('close failed', { error: String(error) }))
+  }
+  try {
+    const parts = await openNode(config, closers, say)
+    say('serving', { rpc: config.rpc, http: parts.http, raftId: parts.raftId, roles: config.roles })
+    return { config, raftId: parts.raftId, rpc: config.rpc, http: parts.http, close: closeAll }
+  } catch (error) {
+    say('start-up failed; closing what was opened', { error: (error as Error)?.message ?? String(error) })
+    await closeAll()
+    throw error
+  }
+}
+
+/** openNode runs the start-up steps in order, pushing a closer for each thing it opens. */
+async function openNode(config: Readonly<NodeConfig>, closers: Array<() => unknown>, say: (m: string, d?: Record<string, unknown>) => void): Promise<{ raftId: number; http: string | undefined }> {
+  say('starting', { dataDir: config.dataDir, rpc: config.rpc, raft: config.raft, http: config.http, pid: process.pid })
   mkdirSync(config.dataDir, { recursive: true })
   // Large shard data values go to blob files, pointers to RocksDB (always wrapped: pointers written
   // with an earlier threshold are still read when separation is off). DISTKV_FAULT_POWER_LOSS=1
   // puts both RocksDB and the blob files under the power-loss model (src/engine/power-loss.ts).
   const engine = new BlobEngine(withPowerLossFault(new RocksDbEngine({ dir: join(config.dataDir, 'db'), ...nodeEngineOptions })), { dir: join(config.dataDir, 'blobs'), thresholdBytes: config.blobThresholdBytes, separable: isShardDataKey, powerLoss: powerLossFaultOn() })
   await engine.open()
-  const server = new WireServer({ serverInfo: { nodeId: config.id, pid: process.pid, roles: config.roles, cluster: true }, authenticate: authenticator(config), onHandlerError: (error, method) => say('handler failed', { method, error: String((error as Error)?.stack ?? error) }) })
-  const rpc = parseEndpoint(config.rpc)
-  await server.listen(rpc)
+  closers.push(() => engine.close())
   const dial = (address: string): string => config.dial[address] ?? address
   const pool = new PeerPool({ name: `distkv-node-${config.id}`, token: config.token, dial })
+  closers.push(() => pool.close())
+  const server = new WireServer({ serverInfo: { nodeId: config.id, pid: process.pid, roles: config.roles, cluster: true }, authenticate: authenticator(config), onHandlerError: (error, method) => say('handler failed', { method, error: String((error as Error)?.stack ?? error) }) })
+  closers.push(() => server.close())
+  await server.listen(parseEndpoint(config.rpc))
   const addresses = new Map<number, string>(config.members.map((m) => [m.id, m.rpc]))
   const metaSeeds = new Map(config.members.filter((m) => m.roles.includes('meta')).map((m) => [m.id, m.rpc]))
   const meta = new MetaClient({ pool, seeds: metaSeeds, timeoutMs: config.requestTimeoutMs })
+  say('storage open and rpc listening; reading identity')
   const identity = await loadIdentity(engine, config, pool, meta, say)
   const guarded = { handle: (method: string, handler: any) => server.handle(method, internalOnly(handler)), handleStream: server.handleStream.bind(server) } as unknown as WireServer
   const { transport, learnNode } = raftTransport(config, identity.raftId, addresses, dial, guarded)
@@ -177,27 +205,16 @@ export async function startNode(config: Readonly<NodeConfig>, log: (line: string
     limits: { requestTimeoutTicks: Math.max(20, Math.ceil(5_000 / config.tickMs)) },
     logger: (level, message, details) => (level === 'info' ? undefined : say(`raft ${level}: ${message}`, details)),
   })
+  // Closers run last-first: the server closes before the driver (no Raft message reaches a closed
+  // driver), the pool and the engine after it.
+  closers.splice(closers.length - 1, 0, () => driver.close())
   await driver.start()
-  const parts = await startRoles({ config, engine, server, driver, pool, meta, identity, say })
+  say('raft started; starting roles', { raftId: identity.raftId, founder: identity.founder })
+  const parts = await startRoles({ config, engine, server, driver, pool, meta, identity, say }, closers)
   const self: NodeRecord = { id: config.id, raftId: identity.raftId, rpc: config.rpc, http: parts.http?.url, roles: config.roles }
   const loop = startHeartbeats({ self, meta, host: parts.host, learnNode, router: parts.router, say })
-  say('serving', { rpc: config.rpc, http: parts.http?.url, raftId: identity.raftId, roles: config.roles })
-  return {
-    config,
-    raftId: identity.raftId,
-    rpc: config.rpc,
-    http: parts.http?.url,
-    async close() {
-      loop.stop()
-      parts.reconciler?.stop()
-      parts.router?.stop()
-      await parts.http?.close()
-      await server.close()
-      await driver.close()
-      await pool.close()
-      await engine.close()
-    },
-  }
+  closers.push(() => loop.stop())
+  return { raftId: identity.raftId, http: parts.http?.url }
 }
 
 async function loadIdentity(engine: Engine, config: NodeConfig, pool: PeerPool, meta: MetaClient, say: (m: string, d?: Record<string, unknown>) => void): Promise<Identity> {
@@ -230,7 +247,8 @@ interface RoleDeps {
   say: (message: string, details?: Record<string, unknown>) => void
 }
 
-async function startRoles(d: RoleDeps): Promise<{ host?: StoreHost; router?: Router; reconciler?: Reconciler; http?: HttpAttachment }> {
+/** startRoles starts the configured roles, pushing a closer for each timer or listener it starts. */
+async function startRoles(d: RoleDeps, closers: Array<() => unknown>): Promise<{ host?: StoreHost; router?: Router; reconciler?: Reconciler; http?: HttpAttachment }> {
   const out: { host?: StoreHost; router?: Router; reconciler?: Reconciler; http?: HttpAttachment } = {}
   let callLocal: LocalStoreCall | undefined
   const local = d.config.roles.includes('store') ? { raftId: d.identity.raftId, call: (method: string, params: unknown) => (callLocal === undefined ? Promise.reject(new KvError(ErrorCode.NOT_LEADER, 'store role still starting', { leader: 0 })) : callLocal(method, params)) } : undefined
@@ -247,6 +265,7 @@ async function startRoles(d: RoleDeps): Promise<{ host?: StoreHost; router?: Rou
     service.register(d.server, internalOnly, (method, params) => handleAdmin(meta, stores, d.config.downAfterMs, method, params))
     out.reconciler = new Reconciler(service, stores, { members: d.config.members, shards: d.config.shards, replicas: d.config.replicas, intervalMs: 300, rpcTimeoutMs: 10_000, downAfterMs: d.config.downAfterMs, balance: d.config.balance, log: d.say })
     out.reconciler.start()
+    closers.push(() => out.reconciler?.stop())
   }
   if (d.config.roles.includes('store')) {
     out.host = new StoreHost(d.driver, d.engine, d.identity.raftId, d.say)
@@ -260,10 +279,12 @@ async function startRoles(d: RoleDeps): Promise<{ host?: StoreHost; router?: Rou
   if (d.config.roles.includes('proxy')) {
     out.router = new Router({ meta: d.meta, stores: stores, requestTimeoutMs: d.config.requestTimeoutMs, refreshIntervalMs: routerRefreshIntervalMs })
     out.router.start()
+    closers.push(() => out.router?.stop())
     const deps = { router: out.router, stores: stores, pool: d.pool }
     const clusterKv = new ClusterKV(deps)
     registerProxyHandlers(d.server, clusterKv, deps, () => forward(ADMIN_METHODS.cluster, {}))
     if (d.config.http !== undefined) out.http = await attachHttp(d.config, () => forward(ADMIN_METHODS.cluster, {}), raftMetricsOf(d.driver, META_GROUP_ID), new ClusterInProcessKV(clusterKv, deps))
+    if (out.http !== undefined) closers.push(() => out.http?.close())
   }
   return out
 }

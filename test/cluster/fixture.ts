@@ -39,11 +39,15 @@ async function portFree(port: number): Promise<boolean> {
   })
 }
 
-/** freeBlock finds a base port whose dev layout (base + 10i, + 10i + 1) is free. */
-async function freeBlock(nodes: number): Promise<number> {
+/**
+ * freeBlock finds a base port whose dev layout (node i: base + 10i for HTTP, + 1 for RPC, + 2 for
+ * Raft streams) is free. Bases stay below 32768, where Linux's ephemeral ports start: a listener
+ * on an ephemeral port can find it taken by some process's outgoing connection.
+ */
+export async function freeBlock(nodes: number): Promise<number> {
   for (;;) {
-    const base = 20_000 + 10 * Math.floor(Math.random() * 3_000)
-    const ports = Array.from({ length: nodes }, (_, i) => [base + 10 * i, base + 10 * i + 1]).flat()
+    const base = 20_000 + 10 * Math.floor(Math.random() * (1_200 - nodes))
+    const ports = Array.from({ length: nodes }, (_, i) => [base + 10 * i, base + 10 * i + 1, base + 10 * i + 2]).flat()
     if ((await Promise.all(ports.map(portFree))).every(Boolean)) return base
   }
 }
@@ -62,7 +66,7 @@ export class DevFixture {
       try {
         return await DevFixture.startOnce(options)
       } catch (error) {
-        if (attempt >= 3 || !/EADDRINUSE|cannot listen|exited before it was ready/.test((error as Error).message)) throw error
+        if (attempt >= 3 || !/EADDRINUSE|is in use|cannot listen/.test((error as Error).message)) throw error
       }
     }
   }
