@@ -96,7 +96,8 @@ one is gone (npm start uses it: npm's shell dies on SIGTERM without passing it o
 async function waitForLeaders(cluster: DevCluster, stopped: Promise<void>): Promise<ClusterView | undefined> {
   let stop = false
   void stopped.then(() => (stop = true))
-  const kv = (await connect(cluster.endpoint, { token: cluster.token, name: 'distkv-dev' })) as RemoteKV
+  // Every node's address: a node busy or restarting does not hold up the check (any node forwards admin.cluster to meta).
+  const kv = (await connect(cluster.nodes.map((n) => n.rpc), { token: cluster.token, name: 'distkv-dev' })) as RemoteKV
   try {
     const deadline = Date.now() + devReadyTimeoutMs
     let last: ClusterView | Error | undefined
@@ -115,7 +116,7 @@ async function waitForLeaders(cluster: DevCluster, stopped: Promise<void>): Prom
 /** notReady says what the last cluster view (or the error in its place) still lacked. */
 function notReady(last: ClusterView | Error | undefined): string {
   if (last === undefined) return 'no cluster view was read'
-  if (last instanceof Error) return `node 1 could not read the cluster view (${last.message})`
+  if (last instanceof Error) return `no node answered admin.cluster (${last.message})`
   if (last.shards.length === 0) return `meta has no shards yet (meta leader: ${last.meta.leader === null ? 'none' : `node ${last.meta.leader}`})`
   const waiting = last.shards.filter((s) => s.leader === null || !s.claimed).map((s) => `shard ${s.id} (replicas on nodes ${s.replicas.join(',')}: ${s.leader === null ? 'no leader' : 'slots not claimed'})`)
   return `still waiting for ${waiting.join(', ')}`

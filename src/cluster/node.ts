@@ -154,15 +154,27 @@ function raftTransport(config: Readonly<NodeConfig>, raftId: number, addresses: 
  */
 export async function startNode(config: Readonly<NodeConfig>, log: (line: string) => void = (line) => process.stderr.write(`${line}\n`)): Promise<ClusterNodeHandle> {
   const say = (message: string, details: Record<string, unknown> = {}) => log(`${new Date().toISOString()} distkv node ${config.id}: ${message} ${JSON.stringify(details)}`)
-  // Closers of what is open so far, run last-first by close() or when a start-up step fails.
+  // Closers of what is open so far, run last-first by close() or when a start-up step fails. Each
+  // runs even when one before it failed; the first failure is returned.
   const closers: Array<() => unknown> = []
-  const closeAll = async (): Promise<void> => {
-    for (const close of closers.splice(0).reverse()) await Promise.resolve().then(close).catch((error) => say('close failed', { error: String(error) }))
+  const closeAll = async (): Promise<unknown> => {
+    let first: unknown
+    for (const close of closers.splice(0).reverse()) {
+      await Promise.resolve().then(close).catch((error: unknown) => {
+        say('close failed', { error: String((error as Error)?.message ?? error) })
+        first ??= error
+      })
+    }
+    return first
   }
   try {
     const parts = await openNode(config, closers, say)
     say('serving', { rpc: config.rpc, http: parts.http, raftId: parts.raftId, roles: config.roles })
-    return { config, raftId: parts.raftId, rpc: config.rpc, http: parts.http, close: closeAll }
+    const close = async (): Promise<void> => {
+      const error = await closeAll()
+      if (error !== undefined) throw error
+    }
+    return { config, raftId: parts.raftId, rpc: config.rpc, http: parts.http, close }
   } catch (error) {
     say('start-up failed; closing what was opened', { error: (error as Error)?.message ?? String(error) })
     await closeAll()

@@ -15,7 +15,10 @@ import { RocksDbEngine } from '../../src/engine/rocksdb.js'
 import { freeBlock, type ClusterFile } from './fixture.js'
 
 const BIN = fileURLToPath(new URL('../../../bin/distkv.js', import.meta.url))
+/** hangMs: the runner's timeout per test, turning a hang into a failure (not a performance bound). */
 const hangMs = 120_000
+/** waitMs: what `until` waits for one event before failing with its name, so `finally` still runs. */
+const waitMs = hangMs - 20_000
 
 /** run starts a process and collects its stdout and stderr. */
 function run(command: string, args: string[]): { child: ChildProcess; out: { stdout: string; stderr: string }; exited: Promise<number | null>; closed: Promise<void> } {
@@ -46,9 +49,27 @@ function alive(pid: number): boolean {
   }
 }
 
-/** until polls `check` every 100 ms until it holds (the test's timeout bounds the wait). */
-async function until(check: () => boolean): Promise<void> {
-  while (!check()) await new Promise((r) => setTimeout(r, 100))
+/** until polls `check` every 100 ms until it holds; after waitMs it fails naming `what` (a hang). */
+async function until(what: string, check: () => boolean): Promise<void> {
+  const deadline = Date.now() + waitMs
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`still waiting for ${what} after ${waitMs} ms: hung`)
+    await new Promise((r) => setTimeout(r, 100))
+  }
+}
+
+/** exitOf waits for a process to exit; after waitMs it kills it and fails (a hang). */
+async function exitOf(p: { child: ChildProcess; exited: Promise<number | null> }, what: string): Promise<number | null> {
+  let timer: NodeJS.Timeout | undefined
+  const hung = new Promise<never>((_, reject) => (timer = setTimeout(() => {
+    p.child.kill('SIGKILL')
+    reject(new Error(`${what} did not exit within ${waitMs} ms: hung`))
+  }, waitMs)))
+  try {
+    return await Promise.race([p.exited, hung])
+  } finally {
+    clearTimeout(timer)
+  }
 }
 
 function devArgs(dir: string, port: number, extra: string[] = []): string[] {
@@ -74,7 +95,7 @@ for (const taken of ['http', 'raft'] as const) {
     try {
       const server = run(process.execPath, [BIN, 'server', '--id', '1', '--token', 'a-cluster-token', '--rpc', `127.0.0.1:${ports.rpc}`, '--http', `127.0.0.1:${ports.http}`,
         '--data-dir', join(dir, 'node-1'), '--members', `1@127.0.0.1:${ports.rpc}/${ports.raft}`, '--shards', '1', '--replicas', '1'])
-      assert.equal(await server.exited, 2, server.out.stderr)
+      assert.equal(await exitOf(server, 'distkv server'), 2, server.out.stderr)
       assert.match(server.out.stderr, new RegExp(`EADDRINUSE.*127\\.0\\.0\\.1:${ports[taken]}`))
       assert.match(server.out.stderr, /start-up failed; closing what was opened/)
       assert.doesNotMatch(server.out.stdout, /ready/)
@@ -91,7 +112,7 @@ test('distkv dev with a port of its layout taken fails before starting anything,
   const blocker = await holdPort(base + 11) // node 2's rpc
   try {
     const dev = run(process.execPath, [...devArgs(dir, base), '--nodes', '2'])
-    assert.equal(await dev.exited, 2)
+    assert.equal(await exitOf(dev, 'distkv dev'), 2)
     assert.match(dev.out.stderr, new RegExp(`node 2 cannot start: its rpc address 127\\.0\\.0\\.1:${base + 11} is in use`))
     assert.equal(existsSync(join(dir, 'node-1.log')), false, 'no node was launched')
     assert.equal(existsSync(join(dir, 'dev.pid')), false, 'the directory was released')
@@ -108,7 +129,7 @@ test('distkv dev whose node exits during start-up names the node, how it ended a
   await holder.open()
   try {
     const dev = run(process.execPath, [...devArgs(dir, await freeBlock(2)), '--nodes', '2'])
-    assert.equal(await dev.exited, 2)
+    assert.equal(await exitOf(dev, 'distkv dev'), 2)
     const log = join(dir, 'node-2.log')
     assert.match(dev.out.stderr, /node 2 \(pid \d+\) exited with code 2 \d+ ms after launch, before printing its ready line/)
     assert.ok(dev.out.stderr.includes(`last line of its log ${log}: distkv: KV_ERR_UNAVAILABLE: open: database directory is locked`), dev.out.stderr)
@@ -125,12 +146,12 @@ test('nodes stop by themselves when their supervisor is killed with SIGKILL (std
   const dev = run(process.execPath, devArgs(dir, await freeBlock(1)))
   let pids: number[] = []
   try {
-    await until(() => dev.out.stdout.includes('Ctrl-C stops the cluster.') || dev.child.exitCode !== null)
+    await until('the banner', () => dev.out.stdout.includes('Ctrl-C stops the cluster.') || dev.child.exitCode !== null)
     assert.match(dev.out.stdout, /Ctrl-C stops the cluster\./, dev.out.stderr)
     pids = (JSON.parse(readFileSync(join(dir, 'cluster.json'), 'utf8')) as ClusterFile).nodes.map((n) => n.pid!)
     dev.child.kill('SIGKILL')
     await dev.exited
-    await until(() => !pids.some(alive))
+    await until('the nodes to exit', () => !pids.some(alive))
     assert.match(readFileSync(join(dir, 'node-1.log'), 'utf8'), /stdin ended \(its supervisor is gone\); stopping/)
   } finally {
     dev.child.kill('SIGKILL')
@@ -148,17 +169,17 @@ test('distkv dev --exit-with-parent stops its cluster when its parent shell dies
   let pids: number[] = []
   let supervisor = 0
   try {
-    await until(() => shell.out.stdout.includes('Ctrl-C stops the cluster.') || shell.child.exitCode !== null)
+    await until('the banner', () => shell.out.stdout.includes('Ctrl-C stops the cluster.') || shell.child.exitCode !== null)
     assert.match(shell.out.stdout, /Ctrl-C stops the cluster\./, shell.out.stderr)
     pids = (JSON.parse(readFileSync(join(dir, 'cluster.json'), 'utf8')) as ClusterFile).nodes.map((n) => n.pid!)
     supervisor = Number(readFileSync(join(dir, 'dev.pid'), 'utf8'))
     const second = run(process.execPath, devArgs(dir, port + 100))
-    assert.equal(await second.exited, 2)
+    assert.equal(await exitOf(second, 'the second distkv dev'), 2)
     assert.match(second.out.stderr, new RegExp(`is in use by a running distkv dev \\(pid ${supervisor}`))
     assert.ok(existsSync(join(dir, 'cluster.json')), 'the refused start left the running cluster\'s file alone')
     shell.child.kill('SIGTERM')
-    await shell.closed // the supervisor shares the shell's pipes: closed once it is gone too
-    await until(() => !alive(supervisor) && !pids.some(alive))
+    await until('the supervisor and its nodes to exit', () => !alive(supervisor) && !pids.some(alive))
+    await shell.closed // the supervisor shared the shell's pipes: everything it wrote has been read
     assert.match(shell.out.stderr, /the parent process \(pid \d+\) is gone; stopping the cluster/)
     assert.equal(existsSync(join(dir, 'dev.pid')), false)
   } finally {
