@@ -35,7 +35,7 @@ Starts --nodes node processes on 127.0.0.1, each with the meta, store and proxy 
 --shards shards of --replicas replicas. Node 1 serves HTTP on --port and RPC on the next port
 (node i: port + 10(i-1) and the one after). Writes DIR/cluster.json (addresses and pids),
 restarts a node that dies after about a second (unless --no-restart), and stops everything
-on Ctrl-C, SIGTERM or SIGHUP. DIR defaults to ./data/dev. Nodes stop by themselves if this
+on Ctrl-C or SIGTERM. DIR defaults to ./data/dev. Nodes stop by themselves if this
 supervisor dies. --exit-with-parent also stops the cluster when the process that started this
 one is gone (npm start uses it: npm's shell dies on SIGTERM without passing it on).
   --tick-ms MS, --request-timeout-ms MS, --down-after-ms MS   tuning (tests use short ones)
@@ -71,9 +71,10 @@ one is gone (npm start uses it: npm's shell dies on SIGTERM without passing it o
       exitWithParent: parsed.values['exit-with-parent'] === true,
       log: (line) => void write(io.stderr, `${line}\n`).catch(() => undefined),
     })
-    // SIGHUP too: a closed terminal must stop the nodes cleanly, not kill only the supervisor.
+    // No SIGHUP handler: one would override nohup's ignore. A supervisor a hang-up kills still
+    // takes its nodes with it (their stdin lifeline ends).
     const stopped = Promise.race([cluster.stopped, new Promise<void>((done) => {
-      for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(signal, done)
+      for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, done)
     })])
     try {
       // A stop asked for during start-up (Ctrl-C, the parent gone) ends the wait at once.
