@@ -18,10 +18,14 @@ import { PROTOCOL_VERSION, type HelloInfo, type RequestOptions, type StreamOptio
 const connectTimeoutMsDefault = 5000
 const streamWindowPagesDefault = 8
 
+/** Pending is one request waiting for its reply; `deadline` is on the performance.now() clock, 0 without a timeout. */
 interface Pending {
   resolve: (value: unknown) => void
   reject: (error: KvError) => void
-  timer: NodeJS.Timeout | undefined
+  idBytes: Buffer
+  method: string
+  timeoutMs: number
+  deadline: number
 }
 
 /** WireClient sends requests and streams over one connection. */
@@ -34,6 +38,13 @@ export class WireClient {
   private readonly pending = new Map<string, Pending>()
   private readonly streams = new Map<string, ClientStream>()
   private readonly closeListeners: Array<(error?: Error) => void> = []
+  // Request timeouts share one timer, armed for the earliest deadline: a Timeout object, a
+  // closure and a timer-list insert and removal per request were a visible part of its CPU.
+  // Invariant: deadlineTimer is set iff timedRequests > 0, and fires no later than the
+  // earliest deadline among pending requests.
+  private deadlineTimer: NodeJS.Timeout | undefined
+  private deadlineTimerAt = Number.POSITIVE_INFINITY
+  private timedRequests = 0
   private closeReason: KvError | undefined
   private isClosed = false
 
@@ -138,10 +149,45 @@ export class WireClient {
 
   private send(method: string, key: string, idBytes: Buffer, body: Buffer | Buffer[], timeoutMs: number | undefined): Promise<unknown> {
     return new Promise((resolve, reject) => {
-      const timer = timeoutMs === undefined ? undefined : setTimeout(() => this.timeOut(key, idBytes, method, timeoutMs), timeoutMs)
-      this.pending.set(key, { resolve, reject, timer })
+      let deadline = 0
+      if (timeoutMs !== undefined) {
+        deadline = performance.now() + timeoutMs
+        this.timedRequests++
+        if (deadline < this.deadlineTimerAt) this.armDeadlineTimer(deadline)
+      }
+      this.pending.set(key, { resolve, reject, idBytes, method, timeoutMs: timeoutMs ?? 0, deadline })
       this.connection.send(FrameType.REQUEST, idBytes, body)
     })
+  }
+
+  private armDeadlineTimer(at: number): void {
+    if (this.deadlineTimer !== undefined) clearTimeout(this.deadlineTimer)
+    this.deadlineTimerAt = at
+    this.deadlineTimer = setTimeout(() => this.expireRequests(), Math.max(1, Math.ceil(at - performance.now())))
+  }
+
+  /** untime drops a settled request from the timer's count; the timer goes when none is left, so it never holds the process. */
+  private untime(pending: Pending): void {
+    if (pending.deadline === 0) return
+    pending.deadline = 0
+    if (--this.timedRequests > 0) return
+    clearTimeout(this.deadlineTimer)
+    this.deadlineTimer = undefined
+    this.deadlineTimerAt = Number.POSITIVE_INFINITY
+  }
+
+  /** expireRequests times out every request past its deadline and re-arms for the next one. */
+  private expireRequests(): void {
+    this.deadlineTimer = undefined
+    this.deadlineTimerAt = Number.POSITIVE_INFINITY
+    const now = performance.now()
+    let next = Number.POSITIVE_INFINITY
+    for (const [key, pending] of this.pending) {
+      if (pending.deadline === 0) continue
+      if (pending.deadline <= now) this.timeOut(key, pending)
+      else if (pending.deadline < next) next = pending.deadline
+    }
+    if (next !== Number.POSITIVE_INFINITY && this.deadlineTimer === undefined) this.armDeadlineTimer(next)
   }
 
   /** stream opens a streamed request; pages are flow-controlled and breaking out of the loop cancels it. */
@@ -188,10 +234,14 @@ export class WireClient {
   private newId(requestId: string | undefined): { key: string; idBytes: Buffer } {
     const idBytes = requestId === undefined ? newRequestIdBytes() : requestIdToBytes(requestId)
     const key = requestIdKey(idBytes)
+    this.checkNotInFlight(key, requestId)
+    return { key, idBytes }
+  }
+
+  private checkNotInFlight(key: string, requestId: string | undefined): void {
     if (this.pending.has(key) || this.streams.has(key)) {
       throw new KvError(ErrorCode.INVALID, `request ${requestId} is already in flight on this connection`)
     }
-    return { key, idBytes }
   }
 
   private encodeRequest(method: string, params: unknown, windowPages?: number): Buffer {
@@ -210,12 +260,12 @@ export class WireClient {
     }
   }
 
-  private timeOut(key: string, idBytes: Buffer, method: string, timeoutMs: number): void {
-    const pending = this.pending.get(key)
-    if (pending === undefined) return
+  private timeOut(key: string, pending: Pending): void {
     this.pending.delete(key)
-    this.connection.send(FrameType.CANCEL, idBytes, Buffer.alloc(0))
-    pending.reject(new KvError(ErrorCode.TIMEOUT, `${method} got no reply within timeoutMs (${timeoutMs} ms)`, { timeoutMs }))
+    this.untime(pending)
+    this.connection.send(FrameType.CANCEL, pending.idBytes, Buffer.alloc(0))
+    const timeoutMs = pending.timeoutMs
+    pending.reject(new KvError(ErrorCode.TIMEOUT, `${pending.method} got no reply within timeoutMs (${timeoutMs} ms)`, { timeoutMs }))
   }
 
   private handleFrame(frame: Frame): void {
@@ -242,7 +292,7 @@ export class WireClient {
 
   private settle(key: string, pending: Pending, frame: Frame): void {
     this.pending.delete(key)
-    if (pending.timer !== undefined) clearTimeout(pending.timer)
+    this.untime(pending)
     if (frame.type === FrameType.ERROR) return pending.reject(errorFromWire(frame.body))
     if (frame.type !== FrameType.RESPONSE) return pending.reject(new KvError(ErrorCode.PROTOCOL, `unexpected frame type ${frame.type} for a request`))
     const result = decodeBody(frame.body)
@@ -266,7 +316,7 @@ export class WireClient {
     if (this.closeReason === undefined && error instanceof KvError) this.closeReason = error
     const closedError = this.closedError()
     for (const pending of this.pending.values()) {
-      if (pending.timer !== undefined) clearTimeout(pending.timer)
+      this.untime(pending)
       pending.reject(closedError)
     }
     this.pending.clear()

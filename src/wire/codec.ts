@@ -114,23 +114,24 @@ export function newRequestId(): string {
   return randomUUID()
 }
 
-/** ID_POOL_IDS: how many ids one refill of the random pool serves (one randomFillSync per this many requests). */
+/** ID_POOL_IDS: how many ids one random slab serves (one randomFillSync per this many requests). */
 const ID_POOL_IDS = 256
-const idPool = Buffer.allocUnsafe(16 * ID_POOL_IDS)
-let idPoolAt = idPool.length
+let idPool = Buffer.alloc(0)
+let idPoolAt = 0
 
 /**
  * newRequestIdBytes returns a fresh random id in the v4 UUID layout as its 16 raw bytes, what
  * requestIdToBytes(newRequestId()) gives without formatting a string and parsing it back (~1 µs
- * of every request a client sends without an id of its own).
+ * of every request a client sends without an id of its own). Each id is a view of a slab of
+ * random bytes that is never refilled (a spent slab is replaced by a new one, so an id held
+ * by a pending request is never overwritten): no allocation or copy per id, only the view.
  */
 export function newRequestIdBytes(): Buffer {
   if (idPoolAt === idPool.length) {
-    randomFillSync(idPool)
+    idPool = randomFillSync(Buffer.allocUnsafeSlow(16 * ID_POOL_IDS))
     idPoolAt = 0
   }
-  const bytes = Buffer.allocUnsafe(16)
-  idPool.copy(bytes, 0, idPoolAt, idPoolAt + 16)
+  const bytes = idPool.subarray(idPoolAt, idPoolAt + 16)
   idPoolAt += 16
   bytes[6] = (bytes[6]! & 0x0f) | 0x40 // version 4
   bytes[8] = (bytes[8]! & 0x3f) | 0x80 // RFC 4122 variant

@@ -76,6 +76,29 @@ test('a request timeout rejects with KV_ERR_TIMEOUT and cancels the handler', as
   }
 })
 
+test('request timeouts share one timer: a shorter timeout sent later still fires first, and no timer outlives its requests', async () => {
+  const s = await startServer()
+  try {
+    const client = await connectClient(s.unix)
+    const timersBefore = process.getActiveResourcesInfo().filter((name) => name === 'Timeout').length
+    let longSettled = false
+    const long = rejectsWith(client.request('wait', null, { timeoutMs: 60_000 }), ErrorCode.CLOSED).finally(() => (longSettled = true))
+    // The timer was armed for the long deadline; the short one must re-arm it, not wait behind it.
+    const error = await rejectsWith(client.request('wait', null, { timeoutMs: 30 }), ErrorCode.TIMEOUT)
+    assert.equal(longSettled, false)
+    assert.deepEqual(error.details, { timeoutMs: 30 })
+    assert.match(error.message, /wait got no reply within timeoutMs \(30 ms\)/)
+    // A request that settles takes its share of the timer with it: with none left, no Timeout
+    // may stay behind to hold the process open until the 60 s deadline.
+    assert.equal(await client.request('echo', 2, { timeoutMs: 60_000 }), 2)
+    await client.close()
+    await long
+    assert.equal(process.getActiveResourcesInfo().filter((name) => name === 'Timeout').length, timersBefore)
+  } finally {
+    await s.stop()
+  }
+})
+
 test('pending requests reject with KV_ERR_CLOSED when the connection drops', async () => {
   const s = await startServer()
   const client = await connectClient(s.unix)
