@@ -86,6 +86,8 @@ export class FrameDecoder {
   /** frameBytesMax is the largest body accepted; a server lowers it until the hello is accepted. */
   frameBytesMax: number
   private chunks: Buffer[] = []
+  // Invariant: firstOffset < chunks[0].length (bytes of the first chunk already consumed), 0 without chunks.
+  private firstOffset = 0
   private bufferedBytes = 0
   private failed: KvError | undefined
 
@@ -109,9 +111,15 @@ export class FrameDecoder {
   next(): DecodeResult {
     if (this.failed !== undefined) return { error: this.failed }
     if (this.bufferedBytes < HEADER_BYTES) return null
-    const header = this.peek(HEADER_BYTES)
-    const bodyBytes = header.readUInt32LE(0)
-    const type = header[4]!
+    // The header is read where it lies when the first chunk holds all of it (the common case).
+    let header = this.chunks[0]!
+    let at = this.firstOffset
+    if (header.length - at < HEADER_BYTES) {
+      header = this.gather(HEADER_BYTES, false)
+      at = 0
+    }
+    const bodyBytes = header.readUInt32LE(at)
+    const type = header[at + 4]!
     if (bodyBytes > this.frameBytesMax) {
       return this.fail(
         new KvError(ErrorCode.FRAME_TOO_LARGE, `frame of ${bodyBytes} bytes exceeds frameBytesMax (${this.frameBytesMax})`, {
@@ -120,66 +128,70 @@ export class FrameDecoder {
         }),
       )
     }
-    if (type < 1 || type > frameTypeMax || header[5] !== 0 || header.readUInt16LE(6) !== 0) {
-      return this.fail(new KvError(ErrorCode.PROTOCOL, `malformed frame header (type ${type}, flags ${header[5]})`))
+    if (type < 1 || type > frameTypeMax || header[at + 5] !== 0 || header.readUInt16LE(at + 6) !== 0) {
+      return this.fail(new KvError(ErrorCode.PROTOCOL, `malformed frame header (type ${type}, flags ${header[at + 5]})`))
     }
-    if (this.bufferedBytes < HEADER_BYTES + bodyBytes) return null
-    const whole = this.take(HEADER_BYTES + bodyBytes)
-    return {
-      frame: {
-        type: type as FrameTypeValue,
-        flags: 0,
-        requestId: whole.subarray(8, HEADER_BYTES),
-        body: whole.subarray(HEADER_BYTES),
-      },
-    }
+    const frameBytes = HEADER_BYTES + bodyBytes
+    if (this.bufferedBytes < frameBytes) return null
+    return { frame: this.takeFrame(type as FrameTypeValue, frameBytes) }
   }
 
   private fail(error: KvError): DecodeResult {
     this.failed = error
     this.chunks = []
+    this.firstOffset = 0
     this.bufferedBytes = 0
     return { error }
   }
 
-  /** peek returns the first n buffered bytes without consuming them (n <= buffered). */
-  private peek(n: number): Buffer {
+  /**
+   * takeFrame consumes one whole frame of `frameBytes` bytes. A frame inside the first chunk
+   * is viewed where it lies: only its id and body views are made, the chunk is not re-sliced
+   * (that was two more Buffer objects per frame); a frame across chunks is copied together.
+   */
+  private takeFrame(type: FrameTypeValue, frameBytes: number): Frame {
     const first = this.chunks[0]!
-    if (first.length >= n) return first
-    return this.gather(n, false)
-  }
-
-  /** take consumes the first n buffered bytes, copying only when they span chunks. */
-  private take(n: number): Buffer {
-    const first = this.chunks[0]!
-    if (first.length >= n) {
-      const out = first.subarray(0, n)
-      if (first.length === n) this.chunks.shift()
-      else this.chunks[0] = first.subarray(n)
-      this.bufferedBytes -= n
-      return out
+    let whole = first
+    let at = this.firstOffset
+    if (first.length - at >= frameBytes) {
+      this.firstOffset = at + frameBytes
+      this.bufferedBytes -= frameBytes
+      if (this.firstOffset === first.length) {
+        this.chunks.shift()
+        this.firstOffset = 0
+      }
+    } else {
+      whole = this.gather(frameBytes, true)
+      at = 0
     }
-    return this.gather(n, true)
+    return { type, flags: 0, requestId: whole.subarray(at + 8, at + HEADER_BYTES), body: whole.subarray(at + HEADER_BYTES, at + frameBytes) }
   }
 
+  /** gather copies the first n buffered bytes (n <= buffered) into a new buffer, consuming them if asked. */
   private gather(n: number, consume: boolean): Buffer {
     const out = Buffer.allocUnsafe(n)
     let copied = 0
     let index = 0
+    let offset = this.firstOffset
     while (copied < n) {
       const chunk = this.chunks[index]!
-      const part = Math.min(chunk.length, n - copied)
-      chunk.copy(out, copied, 0, part)
+      const part = Math.min(chunk.length - offset, n - copied)
+      chunk.copy(out, copied, offset, offset + part)
       copied += part
-      if (consume && part === chunk.length) {
+      if (consume && offset + part === chunk.length) {
         this.chunks.shift()
+        offset = 0
       } else if (consume) {
-        this.chunks[0] = chunk.subarray(part)
+        offset += part
       } else {
         index++
+        offset = 0
       }
     }
-    if (consume) this.bufferedBytes -= n
+    if (consume) {
+      this.firstOffset = offset
+      this.bufferedBytes -= n
+    }
     return out
   }
 }
