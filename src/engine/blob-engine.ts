@@ -26,8 +26,8 @@
  * records and look up each record's key; a record is live when the key's current value still
  * points at it. No live record: the file is retired. Live bytes below `gcLiveFraction` of the
  * file: the live values are copied to the active file and, in one synced batch, re-pointed, but
- * only for keys no write touched since the lookup (every write is seen in the queue before
- * GC's batch runs), then the file is retired. A file holding values prepare()d for a write
+ * only for keys whose value still points at the old record when that batch takes its turn in
+ * the write queue (compare and set), then the file is retired. A file holding values prepare()d for a write
  * that has not happened yet is left for a later round (#unwritten). A retired file is unlinked once every read and
  * iterator that began before may no longer hold a pointer into it (BlobLog.retire).
  * A dropped or purged shard's values die with their keys and are reclaimed the same way.
@@ -145,9 +145,6 @@ export class BlobEngine extends BaseEngine {
   readonly #options: Required<BlobEngineOptions>
   /** #queue: every write, in call order (see the module comment). */
   #queue: Promise<void> = Promise.resolve()
-  /** #watched: keys (latin1) a running GC rewrite is about to re-point; writes to them land in #touched. */
-  #watched: Set<string> | undefined
-  readonly #touched = new Set<string>()
   /** #prepared: pointers made by prepare(), each with the sync its write must wait for. */
   readonly #prepared = new WeakMap<Buffer, Promise<void>>()
   /**
@@ -257,10 +254,6 @@ export class BlobEngine extends BaseEngine {
       const out = ops.map((op): EngineOp => {
         if (!this.#options.separable(op.key)) return op
         this.#writes++
-        if (this.#watched !== undefined) {
-          const name = op.key.toString('latin1')
-          if (this.#watched.has(name)) this.#touched.add(name)
-        }
         if (op.type === 'del') return op
         const prepared = this.#prepared.get(op.value)
         if (prepared !== undefined) {
@@ -341,50 +334,48 @@ export class BlobEngine extends BaseEngine {
     const writesBefore = this.#writes
     const records: Array<{ key: Buffer; ref: BlobRef }> = []
     for await (const record of this.log.walk(file)) records.push({ key: record.key, ref: record })
-    // Watch before looking up: a write after the lookup then shows in #touched.
-    this.#watched = new Set(records.map((r) => r.key.toString('latin1')))
-    this.#touched.clear()
-    try {
-      // A write already past its turn's start was not seen by the watch: let every such one finish first.
-      await this.enqueue(async () => undefined)
-      // Pointers prepared into this file but not written yet are invisible to the lookups below; a
-      // sealed file gets no new ones, so it is looked at again once they are written.
-      if (this.#unwritten.has(file)) return
-      const live: Array<{ key: Buffer; ref: BlobRef }> = []
-      for (let i = 0; i < records.length; i += blobGcLookupBatch) {
-        const slice = records.slice(i, i + blobGcLookupBatch)
-        const stored = await this.#inner.getMany(slice.map((r) => r.key))
-        slice.forEach((record, j) => {
-          const ref = stored[j] === undefined ? undefined : decodePointer(stored[j]!)
-          if (ref !== undefined && ref.file === file && ref.offset === record.ref.offset) live.push(record)
-        })
-      }
-      const liveBytes = live.reduce((sum, r) => sum + r.ref.length, 0)
-      if (live.length > 0 && liveBytes >= this.#options.gcLiveFraction * this.log.fileSize(file)) {
-        this.#walkedAt.set(file, writesBefore)
-        return
-      }
-      const moved: EngineOp[] = []
-      for (const record of live) {
-        const value = await this.log.read(record.ref)
-        moved.push({ type: 'put', key: record.key, value: encodePointer(this.log.append(record.key, value)) })
-        this.stats.bytesRewritten += value.length
-      }
-      await this.#options.beforeGcCommit()
-      // Synced: once the file is gone, only the new pointers (or later writes) may be durable.
-      await this.enqueue(async () => {
-        await this.log.sync()
-        const kept = moved.filter((op) => !this.#touched.has(op.key.toString('latin1')))
-        this.stats.recordsRewritten += kept.length
-        await this.#inner.batch(kept, { sync: true })
+    // Writes queued before now may carry pointers prepare()d into this file: let them finish first.
+    await this.enqueue(async () => undefined)
+    // Pointers prepared into this file but not written yet are invisible to the lookups below; a
+    // sealed file gets no new ones, so it is looked at again once they are written.
+    if (this.#unwritten.has(file)) return
+    const live: Array<{ key: Buffer; ref: BlobRef }> = []
+    for (let i = 0; i < records.length; i += blobGcLookupBatch) {
+      const slice = records.slice(i, i + blobGcLookupBatch)
+      const stored = await this.#inner.getMany(slice.map((r) => r.key))
+      slice.forEach((record, j) => {
+        if (pointsAt(stored[j], record.ref)) live.push(record)
       })
-      this.#walkedAt.delete(file)
-      this.log.retire(file)
-      this.stats.filesRetired++
-    } finally {
-      this.#watched = undefined
-      this.#touched.clear()
     }
+    const liveBytes = live.reduce((sum, r) => sum + r.ref.length, 0)
+    if (live.length > 0 && liveBytes >= this.#options.gcLiveFraction * this.log.fileSize(file)) {
+      this.#walkedAt.set(file, writesBefore)
+      return
+    }
+    const moved: Array<{ op: EngineOp & { type: 'put' }; from: BlobRef }> = []
+    for (const record of live) {
+      const value = await this.log.read(record.ref)
+      moved.push({ op: { type: 'put', key: record.key, value: encodePointer(this.log.append(record.key, value)) }, from: record.ref })
+      this.stats.bytesRewritten += value.length
+    }
+    await this.#options.beforeGcCommit()
+    // Synced: once the file is gone, only the new pointers (or later writes) may be durable.
+    await this.enqueue(async () => {
+      await this.log.sync()
+      // Compare and set: re-point only keys whose value still points at the record read above. A
+      // write since the lookup that re-pointed a key elsewhere (or deleted it) wins; one that
+      // stored a pointer INTO this file (a value prepare()d before the file was sealed, carried
+      // by a write that ran after the walk) is exactly what the lookup saw, so the copy is kept.
+      // Judging by key instead ("touched since the walk") dropped that copy and left the key
+      // pointing into the retired file.
+      const current = moved.length === 0 ? [] : await this.#inner.getMany(moved.map((m) => m.op.key))
+      const kept = moved.filter((m, i) => pointsAt(current[i], m.from)).map((m) => m.op)
+      this.stats.recordsRewritten += kept.length
+      await this.#inner.batch(kept, { sync: true })
+    })
+    this.#walkedAt.delete(file)
+    this.log.retire(file)
+    this.stats.filesRetired++
   }
 
   /** enqueue runs `work` after every write queued before it. */
@@ -393,6 +384,12 @@ export class BlobEngine extends BaseEngine {
     this.#queue = result.then(() => undefined, () => undefined)
     return result
   }
+}
+
+/** pointsAt tells whether a stored value is a pointer to the record at `ref` (same file and value offset). */
+function pointsAt(stored: Buffer | undefined, ref: BlobRef): boolean {
+  const current = stored === undefined ? undefined : decodePointer(stored)
+  return current !== undefined && current.file === ref.file && current.offset === ref.offset
 }
 
 /** innerRange asks the inner engine for the same rows, always with keys (a value is resolved by its key's kind). */
