@@ -58,20 +58,9 @@ export function checkContentType(value: unknown): string {
 
 /** encodeManifest serializes a manifest for storage: JSON, or a framed JSON + content for an inline file. */
 export function encodeManifest(manifest: Manifest): Buffer {
-  // The stored fields, named one by one (not `{ inline, ...rest }`): no intermediate object per upload.
-  const json = JSON.stringify({
-    v: manifest.v,
-    name: manifest.name,
-    size: manifest.size,
-    contentType: manifest.contentType,
-    sha256: manifest.sha256,
-    etag: manifest.etag,
-    created: manifest.created,
-    uploadId: manifest.uploadId,
-    chunkBytes: manifest.chunkBytes,
-    chunks: manifest.chunks,
-  })
-  const inline = manifest.inline
+  // Every field but the content: a field added to Manifest is stored without touching this.
+  const { inline, ...fields } = manifest
+  const json = JSON.stringify(fields)
   if (inline === undefined) return Buffer.from(json, 'utf8')
   // Framed in place: one allocation and one copy of the content, not a JSON buffer, a head and a concat.
   const jsonBytes = Buffer.byteLength(json, 'utf8')

@@ -234,14 +234,10 @@ export class WireClient {
   private newId(requestId: string | undefined): { key: string; idBytes: Buffer } {
     const idBytes = requestId === undefined ? newRequestIdBytes() : requestIdToBytes(requestId)
     const key = requestIdKey(idBytes)
-    this.checkNotInFlight(key, requestId)
-    return { key, idBytes }
-  }
-
-  private checkNotInFlight(key: string, requestId: string | undefined): void {
     if (this.pending.has(key) || this.streams.has(key)) {
       throw new KvError(ErrorCode.INVALID, `request ${requestId} is already in flight on this connection`)
     }
+    return { key, idBytes }
   }
 
   private encodeRequest(method: string, params: unknown, windowPages?: number): Buffer {
