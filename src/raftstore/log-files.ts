@@ -1,0 +1,470 @@
+/**
+ * RaftLogFiles: the Raft log of every group on a node in append-only files of its own
+ * (raft-engine style), `DIR/NNNNNN.rlog`, numbered in creation order. Each driver iteration
+ * appends ONE record holding all groups' entries and hard states and fdatasyncs once; RocksDB
+ * keeps only applied state. The caller (EngineRaftStorage) keeps the whole uncompacted log in
+ * memory, so the files are written during normal operation and read only at open (replay).
+ * Format: log-files/codec.ts; replay and why garbage collection need not go in file order:
+ * log-files/replay.ts.
+ *
+ * Rotation: once the active file reached fileBytesMax, the next write syncs it (if it holds
+ * unsynced bytes), creates the next file (fsyncing the directory) and starts it with a checkpoint
+ * of every live group (hard state, truncated state, last index), then rewrites into it the live
+ * entries of idle groups (no entry in the file just sealed) that are small, so they do not pin
+ * old files forever. GC: after a synced write, every file but the active one that holds no live
+ * entry is unlinked (off the write path), once the records that killed its entries and the next
+ * file's checkpoint are durable.
+ *
+ * Fault model: a crash can tear the last write (the tail of the last file: truncated at open,
+ * with a warning); a disk can flip bits (KV_ERR_CORRUPTION naming file and offset at open). A
+ * failed write or sync leaves the files' state unknown: every later call fails with that error.
+ *
+ * Power-loss model (powerLoss, as src/engine/blob-log.ts): appended records are held in this
+ * process and written to the file only by the sync that makes them durable (whole, in order);
+ * held bytes are bounded by powerLossCacheBytesMax (past it they are written back unsynced);
+ * close() writes them back and crash() drops them, so SIGKILL loses exactly what no completed
+ * sync covered. Directory entries are not modelled.
+ */
+import { close as closeFd, closeSync, fdatasync, fsync, open as openFd, unlink, write as writeFd, writeSync, writevSync } from 'node:fs'
+import { mkdir, open as openFile, readdir, readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { ErrorCode, KvError } from '../errors.js'
+import { powerLossCacheBytesMax, powerLossFaultOn } from '../engine/power-loss.js'
+import type { Entry, HardState } from '../raft/types.js'
+import { LOG_FILE_HEADER_BYTES, encodeRecord, itemBytes, recordBytes, writeFileHeader, type CheckpointGroup, type EncodableItem } from './log-files/codec.js'
+import { GroupTracker, checkRecords, type FileLiveness, type GroupState } from './log-files/groups.js'
+import { Replay, scanFile, type ReplayedGroup } from './log-files/replay.js'
+
+export type LogRecord =
+  | { type: 'hardState'; groupId: number; hardState: HardState }
+  /** entries replace the group's log from entries[0].index on (a suffix conflict) or extend it; contiguous, at least one. */
+  | { type: 'entries'; groupId: number; entries: readonly Entry[] }
+  /** compact drops entries <= index; truncated becomes (index, term). index may be past the last entry (then the log is empty). */
+  | { type: 'compact'; groupId: number; index: number; term: number }
+  /** snapshot drops every entry; truncated becomes (index, term) (a snapshot was installed). */
+  | { type: 'snapshot'; groupId: number; index: number; term: number }
+  /** destroy forgets the group (its replica left this node). */
+  | { type: 'destroy'; groupId: number }
+
+/** RecoveredGroup is one group's durable Raft state as replayed at open. */
+export interface RecoveredGroup {
+  hardState: HardState // {term:0, vote:0, commit:0} if none was written
+  truncated: { index: number; term: number } // {0,0} if none
+  entries: Entry[] // contiguous, entries[0].index === truncated.index + 1 when non-empty
+}
+
+/** LogFilesOptions configure RaftLogFiles.open. */
+export interface LogFilesOptions {
+  dir: string // created if missing
+  fileBytesMax?: number // rotate once the active file reaches this; default logFileBytesMaxDefault
+  powerLoss?: boolean // power-loss model (module comment); default powerLossFaultOn()
+  logger?: (level: 'info' | 'warn' | 'error', message: string, details: Record<string, unknown>) => void
+  /** liveEntries returns a group's current in-memory log (truncated.index+1 .. last), used to rewrite idle groups that pin old files. */
+  liveEntries?: (groupId: number) => readonly Entry[]
+}
+
+/** LogFilesStats counts what the log did (tests, logs, benches). */
+export interface LogFilesStats {
+  writes: number
+  syncs: number
+  bytes: number
+  files: number
+  filesDeleted: number
+  rewrites: number
+}
+
+/** logFileBytesMaxDefault: size at which the active log file is sealed and the next one started. */
+export const logFileBytesMaxDefault = 64 * 1024 * 1024
+/** logFileBytesMaxLimit: the largest fileBytesMax accepted. */
+export const logFileBytesMaxLimit = 1024 * 1024 * 1024
+/** logFileBytesMaxMin: the smallest fileBytesMax accepted (tests use it to rotate often). */
+export const logFileBytesMaxMin = 1024
+/** logFilesMax: most log files one directory may hold (bounds the replay and the file table). */
+export const logFilesMax = 100_000
+/** logWritesInFlightMax: most write()/sync() calls queued behind the one running (KV_ERR_UNAVAILABLE past it). */
+export const logWritesInFlightMax = 4096
+/** logRewriteFraction: an idle group's live entries are rewritten at rotation when they take less than fileBytesMax / this. */
+export const logRewriteFraction = 16
+
+const FILE_NAME = /^(\d{6,10})\.rlog$/
+
+function fileName(file: number): string {
+  return `${String(file).padStart(6, '0')}.rlog`
+}
+
+/** LogFile is one file of the log. Invariant: held (power-loss model) is contiguous and ends at size; written + held bytes === size once every queued job ran. */
+interface LogFile extends FileLiveness {
+  number: number
+  /** fd: -1 until the write that creates it ran, and for sealed files replayed at open. */
+  fd: number
+  /** size: bytes appended, counted when write() is called (the rotation decision). */
+  size: number
+  /** written: bytes in the file (power-loss model: excluding held ones). */
+  written: number
+  /** createdSeq: the write that started this file (its checkpoint); 0 for files found at open. */
+  createdSeq: number
+  needsHeader: boolean
+  unsynced: boolean
+  held: Buffer[]
+}
+
+const fdatasyncAsync = (fd: number) => new Promise<void>((resolve, reject) => fdatasync(fd, (error) => (error ? reject(error) : resolve())))
+const fsyncAsync = (fd: number) => new Promise<void>((resolve, reject) => fsync(fd, (error) => (error ? reject(error) : resolve())))
+const closeAsync = (fd: number) => new Promise<void>((resolve, reject) => closeFd(fd, (error) => (error ? reject(error) : resolve())))
+const openAsync = (path: string, flags: string) => new Promise<number>((resolve, reject) => openFd(path, flags, (error, fd) => (error ? reject(error) : resolve(fd))))
+
+/** writeAllAsync writes `buffer` at `position` on the thread pool; a short write (a signal, a full disk) continues where it stopped. */
+async function writeAllAsync(fd: number, buffer: Buffer, position: number): Promise<void> {
+  for (let done = 0; done < buffer.length; ) {
+    done += await new Promise<number>((resolve, reject) => writeFd(fd, buffer, done, buffer.length - done, position + done, (error, n) => (error ? reject(error) : resolve(n))))
+  }
+}
+
+/** RaftLogFiles is the node's Raft log in files (module comment). */
+export class RaftLogFiles {
+  readonly stats: LogFilesStats = { writes: 0, syncs: 0, bytes: 0, files: 0, filesDeleted: 0, rewrites: 0 }
+  readonly dir: string
+  readonly fileBytesMax: number
+  readonly powerLoss: boolean
+  readonly #logger: NonNullable<LogFilesOptions['logger']>
+  readonly #liveEntries: LogFilesOptions['liveEntries']
+  /** #files: every file, in number order (Map insertion order). */
+  readonly #files = new Map<number, LogFile>()
+  readonly #tracker: GroupTracker
+  #recovered: Map<number, ReplayedGroup>
+  #dirFd: number
+  #active: LogFile
+  /** #issued: write()/sync() calls made; #synced: the latest one a completed sync covers. Invariant: #synced <= #issued. */
+  #issued = 0
+  #synced = 0
+  #inFlight = 0
+  #tail: Promise<void> = Promise.resolve()
+  #unlinking: Promise<void> = Promise.resolve()
+  #failed: unknown
+  #closed = false
+  #crashed = false
+  #heldBytes = 0
+
+  private constructor(options: LogFilesOptions, dirFd: number, recovered: Map<number, ReplayedGroup>) {
+    this.dir = options.dir
+    this.fileBytesMax = options.fileBytesMax ?? logFileBytesMaxDefault
+    this.powerLoss = options.powerLoss ?? powerLossFaultOn()
+    this.#logger = options.logger ?? (() => {})
+    this.#liveEntries = options.liveEntries
+    this.#dirFd = dirFd
+    this.#recovered = recovered
+    this.#tracker = new GroupTracker((file) => this.#files.get(file)!)
+    this.#active = undefined as unknown as LogFile // set by open before any use
+  }
+
+  /** open replays every file (repairing a torn tail of the last one) and appends to the last file. */
+  static async open(options: LogFilesOptions): Promise<RaftLogFiles> {
+    const fileBytesMax = options.fileBytesMax ?? logFileBytesMaxDefault
+    if (!Number.isSafeInteger(fileBytesMax) || fileBytesMax < logFileBytesMaxMin || fileBytesMax > logFileBytesMaxLimit) {
+      throw new KvError(ErrorCode.INVALID, `fileBytesMax must be an integer in [${logFileBytesMaxMin}, ${logFileBytesMaxLimit}] (logFileBytesMaxLimit)`, { fileBytesMax })
+    }
+    await mkdir(options.dir, { recursive: true })
+    const numbers = (await readdir(options.dir)).map((name) => FILE_NAME.exec(name)).filter((m) => m !== null).map((m) => Number(m[1])).sort((a, b) => a - b)
+    if (numbers.length > logFilesMax) throw new KvError(ErrorCode.UNAVAILABLE, `raft log directory holds more than logFilesMax (${logFilesMax}) files`, { dir: options.dir, files: numbers.length })
+    const replay = new Replay()
+    const sizes: number[] = []
+    let headerMissing = false
+    for (const [i, number] of numbers.entries()) {
+      const path = join(options.dir, fileName(number))
+      const isLast = i === numbers.length - 1
+      const scanned = scanFile(await readFile(path), path, isLast, (items) => items.forEach((item) => replay.apply(item, number)))
+      sizes.push(scanned.end)
+      headerMissing = scanned.headerMissing
+      if (scanned.torn) {
+        const handle = await openFile(path, 'r+')
+        const size = (await handle.stat()).size
+        await handle.truncate(scanned.end)
+        await handle.close()
+        options.logger?.('warn', `raft log: torn write at the tail of ${fileName(number)} cut off`, { path, offset: scanned.end, bytes: size - scanned.end })
+      }
+    }
+    const log = new RaftLogFiles(options, await openAsync(options.dir, 'r'), replay.finish())
+    await log.start(numbers, sizes, headerMissing)
+    return log
+  }
+
+  /** start sets up the file table and group state after replay, and opens (or creates) the active file. */
+  private async start(numbers: number[], sizes: number[], headerMissing: boolean): Promise<void> {
+    numbers.forEach((number, i) => this.addFile(number, sizes[i]!, 0))
+    if (numbers.length === 0) this.addFile(1, 0, 0)
+    this.#active = [...this.#files.values()].pop()!
+    this.#active.needsHeader = numbers.length === 0 || headerMissing
+    this.#active.fd = await openAsync(this.path(this.#active.number), numbers.length === 0 ? 'wx+' : 'r+')
+    if (numbers.length === 0) await fsyncAsync(this.#dirFd)
+    // What a crashed process left in the page cache is durable from here on (GC relies on it).
+    await fdatasyncAsync(this.#active.fd)
+    for (const [groupId, group] of this.#recovered) {
+      const last = group.entries.length > 0 ? group.entries[group.entries.length - 1]!.index : group.truncated.index
+      this.#tracker.adopt(groupId, { hardState: group.hardState, truncated: group.truncated, last, runs: group.runs })
+    }
+    this.collect()
+  }
+
+  private addFile(number: number, size: number, createdSeq: number): LogFile {
+    const file: LogFile = { number, fd: -1, size, written: size, createdSeq, needsHeader: true, unsynced: false, held: [], liveRuns: 0, deadSeq: createdSeq }
+    this.#files.set(number, file)
+    this.stats.files = this.#files.size
+    return file
+  }
+
+  private path(number: number): string {
+    return join(this.dir, fileName(number))
+  }
+
+  /** activeFile is the number of the file appends go to (tests, logs). */
+  get activeFile(): number {
+    return this.#active.number
+  }
+
+  /** unlinked resolves once every file deletion started so far is done (they run off the write path). */
+  unlinked(): Promise<void> {
+    return this.#unlinking
+  }
+
+  /** takeRecovered hands over (and forgets) the state replayed at open for one group; undefined if the log never saw it. */
+  takeRecovered(groupId: number): RecoveredGroup | undefined {
+    const group = this.#recovered.get(groupId)
+    if (group === undefined) return undefined
+    this.#recovered.delete(groupId)
+    return { hardState: group.hardState, truncated: group.truncated, entries: group.entries }
+  }
+
+  /** recoveredGroupIds: the groups replayed at open that were not taken yet. */
+  recoveredGroupIds(): number[] {
+    return [...this.#recovered.keys()]
+  }
+
+  /**
+   * write appends ONE framed record holding `records` (in order) and, if sync, fdatasyncs before
+   * resolving. Calls are serialised in call order. The records are checked, encoded and applied
+   * to the group state now (so a later call sees them); the I/O runs in the queue.
+   */
+  write(records: readonly LogRecord[], sync: boolean): Promise<void> {
+    this.checkUsable()
+    checkRecords(records, this.#tracker.groups)
+    // Sized before anything changes: a record past logRecordBytesMax fails the call alone.
+    let size = records.length > 0 ? recordBytes(records) : 0
+    const seq = ++this.#issued
+    this.stats.writes++
+    let file = this.#active
+    const sealed = file.size >= this.fileBytesMax ? file : undefined
+    if (sealed !== undefined) file = this.startFile(seq)
+    const prefix = file.needsHeader ? this.headerItems(sealed) : []
+    if (file.needsHeader) size += LOG_FILE_HEADER_BYTES
+    for (const items of prefix) size += recordBytes(items)
+    const buffer = Buffer.allocUnsafe(size)
+    let offset = file.needsHeader ? writeFileHeader(buffer, 0) : 0
+    for (const items of prefix) offset = encodeRecord(buffer, items, offset)
+    if (records.length > 0) encodeRecord(buffer, records, offset)
+    for (const items of prefix.slice(1)) this.#tracker.apply(items[0] as LogRecord, file.number, seq)
+    for (const record of records) this.#tracker.apply(record, file.number, seq)
+    file.needsHeader = false
+    const position = file.size
+    file.size += size
+    this.stats.bytes += size
+    return this.enqueue(async () => {
+      if (sealed !== undefined) await this.flushFile(sealed)
+      if (file.fd < 0) await this.createFile(file)
+      if (size > 0) await this.append(file, buffer, position)
+      if (sync) await this.completeSync(file, seq)
+    })
+  }
+
+  /** sync makes everything written so far durable. */
+  sync(): Promise<void> {
+    this.checkUsable()
+    const seq = ++this.#issued
+    const file = this.#active
+    return this.enqueue(() => this.completeSync(file, seq))
+  }
+
+  /** close (clean): waits for queued writes, writes back what the power-loss model holds, syncs, closes the descriptors. */
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    await this.#tail
+    try {
+      const active = this.#active
+      if (this.#failed === undefined && active.fd >= 0) {
+        // Written back first, then synced: a clean close leaves nothing held and everything durable.
+        this.writeBack(active)
+        if (active.unsynced) await fdatasyncAsync(active.fd)
+        active.unsynced = false
+      }
+    } finally {
+      await this.#unlinking
+      for (const file of this.#files.values()) if (file.fd >= 0) await closeAsync(file.fd).catch(() => undefined)
+      await closeAsync(this.#dirFd).catch(() => undefined)
+      for (const file of this.#files.values()) file.fd = -1
+    }
+  }
+
+  /** crash (tests, power-loss model only): drops every held (unsynced) append and closes, as a power cut would. */
+  crash(): void {
+    if (!this.powerLoss) throw new KvError(ErrorCode.INVALID, 'crash() needs the power-loss model (powerLoss: true)', { dir: this.dir })
+    if (this.#closed) return
+    this.#closed = true
+    this.#crashed = true
+    this.#failed ??= new KvError(ErrorCode.UNAVAILABLE, 'raft log crashed', { dir: this.dir })
+    for (const file of this.#files.values()) {
+      this.#heldBytes -= file.held.reduce((sum, held) => sum + held.length, 0)
+      file.held = []
+      if (file.fd >= 0) closeSync(file.fd)
+      file.fd = -1
+    }
+    closeSync(this.#dirFd)
+  }
+
+  private checkUsable(): void {
+    if (this.#closed) throw new KvError(ErrorCode.UNAVAILABLE, 'raft log is closed', { dir: this.dir })
+    if (this.#failed !== undefined) throw this.#failed
+    if (this.#inFlight >= logWritesInFlightMax) {
+      throw new KvError(ErrorCode.UNAVAILABLE, `raft log has logWritesInFlightMax (${logWritesInFlightMax}) writes queued`, { dir: this.dir })
+    }
+  }
+
+  /** enqueue runs `job` after every earlier one; the first failure fails every later job (the files' state is unknown). */
+  private enqueue(job: () => Promise<void>): Promise<void> {
+    this.#inFlight++
+    const run = async () => {
+      try {
+        if (this.#failed !== undefined) throw this.#failed
+        await job()
+      } catch (error) {
+        this.#failed ??= error
+        throw error
+      } finally {
+        this.#inFlight--
+      }
+    }
+    const done = this.#tail.then(run)
+    this.#tail = done.catch(() => undefined)
+    return done
+  }
+
+  /** startFile makes the next file the active one (created on disk by the queued write). */
+  private startFile(seq: number): LogFile {
+    if (this.#files.size >= logFilesMax) throw new KvError(ErrorCode.UNAVAILABLE, `raft log holds logFilesMax (${logFilesMax}) files`, { dir: this.dir })
+    const file = this.addFile(this.#active.number + 1, 0, seq)
+    this.#active = file
+    return file
+  }
+
+  /**
+   * headerItems are the records that open a file: a checkpoint of every live group, then (at a
+   * rotation away from `sealed`) one entries record per idle group being rewritten.
+   */
+  private headerItems(sealed: LogFile | undefined): EncodableItem[][] {
+    const groups: CheckpointGroup[] = []
+    for (const [groupId, group] of this.#tracker.groups) groups.push({ groupId, hardState: group.hardState, truncated: group.truncated, last: group.last })
+    const items: EncodableItem[][] = [[{ type: 'checkpoint', groups }]]
+    if (sealed === undefined || this.#liveEntries === undefined) return items
+    for (const [groupId, group] of this.#tracker.groups) {
+      const entries = group.runs.length > 0 && !group.runs.some((run) => run.file === sealed.number) ? this.rewritable(groupId, group) : undefined
+      if (entries === undefined) continue
+      items.push([{ type: 'entries', groupId, entries }])
+      this.stats.rewrites++
+    }
+    return items
+  }
+
+  /** rewritable returns an idle group's live entries from liveEntries() if they are small and match what the files hold. */
+  private rewritable(groupId: number, group: GroupState): readonly Entry[] | undefined {
+    const all = this.#liveEntries!(groupId)
+    const first = group.truncated.index + 1
+    const at = all.length > 0 ? first - all[0]!.index : -1
+    const entries = at >= 0 ? all.slice(at, at + group.last - group.truncated.index) : []
+    if (entries.length !== group.last - group.truncated.index || entries[0]?.index !== first || entries[entries.length - 1]!.index !== group.last) {
+      this.#logger('warn', 'raft log: liveEntries() does not match the log files; group not rewritten', { groupId, truncated: group.truncated.index, last: group.last })
+      return undefined
+    }
+    return itemBytes({ type: 'entries', groupId, entries }) < this.fileBytesMax / logRewriteFraction ? entries : undefined
+  }
+
+  private async createFile(file: LogFile): Promise<void> {
+    const fd = await openAsync(this.path(file.number), 'wx+')
+    if (this.#closed) {
+      closeSync(fd)
+      throw new KvError(ErrorCode.UNAVAILABLE, 'raft log is closed', { dir: this.dir })
+    }
+    file.fd = fd
+    await fsyncAsync(this.#dirFd)
+    this.#logger('info', `raft log: started ${fileName(file.number)}`, { file: file.number })
+  }
+
+  /** append writes `buffer` at `position` (power-loss model: holds it until a sync). */
+  private async append(file: LogFile, buffer: Buffer, position: number): Promise<void> {
+    file.unsynced = true
+    if (!this.powerLoss) {
+      await writeAllAsync(file.fd, buffer, position)
+      file.written = position + buffer.length
+      return
+    }
+    file.held.push(buffer)
+    this.#heldBytes += buffer.length
+    if (this.#heldBytes > powerLossCacheBytesMax) this.writeBack(file)
+  }
+
+  /** flushFile makes `file` durable: fdatasync, then (power-loss model) the held records reach the file, the latest a disk may make them durable. */
+  private async flushFile(file: LogFile): Promise<void> {
+    if (!file.unsynced || file.fd < 0) return
+    await fdatasyncAsync(file.fd)
+    this.stats.syncs++
+    if (this.#closed && this.#failed !== undefined) throw this.#failed
+    this.writeBack(file)
+    file.unsynced = false
+  }
+
+  private async completeSync(file: LogFile, seq: number): Promise<void> {
+    await this.flushFile(file)
+    this.#synced = seq
+    this.collect()
+  }
+
+  /** writeBack writes the held records of `file` to it (power-loss model), unsynced. */
+  private writeBack(file: LogFile): void {
+    if (file.held.length === 0) return
+    const total = file.held.reduce((sum, held) => sum + held.length, 0)
+    const done = writevSync(file.fd, file.held, file.written)
+    if (done < total) {
+      const rest = Buffer.concat(file.held).subarray(done)
+      for (let at = 0; at < rest.length; ) at += writeSync(file.fd, rest, at, rest.length - at, file.written + done + at)
+    }
+    file.written += total
+    this.#heldBytes -= total
+    file.held = []
+  }
+
+  /** collect unlinks (off the write path) every sealed file without live entries whose death and successor's checkpoint are durable. */
+  private collect(): void {
+    let successor: LogFile | undefined
+    const files = [...this.#files.values()]
+    for (let i = files.length - 1; i >= 0; i--) {
+      const file = files[i]!
+      const next = successor
+      successor = file
+      if (next === undefined || file === this.#active || file.liveRuns > 0) continue
+      if (file.deadSeq > this.#synced || next.createdSeq > this.#synced || file.unsynced) continue
+      this.#files.delete(file.number)
+      this.stats.files = this.#files.size
+      this.stats.filesDeleted++
+      const fd = file.fd
+      file.fd = -1
+      const path = this.path(file.number)
+      this.#unlinking = this.#unlinking
+        .then(async () => {
+          if (fd >= 0) await closeAsync(fd)
+          // A crashed process deletes nothing more (crash() closed the descriptors already).
+          if (this.#crashed) return
+          await new Promise<void>((resolve, reject) => unlink(path, (error) => (error && error.code !== 'ENOENT' ? reject(error) : resolve())))
+          this.#logger('info', `raft log: deleted ${fileName(file.number)} (no live entries)`, { file: file.number })
+        })
+        .catch((error: unknown) => this.#logger('error', `raft log: could not delete ${fileName(file.number)}`, { file: file.number, error: String(error) }))
+    }
+  }
+}
