@@ -194,6 +194,8 @@ export class RaftLogFiles {
     if (numbers.length === 0) this.addFile(1, 0, 0)
     this.#active = [...this.#files.values()].pop()!
     this.#active.needsHeader = numbers.length === 0 || headerMissing
+    // A file without its header has no checkpoint yet: the files before it must stay until one is durable.
+    if (this.#active.needsHeader) this.#active.createdSeq = Number.MAX_SAFE_INTEGER
     this.#active.fd = await openAsync(this.path(this.#active.number), numbers.length === 0 ? 'wx+' : 'r+')
     if (numbers.length === 0) await fsyncAsync(this.#dirFd)
     // What a crashed process left in the page cache is durable from here on (GC relies on it).
@@ -263,6 +265,7 @@ export class RaftLogFiles {
     if (records.length > 0) encodeRecord(buffer, records, offset)
     for (const items of prefix.slice(1)) this.#tracker.apply(items[0] as LogRecord, file.number, seq)
     for (const record of records) this.#tracker.apply(record, file.number, seq)
+    if (file.needsHeader) file.createdSeq = seq
     file.needsHeader = false
     const position = file.size
     file.size += size

@@ -323,6 +323,64 @@ test('power-loss model: crash() loses unsynced writes and keeps synced ones', as
   }
 })
 
+test('power-loss model: GC deletes a file only once the write that killed its entries is durable', async () => {
+  const dir = tempDir()
+  try {
+    let log = await open(dir, { powerLoss: true, fileBytesMax: 1024 })
+    await log.write([{ type: 'entries', groupId: 1, entries: run(1, 2, 1, 600) }], true)
+    await log.write([{ type: 'entries', groupId: 2, entries: run(1, 1, 1) }], true)
+    assert.equal(log.activeFile, 2)
+    // The compaction that kills file 1 is issued while a synced write is in flight: that sync does not cover it.
+    const synced = log.write([{ type: 'hardState', groupId: 2, hardState: { term: 1, vote: 1, commit: 1 } }], true)
+    const unsynced = log.write([{ type: 'compact', groupId: 1, index: 2, term: 1 }], false)
+    await Promise.all([synced, unsynced])
+    await log.unlinked()
+    assert.ok(existsSync(join(dir, '000001.rlog')), 'file 1 kept: its entries die only with an unsynced write')
+    log.crash()
+    log = await open(dir, { powerLoss: true, fileBytesMax: 1024 })
+    assert.deepEqual(plain(log.takeRecovered(1)), expected(HS0, { index: 0, term: 0 }, run(1, 2, 1, 600)))
+    await log.write([{ type: 'compact', groupId: 1, index: 2, term: 1 }], true)
+    await log.unlinked()
+    assert.ok(!existsSync(join(dir, '000001.rlog')), 'file 1 deleted once the compaction is durable')
+    await log.close()
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
+
+test('power-loss model: a rotation lost to a crash leaves its empty file; the file before it is kept until the new checkpoint is durable', async () => {
+  const dir = tempDir()
+  try {
+    let log = await open(dir, { powerLoss: true, fileBytesMax: 1024 })
+    // File 1 ends up without live entries but holds group 1's hard and truncated state.
+    await log.write([
+      { type: 'entries', groupId: 1, entries: run(1, 2, 1, 600) },
+      { type: 'hardState', groupId: 1, hardState: { term: 1, vote: 1, commit: 2 } },
+      { type: 'compact', groupId: 1, index: 2, term: 1 },
+    ], true)
+    await log.write([{ type: 'hardState', groupId: 1, hardState: { term: 2, vote: 1, commit: 2 } }], false) // rotates to file 2, held
+    assert.equal(log.activeFile, 2)
+    log.crash()
+    assert.equal(statSync(join(dir, '000002.rlog')).size, 0)
+    for (let reopen = 0; reopen < 2; reopen++) {
+      log = await open(dir, { powerLoss: true, fileBytesMax: 1024 })
+      await log.unlinked()
+      assert.deepEqual(plain(log.takeRecovered(1)), expected({ term: 1, vote: 1, commit: 2 }, { index: 2, term: 1 }, []), `reopen ${reopen}`)
+      log.crash()
+    }
+    log = await open(dir, { powerLoss: true, fileBytesMax: 1024 })
+    await log.write([], true) // the header and checkpoint of file 2, synced: file 1 may go
+    await log.unlinked()
+    assert.ok(!existsSync(join(dir, '000001.rlog')), rlogFiles(dir).join(','))
+    await log.close()
+    log = await open(dir, { powerLoss: true, fileBytesMax: 1024 })
+    assert.deepEqual(plain(log.takeRecovered(1)), expected({ term: 1, vote: 1, commit: 2 }, { index: 2, term: 1 }, []))
+    await log.close()
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
+
 // --- Seeded random walk against a model of the durable state -----------------------------------
 
 /** mulberry32: a small seeded PRNG (the seed is printed on failure). */
@@ -420,22 +478,28 @@ async function randomWalk(seed: number, dir: string): Promise<void> {
   for (let step = 0; step < 600; step++) {
     const roll = random()
     if (roll < 0.75) {
-      const records: LogRecord[] = []
-      const next = cloneModel(issued)
-      for (let n = 1 + Math.floor(random() * 3); n > 0; n--) {
-        const record = randomRecord(random, next, term)
-        records.push(record)
-        applyModel(next, record)
+      // One to three writes in flight at once (a pipelined driver), then wait for all.
+      const pending: Promise<void>[] = []
+      let lastSynced = -1
+      for (let w = random() < 0.7 ? 1 : 2 + Math.floor(random() * 2); w > 0; w--) {
+        const records: LogRecord[] = []
+        const next = cloneModel(issued)
+        for (let n = 1 + Math.floor(random() * 3); n > 0; n--) {
+          const record = randomRecord(random, next, term)
+          records.push(record)
+          applyModel(next, record)
+        }
+        const sync = random() < 0.3
+        const fileBefore = log.activeFile
+        pending.push(log.write(records, sync))
+        // A rotation syncs the old file first: every earlier write is durable once this one ran.
+        if (log.activeFile !== fileBefore) lastSynced = Math.max(lastSynced, states.length - 1)
+        issued = next
+        states.push(cloneModel(next))
+        if (sync) lastSynced = states.length - 1
       }
-      const sync = random() < 0.3
-      const fileBefore = log.activeFile
-      const written = log.write(records, sync)
-      // A rotation syncs the old file first: every earlier write is durable once this one ran.
-      if (log.activeFile !== fileBefore) durable = states.length - 1
-      issued = next
-      states.push(cloneModel(next))
-      await written
-      if (sync) durable = states.length - 1
+      await Promise.all(pending)
+      durable = Math.max(durable, lastSynced)
       if (random() < 0.1) term++
     } else if (roll < 0.82) {
       await log.sync()
