@@ -25,13 +25,14 @@
  * close() writes them back and crash() drops them, so SIGKILL loses exactly what no completed
  * sync covered. Directory entries are not modelled.
  */
-import { close as closeFd, closeSync, fdatasync, fsync, open as openFd, unlink, write as writeFd, writeSync, writevSync } from 'node:fs'
+import { closeSync, writeSync, writevSync } from 'node:fs'
 import { mkdir, open as openFile, readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ErrorCode, KvError } from '../errors.js'
 import { powerLossCacheBytesMax, powerLossFaultOn } from '../engine/power-loss.js'
 import type { Entry, HardState } from '../raft/types.js'
 import { LOG_FILE_HEADER_BYTES, encodeRecord, itemBytes, recordBytes, writeFileHeader, type CheckpointGroup, type EncodableItem } from './log-files/codec.js'
+import { closeAsync, fdatasyncAsync, fsyncAsync, openAsync, unlinkAsync, writeAllAsync } from './log-files/fs.js'
 import { GroupTracker, checkRecords, type FileLiveness, type GroupState } from './log-files/groups.js'
 import { Replay, scanFile, type ReplayedGroup } from './log-files/replay.js'
 
@@ -106,18 +107,6 @@ interface LogFile extends FileLiveness {
   needsHeader: boolean
   unsynced: boolean
   held: Buffer[]
-}
-
-const fdatasyncAsync = (fd: number) => new Promise<void>((resolve, reject) => fdatasync(fd, (error) => (error ? reject(error) : resolve())))
-const fsyncAsync = (fd: number) => new Promise<void>((resolve, reject) => fsync(fd, (error) => (error ? reject(error) : resolve())))
-const closeAsync = (fd: number) => new Promise<void>((resolve, reject) => closeFd(fd, (error) => (error ? reject(error) : resolve())))
-const openAsync = (path: string, flags: string) => new Promise<number>((resolve, reject) => openFd(path, flags, (error, fd) => (error ? reject(error) : resolve(fd))))
-
-/** writeAllAsync writes `buffer` at `position` on the thread pool; a short write (a signal, a full disk) continues where it stopped. */
-async function writeAllAsync(fd: number, buffer: Buffer, position: number): Promise<void> {
-  for (let done = 0; done < buffer.length; ) {
-    done += await new Promise<number>((resolve, reject) => writeFd(fd, buffer, done, buffer.length - done, position + done, (error, n) => (error ? reject(error) : resolve(n))))
-  }
 }
 
 /** RaftLogFiles is the node's Raft log in files (module comment). */
@@ -247,6 +236,15 @@ export class RaftLogFiles {
    * to the group state now (so a later call sees them); the I/O runs in the queue.
    */
   write(records: readonly LogRecord[], sync: boolean): Promise<void> {
+    try {
+      return this.writeNow(records, sync)
+    } catch (error) {
+      return Promise.reject(error)
+    }
+  }
+
+  /** writeNow is write() with its checks throwing (write turns them into a rejection). */
+  private writeNow(records: readonly LogRecord[], sync: boolean): Promise<void> {
     this.checkUsable()
     checkRecords(records, this.#tracker.groups)
     // Sized before anything changes: a record past logRecordBytesMax fails the call alone.
@@ -280,7 +278,11 @@ export class RaftLogFiles {
 
   /** sync makes everything written so far durable. */
   sync(): Promise<void> {
-    this.checkUsable()
+    try {
+      this.checkUsable()
+    } catch (error) {
+      return Promise.reject(error)
+    }
     const seq = ++this.#issued
     const file = this.#active
     return this.enqueue(() => this.completeSync(file, seq))
@@ -464,7 +466,7 @@ export class RaftLogFiles {
           if (fd >= 0) await closeAsync(fd)
           // A crashed process deletes nothing more (crash() closed the descriptors already).
           if (this.#crashed) return
-          await new Promise<void>((resolve, reject) => unlink(path, (error) => (error && error.code !== 'ENOENT' ? reject(error) : resolve())))
+          await unlinkAsync(path)
           this.#logger('info', `raft log: deleted ${fileName(file.number)} (no live entries)`, { file: file.number })
         })
         .catch((error: unknown) => this.#logger('error', `raft log: could not delete ${fileName(file.number)}`, { file: file.number, error: String(error) }))

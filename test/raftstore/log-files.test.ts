@@ -133,7 +133,7 @@ test('bad records are KV_ERR_INVALID and write nothing', async () => {
       [{ type: 'hardState', groupId: 1, hardState: { term: -1, vote: 0, commit: 0 } }],
       [{ type: 'entries', groupId: 1, entries: run(4, 4, 1) }, { type: 'entries', groupId: 1, entries: run(6, 6, 1) }],
     ]
-    for (const records of bad) assert.throws(() => log.write(records, true), (error: unknown) => error instanceof KvError && error.code === ErrorCode.INVALID, JSON.stringify(records))
+    for (const records of bad) await assert.rejects(log.write(records, true), (error: unknown) => error instanceof KvError && error.code === ErrorCode.INVALID, JSON.stringify(records))
     await log.close()
     const again = await open(dir)
     assert.deepEqual(plain(again.takeRecovered(1)), expected(HS0, { index: 0, term: 0 }, run(1, 3, 1)))

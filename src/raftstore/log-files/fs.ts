@@ -1,0 +1,17 @@
+/** Promise forms of the node:fs calls the Raft log files make on libuv's thread pool (never *Sync on the write path). */
+import { close as closeFd, fdatasync, fsync, open as openFd, unlink, write as writeFd } from 'node:fs'
+
+export const fdatasyncAsync = (fd: number) => new Promise<void>((resolve, reject) => fdatasync(fd, (error) => (error ? reject(error) : resolve())))
+export const fsyncAsync = (fd: number) => new Promise<void>((resolve, reject) => fsync(fd, (error) => (error ? reject(error) : resolve())))
+export const closeAsync = (fd: number) => new Promise<void>((resolve, reject) => closeFd(fd, (error) => (error ? reject(error) : resolve())))
+export const openAsync = (path: string, flags: string) => new Promise<number>((resolve, reject) => openFd(path, flags, (error, fd) => (error ? reject(error) : resolve(fd))))
+
+/** writeAllAsync writes `buffer` at `position` on the thread pool; a short write (a signal, a full disk) continues where it stopped. */
+export async function writeAllAsync(fd: number, buffer: Buffer, position: number): Promise<void> {
+  for (let done = 0; done < buffer.length; ) {
+    done += await new Promise<number>((resolve, reject) => writeFd(fd, buffer, done, buffer.length - done, position + done, (error, n) => (error ? reject(error) : resolve(n))))
+  }
+}
+
+/** unlinkAsync removes `path`; a file already gone is fine. */
+export const unlinkAsync = (path: string) => new Promise<void>((resolve, reject) => unlink(path, (error) => (error && error.code !== 'ENOENT' ? reject(error) : resolve())))
