@@ -62,6 +62,7 @@ export interface LogFilesOptions {
   logger?: (level: 'info' | 'warn' | 'error', message: string, details: Record<string, unknown>) => void
   /** liveEntries returns a group's current in-memory log (truncated.index+1 .. last), used to rewrite idle groups that pin old files. */
   liveEntries?: (groupId: number) => readonly Entry[]
+  // NB: liveEntries must return the entries as passed to write() so far (indexes are checked, terms and data are trusted); it is called inside write().
 }
 
 /** LogFilesStats counts what the log did (tests, logs, benches). */
@@ -254,7 +255,7 @@ export class RaftLogFiles {
     let file = this.#active
     const sealed = file.size >= this.fileBytesMax ? file : undefined
     if (sealed !== undefined) file = this.startFile(seq)
-    const prefix = file.needsHeader ? this.headerItems(sealed) : []
+    const prefix = file.needsHeader ? this.headerItems(sealed, records) : []
     if (file.needsHeader) size += LOG_FILE_HEADER_BYTES
     for (const items of prefix) size += recordBytes(items)
     const buffer = Buffer.allocUnsafe(size)
@@ -364,13 +365,16 @@ export class RaftLogFiles {
    * headerItems are the records that open a file: a checkpoint of every live group, then (at a
    * rotation away from `sealed`) one entries record per idle group being rewritten.
    */
-  private headerItems(sealed: LogFile | undefined): EncodableItem[][] {
+  private headerItems(sealed: LogFile | undefined, records: readonly LogRecord[]): EncodableItem[][] {
     const groups: CheckpointGroup[] = []
     for (const [groupId, group] of this.#tracker.groups) groups.push({ groupId, hardState: group.hardState, truncated: group.truncated, last: group.last })
     const items: EncodableItem[][] = [[{ type: 'checkpoint', groups }]]
     if (sealed === undefined || this.#liveEntries === undefined) return items
+    // A group this write touches is not idle, and the caller's memory may already hold this write's entries.
+    const touched = new Set(records.map((record) => record.groupId))
     for (const [groupId, group] of this.#tracker.groups) {
-      const entries = group.runs.length > 0 && !group.runs.some((run) => run.file === sealed.number) ? this.rewritable(groupId, group) : undefined
+      const idle = group.runs.length > 0 && !touched.has(groupId) && !group.runs.some((run) => run.file === sealed.number)
+      const entries = idle ? this.rewritable(groupId, group) : undefined
       if (entries === undefined) continue
       items.push([{ type: 'entries', groupId, entries }])
       this.stats.rewrites++
