@@ -26,7 +26,7 @@
  * sync covered. Directory entries are not modelled.
  */
 import { closeSync, writeSync, writevSync } from 'node:fs'
-import { mkdir, open as openFile, readdir, readFile } from 'node:fs/promises'
+import { mkdir, readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ErrorCode, KvError } from '../errors.js'
 import { powerLossCacheBytesMax, powerLossFaultOn } from '../engine/power-loss.js'
@@ -34,7 +34,7 @@ import type { Entry, HardState } from '../raft/types.js'
 import { LOG_FILE_HEADER_BYTES, encodeRecord, itemBytes, recordBytes, writeFileHeader, type CheckpointGroup, type EncodableItem } from './log-files/codec.js'
 import { closeAsync, fdatasyncAsync, fsyncAsync, openAsync, unlinkAsync, writeAllAsync } from './log-files/fs.js'
 import { GroupTracker, checkRecords, type FileLiveness, type GroupState } from './log-files/groups.js'
-import { Replay, scanFile, type ReplayedGroup } from './log-files/replay.js'
+import { replayFiles, type ReplayedGroup } from './log-files/replay.js'
 
 export type LogRecord =
   | { type: 'hardState'; groupId: number; hardState: HardState }
@@ -160,24 +160,8 @@ export class RaftLogFiles {
     await mkdir(options.dir, { recursive: true })
     const numbers = (await readdir(options.dir)).map((name) => FILE_NAME.exec(name)).filter((m) => m !== null).map((m) => Number(m[1])).sort((a, b) => a - b)
     if (numbers.length > logFilesMax) throw new KvError(ErrorCode.UNAVAILABLE, `raft log directory holds more than logFilesMax (${logFilesMax}) files`, { dir: options.dir, files: numbers.length })
-    const replay = new Replay()
-    const sizes: number[] = []
-    let headerMissing = false
-    for (const [i, number] of numbers.entries()) {
-      const path = join(options.dir, fileName(number))
-      const isLast = i === numbers.length - 1
-      const scanned = scanFile(await readFile(path), path, isLast, (items) => items.forEach((item) => replay.apply(item, number)))
-      sizes.push(scanned.end)
-      headerMissing = scanned.headerMissing
-      if (scanned.torn) {
-        const handle = await openFile(path, 'r+')
-        const size = (await handle.stat()).size
-        await handle.truncate(scanned.end)
-        await handle.close()
-        options.logger?.('warn', `raft log: torn write at the tail of ${fileName(number)} cut off`, { path, offset: scanned.end, bytes: size - scanned.end })
-      }
-    }
-    const log = new RaftLogFiles(options, await openAsync(options.dir, 'r'), replay.finish())
+    const { groups, sizes, headerMissing } = await replayFiles(numbers.map((number) => join(options.dir, fileName(number))), numbers, options.logger)
+    const log = new RaftLogFiles(options, await openAsync(options.dir, 'r'), groups)
     await log.start(numbers, sizes, headerMissing)
     return log
   }

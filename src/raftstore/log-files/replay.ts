@@ -15,6 +15,8 @@
  * the checkpoint, in the active file that is never deleted, killed it (replacement, compaction,
  * snapshot, destroy): replaying that record kills whatever the map holds at the index too.
  */
+import { open, readFile } from 'node:fs/promises'
+import { basename } from 'node:path'
 import { ErrorCode, KvError } from '../../errors.js'
 import type { Entry, HardState } from '../../raft/types.js'
 import { crc32 } from '../records.js'
@@ -221,4 +223,36 @@ function dropFrom(group: SparseGroup, index: number): void {
   }
   for (let i = index; i <= group.high; i++) group.entries.delete(i)
   group.high = Math.min(group.high, index - 1)
+}
+
+/** ReplayResult is the state of every group after replaying all files, with each file's length of good records. */
+export interface ReplayResult {
+  groups: Map<number, ReplayedGroup>
+  sizes: number[]
+  /** headerMissing: the last file is too short for its header (it starts again, with a header and checkpoint). */
+  headerMissing: boolean
+}
+
+/** replayFiles reads `paths` (file `numbers[i]` each) in order, cutting a torn tail off the last one (a warning), and replays them. */
+export async function replayFiles(paths: string[], numbers: number[], logger?: (level: 'warn', message: string, details: Record<string, unknown>) => void): Promise<ReplayResult> {
+  const replay = new Replay()
+  const sizes: number[] = []
+  let headerMissing = false
+  for (const [i, path] of paths.entries()) {
+    const number = numbers[i]!
+    const scanned = scanFile(await readFile(path), path, i === paths.length - 1, (items) => items.forEach((item) => replay.apply(item, number)))
+    sizes.push(scanned.end)
+    headerMissing = scanned.headerMissing
+    if (!scanned.torn) continue
+    // Made durable by the fdatasync of the last file at open.
+    const handle = await open(path, 'r+')
+    try {
+      const size = (await handle.stat()).size
+      await handle.truncate(scanned.end)
+      logger?.('warn', `raft log: torn write at the tail of ${basename(path)} cut off`, { path, offset: scanned.end, bytes: size - scanned.end })
+    } finally {
+      await handle.close()
+    }
+  }
+  return { groups: replay.finish(), sizes, headerMissing }
 }
