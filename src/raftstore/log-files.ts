@@ -91,6 +91,7 @@ export const logScratchBytesMax = 4 * 1024 * 1024
 export const logRewriteFraction = 16
 
 const FILE_NAME = /^(\d{6,10})\.rlog$/
+const EMPTY = Buffer.alloc(0)
 
 function fileName(file: number): string {
   return `${String(file).padStart(6, '0')}.rlog`
@@ -246,7 +247,7 @@ export class RaftLogFiles {
     const prefix = file.needsHeader ? this.headerItems(sealed, records) : []
     if (file.needsHeader) size += LOG_FILE_HEADER_BYTES
     for (const items of prefix) size += recordBytes(items)
-    const buffer = this.encodeBuffer(size)
+    const buffer = size > 0 ? this.encodeBuffer(size) : EMPTY
     let offset = file.needsHeader ? writeFileHeader(buffer, 0) : 0
     for (const items of prefix) offset = encodeRecord(buffer, items, offset)
     if (records.length > 0) encodeRecord(buffer, records, offset)
@@ -260,8 +261,10 @@ export class RaftLogFiles {
     return this.enqueue(async () => {
       if (sealed !== undefined) await this.flushFile(sealed)
       if (file.fd < 0) await this.createFile(file)
-      if (size > 0) await this.append(file, buffer, position)
-      this.releaseBuffer(buffer)
+      if (size > 0) {
+        await this.append(file, buffer, position)
+        this.releaseBuffer(buffer)
+      }
       if (sync) await this.completeSync(file, seq)
     })
   }
