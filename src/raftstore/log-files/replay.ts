@@ -77,7 +77,8 @@ export function scanFile(buffer: Buffer, path: string, isLast: boolean, apply: (
   while (offset < buffer.length) {
     const damage = checkRecord(buffer, offset)
     if (damage !== undefined) {
-      if (isLast && damage.tail) return { end: offset, torn: true, headerMissing: false }
+      // In the last file every damage is a torn tail (see checkRecord's NB): cut there.
+      if (isLast) return { end: offset, torn: true, headerMissing: false }
       throw corruption(`raft log file ${path} is damaged at offset ${offset}: ${damage.reason}`, { path, offset })
     }
     const length = buffer.readUInt32BE(offset)
@@ -94,9 +95,12 @@ export function scanFile(buffer: Buffer, path: string, isLast: boolean, apply: (
  * damage can be a torn write: one that reaches the end of the file (short header, short record,
  * or a bad checksum on the record that ends the file) or a zero-filled rest of the file (a file
  * system may expose unwritten blocks as zeros after a crash).
- * NB: damage followed by more bytes is corruption even in the last file. A power cut that kept
- * a later unsynced write but not an earlier one would look like that; our writes are one
- * writev per call and a caller that relies on one syncs it, so only unsynced bytes are at risk.
+ * `tail` only matters for the error's wording: scanFile cuts the last file at ANY damage. A power
+ * cut can keep a later unsynced write and lose (or tear) an earlier one, since the disk writes
+ * dirty pages back in no particular order; bytes after damage in the last file were then never
+ * covered by a completed fdatasync (it covers every earlier byte of the file), so nothing there
+ * was acknowledged, and refusing to open would only keep the node down. The exception is a
+ * synced record that rotted on the medium: it is dropped too (docs/raftstore.md, fault model).
  */
 function checkRecord(buffer: Buffer, offset: number): { reason: string; tail: boolean } | undefined {
   if (offset + LOG_RECORD_HEADER_BYTES > buffer.length) return { reason: 'short record header', tail: true }
