@@ -17,6 +17,7 @@ import { join } from 'node:path'
 import { RocksDbEngine } from '../../src/engine/rocksdb.js'
 import { RaftDriver } from '../../src/raftstore/driver.js'
 import { EngineRaftStorage } from '../../src/raftstore/log-storage.js'
+import { RaftLogFiles } from '../../src/raftstore/log-files.js'
 import { IntervalTicker } from '../../src/raftstore/ticker.js'
 import { LoopbackNetwork } from '../../src/raftstore/transport.js'
 import { KvMachine, putCommand } from '../../test/raftstore/kv-machine.js'
@@ -35,9 +36,11 @@ async function startNodes(root: string): Promise<Map<number, Node>> {
     const engine = new RocksDbEngine({ dir: join(root, `n${id}`), cacheBytes: 8 * 1024 * 1024, memtableBudgetBytes: Number(argument('memtable-mib', '64')) * 1024 * 1024, backgroundThreads: 1 })
     await engine.open()
     await EngineRaftStorage.bootstrap(engine, GROUP, { voters: IDS, learners: [], votersOutgoing: [] })
-    const driver = new RaftDriver({
+    const logFiles = await RaftLogFiles.open({ dir: join(root, `n${id}-raft-log`), liveEntries: (groupId) => driver.liveEntries(groupId) })
+    const driver: RaftDriver = new RaftDriver({
       nodeId: id,
       engine,
+      logFiles,
       transport: network.transport(id),
       ticker: new IntervalTicker(10),
       raft: { electionTimeoutTicks: 50, heartbeatIntervalTicks: 5 },

@@ -25,6 +25,7 @@ import { isShardDataKey } from '../store/keys.js'
 import { parseEndpoint } from '../local/validate.js'
 import { RaftDriver } from '../raftstore/driver.js'
 import { EngineRaftStorage } from '../raftstore/log-storage.js'
+import { RaftLogFiles } from '../raftstore/log-files.js'
 import { TcpTransport } from '../raftstore/tcp-transport.js'
 import { IntervalTicker } from '../raftstore/ticker.js'
 import { WireServer, type HelloInfo, type RequestContext } from '../wire/index.js'
@@ -192,6 +193,10 @@ async function openNode(config: Readonly<NodeConfig>, closers: Array<() => unkno
   const engine = new BlobEngine(withPowerLossFault(new RocksDbEngine({ dir: join(config.dataDir, 'db'), ...nodeEngineOptions })), { dir: join(config.dataDir, 'blobs'), thresholdBytes: config.blobThresholdBytes, separable: isShardDataKey, powerLoss: powerLossFaultOn() })
   await engine.open()
   closers.push(() => engine.close())
+  // The Raft log of every group on this node: append-only files beside the engine (src/raftstore/log-files.ts).
+  let driver: RaftDriver | undefined
+  const logFiles = await RaftLogFiles.open({ dir: join(config.dataDir, 'raft-log'), powerLoss: powerLossFaultOn(), liveEntries: (groupId) => driver?.liveEntries(groupId) ?? [], logger: (level, message, details) => say(`raft log ${level}: ${message}`, details) })
+  closers.push(() => logFiles.close())
   const dial = (address: string): string => config.dial[address] ?? address
   const pool = new PeerPool({ name: `distkv-node-${config.id}`, token: config.token, dial })
   closers.push(() => pool.close())
@@ -205,9 +210,10 @@ async function openNode(config: Readonly<NodeConfig>, closers: Array<() => unkno
   const identity = await loadIdentity(engine, config, pool, meta, say)
   const guarded = { handle: (method: string, handler: any) => server.handle(method, internalOnly(handler)), handleStream: server.handleStream.bind(server) } as unknown as WireServer
   const { transport, learnNode } = raftTransport(config, identity.raftId, addresses, dial, guarded)
-  const driver = new RaftDriver({
+  driver = new RaftDriver({
     nodeId: identity.raftId,
     engine,
+    logFiles,
     transport,
     ticker: new IntervalTicker(config.tickMs),
     // Heartbeats every 2 ticks (80 ms by default): most of an idle node's CPU is Raft messages,
@@ -219,7 +225,8 @@ async function openNode(config: Readonly<NodeConfig>, closers: Array<() => unkno
   })
   // Closers run last-first: the server closes before the driver (no Raft message reaches a closed
   // driver), the pool and the engine after it.
-  closers.splice(closers.length - 1, 0, () => driver.close())
+  const started = driver
+  closers.splice(closers.length - 1, 0, () => started.close())
   await driver.start()
   say('raft started; starting roles', { raftId: identity.raftId, founder: identity.founder })
   const parts = await startRoles({ config, engine, server, driver, pool, meta, identity, say }, closers)

@@ -23,9 +23,11 @@
  */
 import { ErrorCode, KvError, assert, isKvError } from '../errors.js'
 import type { Engine } from '../engine/engine.js'
-import type { ConfChange, ConfState, Message, NodeId, RaftConfig, RaftCore, RandomSource, Ready, Status } from '../raft/types.js'
+import type { ConfChange, ConfState, Entry, Message, NodeId, RaftConfig, RaftCore, RandomSource, Ready, Status } from '../raft/types.js'
 import { GroupReplica, type DriverLimits, type StateMachine } from './group.js'
 import { EngineRaftStorage, type StagedWrite } from './log-storage.js'
+import type { LogRecord, RaftLogFiles } from './log-files.js'
+import type { EngineOp } from '../engine/engine.js'
 import type { RaftEnvelope, Transport, TransportHandler } from './transport.js'
 import type { Ticker } from './ticker.js'
 import { compactionIndex, resolveDriverOptions, softCompactionWanted, type CompactionPolicy, type ResolvedDriverOptions } from './options.js'
@@ -37,6 +39,8 @@ export type { CompactionPolicy } from './options.js'
 export interface DriverOptions {
   nodeId: NodeId
   engine: Engine
+  /** logFiles: the node's Raft log (every group's entries and hard state); the engine keeps applied state. */
+  logFiles: RaftLogFiles
   transport: Transport
   ticker: Ticker
   random?: RandomSource
@@ -71,6 +75,8 @@ export interface DriverStats {
   /** commitAppendsDeferred: commit-only appends held back (deferCommitAppends); commitAppendsSuperseded: those never sent because a later message told the peer the same commit. */
   commitAppendsDeferred: number
   commitAppendsSuperseded: number
+  /** engineSyncs: engine syncs made so the log could be compacted past applied state (syncEngine). */
+  engineSyncs: number
 }
 
 const READ_CONTEXT_BYTES = 8
@@ -106,7 +112,7 @@ interface Work { group: GroupReplica; ready: Ready; appliedEarly: boolean }
 
 /** RaftDriver hosts many Raft groups on one engine and one transport. */
 export class RaftDriver {
-  readonly stats: DriverStats = { iterations: 0, writes: 0, syncWrites: 0, readiesPersisted: 0, readiesPerWriteMax: 0, messagesSent: 0, compactions: 0, snapshotsGenerated: 0, snapshotsInstalled: 0, commitAppendsDeferred: 0, commitAppendsSuperseded: 0 }
+  readonly stats: DriverStats = { iterations: 0, writes: 0, syncWrites: 0, readiesPersisted: 0, readiesPerWriteMax: 0, messagesSent: 0, compactions: 0, snapshotsGenerated: 0, snapshotsInstalled: 0, commitAppendsDeferred: 0, commitAppendsSuperseded: 0, engineSyncs: 0 }
   private readonly options: ResolvedDriverOptions
   private readonly groups = new Map<number, GroupReplica>()
   // active: groups that may have work (an input arrived, or last iteration gave them a Ready),
@@ -121,6 +127,7 @@ export class RaftDriver {
   private readCounter = 0
   private running = false
   private wanted = false
+  private engineSyncing = false
   private state: 'new' | 'running' | 'closed' | 'failed' = 'new'
   private failure: KvError | undefined
   private idle: Array<() => void> = []
@@ -148,7 +155,7 @@ export class RaftDriver {
     if (this.groups.has(groupId)) throw new KvError(ErrorCode.INVALID, `raft group ${groupId} is already hosted`, { groupId })
     const o = this.options
     // A snapshot of a compacted log is generated when a lagging follower first needs it (maybeGenerateSnapshot).
-    const storage = await EngineRaftStorage.open(o.engine, groupId, { logger: (message, details) => o.logger('warn', message, details) })
+    const storage = await EngineRaftStorage.open(o.engine, o.logFiles, groupId, { logger: (message, details) => o.logger('warn', message, details) })
     // Checked again: another addGroup of the same id may have finished while this one awaited.
     if (this.groups.has(groupId)) throw new KvError(ErrorCode.INVALID, `raft group ${groupId} is already hosted`, { groupId })
     const core = o.createCore({ ...o.raft, id: o.nodeId, storage, random: o.random, applied: storage.appliedIndex })
@@ -198,6 +205,11 @@ export class RaftDriver {
   /** status reports a group's core state. */
   status(groupId: number): Status {
     return this.group(groupId).core.status()
+  }
+
+  /** liveEntries is a hosted group's uncompacted log ([] if not hosted), for the log files' rewrites. */
+  liveEntries(groupId: number): readonly Entry[] {
+    return this.groups.get(groupId)?.storage.liveEntries() ?? []
   }
 
   /** groupIds lists the hosted groups. */
@@ -340,8 +352,21 @@ export class RaftDriver {
       group.failAll(new KvError(ErrorCode.CLOSED, `raft group ${group.id} was removed from node ${this.options.nodeId}`, { groupId: group.id }))
       // Apply output not yet written is dropped with the group: nothing waits for it any more.
       group.pendingApply = undefined
-      const destroy = removal.destroy ? group.storage.destroyOps() : undefined
-      this.stagedNext.push({ ops: destroy?.ops ?? [], onDurable: () => { destroy?.onDurable(); removal.resolve() } })
+      if (!removal.destroy) {
+        this.stagedNext.push({ ops: [], onDurable: () => removal.resolve() })
+        continue
+      }
+      // The log forgets the group first, then the engine its applied state (destroyOps).
+      const destroy = group.storage.destroyOps()
+      this.stagedNext.push({
+        ops: [],
+        log: destroy.log,
+        onDurable: () => {
+          destroy.onDurable()
+          this.stagedNext.push({ ops: destroy.engineOps, syncEngine: true, onDurable: () => removal.resolve() })
+          this.wanted = true
+        },
+      })
     }
   }
 
@@ -448,7 +473,7 @@ export class RaftDriver {
         const snapshot = ready.snapshot
         const restoreOps = await group.stateMachine.restore(snapshot)
         const install = group.storage.snapshotOps(snapshot)
-        staged.push({ ops: [...restoreOps, ...install.ops], onDurable: () => { install.onDurable(); group.onSnapshotInstalled(snapshot.meta.index); this.stats.snapshotsInstalled++ } })
+        staged.push({ ops: [...restoreOps, ...install.ops], syncEngine: true, log: install.log, onDurable: () => { install.onDurable(); group.onSnapshotInstalled(snapshot.meta.index); this.stats.snapshotsInstalled++ } })
       }
       staged.push(group.storage.appendOps(ready.entries))
       if (ready.hardState !== undefined) staged.push(group.storage.hardStateOps(ready.hardState))
@@ -486,15 +511,52 @@ export class RaftDriver {
     return { ops: [...pending.ops, ...applied.ops], beforeWrite: pending.beforeWrite, onDurable: () => { applied.onDurable(); group.onApplied(pending.entries, pending.results, pending.state.index) } }
   }
 
+  /**
+   * write writes staged changes: engine ops that must be synced first (a snapshot install), then
+   * the log records (fdatasynced when `sync`) side by side with the other engine ops, unsynced:
+   * those are applied state, replayed from the log after a crash (log-storage.ts).
+   */
   private async write(staged: StagedWrite[], sync: boolean): Promise<void> {
     for (const s of staged) if (s.beforeWrite !== undefined) await s.beforeWrite
-    const ops = staged.length === 1 ? staged[0]!.ops : staged.flatMap((s) => s.ops)
-    if (ops.length > 0) {
-      await this.options.engine.batch(ops, { sync })
-      this.stats.writes++
-      if (sync) this.stats.syncWrites++
+    const first: EngineOp[] = []
+    const ops: EngineOp[] = []
+    const log: LogRecord[] = []
+    for (const s of staged) {
+      const into = s.syncEngine === true ? first : ops
+      for (const op of s.ops) into.push(op)
+      if (s.log !== undefined) for (const record of s.log) log.push(record)
     }
+    if (first.length > 0) await this.options.engine.batch(first, { sync: true })
+    const logWrite = log.length > 0 ? this.options.logFiles.write(log, sync) : undefined
+    const engineWrite = ops.length > 0 ? this.options.engine.batch(ops, { sync: false }) : undefined
+    if (logWrite !== undefined || engineWrite !== undefined || first.length > 0) {
+      this.stats.writes++
+      if (sync && logWrite !== undefined) this.stats.syncWrites++
+    }
+    // Both settle before either failure is thrown: a rejection left unobserved would be unhandled.
+    const [logResult, engineResult] = await Promise.allSettled([logWrite, engineWrite])
+    if (logResult.status === 'rejected') throw logResult.reason
+    if (engineResult.status === 'rejected') throw engineResult.reason
     for (const s of staged) s.onDurable()
+  }
+
+  /**
+   * syncEngine makes the applied state written so far durable in the engine (one engine sync,
+   * off the iteration), so the log may be compacted up to it: until then a crash could take
+   * those applies back and the log must keep the entries to replay them.
+   */
+  private syncEngine(): void {
+    if (this.engineSyncing || this.state !== 'running') return
+    this.engineSyncing = true
+    const written = [...this.groups.values()].map((group) => [group, group.storage.appliedIndex] as const)
+    this.options.engine.sync().then(() => {
+      this.engineSyncing = false
+      this.stats.engineSyncs++
+      for (const [group, applied] of written) group.storage.engineSynced(applied)
+    }, (error: unknown) => {
+      this.engineSyncing = false
+      if (this.state === 'running') this.fail(error)
+    })
   }
 
   /**
@@ -590,8 +652,12 @@ export class RaftDriver {
     const log = { firstIndex: storage.firstIndex(), lastIndex: storage.lastIndex(), applied: storage.appliedIndex, logBytes: storage.logBytes }
     // Asked only past the soft threshold (status() builds an object): once per ~logRetainEntries entries while peers keep up.
     const replicatedTo = group.role === 'leader' && softCompactionWanted(this.options.compaction, log) ? slowestPeerMatch(group.core, this.options.nodeId) : Infinity
-    const index = compactionIndex(this.options.compaction, log, replicatedTo)
-    if (index === undefined) return
+    const wanted = compactionIndex(this.options.compaction, log, replicatedTo)
+    if (wanted === undefined) return
+    // Only up to what the engine has synced as applied; past it, sync the engine for next time.
+    if (wanted > storage.durableAppliedIndex) this.syncEngine()
+    const index = Math.min(wanted, storage.durableAppliedIndex)
+    if (index < log.firstIndex) return
     this.stagedNext.push(storage.compactOps(index))
     this.stats.compactions++
   }

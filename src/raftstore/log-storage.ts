@@ -1,33 +1,47 @@
 /**
- * EngineRaftStorage: the durable RaftStorage of one Raft group on an engine shared by many
- * groups (records.ts has the key layout). The core reads storage synchronously while engines
- * are asynchronous, so the uncompacted log is loaded into memory at open and kept there.
+ * EngineRaftStorage: the durable RaftStorage of one Raft group. The log and the hard state live
+ * in the node's log files (log-files.ts: one append-only log for every group, one fdatasync per
+ * driver iteration); the applied state lives in the engine, written with the data it covers
+ * (unsynced: it is replayed from the log after a crash). The core reads storage synchronously
+ * while disks are not, so the uncompacted log is loaded into memory at open and kept there.
  *
  * NB: memory per group is the uncompacted log, bounded by the driver's compaction policy
  * (`compactLogEntriesMax` / `compactLogBytesMax` behind the applied index, plus what the core
  * lets be uncommitted: `uncommittedBytesMax`), and the latest snapshot (`snapshotBytesMax`).
  *
- * Writes never happen here: every mutation is a StagedWrite, engine ops the driver puts into
- * one batch for many groups, and an `onDurable` callback that updates memory only once that
- * batch is on disk. So the core never reads state that a crash could take back.
+ * Writes never happen here: every mutation is a StagedWrite (log records and engine ops the
+ * driver writes for many groups at once) with an `onDurable` callback that updates memory only
+ * once written. So the core never reads state that a crash could take back.
  *
- * Fault model: at open, a damaged entry (bad checksum, wrong index, gap) above the committed
- * index is a torn tail from a crash mid-write: it and everything after it are deleted, never
- * applied. Damage at or below the commit index, or in the hard/applied/truncated state, cannot
- * be repaired locally and fails the open with KV_ERR_CORRUPTION.
- * NB: an entry above the local commit that was fsynced and acknowledged, then rotted, is also
- * dropped; a leader may have counted it (see "protocol-aware recovery"). Raft alone cannot tell.
+ * Two stores, one rule between them (open() enforces it, the driver keeps it):
+ * - the engine's applied state may be AHEAD of the log (an apply written beside a log write
+ *   that a crash lost: the entries were committed, so this is a snapshot in all but name; a
+ *   snapshot installed in the engine before its log record; a bootstrap): open() then restarts
+ *   the log at the applied state;
+ * - the engine's applied state is never BEHIND the log's compaction point: the driver compacts
+ *   the log only up to an applied index the engine has synced (`durableAppliedIndex`). If it is,
+ *   the engine lost data it had promised: KV_ERR_CORRUPTION.
+ *
+ * Fault model: a torn last write of the log files is cut at open (log-files.ts); damage
+ * anywhere else in them, or in the applied state, fails the open with KV_ERR_CORRUPTION.
  */
 import { ErrorCode, KvError, assert } from '../errors.js'
 import type { Engine, EngineOp } from '../engine/engine.js'
 import type { ConfState, Entry, HardState, RaftStorage, Snapshot } from '../raft/types.js'
 import { cloneConfState, emptyConfState, emptyHardState, entryBytes, limitSize, SnapshotTemporarilyUnavailable } from '../raft/util.js'
+import { corruption, legacyKeysOps, loadLegacyLog, readState } from './legacy-log.js'
+import type { LogRecord, RaftLogFiles, RecoveredGroup } from './log-files.js'
 import * as records from './records.js'
 import type { AppliedState, TruncatedState } from './records.js'
 
-/** StagedWrite is engine ops to put in a batch plus what to do to memory once that batch is durable. */
+/** StagedWrite is what to write (log records, engine ops) plus what to do to memory once written. */
 export interface StagedWrite {
+  /** ops: engine ops, written unsynced beside the log write unless `syncEngine`. */
   ops: EngineOp[]
+  /** log: records for the log files, durable once a synced write returns. */
+  log?: LogRecord[]
+  /** syncEngine: `ops` must be synced, and written BEFORE the log records (a snapshot install). */
+  syncEngine?: boolean
   onDurable(): void
   /** beforeWrite must resolve before `ops` are written (ApplyOutput.beforeWrite). */
   beforeWrite?: Promise<void>
@@ -42,81 +56,9 @@ export interface LogStorageOptions {
 /** BOOTSTRAP_INDEX is the index (and term) of the implicit initial snapshot of a bootstrapped group. */
 export const BOOTSTRAP_INDEX = 5
 
-const LOAD_BATCH_RUNS = 256
 const NO_WRITE: StagedWrite = Object.freeze({ ops: [], onDurable: () => {} })
 
-function corruption(groupId: number, message: string, details: Record<string, unknown> = {}): KvError {
-  return new KvError(ErrorCode.CORRUPTION, `raft group ${groupId}: ${message}`, { groupId, ...details })
-}
-
-interface LoadedLog {
-  entries: Entry[]
-  /** runs are the first indexes of the stored runs holding `entries`, ascending. */
-  runs: number[]
-  /** damagedAt is the first index that failed validation; undefined when the log is intact. */
-  damagedAt: number | undefined
-  /** damagedKeys are the keys from damagedAt on, to delete when repairing the tail. */
-  damagedKeys: Buffer[]
-}
-
-/**
- * loadLog reads a group's log runs in key order. The first run may start at or below the
- * compaction point (compaction deletes only runs wholly behind it); its compacted entries are
- * skipped. Every later run must start where the previous one ended, with non-decreasing terms.
- */
-async function loadLog(engine: Engine, groupId: number, truncated: TruncatedState): Promise<LoadedLog> {
-  const iterator = engine.iterator({ gte: records.entryKey(groupId, 0), lt: records.entryKey(groupId, Number.MAX_SAFE_INTEGER) })
-  const loaded: LoadedLog = { entries: [], runs: [], damagedAt: undefined, damagedKeys: [] }
-  let expected = truncated.index + 1
-  let lastTerm = truncated.term
-  try {
-    for (;;) {
-      const batch = await iterator.nextBatch(LOAD_BATCH_RUNS)
-      if (batch.length === 0) break
-      for (const [key, value] of batch) {
-        if (loaded.damagedAt === undefined) {
-          const first = records.entryIndexFromKey(key)
-          const run = first <= expected ? records.decodeRun(value, first) : undefined
-          const live = run?.filter((entry) => entry.index > truncated.index)
-          // A run wholly behind the compaction point (left by a crash between writes) is kept for the next compaction to delete.
-          if (live !== undefined && (live.length === 0 || (live[0]!.index === expected && termsAscend(live, lastTerm)))) {
-            loaded.runs.push(first)
-            for (const entry of live) loaded.entries.push(entry)
-            if (live.length > 0) {
-              lastTerm = live[live.length - 1]!.term
-              expected = live[live.length - 1]!.index + 1
-            }
-            continue
-          }
-          loaded.damagedAt = expected
-        }
-        loaded.damagedKeys.push(key)
-      }
-    }
-  } finally {
-    await iterator.close()
-  }
-  return loaded
-}
-
-function termsAscend(entries: readonly Entry[], previousTerm: number): boolean {
-  let term = previousTerm
-  for (const entry of entries) {
-    if (entry.term < term) return false
-    term = entry.term
-  }
-  return true
-}
-
-async function readState<T>(engine: Engine, groupId: number, key: Buffer, name: string, decode: (record: Buffer) => T | undefined, fallback: T): Promise<T> {
-  const record = await engine.get(key)
-  if (record === undefined) return fallback
-  const state = decode(record)
-  if (state === undefined) throw corruption(groupId, `${name} record fails its checksum`)
-  return state
-}
-
-/** EngineRaftStorage is one group's log, hard state and applied state on a shared engine. */
+/** EngineRaftStorage is one group's log and hard state (log files) and applied state (engine). */
 export class EngineRaftStorage implements RaftStorage {
   readonly groupId: number
   // Invariant: truncated.index <= applied.index <= hardState.commit <= lastIndex();
@@ -125,11 +67,9 @@ export class EngineRaftStorage implements RaftStorage {
   private applied: AppliedState
   private truncated: TruncatedState
   private log: Entry[]
-  // runs: first indexes of the stored log runs, ascending. Invariant: when the log is not empty,
-  // runs[0] <= firstIndex() and run i holds [runs[i], runs[i + 1] - 1] (the last one up to
-  // lastIndex()); a run wholly behind the compaction point is deleted with the compaction.
-  private runs: number[]
   private bytes: number
+  // durableApplied: an applied index the engine has synced; the log is never compacted past it.
+  private durableApplied: number
   // Invariant: when set, cachedSnapshot.meta.index >= truncated.index.
   private cachedSnapshot: Snapshot | undefined
   // wanted: snapshot() was asked for one that is not generated yet (the driver generates it).
@@ -137,54 +77,66 @@ export class EngineRaftStorage implements RaftStorage {
   // stagedSnapshotIndex: a snapshot staged but not yet durable, which appendOps must build on.
   private stagedSnapshotIndex: number | undefined
 
-  private constructor(groupId: number, state: { hs: HardState; applied: AppliedState; truncated: TruncatedState; log: Entry[]; runs: number[] }) {
+  private constructor(groupId: number, state: { hs: HardState; applied: AppliedState; truncated: TruncatedState; log: Entry[] }) {
     this.groupId = groupId
     this.hs = state.hs
     this.applied = state.applied
     this.truncated = state.truncated
     this.log = state.log
-    this.runs = state.runs
+    this.durableApplied = state.applied.index
     this.bytes = state.log.reduce((sum, entry) => sum + entryBytes(entry), 0)
   }
 
   /**
    * EngineRaftStorage.bootstrap records the initial membership of a brand-new group on one of
-   * its initial replicas; a no-op returning false if the group exists. The state starts as if a
-   * snapshot at BOOTSTRAP_INDEX had been taken, so a replica added later (whose log is empty)
-   * is caught up by a snapshot carrying the membership, never by replaying a log that does not
-   * contain the initial configuration.
+   * its initial replicas; a no-op returning false if the group exists. The group starts as if a
+   * snapshot at BOOTSTRAP_INDEX had been applied (open() starts the log there), so a replica
+   * added later (whose log is empty) is caught up by a snapshot carrying the membership, never
+   * by replaying a log that does not contain the initial configuration.
    */
   static async bootstrap(engine: Engine, groupId: number, confState: ConfState): Promise<boolean> {
     records.checkGroupId(groupId)
     if (confState.voters.length === 0) throw new KvError(ErrorCode.INVALID, 'bootstrap needs at least one voter', { groupId })
     if ((await engine.get(records.appliedStateKey(groupId))) !== undefined) return false
-    const at = { index: BOOTSTRAP_INDEX, term: BOOTSTRAP_INDEX }
-    const applied: AppliedState = { ...at, confState: cloneConfState(confState) }
-    await engine.batch([
-      { type: 'put', key: records.truncatedStateKey(groupId), value: records.encodeTruncatedState(at) },
-      { type: 'put', key: records.hardStateKey(groupId), value: records.encodeHardState({ term: at.term, vote: 0, commit: at.index }) },
-      { type: 'put', key: records.appliedStateKey(groupId), value: records.encodeAppliedState(applied) },
-    ], { sync: true })
+    const applied: AppliedState = { index: BOOTSTRAP_INDEX, term: BOOTSTRAP_INDEX, confState: cloneConfState(confState) }
+    await engine.batch([{ type: 'put', key: records.appliedStateKey(groupId), value: records.encodeAppliedState(applied) }], { sync: true })
     return true
   }
 
-  /** EngineRaftStorage.open loads a group's state, repairing a torn log tail (see the module comment). */
-  static async open(engine: Engine, groupId: number, options: LogStorageOptions = {}): Promise<EngineRaftStorage> {
+  /** EngineRaftStorage.open loads a group's state (see the module comment for how the two stores are reconciled). */
+  static async open(engine: Engine, logFiles: RaftLogFiles, groupId: number, options: LogStorageOptions = {}): Promise<EngineRaftStorage> {
     records.checkGroupId(groupId)
-    const hs = await readState(engine, groupId, records.hardStateKey(groupId), 'hard state', records.decodeHardState, emptyHardState())
     const applied = await readState(engine, groupId, records.appliedStateKey(groupId), 'applied state', records.decodeAppliedState, { index: 0, term: 0, confState: emptyConfState() })
-    const truncated = await readState(engine, groupId, records.truncatedStateKey(groupId), 'truncated state', records.decodeTruncatedState, { index: 0, term: 0 })
-    const loaded = await loadLog(engine, groupId, truncated)
-    if (loaded.damagedAt !== undefined) {
-      if (loaded.damagedAt <= hs.commit) throw corruption(groupId, `log entry ${loaded.damagedAt} is damaged at or below the commit index ${hs.commit}`, { index: loaded.damagedAt, commit: hs.commit })
-      options.logger?.('raft log: dropping a torn tail', { groupId, from: loaded.damagedAt, keys: loaded.damagedKeys.length })
-      await engine.batch(loaded.damagedKeys.map((key) => ({ type: 'del' as const, key })), { sync: true })
+    let recovered = logFiles.takeRecovered(groupId)
+    const legacy = await loadLegacyLog(engine, groupId, options.logger)
+    if (legacy !== undefined) {
+      // The old layout is read once: written into the log files, then deleted from the engine.
+      if (recovered === undefined) {
+        recovered = legacy.state
+        await logFiles.write(restartRecords(groupId, recovered.truncated, recovered.hardState, recovered.entries), true)
+      }
+      await engine.batch(legacyKeysOps(legacy), { sync: true })
     }
-    const lastIndex = truncated.index + loaded.entries.length
-    if (!(truncated.index <= applied.index && applied.index <= Math.max(hs.commit, truncated.index) && hs.commit <= lastIndex)) {
-      throw corruption(groupId, 'inconsistent raft state', { truncated: truncated.index, applied: applied.index, commit: hs.commit, lastIndex })
+    let { hardState: hs, truncated, entries } = recovered ?? { hardState: emptyHardState(), truncated: { index: 0, term: 0 }, entries: [] } satisfies RecoveredGroup
+    const lastIndex = truncated.index + entries.length
+    if (applied.index < truncated.index) {
+      throw corruption(groupId, `the applied state (${applied.index}) is behind the log's compaction point (${truncated.index}): the engine lost synced data`, { applied: applied.index, truncated: truncated.index })
     }
-    return new EngineRaftStorage(groupId, { hs, applied, truncated, log: loaded.entries, runs: loaded.runs })
+    const termAtApplied = applied.index === truncated.index ? truncated.term : applied.index <= lastIndex ? entries[applied.index - truncated.index - 1]!.term : undefined
+    if (termAtApplied !== applied.term) {
+      // The engine is ahead of the log: the log restarts at the applied state (module comment).
+      // A term raised here comes with no vote: a vote in that term was never durable, so never sent.
+      truncated = { index: applied.index, term: applied.term }
+      entries = []
+      hs = hs.term >= applied.term ? { ...hs, commit: Math.max(hs.commit, applied.index) } : { term: applied.term, vote: 0, commit: applied.index }
+      await logFiles.write(restartRecords(groupId, truncated, hs, []), true)
+    } else if (hs.commit < applied.index) {
+      hs = { ...hs, commit: applied.index }
+    }
+    if (hs.commit > truncated.index + entries.length) {
+      throw corruption(groupId, `the commit index ${hs.commit} is beyond the last log entry ${truncated.index + entries.length}`, { commit: hs.commit, lastIndex: truncated.index + entries.length })
+    }
+    return new EngineRaftStorage(groupId, { hs, applied, truncated, log: entries })
   }
 
   initialState(): { hardState: HardState; confState: ConfState } {
@@ -213,6 +165,11 @@ export class EngineRaftStorage implements RaftStorage {
     return this.truncated.index + this.log.length
   }
 
+  /** liveEntries is the whole uncompacted log (the log files rewrite an idle group's entries from it). */
+  liveEntries(): readonly Entry[] {
+    return this.log
+  }
+
   /**
    * snapshot returns the generated snapshot, or throws SnapshotTemporarilyUnavailable and marks
    * one as wanted (snapshotWanted) when the log is compacted and none covers it: snapshots are
@@ -236,14 +193,24 @@ export class EngineRaftStorage implements RaftStorage {
     return { ...this.hs }
   }
 
-  /** appliedState is the durable AppliedState. */
+  /** appliedState is the written AppliedState. */
   get appliedState(): AppliedState {
     return { ...this.applied, confState: cloneConfState(this.applied.confState) }
   }
 
-  /** appliedIndex is the durable applied index. */
+  /** appliedIndex is the written applied index (in the engine, maybe not synced yet). */
   get appliedIndex(): number {
     return this.applied.index
+  }
+
+  /** durableAppliedIndex is an applied index the engine has synced: the log may be compacted up to it. */
+  get durableAppliedIndex(): number {
+    return this.durableApplied
+  }
+
+  /** engineSynced records that an engine sync started when `appliedIndex` was written has completed. */
+  engineSynced(appliedIndex: number): void {
+    if (appliedIndex > this.durableApplied) this.durableApplied = appliedIndex
   }
 
   /** logBytes is the memory the uncompacted log costs, as counted by the core's entryBytes. */
@@ -264,67 +231,41 @@ export class EngineRaftStorage implements RaftStorage {
     this.wanted = false
   }
 
-  /** appendOps stages entries from a Ready, deleting any stored suffix they replace. */
+  /** appendOps stages entries from a Ready; on disk and in memory they replace any suffix from their first index. */
   appendOps(entries: readonly Entry[]): StagedWrite {
     if (entries.length === 0) return NO_WRITE
     for (let i = 1; i < entries.length; i++) assert(entries[i]!.index === entries[i - 1]!.index + 1, 'appendOps: entries are not contiguous')
     // A snapshot staged in the same batch empties the log before these entries land.
     const firstIndex = this.stagedSnapshotIndex !== undefined ? this.stagedSnapshotIndex + 1 : this.firstIndex()
     const previousLast = this.stagedSnapshotIndex ?? this.lastIndex()
-    const kept = entries[0]!.index < firstIndex ? entries.slice(firstIndex - entries[0]!.index) : entries.slice()
+    const kept = entries[0]!.index < firstIndex ? entries.slice(firstIndex - entries[0]!.index) : entries
     if (kept.length === 0) return NO_WRITE
     const first = kept[0]!.index
-    const last = kept[kept.length - 1]!.index
     assert(first <= previousLast + 1, `appendOps: gap, lastIndex ${previousLast} but entries start at ${first}`)
     assert(first > Math.max(this.hs.commit, this.stagedSnapshotIndex ?? 0), `appendOps: entry ${first} would overwrite the committed log (commit ${this.hs.commit})`)
-    const { ops, removeFrom, rewritten } = this.replaceRunsFrom(first, previousLast)
-    ops.push({ type: 'put', key: records.entryKey(this.groupId, first), value: records.encodeRun(kept) })
     return {
-      ops,
+      ops: [],
+      log: [{ type: 'entries', groupId: this.groupId, entries: kept }],
       onDurable: () => {
         assert(this.lastIndex() === previousLast, 'appendOps: the log changed between staging and durability')
-        const dropped = this.log.splice(first - this.firstIndex())
-        for (const entry of dropped) this.bytes -= entryBytes(entry)
+        if (first <= this.lastIndex()) {
+          const dropped = this.log.splice(first - this.firstIndex())
+          for (const entry of dropped) this.bytes -= entryBytes(entry)
+        }
         for (const entry of kept) {
           this.log.push(entry)
           this.bytes += entryBytes(entry)
         }
-        while (this.runs.length > 0 && this.runs[this.runs.length - 1]! >= removeFrom) this.runs.pop()
-        if (rewritten !== undefined) this.runs.push(rewritten)
-        this.runs.push(first)
       },
     }
-  }
-
-  /**
-   * replaceRunsFrom stages removing the stored entries from `first` on, before a run is put at
-   * `first`: runs starting after it are deleted, and a run that straddles it is rewritten with
-   * only its entries before `first` (taken from memory: they are above the commit index, so
-   * never compacted). Appending after the last entry stages nothing.
-   */
-  private replaceRunsFrom(first: number, previousLast: number): { ops: EngineOp[]; removeFrom: number; rewritten: number | undefined } {
-    const ops: EngineOp[] = []
-    // A snapshot staged in the same batch deletes every run (snapshotOps).
-    const runs = this.stagedSnapshotIndex !== undefined ? [] : this.runs
-    let cut = runs.length
-    while (cut > 0 && runs[cut - 1]! >= first) cut--
-    for (let i = cut; i < runs.length; i++) if (runs[i] !== first) ops.push({ type: 'del', key: records.entryKey(this.groupId, runs[i]!) })
-    const straddling = cut > 0 && first <= previousLast && (cut === runs.length || runs[cut]! > first)
-    if (!straddling) return { ops, removeFrom: first, rewritten: undefined }
-    const start = runs[cut - 1]!
-    const keepFrom = Math.max(start, this.firstIndex())
-    if (keepFrom !== start) ops.push({ type: 'del', key: records.entryKey(this.groupId, start) })
-    if (keepFrom >= first) return { ops, removeFrom: start, rewritten: undefined }
-    const keep = this.log.slice(keepFrom - this.firstIndex(), first - this.firstIndex())
-    ops.push({ type: 'put', key: records.entryKey(this.groupId, keepFrom), value: records.encodeRun(keep) })
-    return { ops, removeFrom: start, rewritten: keepFrom }
   }
 
   /** hardStateOps stages a HardState from a Ready. */
   hardStateOps(hs: HardState): StagedWrite {
     const copy = { ...hs }
     return {
-      ops: [{ type: 'put', key: records.hardStateKey(this.groupId), value: records.encodeHardState(copy) }],
+      ops: [],
+      log: [{ type: 'hardState', groupId: this.groupId, hardState: copy }],
       onDurable: () => {
         this.hs = copy
       },
@@ -343,70 +284,75 @@ export class EngineRaftStorage implements RaftStorage {
     }
   }
 
-  /** snapshotOps stages installing a snapshot: the log is replaced and applied jumps to its index (with the restored data in the same batch). */
+  /**
+   * snapshotOps stages installing a snapshot: applied jumps to its index in the engine (with the
+   * restored data the caller adds to `ops`), synced BEFORE the log records that drop the log:
+   * a crash in between leaves the engine ahead of the log, which open() repairs.
+   */
   snapshotOps(snapshot: Snapshot): StagedWrite {
     const meta = snapshot.meta
     assert(meta.index > this.applied.index, `snapshotOps: snapshot ${meta.index} is not ahead of applied ${this.applied.index}`)
     const truncated: TruncatedState = { index: meta.index, term: meta.term }
     const applied: AppliedState = { index: meta.index, term: meta.term, confState: cloneConfState(meta.confState) }
-    const ops: EngineOp[] = [
-      { type: 'put', key: records.truncatedStateKey(this.groupId), value: records.encodeTruncatedState(truncated) },
-      { type: 'put', key: records.appliedStateKey(this.groupId), value: records.encodeAppliedState(applied) },
-    ]
-    for (const start of this.runs) ops.push({ type: 'del', key: records.entryKey(this.groupId, start) })
     this.stagedSnapshotIndex = meta.index
     return {
-      ops,
+      ops: [{ type: 'put', key: records.appliedStateKey(this.groupId), value: records.encodeAppliedState(applied) }],
+      syncEngine: true,
+      log: [{ type: 'snapshot', groupId: this.groupId, index: meta.index, term: meta.term }],
       onDurable: () => {
         this.stagedSnapshotIndex = undefined
         this.truncated = truncated
         this.applied = applied
+        this.durableApplied = applied.index
         this.log = []
-        this.runs = []
         this.bytes = 0
         this.cachedSnapshot = snapshot
       },
     }
   }
 
-  /** destroyOps stages deleting every Raft record of this group (the replica is being removed from this node). */
-  destroyOps(): StagedWrite {
-    const ops: EngineOp[] = [records.hardStateKey(this.groupId), records.appliedStateKey(this.groupId), records.truncatedStateKey(this.groupId)].map((key) => ({ type: 'del', key }))
-    for (const start of this.runs) ops.push({ type: 'del', key: records.entryKey(this.groupId, start) })
+  /**
+   * destroyOps stages forgetting this group (the replica is being removed from this node): the
+   * log files first; `engineOps` (deleting the applied state) go in a later, synced write, so a
+   * crash in between leaves an engine state without a log, which open() treats as applied data.
+   */
+  destroyOps(): StagedWrite & { engineOps: EngineOp[] } {
     return {
-      ops,
+      ops: [],
+      log: [{ type: 'destroy', groupId: this.groupId }],
+      engineOps: [{ type: 'del', key: records.appliedStateKey(this.groupId) }],
       onDurable: () => {
         this.log = []
-        this.runs = []
         this.bytes = 0
         this.cachedSnapshot = undefined
       },
     }
   }
 
-  /** compactOps stages dropping the log up to and including `index`, which must be applied (and covered by a snapshot). */
+  /** compactOps stages dropping the log up to and including `index`, which the engine must have synced as applied. */
   compactOps(index: number): StagedWrite {
     if (index <= this.truncated.index) return NO_WRITE
-    assert(index <= this.applied.index, `compactOps: index ${index} is not applied yet (applied ${this.applied.index})`)
+    assert(index <= this.durableApplied, `compactOps: index ${index} is not durably applied yet (synced applied ${this.durableApplied})`)
     const truncated: TruncatedState = { index, term: this.term(index) }
-    const ops: EngineOp[] = [{ type: 'put', key: records.truncatedStateKey(this.groupId), value: records.encodeTruncatedState(truncated) }]
-    // Only runs wholly behind the compaction point go; the one straddling it keeps its compacted entries until it does.
-    let whole = 0
-    while (whole < this.runs.length && (whole + 1 < this.runs.length ? this.runs[whole + 1]! - 1 : this.lastIndex()) <= index) {
-      ops.push({ type: 'del', key: records.entryKey(this.groupId, this.runs[whole]!) })
-      whole++
-    }
     return {
-      ops,
+      ops: [],
+      log: [{ type: 'compact', groupId: this.groupId, index, term: truncated.term }],
       onDurable: () => {
         assert(this.truncated.index < index, 'compactOps: compacted twice')
         const dropped = this.log.splice(0, index - this.truncated.index)
         for (const entry of dropped) this.bytes -= entryBytes(entry)
-        this.runs.splice(0, whole)
         this.truncated = truncated
         // A snapshot behind the compaction point can no longer catch anyone up (the entries after it are gone).
         if (this.cachedSnapshot !== undefined && this.cachedSnapshot.meta.index < index) this.cachedSnapshot = undefined
       },
     }
   }
+}
+
+/** restartRecords make the log files hold exactly this state for a group (a legacy import, or a restart at the applied state). */
+function restartRecords(groupId: number, truncated: TruncatedState, hardState: HardState, entries: Entry[]): LogRecord[] {
+  const out: LogRecord[] = [{ type: 'snapshot', groupId, index: truncated.index, term: truncated.term }]
+  if (entries.length > 0) out.push({ type: 'entries', groupId, entries })
+  out.push({ type: 'hardState', groupId, hardState })
+  return out
 }

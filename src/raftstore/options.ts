@@ -8,6 +8,7 @@ import * as raft from '../raft/index.js'
 import type { ConfChange, NodeId, RaftConfig, RaftCore, RandomSource } from '../raft/types.js'
 import type { DriverOptions } from './driver.js'
 import type { DriverLimits } from './group.js'
+import type { RaftLogFiles } from './log-files.js'
 import type { Ticker } from './ticker.js'
 import type { Transport } from './transport.js'
 
@@ -48,6 +49,7 @@ export const DRIVER_DEFAULTS: Readonly<{ limits: DriverLimits; compaction: Compa
 export interface ResolvedDriverOptions {
   readonly nodeId: NodeId
   readonly engine: Engine
+  readonly logFiles: RaftLogFiles
   readonly transport: Transport
   readonly ticker: Ticker
   readonly random: RandomSource
@@ -86,6 +88,7 @@ function requireObject(field: string, value: unknown, method: string): void {
 export function resolveDriverOptions(options: DriverOptions): ResolvedDriverOptions {
   integerIn('nodeId', options.nodeId, 1, Number.MAX_SAFE_INTEGER)
   requireObject('engine', options.engine, 'batch')
+  requireObject('logFiles', options.logFiles, 'write')
   requireObject('transport', options.transport, 'send')
   requireObject('ticker', options.ticker, 'start')
   if (options.leaderSendsBeforePersist !== undefined && typeof options.leaderSendsBeforePersist !== 'boolean') {
@@ -97,6 +100,7 @@ export function resolveDriverOptions(options: DriverOptions): ResolvedDriverOpti
   return Object.freeze({
     nodeId: options.nodeId,
     engine: options.engine,
+    logFiles: options.logFiles,
     transport: options.transport,
     ticker: options.ticker,
     random: options.random ?? Math.random,

@@ -1,10 +1,15 @@
 // An in-process raftstore cluster for tests: one MemoryEngine (which can lose unsynced writes
-// on crash), one RaftDriver and one KvMachine per group on each node, a LoopbackNetwork and a
-// ManualTicker shared by all. Time only moves when the test ticks.
+// on crash) and one RaftLogFiles in a temporary directory (under the power-loss model, so a crash
+// loses what it had not synced) per node, one RaftDriver and one KvMachine per group on each node,
+// a LoopbackNetwork and a ManualTicker shared by all. Time only moves when the test ticks.
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { MemoryEngine } from '../../src/engine/memory.js'
 import type { Engine, EngineOp, WriteOptions } from '../../src/engine/engine.js'
 import { RaftDriver, type DriverOptions } from '../../src/raftstore/driver.js'
 import { EngineRaftStorage } from '../../src/raftstore/log-storage.js'
+import { RaftLogFiles } from '../../src/raftstore/log-files.js'
 import { ManualTicker } from '../../src/raftstore/ticker.js'
 import { LoopbackNetwork } from '../../src/raftstore/transport.js'
 import { KvMachine, seededRandom } from './kv-machine.js'
@@ -34,6 +39,8 @@ export class Cluster {
   readonly drivers = new Map<number, RaftDriver>()
   readonly machines = new Map<string, KvMachine>()
   readonly writes = new Map<number, { batches: number; syncBatches: number }>()
+  readonly logFiles = new Map<number, RaftLogFiles>()
+  private readonly root = mkdtempSync(join(tmpdir(), 'distkv-raftstore-cluster-'))
 
   constructor(
     readonly nodeIds: number[],
@@ -61,13 +68,17 @@ export class Cluster {
   }
 
   /** startNode (re)starts node `id`'s driver on its engine, as a process start would. */
-  async startNode(id: number): Promise<RaftDriver> {
+  async startNode(id: number, groupIds = this.groupIds): Promise<RaftDriver> {
     const engine = this.engines.get(id)!
     const counter = { batches: 0, syncBatches: 0 }
     this.writes.set(id, counter)
-    const driver = new RaftDriver({
+    let driver: RaftDriver | undefined
+    const logFiles = await RaftLogFiles.open({ dir: join(this.root, `node-${id}`), powerLoss: true, liveEntries: (groupId) => driver?.liveEntries(groupId) ?? [] })
+    this.logFiles.set(id, logFiles)
+    driver = new RaftDriver({
       nodeId: id,
       engine: countingEngine(engine, counter),
+      logFiles,
       transport: this.network.transport(id),
       ticker: this.ticker,
       random: seededRandom(id * 7919),
@@ -75,7 +86,7 @@ export class Cluster {
       ...this.options,
     })
     await driver.start()
-    for (const groupId of this.groupIds) {
+    for (const groupId of groupIds) {
       const machine = new KvMachine(() => engine, groupId)
       this.machines.set(`${id}/${groupId}`, machine)
       await driver.addGroup(groupId, machine)
@@ -84,13 +95,34 @@ export class Cluster {
     return driver
   }
 
-  /** crashNode stops node `id` and drops what its engine had not synced, as a power loss would. */
+  /** crashNode stops node `id` and drops what its engine and log files had not synced, as a power loss would. */
   async crashNode(id: number): Promise<void> {
     await this.drivers.get(id)!.close()
     this.drivers.delete(id)
+    this.logFiles.get(id)!.crash()
+    this.logFiles.delete(id)
     const engine = this.engines.get(id)!
     engine.crash()
     await engine.open()
+  }
+
+  /** stopNode closes node `id` cleanly (nothing is lost), as a process exit would. */
+  async stopNode(id: number): Promise<void> {
+    await this.drivers.get(id)!.close()
+    this.drivers.delete(id)
+    await this.logFiles.get(id)!.close()
+    this.logFiles.delete(id)
+  }
+
+  /** openStorage opens a group's durable state on a stopped node, as its next start would see it. */
+  async openStorage(id: number, groupId: number): Promise<EngineRaftStorage> {
+    if (this.drivers.has(id)) throw new Error(`cluster: node ${id} is running; stop or crash it first`)
+    const logFiles = await RaftLogFiles.open({ dir: join(this.root, `node-${id}`), powerLoss: true })
+    try {
+      return await EngineRaftStorage.open(this.engines.get(id)!, logFiles, groupId)
+    } finally {
+      await logFiles.close()
+    }
   }
 
   machine(node: number, group: number): KvMachine {
@@ -133,6 +165,8 @@ export class Cluster {
 
   async close(): Promise<void> {
     for (const driver of this.drivers.values()) await driver.close()
+    for (const logFiles of this.logFiles.values()) await logFiles.close()
     for (const engine of this.engines.values()) await engine.close()
+    rmSync(this.root, { recursive: true, force: true })
   }
 }

@@ -42,7 +42,7 @@ test('a crashed follower recovers term, vote, log, commit and applied, and catch
     await cluster.until('node 3 applies k4', async () => (await cluster.machine(3, 1).get('k4')) === 'v4')
     const before = cluster.driver(3).status(1)
     await cluster.crashNode(3)
-    const storage = await EngineRaftStorage.open(cluster.engines.get(3)!, 1)
+    const storage = await cluster.openStorage(3, 1)
     assert.equal(storage.hardState.term, before.term, 'term survives the crash')
     assert.equal(storage.hardState.vote, 2, 'vote survives the crash')
     assert.ok(storage.lastIndex() >= 6, 'the log survives the crash (no-op + 5 entries)')
@@ -65,18 +65,21 @@ test('group commit: one engine write per iteration carries the readies of many g
   try {
     for (const group of groups) await cluster.elect(group, 1)
     const leader = cluster.driver(1)
-    const writesBefore = cluster.writes.get(1)!.batches
+    const engineBefore = cluster.writes.get(1)!.batches
+    const logBefore = { ...cluster.logFiles.get(1)!.stats }
     const statsBefore = { ...leader.stats }
     const proposals = groups.flatMap((group) => Array.from({ length: 5 }, (_, i) => leader.propose(group, putCommand(`g${group}-${i}`, 'v'))))
     await Promise.all(proposals)
-    const writes = cluster.writes.get(1)!.batches - writesBefore
+    const engineWrites = cluster.writes.get(1)!.batches - engineBefore
+    const writes = cluster.logFiles.get(1)!.stats.writes - logBefore.writes
+    const syncs = cluster.logFiles.get(1)!.stats.syncs - logBefore.syncs
     const readies = leader.stats.readiesPersisted - statsBefore.readiesPersisted
     const iterations = leader.stats.iterations - statsBefore.iterations
-    assert.equal(writes, leader.stats.writes - statsBefore.writes, 'the driver counts every engine write')
-    const syncs = leader.stats.syncWrites - statsBefore.syncWrites
-    // Per iteration: ONE batch for the log, hard state and apply output of every group (no snapshot here, so no second batch).
-    assert.ok(syncs <= iterations, `at most one synced write per iteration (${syncs} synced writes, ${iterations} iterations)`)
-    assert.ok(writes <= iterations, `at most one write per iteration (${writes} writes, ${iterations} iterations)`)
+    // Per iteration: ONE log write (and fsync) for the entries and hard state of every group, and
+    // ONE engine batch for their apply output (no snapshot here, so nothing more).
+    assert.ok(syncs <= iterations, `at most one synced log write per iteration (${syncs} synced writes, ${iterations} iterations)`)
+    assert.ok(writes <= iterations, `at most one log write per iteration (${writes} writes, ${iterations} iterations)`)
+    assert.ok(engineWrites <= iterations, `at most one engine write per iteration (${engineWrites} writes, ${iterations} iterations)`)
     for (const node of [2, 3]) {
       const stats = cluster.driver(node).stats
       assert.ok(stats.writes <= stats.iterations, `node ${node}: at most one write per iteration (${stats.writes} writes, ${stats.iterations} iterations)`)
@@ -252,7 +255,8 @@ test('a node joins as a learner by conf change and receives the data', async () 
     await cluster.until('the learner has the data', async () => (await cluster.machine(4, 1).get('before')) === 'join')
     await cluster.driver(1).propose(1, putCommand('after', 'join'))
     await cluster.until('the learner follows new entries', async () => (await cluster.machine(4, 1).get('after')) === 'join')
-    const storage = await EngineRaftStorage.open(cluster.engines.get(4)!, 1)
+    await cluster.stopNode(4)
+    const storage = await cluster.openStorage(4, 1)
     assert.deepEqual(storage.appliedState.confState.learners, [4], 'the learner persisted its membership with its applied index')
   } finally {
     await cluster.close()
@@ -280,10 +284,12 @@ test('a removed group fails its waiters; with destroy its Raft state is deleted'
 
     await cluster.until('node 3 applies a', async () => (await cluster.machine(3, 2).get('a')) === '1')
     await cluster.driver(3).removeGroup(2, { destroy: true })
-    const storage = await EngineRaftStorage.open(cluster.engines.get(3)!, 2)
+    await cluster.stopNode(3)
+    const storage = await cluster.openStorage(3, 2)
     assert.equal(storage.lastIndex(), 0, 'the log is gone')
     assert.equal(storage.appliedIndex, 0)
     assert.deepEqual(storage.appliedState.confState.voters, [], 'the membership is gone')
+    await cluster.startNode(3, [1])
     await cluster.elect(1, 2)
     await cluster.driver(2).propose(1, putCommand('other', 'group'))
     await cluster.until('group 1 still replicates to node 3', async () => (await cluster.machine(3, 1).get('other')) === 'group')

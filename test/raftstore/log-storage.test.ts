@@ -1,5 +1,7 @@
-// EngineRaftStorage on the memory and RocksDB engines: round trip, restart recovery, suffix
-// replacement, compaction, snapshot install, and torn-tail / corruption handling at open.
+// EngineRaftStorage over log files and an engine (memory and RocksDB): round trip, restart
+// recovery, suffix replacement, compaction gated on the engine's synced applied index, snapshot
+// install, how open reconciles the two stores after a crash, and the import of a log stored in
+// the engine's old layout. Torn and corrupt log files are log-files.test.ts's.
 import assert from 'node:assert/strict'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -9,8 +11,9 @@ import type { Engine } from '../../src/engine/engine.js'
 import { MemoryEngine } from '../../src/engine/memory.js'
 import { RocksDbEngine } from '../../src/engine/rocksdb.js'
 import type { Entry } from '../../src/raft/types.js'
+import { RaftLogFiles } from '../../src/raftstore/log-files.js'
 import { BOOTSTRAP_INDEX, EngineRaftStorage, type StagedWrite } from '../../src/raftstore/log-storage.js'
-import { appliedStateKey, crc32, entryKey, hardStateKey } from '../../src/raftstore/records.js'
+import { appliedStateKey, encodeAppliedState, encodeHardState, encodeRun, encodeTruncatedState, entryKey, hardStateKey, truncatedStateKey } from '../../src/raftstore/records.js'
 
 const GROUP = 7
 const VOTERS = { voters: [1, 2, 3], learners: [], votersOutgoing: [] }
@@ -25,58 +28,78 @@ function entries(from: number, to: number, term: number): Entry[] {
   return out
 }
 
-async function write(engine: Engine, ...staged: StagedWrite[]): Promise<void> {
-  await engine.batch(staged.flatMap((s) => s.ops), { sync: true })
-  for (const s of staged) s.onDurable()
-}
-
 interface Harness {
   engine: Engine
-  /** restart closes the engine and opens it again, as a process restart would. */
+  logFiles: RaftLogFiles
+  /** write does what the driver's write does: synced engine ops first, then the log beside the other ops. */
+  write(...staged: StagedWrite[]): Promise<void>
+  /** open opens the group's storage (the log files hand each group's replayed state over once per open). */
+  open(groupId?: number): Promise<EngineRaftStorage>
+  /** restart closes both stores cleanly and opens them again, as a process restart would. */
   restart(): Promise<void>
+  /** crash loses what neither store synced, as a power cut would (memory engine only). */
+  crash(): Promise<void>
   cleanup(): Promise<void>
 }
 
-const engines: Array<[string, () => Promise<Harness>]> = [
-  ['memory', async () => {
-    const engine = new MemoryEngine()
-    await engine.open()
-    return { engine, restart: async () => { await engine.close(); await engine.open() }, cleanup: () => engine.close() }
-  }],
-  ['rocksdb', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'distkv-raftlog-'))
-    const h: Harness = {
-      engine: new RocksDbEngine({ dir, cacheBytes: 1024 * 1024, memtableBudgetBytes: 8 * 1024 * 1024, backgroundThreads: 1 }),
-      restart: async () => {
-        await h.engine.close()
-        h.engine = new RocksDbEngine({ dir, cacheBytes: 1024 * 1024, memtableBudgetBytes: 8 * 1024 * 1024, backgroundThreads: 1 })
-        await h.engine.open()
-      },
-      cleanup: async () => {
-        await h.engine.close()
-        rmSync(dir, { recursive: true, force: true })
-      },
-    }
-    await h.engine.open()
-    return h
-  }],
-]
+async function harness(kind: 'memory' | 'rocksdb'): Promise<Harness> {
+  const root = mkdtempSync(join(tmpdir(), 'distkv-raftlog-'))
+  const newEngine = (): Engine => kind === 'memory'
+    ? new MemoryEngine({ durability: 'lose-unsynced' })
+    : new RocksDbEngine({ dir: join(root, 'db'), cacheBytes: 1024 * 1024, memtableBudgetBytes: 8 * 1024 * 1024, backgroundThreads: 1 })
+  const openLog = () => RaftLogFiles.open({ dir: join(root, 'log'), powerLoss: true })
+  const h: Harness = {
+    engine: newEngine(),
+    logFiles: undefined as unknown as RaftLogFiles,
+    async write(...staged) {
+      const first = staged.filter((s) => s.syncEngine === true).flatMap((s) => s.ops)
+      if (first.length > 0) await h.engine.batch(first, { sync: true })
+      const log = staged.flatMap((s) => s.log ?? [])
+      const ops = staged.filter((s) => s.syncEngine !== true).flatMap((s) => s.ops)
+      await Promise.all([log.length > 0 ? h.logFiles.write(log, true) : undefined, ops.length > 0 ? h.engine.batch(ops, { sync: false }) : undefined])
+      for (const s of staged) s.onDurable()
+    },
+    open: (groupId = GROUP) => EngineRaftStorage.open(h.engine, h.logFiles, groupId),
+    async restart() {
+      await h.logFiles.close()
+      await h.engine.close()
+      if (kind === 'rocksdb') h.engine = newEngine()
+      await h.engine.open()
+      h.logFiles = await openLog()
+    },
+    async crash() {
+      assert.equal(kind, 'memory', 'only the memory engine models a crash')
+      h.logFiles.crash()
+      ;(h.engine as MemoryEngine).crash()
+      await h.engine.open()
+      h.logFiles = await openLog()
+    },
+    async cleanup() {
+      await h.logFiles.close()
+      await h.engine.close()
+      rmSync(root, { recursive: true, force: true })
+    },
+  }
+  await h.engine.open()
+  h.logFiles = await openLog()
+  return h
+}
 
-for (const [kind, make] of engines) {
+for (const kind of ['memory', 'rocksdb'] as const) {
   test(`${kind}: term, vote, log, commit and applied survive a restart`, async () => {
-    const h = await make()
+    const h = await harness(kind)
     try {
       assert.equal(await EngineRaftStorage.bootstrap(h.engine, GROUP, VOTERS), true)
       assert.equal(await EngineRaftStorage.bootstrap(h.engine, GROUP, VOTERS), false, 'bootstrap is idempotent')
-      const storage = await EngineRaftStorage.open(h.engine, GROUP)
+      const storage = await h.open()
       assert.deepEqual(storage.initialState(), { hardState: { term: BOOTSTRAP_INDEX, vote: 0, commit: BOOTSTRAP_INDEX }, confState: VOTERS })
       assert.equal(storage.firstIndex(), BOOTSTRAP_INDEX + 1, 'a bootstrapped group starts behind an implicit snapshot')
       const append = storage.appendOps(entries(6, 10, 6))
       assert.equal(storage.lastIndex(), 5, 'memory changes only once the batch is durable')
-      await write(h.engine, append, storage.hardStateOps({ term: 6, vote: 3, commit: 9 }))
-      await write(h.engine, storage.appliedStateOps({ index: 8, term: 6, confState: VOTERS }))
+      await h.write(append, storage.hardStateOps({ term: 6, vote: 3, commit: 9 }))
+      await h.write(storage.appliedStateOps({ index: 8, term: 6, confState: VOTERS }))
       await h.restart()
-      const reopened = await EngineRaftStorage.open(h.engine, GROUP)
+      const reopened = await h.open()
       assert.deepEqual(reopened.initialState(), { hardState: { term: 6, vote: 3, commit: 9 }, confState: VOTERS })
       assert.equal(reopened.appliedIndex, 8)
       assert.equal(reopened.firstIndex(), 6)
@@ -92,16 +115,16 @@ for (const [kind, make] of engines) {
   })
 
   test(`${kind}: an append that conflicts replaces the stored suffix`, async () => {
-    const h = await make()
+    const h = await harness(kind)
     try {
-      const storage = await EngineRaftStorage.open(h.engine, GROUP)
-      await write(h.engine, storage.appendOps(entries(1, 6, 1)), storage.hardStateOps({ term: 1, vote: 1, commit: 2 }))
-      await write(h.engine, storage.appendOps([entry(4, 3, 'new-4')]))
+      const storage = await h.open()
+      await h.write(storage.appendOps(entries(1, 6, 1)), storage.hardStateOps({ term: 1, vote: 1, commit: 2 }))
+      await h.write(storage.appendOps([entry(4, 3, 'new-4')]))
       assert.equal(storage.lastIndex(), 4)
       assert.equal(storage.term(4), 3)
       await h.restart()
-      const reopened = await EngineRaftStorage.open(h.engine, GROUP)
-      assert.equal(reopened.lastIndex(), 4, 'entries 5 and 6 were deleted on disk too')
+      const reopened = await h.open()
+      assert.equal(reopened.lastIndex(), 4, 'entries 5 and 6 are gone on disk too')
       assert.equal(Buffer.from(reopened.entries(4, 5, 1000)[0]!.data).toString(), 'new-4')
       assert.throws(() => reopened.appendOps([entry(2, 4)]), /overwrite the committed log/)
     } finally {
@@ -109,188 +132,149 @@ for (const [kind, make] of engines) {
     }
   })
 
-  test(`${kind}: a torn or corrupt tail above the commit index is dropped at open`, async () => {
-    const h = await make()
+  test(`${kind}: compaction drops the applied prefix, only up to what the engine synced, and survives a restart`, async () => {
+    const h = await harness(kind)
     try {
-      const storage = await EngineRaftStorage.open(h.engine, GROUP)
-      // Three runs (one per append): [1, 4], [5], [6].
-      await write(h.engine, storage.appendOps(entries(1, 4, 1)), storage.hardStateOps({ term: 1, vote: 1, commit: 3 }))
-      await write(h.engine, storage.appendOps(entries(5, 5, 1)))
-      await write(h.engine, storage.appendOps(entries(6, 6, 1)))
-      const last = (await h.engine.get(entryKey(GROUP, 6)))!
-      await h.engine.put(entryKey(GROUP, 6), last.subarray(0, last.length - 3)) // torn: a short write
-      const fifth = Buffer.from((await h.engine.get(entryKey(GROUP, 5)))!)
-      fifth[fifth.length - 1]! ^= 0x40 // a flipped bit
-      await h.engine.put(entryKey(GROUP, 5), fifth)
-      const warnings: unknown[] = []
-      await h.restart()
-      const reopened = await EngineRaftStorage.open(h.engine, GROUP, { logger: (_m, details) => warnings.push(details) })
-      assert.equal(reopened.lastIndex(), 4, 'the log ends before the first damaged entry')
-      assert.deepEqual(warnings, [{ groupId: GROUP, from: 5, keys: 2 }])
-      assert.equal(await h.engine.get(entryKey(GROUP, 5)), undefined, 'damaged entries are deleted, never applied')
-      assert.equal(await h.engine.get(entryKey(GROUP, 6)), undefined)
-      const again = await EngineRaftStorage.open(h.engine, GROUP)
-      assert.equal(again.lastIndex(), 4)
-    } finally {
-      await h.cleanup()
-    }
-  })
-
-  test(`${kind}: damage at or below the commit index fails the open with KV_ERR_CORRUPTION`, async () => {
-    const h = await make()
-    try {
-      const storage = await EngineRaftStorage.open(h.engine, GROUP)
-      await write(h.engine, storage.appendOps(entries(1, 2, 1)))
-      await write(h.engine, storage.appendOps(entries(3, 6, 1)), storage.hardStateOps({ term: 1, vote: 1, commit: 3 }))
-      const third = Buffer.from((await h.engine.get(entryKey(GROUP, 3)))!)
-      third[10]! ^= 0x01
-      await h.engine.put(entryKey(GROUP, 3), third)
-      await assert.rejects(EngineRaftStorage.open(h.engine, GROUP), { code: 'KV_ERR_CORRUPTION', message: /entry 3/ })
-      await h.engine.del(entryKey(GROUP, 3))
-      await assert.rejects(EngineRaftStorage.open(h.engine, GROUP), { code: 'KV_ERR_CORRUPTION' }, 'a missing committed entry is damage too')
-      await h.engine.put(hardStateKey(GROUP), Buffer.from('garbage'))
-      await assert.rejects(EngineRaftStorage.open(h.engine, GROUP), { code: 'KV_ERR_CORRUPTION', message: /hard state/ })
-      await h.engine.put(appliedStateKey(GROUP), Buffer.from([0, 0, 0, 0]))
-      await assert.rejects(EngineRaftStorage.open(h.engine, GROUP), { code: 'KV_ERR_CORRUPTION' })
-    } finally {
-      await h.cleanup()
-    }
-  })
-
-  test(`${kind}: compaction drops the applied prefix and survives a restart`, async () => {
-    const h = await make()
-    try {
-      const storage = await EngineRaftStorage.open(h.engine, GROUP)
-      await write(h.engine, storage.appendOps(entries(1, 10, 1)), storage.hardStateOps({ term: 1, vote: 1, commit: 8 }))
-      await write(h.engine, storage.appliedStateOps({ index: 8, term: 1, confState: VOTERS }))
-      assert.throws(() => storage.compactOps(9), /not applied/)
+      const storage = await h.open()
+      await h.write(storage.appendOps(entries(1, 10, 1)), storage.hardStateOps({ term: 1, vote: 1, commit: 8 }))
+      await h.write(storage.appliedStateOps({ index: 8, term: 1, confState: VOTERS }))
+      assert.throws(() => storage.compactOps(6), /not durably applied/, 'the applied state is not synced in the engine yet')
+      await h.engine.sync()
+      storage.engineSynced(8)
+      assert.throws(() => storage.compactOps(9), /not durably applied/)
       const logBytes = storage.logBytes
       storage.setSnapshot({ meta: { index: 8, term: 1, confState: VOTERS }, data: Buffer.from('state@8') })
-      await write(h.engine, storage.compactOps(6))
+      await h.write(storage.compactOps(6))
       assert.equal(storage.firstIndex(), 7)
       assert.equal(storage.term(6), 1)
       assert.ok(storage.logBytes < logBytes)
       assert.equal(Buffer.from(storage.snapshot().data).toString(), 'state@8')
       await h.restart()
-      const reopened = await EngineRaftStorage.open(h.engine, GROUP)
+      const reopened = await h.open()
       assert.equal(reopened.firstIndex(), 7)
       assert.equal(reopened.lastIndex(), 10)
       assert.equal(reopened.term(6), 1)
       assert.equal(reopened.hasSnapshot, false, 'the driver must regenerate the snapshot after a restart')
-      assert.equal(await h.engine.get(entryKey(GROUP, 6)), undefined)
-    } finally {
-      await h.cleanup()
-    }
-  })
-
-  test(`${kind}: one key per append (a run); compaction deletes whole runs; a conflict inside a partly compacted run`, async () => {
-    const h = await make()
-    const runKeys = async () => {
-      const keys: number[] = []
-      const iterator = h.engine.iterator({ gte: entryKey(GROUP, 0), lt: entryKey(GROUP, Number.MAX_SAFE_INTEGER) })
-      for (let batch = await iterator.nextBatch(100); batch.length > 0; batch = await iterator.nextBatch(100)) for (const [key] of batch) keys.push(key.readUInt32BE(14))
-      await iterator.close()
-      return keys
-    }
-    try {
-      const storage = await EngineRaftStorage.open(h.engine, GROUP)
-      await write(h.engine, storage.appendOps(entries(1, 4, 1)))
-      await write(h.engine, storage.appendOps(entries(5, 10, 1)), storage.hardStateOps({ term: 1, vote: 1, commit: 7 }))
-      assert.deepEqual(await runKeys(), [1, 5], 'each append is one key')
-      await write(h.engine, storage.appliedStateOps({ index: 7, term: 1, confState: VOTERS }))
-      await write(h.engine, storage.compactOps(6))
-      assert.deepEqual(await runKeys(), [5], 'the run [1, 4] is wholly compacted; [5, 10] straddles the compaction point and stays')
-      await write(h.engine, storage.appendOps([entry(9, 2, 'new-9')]))
-      assert.deepEqual(await runKeys(), [7, 9], 'the straddling run is rewritten with its live entries before the conflict')
-      await h.restart()
-      const reopened = await EngineRaftStorage.open(h.engine, GROUP)
-      assert.equal(reopened.firstIndex(), 7)
-      assert.equal(reopened.lastIndex(), 9)
-      assert.deepEqual(reopened.entries(7, 10, 1e9).map((e) => [e.index, e.term, Buffer.from(e.data).toString()]), [[7, 1, 'cmd-7'], [8, 1, 'cmd-8'], [9, 2, 'new-9']])
-      await write(h.engine, reopened.appendOps(entries(10, 12, 2)))
-      await write(h.engine, reopened.appendOps([entry(11, 3, 'new-11')]))
-      assert.deepEqual(await runKeys(), [7, 9, 10, 11], 'a conflict inside the last run keeps its prefix as a run of its own')
-      await write(h.engine, reopened.appendOps([entry(11, 4, 'newer-11'), entry(12, 4)]))
-      assert.deepEqual(await runKeys(), [7, 9, 10, 11], 'a conflict at the first entry of a run replaces that run under the same key')
-      await h.restart()
-      const again = await EngineRaftStorage.open(h.engine, GROUP)
-      assert.equal(again.lastIndex(), 12)
-      assert.equal(again.term(11), 4)
-      assert.equal(Buffer.from(again.entries(11, 12, 1e9)[0]!.data).toString(), 'newer-11')
-    } finally {
-      await h.cleanup()
-    }
-  })
-
-  test(`${kind}: a log written one entry per key (the format before runs) opens, grows and compacts`, async () => {
-    const h = await make()
-    const legacy = (e: Entry) => {
-      const payload = Buffer.alloc(17 + e.data.byteLength)
-      payload.writeUInt32BE(0, 0)
-      payload.writeUInt32BE(e.term, 4)
-      payload.writeUInt32BE(0, 8)
-      payload.writeUInt32BE(e.index, 12)
-      payload.set(e.data, 17)
-      const record = Buffer.alloc(4 + payload.length)
-      record.writeUInt32BE(crc32(payload), 0)
-      payload.copy(record, 4)
-      return record
-    }
-    try {
-      const storage = await EngineRaftStorage.open(h.engine, GROUP)
-      await write(h.engine, storage.hardStateOps({ term: 2, vote: 1, commit: 4 }))
-      for (const e of entries(1, 4, 2)) await h.engine.put(entryKey(GROUP, e.index), legacy(e))
-      await h.restart()
-      const reopened = await EngineRaftStorage.open(h.engine, GROUP)
-      assert.equal(reopened.lastIndex(), 4)
-      assert.deepEqual(reopened.entries(1, 5, 1e9).map((e) => [e.index, e.term, Buffer.from(e.data).toString()]), [1, 2, 3, 4].map((i) => [i, 2, `cmd-${i}`]))
-      await write(h.engine, reopened.appendOps(entries(5, 6, 2)), reopened.appliedStateOps({ index: 4, term: 2, confState: VOTERS }))
-      await write(h.engine, reopened.compactOps(3))
-      assert.equal(await h.engine.get(entryKey(GROUP, 3)), undefined, 'each old entry is a run of one, deleted when compacted')
-      await h.restart()
-      const again = await EngineRaftStorage.open(h.engine, GROUP)
-      assert.equal(again.firstIndex(), 4)
-      assert.equal(again.lastIndex(), 6)
+      assert.equal(reopened.durableAppliedIndex, 8, 'what open reads from the engine is durable')
     } finally {
       await h.cleanup()
     }
   })
 
   test(`${kind}: installing a snapshot replaces the log and moves applied`, async () => {
-    const h = await make()
+    const h = await harness(kind)
     try {
-      const storage = await EngineRaftStorage.open(h.engine, GROUP)
-      await write(h.engine, storage.appendOps(entries(1, 3, 1)), storage.hardStateOps({ term: 1, vote: 2, commit: 1 }))
+      const storage = await h.open()
+      await h.write(storage.appendOps(entries(1, 3, 1)), storage.hardStateOps({ term: 1, vote: 2, commit: 1 }))
       const snapshot = { meta: { index: 20, term: 4, confState: VOTERS }, data: Buffer.from('leader state') }
-      await write(h.engine, storage.snapshotOps(snapshot), storage.hardStateOps({ term: 4, vote: 2, commit: 20 }), storage.appendOps([entry(21, 4)]))
+      const install = storage.snapshotOps(snapshot)
+      assert.equal(install.syncEngine, true, 'the engine holds the snapshot before the log drops the entries')
+      await h.write(install, storage.hardStateOps({ term: 4, vote: 2, commit: 20 }), storage.appendOps([entry(21, 4)]))
       assert.equal(storage.firstIndex(), 21)
       assert.equal(storage.lastIndex(), 21)
       assert.equal(storage.snapshot(), snapshot)
       await h.restart()
-      const reopened = await EngineRaftStorage.open(h.engine, GROUP)
+      const reopened = await h.open()
       assert.equal(reopened.appliedIndex, 20)
       assert.equal(reopened.firstIndex(), 21)
       assert.equal(reopened.lastIndex(), 21)
       assert.equal(reopened.term(20), 4)
       assert.deepEqual(reopened.initialState().confState, VOTERS)
-      for (const i of [1, 2, 3]) assert.equal(await h.engine.get(entryKey(GROUP, i)), undefined)
+    } finally {
+      await h.cleanup()
+    }
+  })
+
+  test(`${kind}: a log stored in the engine's old layout is imported into the log files once, then deleted`, async () => {
+    const h = await harness(kind)
+    try {
+      await h.engine.batch([
+        { type: 'put', key: truncatedStateKey(GROUP), value: encodeTruncatedState({ index: 2, term: 1 }) },
+        { type: 'put', key: hardStateKey(GROUP), value: encodeHardState({ term: 2, vote: 3, commit: 5 }) },
+        { type: 'put', key: appliedStateKey(GROUP), value: encodeAppliedState({ index: 4, term: 2, confState: VOTERS }) },
+        // A run straddling the compaction point, then one more.
+        { type: 'put', key: entryKey(GROUP, 1), value: encodeRun([entry(1, 1), entry(2, 1), entry(3, 2)]) },
+        { type: 'put', key: entryKey(GROUP, 4), value: encodeRun(entries(4, 6, 2)) },
+      ], { sync: true })
+      const imported = await h.open()
+      assert.equal(imported.firstIndex(), 3)
+      assert.equal(imported.lastIndex(), 6)
+      assert.deepEqual(imported.initialState().hardState, { term: 2, vote: 3, commit: 5 })
+      for (const key of [hardStateKey(GROUP), truncatedStateKey(GROUP), entryKey(GROUP, 1), entryKey(GROUP, 4)]) assert.equal(await h.engine.get(key), undefined, 'old keys are deleted')
+      await h.restart()
+      const reopened = await h.open()
+      assert.deepEqual(reopened.entries(3, 7, 1e9).map((e) => [e.index, e.term, Buffer.from(e.data).toString()]), [[3, 2, 'cmd-3'], [4, 2, 'cmd-4'], [5, 2, 'cmd-5'], [6, 2, 'cmd-6']])
+      assert.equal(reopened.appliedIndex, 4)
     } finally {
       await h.cleanup()
     }
   })
 }
 
-test('groups on one engine are independent', async () => {
-  const engine = new MemoryEngine()
-  await engine.open()
-  const a = await EngineRaftStorage.open(engine, 1)
-  const b = await EngineRaftStorage.open(engine, 2)
-  await write(engine, a.appendOps(entries(1, 3, 1)), b.appendOps(entries(1, 5, 2)))
-  const a2 = await EngineRaftStorage.open(engine, 1)
-  const b2 = await EngineRaftStorage.open(engine, 2)
-  assert.equal(a2.lastIndex(), 3)
-  assert.equal(b2.lastIndex(), 5)
-  assert.equal(b2.term(5), 2)
-  await assert.rejects(EngineRaftStorage.open(engine, 0), { code: 'KV_ERR_INVALID' })
-  await engine.close()
+test('crash: the engine ahead of the log (an apply written beside a lost log write) restarts the log at the applied state', async () => {
+  const h = await harness('memory')
+  try {
+    const storage = await h.open()
+    await h.write(storage.appendOps(entries(1, 4, 1)), storage.hardStateOps({ term: 1, vote: 1, commit: 2 }))
+    // Entries 5-6 and commit 6 arrive; the apply of 1-6 is written (and synced) but the log write is not synced.
+    await h.engine.batch(storage.appliedStateOps({ index: 6, term: 2, confState: VOTERS }).ops, { sync: true })
+    await h.logFiles.write([...storage.appendOps(entries(5, 6, 2)).log!, ...storage.hardStateOps({ term: 2, vote: 0, commit: 6 }).log!], false)
+    await h.crash()
+    const reopened = await h.open()
+    assert.equal(reopened.appliedIndex, 6)
+    assert.equal(reopened.firstIndex(), 7, 'the log restarts after the applied index')
+    assert.equal(reopened.lastIndex(), 6)
+    assert.equal(reopened.term(6), 2)
+    assert.deepEqual(reopened.initialState().hardState, { term: 2, vote: 0, commit: 6 }, 'the term is raised with no vote')
+    await h.restart()
+    const again = await h.open()
+    assert.equal(again.firstIndex(), 7, 'the restart was written to the log files')
+    assert.deepEqual(again.initialState().hardState, { term: 2, vote: 0, commit: 6 })
+  } finally {
+    await h.cleanup()
+  }
+})
+
+test('crash: unsynced applies are lost and replayed from the log; an applied state behind the compaction point is KV_ERR_CORRUPTION', async () => {
+  const h = await harness('memory')
+  try {
+    const storage = await h.open()
+    await h.write(storage.appendOps(entries(1, 10, 1)), storage.hardStateOps({ term: 1, vote: 1, commit: 10 }))
+    await h.write(storage.appliedStateOps({ index: 4, term: 1, confState: VOTERS }))
+    await h.engine.sync()
+    storage.engineSynced(4)
+    await h.write(storage.appliedStateOps({ index: 9, term: 1, confState: VOTERS }))
+    await h.write(storage.compactOps(3))
+    await h.crash()
+    const reopened = await h.open()
+    assert.equal(reopened.appliedIndex, 4, 'the unsynced apply is gone')
+    assert.equal(reopened.firstIndex(), 4)
+    assert.equal(reopened.lastIndex(), 10, 'entries 5-10 are there to apply again')
+    // The rule's other side: a log compacted past what the engine holds cannot be repaired.
+    await h.write(reopened.appliedStateOps({ index: 4, term: 1, confState: VOTERS }))
+    reopened.engineSynced(8)
+    await h.write(reopened.compactOps(8))
+    await h.crash()
+    await assert.rejects(h.open(), { code: 'KV_ERR_CORRUPTION', message: /behind the log's compaction point/ })
+  } finally {
+    await h.cleanup()
+  }
+})
+
+test('groups sharing the log files and the engine are independent; bad ids are refused', async () => {
+  const h = await harness('memory')
+  try {
+    const a = await h.open(1)
+    const b = await h.open(2)
+    await h.write(a.appendOps(entries(1, 3, 1)), b.appendOps(entries(1, 5, 2)))
+    await h.restart()
+    const a2 = await h.open(1)
+    const b2 = await h.open(2)
+    assert.equal(a2.lastIndex(), 3)
+    assert.equal(b2.lastIndex(), 5)
+    assert.equal(b2.term(5), 2)
+    await assert.rejects(h.open(0), { code: 'KV_ERR_INVALID' })
+  } finally {
+    await h.cleanup()
+  }
 })

@@ -41,7 +41,7 @@ test('compactionIndex: nothing applied, nothing compacted, whatever the size', (
 })
 
 test('resolveDriverOptions: logRetainBytes is validated like every policy field', () => {
-  const base = { nodeId: 1, engine: { batch() {} }, transport: { send() {} }, ticker: { start() {} } } as never
+  const base = { nodeId: 1, engine: { batch() {} }, logFiles: { write() {} }, transport: { send() {} }, ticker: { start() {} } } as never
   assert.throws(() => resolveDriverOptions({ ...(base as object), compaction: { logRetainBytes: -1 } } as never), { code: 'KV_ERR_INVALID', message: /logRetainBytes/ })
   assert.equal(resolveDriverOptions(base).compaction.logRetainBytes, 8 * MiB)
 })
