@@ -528,7 +528,13 @@ export class RaftDriver {
     }
     if (first.length > 0) await this.options.engine.batch(first, { sync: true })
     const logWrite = log.length > 0 ? this.options.logFiles.write(log, sync) : undefined
-    const engineWrite = ops.length > 0 ? this.options.engine.batch(ops, { sync: false }) : undefined
+    // Apply output is answered as soon as the engine has it, not after this write's fsync: its
+    // entries are committed (durable in a quorum's logs; a leader's own log held them before it
+    // counted itself), so the fsync of the entries appended in this iteration is not theirs to
+    // wait for. That takes one fsync off every commit's latency.
+    const engineWrite = ops.length > 0 ? this.options.engine.batch(ops, { sync: false }).then(() => {
+      for (const s of staged) if (s.log === undefined && s.syncEngine !== true && s.ops.length > 0) s.onDurable()
+    }) : undefined
     if (logWrite !== undefined || engineWrite !== undefined || first.length > 0) {
       this.stats.writes++
       if (sync && logWrite !== undefined) this.stats.syncWrites++
@@ -537,7 +543,7 @@ export class RaftDriver {
     const [logResult, engineResult] = await Promise.allSettled([logWrite, engineWrite])
     if (logResult.status === 'rejected') throw logResult.reason
     if (engineResult.status === 'rejected') throw engineResult.reason
-    for (const s of staged) s.onDurable()
+    for (const s of staged) if (engineWrite === undefined || !(s.log === undefined && s.syncEngine !== true && s.ops.length > 0)) s.onDurable()
   }
 
   /**
