@@ -6,26 +6,50 @@
  * requestId. A broken server (malformed frames, pages beyond the granted window) closes
  * the connection rather than growing client memory.
  */
+import { randomFillSync } from 'node:crypto'
 import { connect as netConnect } from 'node:net'
 import { ErrorCode, KvError } from '../errors.js'
 import { Limits } from '../limits.js'
-import { decodeBody, encodeBody, errorFromWire, newRequestIdBytes, requestIdKey, requestIdToBytes } from './codec.js'
+import { decodeBody, encodeBody, errorFromWire, requestIdKey, requestIdToBytes } from './codec.js'
 import { FrameConnection, bodyLength } from './connection.js'
 import { FrameType, ZERO_ID, type Frame } from './frame.js'
 import { ClientStream } from './client-stream.js'
+import { PACK_FAILED, packRequestInto } from './pack-into.js'
 import { PROTOCOL_VERSION, type HelloInfo, type RequestOptions, type StreamOptions, type WireAddress, type WireClientOptions } from './types.js'
 
 const connectTimeoutMsDefault = 5000
 const streamWindowPagesDefault = 8
 
-/** Pending is one request waiting for its reply; `deadline` is on the performance.now() clock, 0 without a timeout. */
+/**
+ * RequestKey is how a request in flight is looked up: the counter of an id this client made
+ * (a number), or the latin1 string of any other id (one the caller chose).
+ */
+type RequestKey = number | string
+
+/** generatedIdsMax: the counter of generated ids has 48 bits. */
+const generatedIdsMax = 2 ** 48
+
+/**
+ * Pending is one request waiting for its reply; `deadline` is on the performance.now() clock, 0
+ * without a timeout; `idBytes` is kept only for an id the caller chose (a generated one is
+ * rebuilt from its key when a CANCEL needs it).
+ */
 interface Pending {
   resolve: (value: unknown) => void
   reject: (error: KvError) => void
-  idBytes: Buffer
+  idBytes: Buffer | undefined
   method: string
   timeoutMs: number
   deadline: number
+}
+
+// The promise of a request takes its resolve and reject through this one executor, not a new
+// closure per request; they are read right after `new Promise(captureSettlers)` returns.
+let capturedResolve: (value: unknown) => void = () => {}
+let capturedReject: (error: KvError) => void = () => {}
+function captureSettlers(resolve: (value: unknown) => void, reject: (error: KvError) => void): void {
+  capturedResolve = resolve
+  capturedReject = reject
 }
 
 /** WireClient sends requests and streams over one connection. */
@@ -35,8 +59,17 @@ export class WireClient {
   private readonly connection: FrameConnection
   private readonly frameBytesMax: number
   private readonly streamWindowPages: number
-  private readonly pending = new Map<string, Pending>()
-  private readonly streams = new Map<string, ClientStream>()
+  private readonly pending = new Map<RequestKey, Pending>()
+  private readonly streams = new Map<RequestKey, ClientStream>()
+  // Generated ids: 10 random bytes of this client (in the v4 UUID layout) then a 48-bit counter,
+  // so a reply's id maps to a number key with a few integer reads, with no string made or random
+  // bytes drawn per request. `idScratch` holds the prefix; each request writes its counter into
+  // bytes 10-15 and the connection copies the id into the frame at once.
+  private readonly idScratch: Buffer
+  private readonly idPrefixLow: number
+  private readonly idPrefixMid: number
+  private readonly idPrefixHigh: number
+  private nextIdCounter = 0
   private readonly closeListeners: Array<(error?: Error) => void> = []
   // Request timeouts share one timer, armed for the earliest deadline: a Timeout object, a
   // closure and a timer-list insert and removal per request were a visible part of its CPU.
@@ -53,6 +86,12 @@ export class WireClient {
     this.serverInfo = serverInfo
     this.frameBytesMax = options.frameBytesMax
     this.streamWindowPages = options.streamWindowPages
+    this.idScratch = randomFillSync(Buffer.alloc(16), 0, 10)
+    this.idScratch[6] = (this.idScratch[6]! & 0x0f) | 0x40 // version 4
+    this.idScratch[8] = (this.idScratch[8]! & 0x3f) | 0x80 // RFC 4122 variant
+    this.idPrefixLow = this.idScratch.readUInt32LE(0)
+    this.idPrefixMid = this.idScratch.readUInt32LE(4)
+    this.idPrefixHigh = this.idScratch.readUInt16LE(8)
   }
 
   /** connect opens a connection and completes the hello; rejects KV_ERR_UNAVAILABLE, KV_ERR_AUTH, KV_ERR_TIMEOUT, ... */
@@ -112,18 +151,37 @@ export class WireClient {
   /** request sends one request and resolves with its result, or rejects with the server's KvError. */
   request(method: string, params: unknown, options?: RequestOptions): Promise<unknown> {
     if (this.isClosed) return Promise.reject(this.closedError())
-    let key: string
-    let body: Buffer
-    let idBytes: Buffer
     const timeoutMs = options?.timeoutMs
     if (!validTimeout(timeoutMs)) return Promise.reject(invalidTimeout(timeoutMs))
-    try {
-      ;({ key, idBytes } = this.newId(options?.requestId))
-      body = this.encodeRequest(method, params)
-    } catch (error) {
-      return Promise.reject(error)
+    if (typeof method !== 'string' || method.length === 0) return Promise.reject(invalidMethod())
+    let key: RequestKey
+    let idBytes: Buffer | undefined
+    let sendId: Buffer
+    if (options?.requestId === undefined) {
+      key = this.newIdCounter()
+      sendId = this.idScratch
+    } else {
+      try {
+        ;({ key, idBytes } = this.newId(options.requestId))
+      } catch (error) {
+        return Promise.reject(error)
+      }
+      sendId = idBytes
     }
-    return this.send(method, key, idBytes, body, timeoutMs)
+    // The body is encoded straight into the outgoing buffer; msgpackr (then a copy) only for
+    // values the in-place encoder does not write or that do not fit in one slab.
+    const length = this.connection.sendInPlace(FrameType.REQUEST, sendId, this.frameBytesMax, packRequestInto, method, params)
+    if (length > this.frameBytesMax) return Promise.reject(this.requestTooLarge(length))
+    if (length === PACK_FAILED) {
+      try {
+        const body = encodeBody([method, params])
+        this.checkRequestBytes(body.length)
+        this.connection.send(FrameType.REQUEST, sendId, body)
+      } catch (error) {
+        return Promise.reject(error)
+      }
+    }
+    return this.track(key, idBytes, method, timeoutMs)
   }
 
   /**
@@ -134,30 +192,32 @@ export class WireClient {
    */
   requestBody(method: string, body: Buffer | Buffer[], options?: RequestOptions): Promise<unknown> {
     if (this.isClosed) return Promise.reject(this.closedError())
-    let key: string
-    let idBytes: Buffer
+    let key: RequestKey
+    let idBytes: Buffer | undefined
     const timeoutMs = options?.timeoutMs
     if (!validTimeout(timeoutMs)) return Promise.reject(invalidTimeout(timeoutMs))
     try {
-      ;({ key, idBytes } = this.newId(options?.requestId))
       this.checkRequestBytes(bodyLength(body))
+      if (options?.requestId === undefined) key = this.newIdCounter()
+      else ({ key, idBytes } = this.newId(options.requestId))
     } catch (error) {
       return Promise.reject(error)
     }
-    return this.send(method, key, idBytes, body, timeoutMs)
+    this.connection.send(FrameType.REQUEST, idBytes ?? this.idScratch, body)
+    return this.track(key, idBytes, method, timeoutMs)
   }
 
-  private send(method: string, key: string, idBytes: Buffer, body: Buffer | Buffer[], timeoutMs: number | undefined): Promise<unknown> {
-    return new Promise((resolve, reject) => {
-      let deadline = 0
-      if (timeoutMs !== undefined) {
-        deadline = performance.now() + timeoutMs
-        this.timedRequests++
-        if (deadline < this.deadlineTimerAt) this.armDeadlineTimer(deadline)
-      }
-      this.pending.set(key, { resolve, reject, idBytes, method, timeoutMs: timeoutMs ?? 0, deadline })
-      this.connection.send(FrameType.REQUEST, idBytes, body)
-    })
+  /** track registers a request just sent and returns the promise its reply settles. */
+  private track(key: RequestKey, idBytes: Buffer | undefined, method: string, timeoutMs: number | undefined): Promise<unknown> {
+    const promise = new Promise(captureSettlers)
+    let deadline = 0
+    if (timeoutMs !== undefined) {
+      deadline = performance.now() + timeoutMs
+      this.timedRequests++
+      if (deadline < this.deadlineTimerAt) this.armDeadlineTimer(deadline)
+    }
+    this.pending.set(key, { resolve: capturedResolve, reject: capturedReject, idBytes, method, timeoutMs: timeoutMs ?? 0, deadline })
+    return promise
   }
 
   private armDeadlineTimer(at: number): void {
@@ -195,11 +255,16 @@ export class WireClient {
     return {
       [Symbol.asyncIterator]: () => {
         if (this.isClosed) return ClientStream.failed(this.closedError())
-        let key: string
+        let key: RequestKey
         let idBytes: Buffer
         let body: Buffer
         try {
-          ;({ key, idBytes } = this.newId(options?.requestId))
+          if (options?.requestId === undefined) {
+            key = this.newIdCounter()
+            idBytes = Buffer.from(this.idScratch) // kept for the stream's credit and cancel frames
+          } else {
+            ;({ key, idBytes } = this.newId(options.requestId))
+          }
           body = this.encodeRequest(method, params, this.streamWindowPages)
         } catch (error) {
           return ClientStream.failed(error as KvError)
@@ -231,41 +296,71 @@ export class WireClient {
     await new Promise<void>((resolve) => this.onClose(() => resolve()))
   }
 
-  private newId(requestId: string | undefined): { key: string; idBytes: Buffer } {
-    const idBytes = requestId === undefined ? newRequestIdBytes() : requestIdToBytes(requestId)
-    const key = requestIdKey(idBytes)
+  /** newIdCounter takes the next generated id: its counter is the key, written into idScratch. */
+  private newIdCounter(): number {
+    const counter = this.nextIdCounter++
+    // NB: 2^48 requests on one connection (years at a million per second) would wrap onto ids in flight.
+    if (counter >= generatedIdsMax) throw new Error('request id counter exhausted')
+    this.idScratch.writeUInt16BE(Math.floor(counter / 0x1_0000_0000), 10)
+    this.idScratch.writeUInt32BE(counter >>> 0, 12)
+    return counter
+  }
+
+  /** newId parses an id the caller chose; one already in flight on this connection is KV_ERR_INVALID. */
+  private newId(requestId: string): { key: RequestKey; idBytes: Buffer } {
+    const idBytes = requestIdToBytes(requestId)
+    const key = this.keyOf(idBytes)
     if (this.pending.has(key) || this.streams.has(key)) {
       throw new KvError(ErrorCode.INVALID, `request ${requestId} is already in flight on this connection`)
     }
     return { key, idBytes }
   }
 
+  /** keyOf maps an id to its key: the counter when it carries this client's prefix, else its latin1 string. */
+  private keyOf(id: Buffer): RequestKey {
+    if (id.readUInt32LE(0) === this.idPrefixLow && id.readUInt32LE(4) === this.idPrefixMid && id.readUInt16LE(8) === this.idPrefixHigh) {
+      return id.readUInt16BE(10) * 0x1_0000_0000 + id.readUInt32BE(12)
+    }
+    return requestIdKey(id)
+  }
+
+  /** idBytesOf gives a pending request's id: the caller's, or a generated one rebuilt from its counter. */
+  private idBytesOf(key: RequestKey, pending: Pending): Buffer {
+    if (pending.idBytes !== undefined) return pending.idBytes
+    const id = Buffer.from(this.idScratch)
+    id.writeUInt16BE(Math.floor((key as number) / 0x1_0000_0000), 10)
+    id.writeUInt32BE((key as number) >>> 0, 12)
+    return id
+  }
+
   private encodeRequest(method: string, params: unknown, windowPages?: number): Buffer {
-    if (typeof method !== 'string' || method.length === 0) throw new KvError(ErrorCode.INVALID, 'method must be a non-empty string')
+    if (typeof method !== 'string' || method.length === 0) throw invalidMethod()
     const body = encodeBody(windowPages === undefined ? [method, params] : [method, params, windowPages])
     this.checkRequestBytes(body.length)
     return body
   }
 
   private checkRequestBytes(bytes: number): void {
-    if (bytes > this.frameBytesMax) {
-      throw new KvError(ErrorCode.FRAME_TOO_LARGE, `request of ${bytes} bytes exceeds frameBytesMax (${this.frameBytesMax})`, {
-        frameBytes: bytes,
-        frameBytesMax: this.frameBytesMax,
-      })
-    }
+    if (bytes > this.frameBytesMax) throw this.requestTooLarge(bytes)
   }
 
-  private timeOut(key: string, pending: Pending): void {
+  private requestTooLarge(bytes: number): KvError {
+    return new KvError(ErrorCode.FRAME_TOO_LARGE, `request of ${bytes} bytes exceeds frameBytesMax (${this.frameBytesMax})`, {
+      frameBytes: bytes,
+      frameBytesMax: this.frameBytesMax,
+    })
+  }
+
+  private timeOut(key: RequestKey, pending: Pending): void {
     this.pending.delete(key)
     this.untime(pending)
-    this.connection.send(FrameType.CANCEL, pending.idBytes, Buffer.alloc(0))
+    this.connection.send(FrameType.CANCEL, this.idBytesOf(key, pending), Buffer.alloc(0))
     const timeoutMs = pending.timeoutMs
     pending.reject(new KvError(ErrorCode.TIMEOUT, `${pending.method} got no reply within timeoutMs (${timeoutMs} ms)`, { timeoutMs }))
   }
 
   private handleFrame(frame: Frame): void {
-    const key = requestIdKey(frame.requestId)
+    const key = this.keyOf(frame.requestId)
     if (key === zeroKey) {
       if (frame.type === FrameType.ERROR) this.closeReason = errorFromWire(frame.body)
       return
@@ -286,7 +381,7 @@ export class WireClient {
     else this.fail(new KvError(ErrorCode.PROTOCOL, `unexpected frame type ${frame.type} on a stream`))
   }
 
-  private settle(key: string, pending: Pending, frame: Frame): void {
+  private settle(key: RequestKey, pending: Pending, frame: Frame): void {
     this.pending.delete(key)
     this.untime(pending)
     if (frame.type === FrameType.ERROR) return pending.reject(errorFromWire(frame.body))
@@ -323,6 +418,10 @@ export class WireClient {
 }
 
 const zeroKey = requestIdKey(ZERO_ID)
+
+function invalidMethod(): KvError {
+  return new KvError(ErrorCode.INVALID, 'method must be a non-empty string')
+}
 
 function validTimeout(timeoutMs: number | undefined): boolean {
   return timeoutMs === undefined || (typeof timeoutMs === 'number' && timeoutMs > 0 && timeoutMs <= 2_147_483_647)

@@ -13,6 +13,7 @@
 import type { Socket } from 'node:net'
 import { ErrorCode, KvError } from '../errors.js'
 import { FrameDecoder, HEADER_BYTES, type Frame, type FrameTypeValue } from './frame.js'
+import { PACK_FAILED, type InPlaceEncoder } from './pack-into.js'
 
 /** FrameConnectionOptions bound one connection's memory. */
 export interface FrameConnectionOptions {
@@ -38,19 +39,27 @@ export function bodyLength(body: FrameBody): number {
   return length
 }
 
-interface QueuedFrame {
-  type: FrameTypeValue
-  requestId: Uint8Array
-  body: FrameBody
-  length: number
-}
+/** slabBytes is the size of each outgoing buffer frames are written into as they are sent. */
+const slabBytes = 64 * 1024
+/** slabTailBytesMin: after a flush, a slab with less room than this left is replaced rather than written on. */
+const slabTailBytesMin = 4 * 1024
+
+const emptySlab = Buffer.alloc(0)
 
 /** FrameConnection frames a socket: decodes incoming frames and coalesces outgoing ones. */
 export class FrameConnection {
   readonly socket: Socket
   private readonly decoder: FrameDecoder
   private readonly options: FrameConnectionOptions
-  private queue: QueuedFrame[] = []
+  // Outgoing frames are written into `slab` as they are sent (headers, small bodies, bodies
+  // encoded in place); the bytes from slabStart to slabAt are what this turn added and not yet
+  // queued. `chunks` holds, in order, earlier slab regions and large bodies by reference.
+  // Invariant: slabStart <= slabAt <= slab.length; bytes before slabStart are never written
+  // again (the socket may still hold them), so a slab is only ever filled forward.
+  private slab = emptySlab
+  private slabStart = 0
+  private slabAt = 0
+  private chunks: Uint8Array[] = []
   private queuedBytes = 0
   private flushScheduled = false
   private readPaused = false
@@ -89,23 +98,51 @@ export class FrameConnection {
     this.decoder.frameBytesMax = frameBytesMax
   }
 
-  /** send queues one frame; it goes out with everything else queued in this turn. */
+  /**
+   * send queues one frame; it goes out with everything else queued in this turn. The header and
+   * small bodies are copied now (`requestId` may be reused as soon as this returns); bodies of
+   * bodyCopyBytesMax or more are read when the frame is written.
+   */
   send(type: FrameTypeValue, requestId: Uint8Array, body: FrameBody): void {
     if (this.closed) return
     const length = bodyLength(body)
-    this.queue.push({ type, requestId, body, length })
-    this.queuedBytes += HEADER_BYTES + length
-    if (!this.flushScheduled) {
-      this.flushScheduled = true
-      setImmediate(() => this.flush())
+    this.writeHeader(type, requestId, length)
+    if (body instanceof Uint8Array) this.place(body)
+    else for (const part of body) this.place(part)
+    this.queued(HEADER_BYTES + length)
+  }
+
+  /**
+   * sendInPlace queues one frame whose body `encode` writes straight into the outgoing buffer
+   * (no body buffer of its own). Returns the body's length, or PACK_FAILED when the encoder
+   * cannot write this value or it does not fit in one slab (the caller encodes it the usual way
+   * and calls send). A body over `bodyBytesMax` is not sent: its length is returned for the
+   * caller's error. Nothing is queued when the connection is closed.
+   */
+  sendInPlace(type: FrameTypeValue, requestId: Uint8Array, bodyBytesMax: number, encode: InPlaceEncoder, a: unknown, b: unknown): number {
+    if (this.closed) return 0
+    if (this.slab.length - this.slabAt < slabTailBytesMin) this.newSlab(slabBytes)
+    let at = this.slabAt
+    let end = encode(this.slab, at + HEADER_BYTES, this.slab.length, a, b)
+    if (end === PACK_FAILED && at >= slabBytes / 2) {
+      // Perhaps only this slab's tail was too short: once more on a fresh one.
+      this.newSlab(slabBytes)
+      at = 0
+      end = encode(this.slab, HEADER_BYTES, this.slab.length, a, b)
     }
+    if (end === PACK_FAILED) return PACK_FAILED
+    const length = end - at - HEADER_BYTES
+    if (length > bodyBytesMax) return length
+    this.writeHeader(type, requestId, length)
+    this.slabAt = end
+    this.queued(HEADER_BYTES + length)
+    return length
   }
 
   /** sendFinal writes a last frame now and ends the socket (used for fatal errors). */
   sendFinal(type: FrameTypeValue, requestId: Uint8Array, body: Uint8Array): void {
     if (this.closed) return
-    this.queue.push({ type, requestId, body, length: body.length })
-    this.queuedBytes += HEADER_BYTES + body.length
+    this.send(type, requestId, body)
     this.flush()
     this.closed = true
     this.socket.end()
@@ -117,55 +154,77 @@ export class FrameConnection {
   close(): void {
     if (this.closed) return
     this.closed = true
-    this.queue = []
-    this.queuedBytes = 0
+    this.dropQueued()
     this.socket.destroy()
+  }
+
+  private queued(bytes: number): void {
+    this.queuedBytes += bytes
+    if (!this.flushScheduled) {
+      this.flushScheduled = true
+      setImmediate(() => this.flush())
+    }
+  }
+
+  private writeHeader(type: FrameTypeValue, requestId: Uint8Array, length: number): void {
+    if (this.slab.length - this.slabAt < HEADER_BYTES) this.newSlab(slabBytes)
+    const out = this.slab
+    const at = this.slabAt
+    out[at] = length & 0xff
+    out[at + 1] = (length >>> 8) & 0xff
+    out[at + 2] = (length >>> 16) & 0xff
+    out[at + 3] = length >>> 24
+    out[at + 4] = type
+    out[at + 5] = 0
+    out[at + 6] = 0
+    out[at + 7] = 0
+    out.set(requestId, at + 8)
+    this.slabAt = at + HEADER_BYTES
+  }
+
+  /** place copies a small body (part) into the slab, or queues a large one by reference. */
+  private place(part: Uint8Array): void {
+    if (part.length < bodyCopyBytesMax) {
+      if (this.slab.length - this.slabAt < part.length) this.newSlab(slabBytes)
+      this.slab.set(part, this.slabAt)
+      this.slabAt += part.length
+      return
+    }
+    this.takeSlabRegion()
+    this.chunks.push(part)
+  }
+
+  /** takeSlabRegion moves the slab's pending bytes to the chunk list. */
+  private takeSlabRegion(): void {
+    if (this.slabStart === this.slabAt) return
+    this.chunks.push(this.slab.subarray(this.slabStart, this.slabAt))
+    this.slabStart = this.slabAt
+  }
+
+  private newSlab(bytes: number): void {
+    this.takeSlabRegion()
+    this.slab = bytes === 0 ? emptySlab : Buffer.allocUnsafeSlow(bytes)
+    this.slabStart = 0
+    this.slabAt = 0
+  }
+
+  private dropQueued(): void {
+    this.chunks = []
+    this.slabStart = this.slabAt
+    this.queuedBytes = 0
   }
 
   private flush(): void {
     this.flushScheduled = false
-    if (this.queue.length === 0 || this.socket.destroyed) return
-    // Headers and small bodies are copied into one buffer; large bodies (a page of values, a
-    // kv.multi of puts) go out as they are, in the same writev, to spare a copy and an allocation.
-    // A body given as parts is copied part by part under the same rule.
-    let copiedBytes = 0
-    for (const frame of this.queue) {
-      copiedBytes += HEADER_BYTES
-      if (frame.body instanceof Uint8Array) copiedBytes += frame.body.length < bodyCopyBytesMax ? frame.body.length : 0
-      else for (const part of frame.body) copiedBytes += part.length < bodyCopyBytesMax ? part.length : 0
-    }
-    const out = Buffer.allocUnsafe(copiedBytes)
-    const chunks: Uint8Array[] = []
-    let start = 0
-    let offset = 0
-    const place = (part: Uint8Array): void => {
-      if (part.length < bodyCopyBytesMax) {
-        out.set(part, offset)
-        offset += part.length
-      } else {
-        if (start < offset) chunks.push(out.subarray(start, offset))
-        chunks.push(part)
-        start = offset
-      }
-    }
-    for (const frame of this.queue) {
-      const length = frame.length
-      out[offset] = length & 0xff
-      out[offset + 1] = (length >>> 8) & 0xff
-      out[offset + 2] = (length >>> 16) & 0xff
-      out[offset + 3] = length >>> 24
-      out[offset + 4] = frame.type
-      out[offset + 5] = 0
-      out[offset + 6] = 0
-      out[offset + 7] = 0
-      out.set(frame.requestId, offset + 8)
-      offset += HEADER_BYTES
-      if (frame.body instanceof Uint8Array) place(frame.body)
-      else for (const part of frame.body) place(part)
-    }
-    if (start < offset) chunks.push(out.subarray(start, offset))
-    this.queue = []
+    if (this.socket.destroyed) return this.dropQueued()
+    this.takeSlabRegion()
+    const chunks = this.chunks
+    if (chunks.length === 0) return
+    this.chunks = []
     this.queuedBytes = 0
+    // An idle connection keeps at most one slab, with room left to be worth keeping.
+    if (this.slab.length - this.slabAt < slabTailBytesMin) this.newSlab(0)
+    // One write, or one writev for a slab region with large bodies between (no copy of those).
     if (chunks.length === 1) {
       this.socket.write(chunks[0]!)
     } else {
@@ -210,8 +269,7 @@ export class FrameConnection {
 
   private handleClose(hadError: boolean): void {
     this.closed = true
-    this.queue = []
-    this.queuedBytes = 0
+    this.dropQueued()
     this.options.onClose(hadError ? new KvError(ErrorCode.CLOSED, 'connection closed with an error') : undefined)
   }
 }

@@ -12,6 +12,7 @@ import { ErrorCode, KvError } from '../errors.js'
 import { EncodedBody, decodeBody, encodeBody, encodeBodyParts, errorToWire, requestIdFromBytes, requestIdKey } from './codec.js'
 import { FrameConnection, bodyLength } from './connection.js'
 import { FrameType, ZERO_ID, type Frame, type FrameTypeValue } from './frame.js'
+import { PACK_FAILED, packValueInto } from './pack-into.js'
 import { PROTOCOL_VERSION, type HelloInfo, type PeerInfo, type RequestContext, type StreamHandler, type UnaryHandler } from './types.js'
 
 /**
@@ -330,6 +331,12 @@ export class ServerConnection {
   private reply(type: FrameTypeValue, idBytes: Buffer, value: unknown, method: string): boolean {
     let body: Buffer | Buffer[]
     let length: number
+    if (!(value instanceof EncodedBody)) {
+      // Encoded straight into the outgoing buffer; msgpackr (encodeBodyParts) for the rest.
+      length = this.connection.sendInPlace(type, idBytes, this.config.frameBytesMax, packValueInto, value, undefined)
+      if (length > this.config.frameBytesMax) return this.replyTooLarge(idBytes, length)
+      if (length !== PACK_FAILED) return true
+    }
     try {
       // An array of values (store.read) goes out with its large values by reference.
       body = value instanceof EncodedBody ? value.bytes : encodeBodyParts(value)
@@ -338,18 +345,20 @@ export class ServerConnection {
       this.replyHandlerError(idBytes, error, method)
       return false
     }
-    if (length > this.config.frameBytesMax) {
-      this.replyError(
-        idBytes,
-        new KvError(ErrorCode.FRAME_TOO_LARGE, `reply of ${length} bytes exceeds frameBytesMax (${this.config.frameBytesMax})`, {
-          frameBytes: length,
-          frameBytesMax: this.config.frameBytesMax,
-        }),
-      )
-      return false
-    }
+    if (length > this.config.frameBytesMax) return this.replyTooLarge(idBytes, length)
     this.connection.send(type, idBytes, body)
     return true
+  }
+
+  private replyTooLarge(idBytes: Buffer, length: number): false {
+    this.replyError(
+      idBytes,
+      new KvError(ErrorCode.FRAME_TOO_LARGE, `reply of ${length} bytes exceeds frameBytesMax (${this.config.frameBytesMax})`, {
+        frameBytes: length,
+        frameBytesMax: this.config.frameBytesMax,
+      }),
+    )
+    return false
   }
 
   private replyHandlerError(idBytes: Buffer, error: unknown, method: string): void {
