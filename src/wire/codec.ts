@@ -10,6 +10,7 @@
 import { randomFillSync, randomUUID } from 'node:crypto'
 import { Packr } from 'msgpackr'
 import { ErrorCode, KvError, isKvError, kvErrorFrom } from '../errors.js'
+import { UNPACK_FAILED, unpackFrom } from './unpack-from.js'
 
 const packr = new Packr({ useRecords: false, moreTypes: false, mapsAsObjects: true })
 
@@ -102,6 +103,9 @@ export function encodeBodyParts(value: unknown): Buffer | Buffer[] {
 /** decodeBody parses a MessagePack body; malformed input becomes KV_ERR_PROTOCOL, never a throw. */
 export function decodeBody(body: Buffer): { value: unknown } | { error: KvError } {
   if (body.length === 0) return { value: undefined }
+  // The common bodies are read by unpackFrom; msgpackr reads (or refuses) the rest.
+  const value = unpackFrom(body)
+  if (value !== UNPACK_FAILED) return { value }
   try {
     return { value: packr.unpack(body) }
   } catch (error) {
