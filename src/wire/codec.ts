@@ -173,9 +173,22 @@ function invalidRequestId(id: unknown): KvError {
   return new KvError(ErrorCode.INVALID, `requestId must be a UUID string, got ${JSON.stringify(id)}`)
 }
 
-/** requestIdKey is the cheapest string form of a raw id, for looking calls up in a Map. */
+/**
+ * Latin1Buffer names Buffer's own latin1 methods (on every Buffer in Node, not in its typings):
+ * toString/write with an encoding first look the encoding up and check their arguments, which
+ * for a 16-byte id was more than the copy itself.
+ */
+type Latin1Buffer = Buffer & { latin1Slice(start: number, end: number): string; latin1Write(text: string, offset: number, length: number): number }
+
+/** requestIdKey is the cheapest string form of a raw id (16 latin1 characters), for looking calls up in a Map. */
 export function requestIdKey(bytes: Buffer): string {
-  return bytes.toString('latin1', 0, 16)
+  return (bytes as Latin1Buffer).latin1Slice(0, 16)
+}
+
+/** writeRequestId writes an id given as its bytes or as its requestIdKey into `target` at `offset`. */
+export function writeRequestId(target: Buffer, offset: number, id: Uint8Array | string): void {
+  if (typeof id === 'string') (target as Latin1Buffer).latin1Write(id, offset, 16)
+  else target.set(id, offset)
 }
 
 /** requestIdFromBytes formats 16 raw bytes as a lowercase UUID string. */

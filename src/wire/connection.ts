@@ -14,6 +14,7 @@ import type { Socket } from 'node:net'
 import { ErrorCode, KvError } from '../errors.js'
 import { FrameDecoder, HEADER_BYTES, type Frame, type FrameTypeValue } from './frame.js'
 import { PACK_FAILED, type InPlaceEncoder } from './pack-into.js'
+import { writeRequestId } from './codec.js'
 
 /** FrameConnectionOptions bound one connection's memory. */
 export interface FrameConnectionOptions {
@@ -30,6 +31,9 @@ const bodyCopyBytesMax = 16 * 1024
 
 /** FrameBody is a frame's body as one buffer, or as parts sent one after another (large ones by reference). */
 export type FrameBody = Uint8Array | readonly Uint8Array[]
+
+/** RequestIdRef is a frame's request id as its 16 bytes or as their requestIdKey (a 16-character latin1 string). */
+export type RequestIdRef = Uint8Array | string
 
 /** bodyLength is the byte length of a body given as one buffer or as parts. */
 export function bodyLength(body: FrameBody): number {
@@ -103,7 +107,7 @@ export class FrameConnection {
    * small bodies are copied now (`requestId` may be reused as soon as this returns); bodies of
    * bodyCopyBytesMax or more are read when the frame is written.
    */
-  send(type: FrameTypeValue, requestId: Uint8Array, body: FrameBody): void {
+  send(type: FrameTypeValue, requestId: RequestIdRef, body: FrameBody): void {
     if (this.closed) return
     const length = bodyLength(body)
     this.writeHeader(type, requestId, length)
@@ -119,7 +123,7 @@ export class FrameConnection {
    * and calls send). A body over `bodyBytesMax` is not sent: its length is returned for the
    * caller's error. Nothing is queued when the connection is closed.
    */
-  sendInPlace(type: FrameTypeValue, requestId: Uint8Array, bodyBytesMax: number, encode: InPlaceEncoder, a: unknown, b: unknown): number {
+  sendInPlace(type: FrameTypeValue, requestId: RequestIdRef, bodyBytesMax: number, encode: InPlaceEncoder, a: unknown, b: unknown): number {
     if (this.closed) return 0
     if (this.slab.length - this.slabAt < slabTailBytesMin) this.newSlab(slabBytes)
     let at = this.slabAt
@@ -140,7 +144,7 @@ export class FrameConnection {
   }
 
   /** sendFinal writes a last frame now and ends the socket (used for fatal errors). */
-  sendFinal(type: FrameTypeValue, requestId: Uint8Array, body: Uint8Array): void {
+  sendFinal(type: FrameTypeValue, requestId: RequestIdRef, body: Uint8Array): void {
     if (this.closed) return
     this.send(type, requestId, body)
     this.flush()
@@ -166,7 +170,7 @@ export class FrameConnection {
     }
   }
 
-  private writeHeader(type: FrameTypeValue, requestId: Uint8Array, length: number): void {
+  private writeHeader(type: FrameTypeValue, requestId: RequestIdRef, length: number): void {
     if (this.slab.length - this.slabAt < HEADER_BYTES) this.newSlab(slabBytes)
     const out = this.slab
     const at = this.slabAt
@@ -178,7 +182,7 @@ export class FrameConnection {
     out[at + 5] = 0
     out[at + 6] = 0
     out[at + 7] = 0
-    out.set(requestId, at + 8)
+    writeRequestId(out, at + 8, requestId)
     this.slabAt = at + HEADER_BYTES
   }
 

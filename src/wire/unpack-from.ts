@@ -136,7 +136,8 @@ function readString(length: number): string | undefined {
   const start = position
   position += length
   if (length < 16) {
-    // Short ASCII (method names, keys) by hand: cheaper than a call into the decoder.
+    // Short ASCII (method names, keys) by hand: cheaper than a call into the decoder. Buffer's
+    // own latin1Slice/utf8Slice (not in its typings) skip toString's encoding look-up and checks.
     let ascii = true
     for (let i = start; i < position; i++) if (src[i]! >= 0x80) ascii = false
     if (ascii) {
@@ -150,11 +151,11 @@ function readString(length: number): string | undefined {
         case 3:
           return String.fromCharCode(src[start]!, src[start + 1]!, src[start + 2]!)
         default:
-          return src.toString('latin1', start, position)
+          return (src as Buffer & { latin1Slice(start: number, end: number): string }).latin1Slice(start, position)
       }
     }
   }
-  return src.toString('utf8', start, position)
+  return (src as Buffer & { utf8Slice(start: number, end: number): string }).utf8Slice(start, position)
 }
 
 function readArray(length: number, depth: number): unknown[] | undefined {
