@@ -2,8 +2,11 @@
  * FrameConnection: one socket speaking frames, shared by server and client sides.
  *
  * Writes are coalesced: frames queued during one turn of the event loop are written together
- * from a `setImmediate`, headers and small bodies copied into one buffer and large bodies by
- * reference, in one writev, so a burst of replies costs one syscall instead of one per frame.
+ * from a `setImmediate`, in one write (or one writev), so a burst of replies costs one syscall
+ * instead of one per frame. Each frame is written into the connection's outgoing slab when it
+ * is sent: its header, a small body copied, or a body encoded in place (pack-into.ts); large
+ * bodies are queued by reference between slab regions. Between turns a connection keeps at
+ * most one slab (slabBytes, 64 KiB), and only while it has room left worth writing into.
  *
  * Backpressure: when the bytes waiting to go out (queued plus the socket's own buffer) pass
  * `writeBufferBytesMax`, the connection pauses reading, so a peer that never reads cannot
