@@ -170,16 +170,17 @@ export class WireClient {
     }
     // The body is encoded straight into the outgoing buffer; msgpackr (then a copy) only for
     // values the in-place encoder does not write or that do not fit in one slab.
-    const length = this.connection.sendInPlace(FrameType.REQUEST, sendId, this.frameBytesMax, packRequestInto, method, params)
-    if (length > this.frameBytesMax) return Promise.reject(this.requestTooLarge(length))
-    if (length === PACK_FAILED) {
-      try {
+    // A getter of the params may throw: that rejects the request, as msgpackr's throw did.
+    try {
+      const length = this.connection.sendInPlace(FrameType.REQUEST, sendId, this.frameBytesMax, packRequestInto, method, params)
+      if (length > this.frameBytesMax) return Promise.reject(this.requestTooLarge(length))
+      if (length === PACK_FAILED) {
         const body = encodeBody([method, params])
         this.checkRequestBytes(body.length)
         this.connection.send(FrameType.REQUEST, sendId, body)
-      } catch (error) {
-        return Promise.reject(error)
       }
+    } catch (error) {
+      return Promise.reject(error)
     }
     return this.track(key, idBytes, method, timeoutMs)
   }

@@ -69,6 +69,8 @@ export class FrameConnection {
   private chunks: Uint8Array[] = []
   private queuedBytes = 0
   private flushScheduled = false
+  // Invariant: true only while sendInPlace's encoder runs; no other frame is written meanwhile.
+  private encoding = false
   private readPaused = false
   private closed = false
 
@@ -129,18 +131,32 @@ export class FrameConnection {
   sendInPlace(type: FrameTypeValue, requestId: RequestIdRef, bodyBytesMax: number, encode: InPlaceEncoder, a: unknown, b: unknown): number {
     if (this.closed) return 0
     if (this.slab.length - this.slabAt < slabTailBytesMin) this.newSlab(slabBytes)
-    let at = this.slabAt
-    let end = encode(this.slab, at + HEADER_BYTES, this.slab.length, a, b)
-    if (end === PACK_FAILED && at >= slabBytes / 2) {
-      // Perhaps only this slab's tail was too short: once more on a fresh one.
-      this.newSlab(slabBytes)
-      at = 0
-      end = encode(this.slab, HEADER_BYTES, this.slab.length, a, b)
+    // The header goes first (its length patched after), so the id is copied before the
+    // encoder runs any code of the value's (a getter may reuse the caller's id buffer).
+    this.writeHeader(type, requestId, 0)
+    let at = this.slabAt - HEADER_BYTES
+    this.slabAt = at // the frame is not queued until its body is written
+    let end: number
+    // NB: the encoder reads the value's properties, so a getter could run code that sends on
+    // this connection while the slab past slabAt is being written; writeHeader refuses that.
+    this.encoding = true
+    try {
+      end = encode(this.slab, at + HEADER_BYTES, this.slab.length, a, b)
+      if (end === PACK_FAILED && at >= slabBytes / 2) {
+        // Perhaps only this slab's tail was too short: once more on a fresh one.
+        const header = this.slab.subarray(at, at + HEADER_BYTES)
+        this.newSlab(slabBytes)
+        this.slab.set(header, 0)
+        at = 0
+        end = encode(this.slab, HEADER_BYTES, this.slab.length, a, b)
+      }
+    } finally {
+      this.encoding = false
     }
     if (end === PACK_FAILED) return PACK_FAILED
     const length = end - at - HEADER_BYTES
     if (length > bodyBytesMax) return length
-    this.writeHeader(type, requestId, length)
+    this.slab.writeUInt32LE(length, at)
     this.slabAt = end
     this.queued(HEADER_BYTES + length)
     return length
@@ -174,6 +190,7 @@ export class FrameConnection {
   }
 
   private writeHeader(type: FrameTypeValue, requestId: RequestIdRef, length: number): void {
+    this.refuseWhileEncoding()
     if (this.slab.length - this.slabAt < HEADER_BYTES) this.newSlab(slabBytes)
     const out = this.slab
     const at = this.slabAt
@@ -187,6 +204,11 @@ export class FrameConnection {
     out[at + 7] = 0
     writeRequestId(out, at + 8, requestId)
     this.slabAt = at + HEADER_BYTES
+  }
+
+  /** refuseWhileEncoding throws when a frame is sent from inside another's in-place encoding (it would write over it). */
+  private refuseWhileEncoding(): void {
+    if (this.encoding) throw new Error('a frame was sent on this connection from inside the encoding of another (a getter of its value)')
   }
 
   /** place copies a small body (part) into the slab, or queues a large one by reference. */

@@ -329,13 +329,13 @@ export class ServerConnection {
   private reply(type: FrameTypeValue, idBytes: string, value: unknown, method: string): boolean {
     let body: Buffer | Buffer[]
     let length: number
-    if (!(value instanceof EncodedBody)) {
-      // Encoded straight into the outgoing buffer; msgpackr (encodeBodyParts) for the rest.
-      length = this.connection.sendInPlace(type, idBytes, this.config.frameBytesMax, packValueInto, value, undefined)
-      if (length > this.config.frameBytesMax) return this.replyTooLarge(idBytes, length)
-      if (length !== PACK_FAILED) return true
-    }
     try {
+      if (!(value instanceof EncodedBody)) {
+        // Encoded straight into the outgoing buffer; msgpackr (encodeBodyParts) for the rest.
+        length = this.connection.sendInPlace(type, idBytes, this.config.frameBytesMax, packValueInto, value, undefined)
+        if (length > this.config.frameBytesMax) return this.replyTooLarge(idBytes, length)
+        if (length !== PACK_FAILED) return true
+      }
       // An array of values (store.read) goes out with its large values by reference.
       body = value instanceof EncodedBody ? value.bytes : encodeBodyParts(value)
       length = bodyLength(body)

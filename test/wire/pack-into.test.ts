@@ -104,3 +104,37 @@ test('requests encoded in place cross slab boundaries, coalesce into one write a
     await s.stop()
   }
 })
+
+test('a throwing getter rejects its own request or reply; a request sent from inside a getter is refused, the outer one goes out', async () => {
+  const s = await startServer()
+  s.server.handle('getter', async () => ({
+    get broken(): number {
+      throw new Error('getter failed')
+    },
+  }))
+  try {
+    const client = await WireClient.connect(s.unix, hello())
+    const throwing = {
+      get value(): number {
+        throw new Error('getter failed')
+      },
+    }
+    const rejected = client.request('echo', throwing)
+    await assert.rejects(rejected, /getter failed/)
+    let inner: Promise<unknown> | undefined
+    const sneaky = {
+      a: 1,
+      get b(): string {
+        inner ??= client.request('echo', 'inner').catch((error: unknown) => error)
+        return 'b'
+      },
+    }
+    assert.deepEqual(await client.request('echo', sneaky), { a: 1, b: 'b' })
+    assert.match(String(await inner), /from inside the encoding of another/)
+    await rejectsWith(client.request('getter', null), ErrorCode.INTERNAL)
+    assert.equal(await client.request('echo', 'still here'), 'still here')
+    await client.close()
+  } finally {
+    await s.stop()
+  }
+})
