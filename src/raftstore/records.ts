@@ -160,6 +160,21 @@ function unseal(record: Buffer): Buffer | undefined {
   return record.readUInt32BE(0) === crc32(payload) ? payload : undefined
 }
 
+/** ENTRY_HEADER_BYTES: bytes before each entry's data in a run (and in a log-files entries item): term u64 | type u8 | length u32. */
+export const ENTRY_HEADER_BYTES = RUN_ENTRY_HEADER_BYTES
+
+/** writeEntries writes `(term u64 | type u8 | length u32 | data)*` at `offset` (log runs and log-files entries items share it); returns the end offset. */
+export function writeEntries(buffer: Buffer, entries: readonly Entry[], offset: number): number {
+  for (const entry of entries) {
+    writeU64(buffer, entry.term, offset)
+    buffer[offset + 8] = entry.type === 'confChange' ? 1 : 0
+    buffer.writeUInt32BE(entry.data.byteLength, offset + 9)
+    buffer.set(entry.data, offset + RUN_ENTRY_HEADER_BYTES)
+    offset += RUN_ENTRY_HEADER_BYTES + entry.data.byteLength
+  }
+  return offset
+}
+
 /**
  * encodeRun is the stored form of consecutive log entries (at least one):
  * crc32 | 0x52 | first index u64 | count u32 | (term u64 | type u8 | length u32 | data)*.
@@ -171,14 +186,7 @@ export function encodeRun(entries: readonly Entry[]): Buffer {
   record[CHECKSUM_BYTES] = RUN_MAGIC
   writeU64(record, entries[0]!.index, CHECKSUM_BYTES + 1)
   record.writeUInt32BE(entries.length, CHECKSUM_BYTES + 9)
-  let offset = CHECKSUM_BYTES + RUN_HEADER_BYTES
-  for (const entry of entries) {
-    writeU64(record, entry.term, offset)
-    record[offset + 8] = entry.type === 'confChange' ? 1 : 0
-    record.writeUInt32BE(entry.data.byteLength, offset + 9)
-    record.set(entry.data, offset + RUN_ENTRY_HEADER_BYTES)
-    offset += RUN_ENTRY_HEADER_BYTES + entry.data.byteLength
-  }
+  writeEntries(record, entries, CHECKSUM_BYTES + RUN_HEADER_BYTES)
   record.writeUInt32BE(crc32(record.subarray(CHECKSUM_BYTES)), 0)
   return record
 }

@@ -10,6 +10,7 @@ import { test } from 'node:test'
 import { ErrorCode, KvError } from '../../src/errors.js'
 import type { Entry, HardState } from '../../src/raft/types.js'
 import { RaftLogFiles, type LogFilesOptions, type LogRecord, type RecoveredGroup } from '../../src/raftstore/log-files.js'
+import { seededRandom } from './kv-machine.js'
 
 function tempDir(): string {
   return mkdtempSync(join(tmpdir(), 'distkv-logfiles-'))
@@ -422,17 +423,6 @@ test('power-loss model: a rotation lost to a crash leaves its empty file; the fi
 
 // --- Seeded random walk against a model of the durable state -----------------------------------
 
-/** mulberry32: a small seeded PRNG (the seed is printed on failure). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 interface ModelGroup {
   hardState: HardState
@@ -506,7 +496,7 @@ test('random writes, syncs, crashes and reopens keep exactly the durable state (
 })
 
 async function randomWalk(seed: number, dir: string): Promise<void> {
-  const random = prng(seed)
+  const random = seededRandom(seed)
   let issued: Model = new Map()
   /** states[k]: the model after the k-th write since the last point everything was durable (states[0]). */
   let states: Model[] = [new Map()]

@@ -16,7 +16,7 @@
  */
 import { ErrorCode, KvError } from '../../errors.js'
 import type { Entry, HardState } from '../../raft/types.js'
-import { crc32 } from '../records.js'
+import { ENTRY_HEADER_BYTES, crc32, writeEntries } from '../records.js'
 
 /** LOG_FILE_MAGIC opens every log file ('RLOG'). */
 export const LOG_FILE_MAGIC = 0x524c4f47
@@ -38,7 +38,6 @@ export const ITEM_CHECKPOINT = 6
 
 const ITEM_HEADER_BYTES = 1 + 8
 const ENTRIES_HEADER_BYTES = 8 + 4
-const ENTRY_HEADER_BYTES = 8 + 1 + 4
 const CHECKPOINT_GROUP_BYTES = 7 * 8
 
 /** CheckpointGroup is one live group's state in a checkpoint item. */
@@ -141,15 +140,7 @@ function itemHeader(buffer: Buffer, type: number, groupId: number, offset: numbe
 function encodeEntries(buffer: Buffer, _groupId: number, entries: readonly Entry[], offset: number): number {
   writeU64(buffer, entries[0]!.index, offset)
   buffer.writeUInt32BE(entries.length, offset + 8)
-  offset += ENTRIES_HEADER_BYTES
-  for (const entry of entries) {
-    writeU64(buffer, entry.term, offset)
-    buffer[offset + 8] = entry.type === 'confChange' ? 1 : 0
-    buffer.writeUInt32BE(entry.data.byteLength, offset + 9)
-    buffer.set(entry.data, offset + ENTRY_HEADER_BYTES)
-    offset += ENTRY_HEADER_BYTES + entry.data.byteLength
-  }
-  return offset
+  return writeEntries(buffer, entries, offset + ENTRIES_HEADER_BYTES)
 }
 
 /** writeFileHeader writes the magic and version at `offset`; returns the offset after them. */
