@@ -107,6 +107,11 @@ function slowestPeerMatch(core: RaftCore, self: NodeId): number {
   return lowest
 }
 
+/** engineOnly: a staged write that is all unsynced engine ops (apply output), done once the engine batch is. */
+function engineOnly(s: StagedWrite): boolean {
+  return s.log === undefined && s.syncEngine !== true && s.ops.length > 0
+}
+
 /** Work is one group's Ready in an iteration; appliedEarly: its committed entries were applied before the write (persist). */
 interface Work { group: GroupReplica; ready: Ready; appliedEarly: boolean }
 
@@ -533,7 +538,7 @@ export class RaftDriver {
     // counted itself), so the fsync of the entries appended in this iteration is not theirs to
     // wait for. That takes one fsync off every commit's latency.
     const engineWrite = ops.length > 0 ? this.options.engine.batch(ops, { sync: false }).then(() => {
-      for (const s of staged) if (s.log === undefined && s.syncEngine !== true && s.ops.length > 0) s.onDurable()
+      for (const s of staged) if (engineOnly(s)) s.onDurable()
     }) : undefined
     if (logWrite !== undefined || engineWrite !== undefined || first.length > 0) {
       this.stats.writes++
@@ -543,7 +548,7 @@ export class RaftDriver {
     const [logResult, engineResult] = await Promise.allSettled([logWrite, engineWrite])
     if (logResult.status === 'rejected') throw logResult.reason
     if (engineResult.status === 'rejected') throw engineResult.reason
-    for (const s of staged) if (engineWrite === undefined || !(s.log === undefined && s.syncEngine !== true && s.ops.length > 0)) s.onDurable()
+    for (const s of staged) if (engineWrite === undefined || !engineOnly(s)) s.onDurable()
   }
 
   /**

@@ -23,13 +23,17 @@ export function corruption(groupId: number, message: string, details: Record<str
   return new KvError(ErrorCode.CORRUPTION, `raft group ${groupId}: ${message}`, { groupId, ...details })
 }
 
-/** readState reads one checksummed state record; a damaged one is KV_ERR_CORRUPTION. */
-export async function readState<T>(engine: Engine, groupId: number, key: Buffer, name: string, decode: (record: Buffer) => T | undefined, fallback: T): Promise<T> {
-  const record = await engine.get(key)
+/** decodeState decodes one checksummed state record (fallback when absent); a damaged one is KV_ERR_CORRUPTION. */
+function decodeState<T>(groupId: number, record: Buffer | undefined, name: string, decode: (record: Buffer) => T | undefined, fallback: T): T {
   if (record === undefined) return fallback
   const state = decode(record)
   if (state === undefined) throw corruption(groupId, `${name} record fails its checksum`)
   return state
+}
+
+/** readState reads one checksummed state record; a damaged one is KV_ERR_CORRUPTION. */
+export async function readState<T>(engine: Engine, groupId: number, key: Buffer, name: string, decode: (record: Buffer) => T | undefined, fallback: T): Promise<T> {
+  return decodeState(groupId, await engine.get(key), name, decode, fallback)
 }
 
 interface LoadedRuns {
@@ -95,25 +99,16 @@ export interface LegacyLog {
 export async function loadLegacyLog(engine: Engine, groupId: number, logger?: (message: string, details: Record<string, unknown>) => void): Promise<LegacyLog | undefined> {
   const hsRecord = await engine.get(records.hardStateKey(groupId))
   const truncatedRecord = await engine.get(records.truncatedStateKey(groupId))
-  if (hsRecord === undefined && truncatedRecord === undefined && !(await hasRuns(engine, groupId))) return undefined
-  const hardState: HardState = await readState(engine, groupId, records.hardStateKey(groupId), 'hard state', records.decodeHardState, emptyHardState())
-  const truncated = await readState(engine, groupId, records.truncatedStateKey(groupId), 'truncated state', records.decodeTruncatedState, { index: 0, term: 0 })
+  const hardState: HardState = decodeState(groupId, hsRecord, 'hard state', records.decodeHardState, emptyHardState())
+  const truncated = decodeState(groupId, truncatedRecord, 'truncated state', records.decodeTruncatedState, { index: 0, term: 0 })
   const loaded = await loadRuns(engine, groupId, truncated)
+  if (hsRecord === undefined && truncatedRecord === undefined && loaded.keys.length === 0) return undefined
   if (loaded.damagedAt !== undefined) {
     if (loaded.damagedAt <= hardState.commit) throw corruption(groupId, `log entry ${loaded.damagedAt} is damaged at or below the commit index ${hardState.commit}`, { index: loaded.damagedAt, commit: hardState.commit })
     logger?.('raft log: dropping a torn tail', { groupId, from: loaded.damagedAt })
   }
   const keys = [records.hardStateKey(groupId), records.truncatedStateKey(groupId), ...loaded.keys]
   return { state: { hardState, truncated, entries: loaded.entries }, keys }
-}
-
-async function hasRuns(engine: Engine, groupId: number): Promise<boolean> {
-  const iterator = engine.iterator({ gte: records.entryKey(groupId, 0), lt: records.entryKey(groupId, Number.MAX_SAFE_INTEGER) })
-  try {
-    return (await iterator.nextBatch(1)).length > 0
-  } finally {
-    await iterator.close()
-  }
 }
 
 /** legacyKeysOps deletes the old-layout keys of a group (after its state was written to the log files). */
