@@ -37,7 +37,7 @@
 // flush 1-2.4, compaction 2-13 (the applied data's L0->L1, varies with the database's age),
 // other threads 2-6; raftstore and the core ~1-1.5 us of it. --client coalesce: the proposers'
 // process 6-10 us against 9-13.
-// Usage: npm run build && node dist/bench/raft/run.js [--seconds 3] [--warmup 6] [--proposers 1,64] [--client request|coalesce|request,coalesce]
+// Usage: npm run build && node dist/bench/raft/run.js [--seconds 3] [--warmup 6] [--proposers 1,64] [--repeat N] [--client request|coalesce|request,coalesce]
 //        [--transport stream|requests] [--value-bytes 1024] [--compact-soft N] [--defer-commits on|off] [--dir DIR]
 //        (RAFTSTORE_NODE_EXEC_ARGS="--cpu-prof --cpu-prof-dir=DIR" or "--perf-basic-prof" profiles the nodes)
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
@@ -192,8 +192,7 @@ async function main(): Promise<void> {
   const root = mkdtempSync(join(argument('dir', tmpdir()), 'distkv-bench-raft-'))
   const nodes = new Map<number, NodeProcess>()
   try {
-    const fsyncs = fsyncRate(root, Math.min(seconds, 2))
-    console.log(`disk baseline: ${fsyncs.toFixed(0)} write+fdatasync/s in ${root}`)
+    console.log(`disk baseline: ${fsyncRate(root, Math.min(seconds, 2)).toFixed(0)} write+fdatasync/s in ${root} (and again around every phase)`)
     const ids = [1, 2, 3]
     const portList = await freePorts(6)
     const ports = Object.fromEntries(ids.map((id, i) => [String(id), portList[i]!]))
@@ -220,8 +219,16 @@ async function main(): Promise<void> {
     await new Promise((resolve) => setTimeout(resolve, IDLE_PROBE_MS))
     const idlePerSecond = ((cpuMs(nodes.values()) - idleBefore) * 1000) / IDLE_PROBE_MS
     console.log(`idle: ${idlePerSecond.toFixed(0)} CPU ms/s (3 processes: ticks, heartbeats)`)
-    const configurations = argument('proposers', '1,64').split(',').map(Number).flatMap((proposers) => (proposers === 1 ? ['request'] : clients).map((client) => ({ proposers, client })))
+    // --repeat N runs every configuration N times (interleaved) and ends with the medians: on a
+    // shared host one run's ratio swings with the disk's fsync rate of that minute.
+    const repeat = Number(argument('repeat', '1'))
+    const once = argument('proposers', '1,64').split(',').map(Number).flatMap((proposers) => (proposers === 1 ? ['request'] : clients).map((client) => ({ proposers, client })))
+    const configurations = Array.from({ length: repeat }, () => once).flat()
+    const results = new Map<string, Array<{ ratio: number; perSecond: number; p99Ms: number; cpuUs: number }>>()
     for (const { proposers, client } of configurations) {
+      // The disk's rate just before and just after the phase (the nodes idle): the ratio is
+      // taken against their mean, so a disk that slows or speeds up mid-run does not skew it.
+      const fsyncsBefore = fsyncRate(root, 1)
       const statusBefore = await driverCounts(nodes.values(), leader)
       const countsBefore = statusBefore.counts
       const cpuBefore = cpuMs(nodes.values())
@@ -249,11 +256,26 @@ async function main(): Promise<void> {
       const statusAfter = await driverCounts(nodes.values(), leader)
       const counts = statusAfter.counts
       const per = (key: keyof DriverCounts) => ((counts[key] - countsBefore[key]) / commits).toFixed(2)
+      const fsyncsAfter = fsyncRate(root, 1)
+      const diskRate = (fsyncsBefore + fsyncsAfter) / 2
+      const key = `${proposers} proposers (${client})`
+      const list = results.get(key) ?? []
+      list.push({ ratio: f.perSecond / diskRate, perSecond: f.perSecond, p99Ms: f.p99Ms, cpuUs: cpuPerCommit * 1000 + selfUs })
+      results.set(key, list)
       console.log(
-        `${String(proposers).padStart(2)} proposers (${client}): ${f.perSecond.toFixed(0)} commits/s (${(f.perSecond / fsyncs).toFixed(2)}x disk fsyncs/s), ` +
+        `${String(proposers).padStart(2)} proposers (${client}): ${f.perSecond.toFixed(0)} commits/s (${(f.perSecond / diskRate).toFixed(2)}x disk fsyncs/s: ${fsyncsBefore.toFixed(0)} before, ${fsyncsAfter.toFixed(0)} after), ` +
           `${cpuPerCommit.toFixed(3)} CPU ms/commit (3 processes; ${netPerCommit.toFixed(3)} net of idle; leader / followers ${split} us; proposers' process ${selfUs.toFixed(0)} us; all 4 processes ${(cpuPerCommit * 1000 + selfUs).toFixed(0)} us), ` +
           `p50 ${f.p50Ms.toFixed(2)} ms, p99 ${f.p99Ms.toFixed(2)} ms; per commit (3 nodes): ${per('iterations')} iterations, ${per('syncWrites')} fsyncs, ${per('writes')} writes, ${per('messagesSent')} messages; proposers' loop max ${(selfLoop.max / 1e6).toFixed(0)} ms; threads us/commit (main / flush / compaction / other, leader first): ${threadSummary(threadsBefore, threadsAfter, commits)}; nodes: ${pauseSummary(statusBefore.pauses, statusAfter.pauses, commits)}${f.errors.size > 0 ? `, errors ${JSON.stringify(Object.fromEntries(f.errors))}` : ''}`,
       )
+    }
+    if (repeat > 1) {
+      const median = (values: number[]) => percentile([...values].sort((a, b) => a - b), 50)
+      for (const [key, list] of results) {
+        console.log(
+          `median of ${list.length}, ${key}: ${median(list.map((r) => r.perSecond)).toFixed(0)} commits/s, ${median(list.map((r) => r.ratio)).toFixed(2)}x disk fsyncs/s ` +
+            `(runs ${list.map((r) => r.ratio.toFixed(2)).join(', ')}), p99 ${median(list.map((r) => r.p99Ms)).toFixed(2)} ms (runs ${list.map((r) => r.p99Ms.toFixed(1)).join(', ')}), all 4 processes ${median(list.map((r) => r.cpuUs)).toFixed(0)} us/commit`,
+        )
+      }
     }
   } finally {
     await Promise.all([...nodes.values()].map((node) => stopNode(node, 'SIGTERM')))
