@@ -188,6 +188,71 @@ test('rotation: GC deletes dead files; an idle group pins its file until liveEnt
   }
 })
 
+test('preallocation: rotations take files written full of zeros, sealed files are cut to their records, a preallocated last file reopens in place', async () => {
+  const dir = tempDir()
+  try {
+    // Junk under the prepared name (an earlier process died while preparing) is never taken as is.
+    writeFileSync(join(dir, 'next.rlog-prepared'), Buffer.alloc(100, 7))
+    const warnings: unknown[] = []
+    const logger: LogFilesOptions['logger'] = (level, message) => void (level === 'warn' && warnings.push(message))
+    let log = await open(dir, { fileBytesMax: 4096, logger })
+    await log.write(busyRound(3, 1), true)
+    await log.prepared()
+    assert.ok(!existsSync(join(dir, 'next.rlog-prepared')), 'nothing is prepared while the active file is under half full')
+    await log.write([{ type: 'entries', groupId: 4, entries: run(1, 5, 1, 400) }, { type: 'compact', groupId: 4, index: 5, term: 1 }], true)
+    await log.prepared()
+    assert.equal(statSync(join(dir, 'next.rlog-prepared')).size, 4096, 'the next file is prepared to fileBytesMax')
+    assert.ok(readFileSync(join(dir, 'next.rlog-prepared')).every((byte) => byte === 0), 'full of zeros')
+    let next = 2
+    for (; next <= 40; next++) {
+      await log.write(busyRound(3, next), true)
+      await log.prepared()
+    }
+    assert.ok(log.stats.preallocated >= 2, `rotations took prepared files: ${log.stats.preallocated}`)
+    const active = join(dir, `${String(log.activeFile).padStart(6, '0')}.rlog`)
+    assert.equal(statSync(active).size, 4096, 'the active file keeps its preallocated length')
+    await log.close()
+    assert.ok(!existsSync(join(dir, 'next.rlog-prepared')), 'close removes the prepared file')
+    // The active file's zeros are its end.
+    log = await open(dir, { fileBytesMax: 4096, logger })
+    assert.deepEqual(warnings, [], 'no torn-tail warning for preallocated space')
+    assert.deepEqual(plain(log.takeRecovered(3)), expected({ term: 1, vote: 1, commit: next - 1 }, { index: next - 2, term: 1 }, [entry(next - 1, 1, 300)]))
+    assert.equal(statSync(active).size, 4096, 'reopening keeps the length')
+    await log.write(busyRound(3, next), true)
+    // Group 9's entries keep this file alive (no liveEntries: never rewritten), so every later open reads it.
+    await log.write([{ type: 'entries', groupId: 9, entries: run(1, 2, 1) }], true)
+    assert.equal(statSync(active).size, 4096, 'appends after reopening land in place')
+    await log.close()
+    // A smaller fileBytesMax seals the preallocated file long before its zeros are used: it is cut
+    // to its records (a zero tail in a sealed file would be KV_ERR_CORRUPTION at the next open).
+    log = await open(dir, { fileBytesMax: 1024, logger })
+    assert.deepEqual(plain(log.takeRecovered(3)), expected({ term: 1, vote: 1, commit: next }, { index: next - 1, term: 1 }, [entry(next, 1, 300)]))
+    const sealedFirst = log.activeFile
+    for (next++; log.activeFile === sealedFirst; next++) await log.write(busyRound(3, next), true)
+    await log.close()
+    log = await open(dir, { fileBytesMax: 1024, logger })
+    assert.deepEqual(plain(log.takeRecovered(3)), expected({ term: 1, vote: 1, commit: next - 1 }, { index: next - 2, term: 1 }, [entry(next - 1, 1, 300)]))
+    assert.deepEqual(plain(log.takeRecovered(9)), expected(HS0, { index: 0, term: 0 }, run(1, 2, 1)))
+    await log.close()
+    assert.deepEqual(warnings, [])
+
+    // Off: files grow as written and nothing is prepared.
+    const plainDir = tempDir()
+    try {
+      log = await open(plainDir, { fileBytesMax: 4096, preallocate: false })
+      for (let i = 1; i <= 20; i++) await log.write(busyRound(3, i), true)
+      await log.prepared()
+      assert.equal(log.stats.preallocated, 0)
+      assert.ok(!existsSync(join(plainDir, 'next.rlog-prepared')))
+      await log.close()
+    } finally {
+      rmSync(plainDir, { recursive: true, force: true })
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
+
 test('a destroyed group whose records sit in a kept file is not resurrected (checkpoint resets the groups)', async () => {
   const dir = tempDir()
   try {
@@ -226,11 +291,13 @@ test('a torn last record, cut at every byte, recovers the state before it; later
       rmSync(copy, { recursive: true, force: true })
       cpSync(dir, copy, { recursive: true })
       truncateSync(join(copy, '000001.rlog'), cut)
+      // A tail of zeros only (the first bytes of a length) reads as preallocated space: the records end there, nothing is cut.
+      const zeroTail = readFileSync(join(copy, '000001.rlog')).subarray(before).every((byte) => byte === 0)
       const warnings: unknown[] = []
       let reopened = await open(copy, { logger: (level, message, details) => void (level === 'warn' && warnings.push({ message, details })) })
       assert.deepEqual(plain(reopened.takeRecovered(1)), expected({ term: 1, vote: 1, commit: 2 }, { index: 0, term: 0 }, run(1, 3, 1)), `cut at ${cut}`)
-      assert.equal(statSync(join(copy, '000001.rlog')).size, before, `file truncated to the last good record (cut ${cut})`)
-      assert.equal(warnings.length, cut > before ? 1 : 0, `a warning for a torn tail (cut ${cut})`)
+      assert.equal(statSync(join(copy, '000001.rlog')).size, zeroTail ? cut : before, `file truncated to the last good record (cut ${cut})`)
+      assert.equal(warnings.length, cut > before && !zeroTail ? 1 : 0, `a warning for a torn tail (cut ${cut})`)
       await reopened.write([{ type: 'entries', groupId: 1, entries: run(4, 4, 2) }], true)
       await reopened.close()
       reopened = await open(copy)
@@ -388,22 +455,26 @@ test('power-loss model: GC deletes a file only once the write that killed its en
   }
 })
 
-test('power-loss model: a rotation lost to a crash leaves its empty file; the file before it is kept until the new checkpoint is durable', async () => {
+for (const preallocate of [false, true]) {
+test(`power-loss model: a rotation lost to a crash leaves its ${preallocate ? 'preallocated (all zeros)' : 'empty'} file; the file before it is kept until the new checkpoint is durable`, async () => {
   const dir = tempDir()
   try {
-    let log = await open(dir, { powerLoss: true, fileBytesMax: 1024 })
+    let log = await open(dir, { powerLoss: true, fileBytesMax: 1024, preallocate })
     // File 1 ends up without live entries but holds group 1's hard and truncated state.
     await log.write([
       { type: 'entries', groupId: 1, entries: run(1, 2, 1, 600) },
       { type: 'hardState', groupId: 1, hardState: { term: 1, vote: 1, commit: 2 } },
       { type: 'compact', groupId: 1, index: 2, term: 1 },
     ], true)
+    await log.prepared()
     await log.write([{ type: 'hardState', groupId: 1, hardState: { term: 2, vote: 1, commit: 2 } }], false) // rotates to file 2, held
     assert.equal(log.activeFile, 2)
     log.crash()
-    assert.equal(statSync(join(dir, '000002.rlog')).size, 0)
+    const file2 = readFileSync(join(dir, '000002.rlog'))
+    assert.equal(file2.length, preallocate ? 1024 : 0)
+    assert.ok(file2.every((byte) => byte === 0))
     for (let reopen = 0; reopen < 2; reopen++) {
-      log = await open(dir, { powerLoss: true, fileBytesMax: 1024 })
+      log = await open(dir, { powerLoss: true, fileBytesMax: 1024, preallocate })
       await log.unlinked()
       assert.deepEqual(plain(log.takeRecovered(1)), expected({ term: 1, vote: 1, commit: 2 }, { index: 2, term: 1 }, []), `reopen ${reopen}`)
       log.crash()
@@ -420,6 +491,7 @@ test('power-loss model: a rotation lost to a crash leaves its empty file; the fi
     rmSync(dir, { recursive: true, force: true })
   }
 })
+}
 
 // --- Seeded random walk against a model of the durable state -----------------------------------
 

@@ -1,5 +1,5 @@
 /** Promise forms of the node:fs calls the Raft log files make on libuv's thread pool (never *Sync on the write path). */
-import { close as closeFd, fdatasync, fsync, open as openFd, unlink, write as writeFd } from 'node:fs'
+import { close as closeFd, fdatasync, fstat, fsync, ftruncate, open as openFd, rename, unlink, write as writeFd } from 'node:fs'
 
 export const fdatasyncAsync = (fd: number) => new Promise<void>((resolve, reject) => fdatasync(fd, (error) => (error ? reject(error) : resolve())))
 export const fsyncAsync = (fd: number) => new Promise<void>((resolve, reject) => fsync(fd, (error) => (error ? reject(error) : resolve())))
@@ -15,3 +15,7 @@ export async function writeAllAsync(fd: number, buffer: Buffer, position: number
 
 /** unlinkAsync removes `path`; a file already gone is fine. */
 export const unlinkAsync = (path: string) => new Promise<void>((resolve, reject) => unlink(path, (error) => (error && error.code !== 'ENOENT' ? reject(error) : resolve())))
+
+export const ftruncateAsync = (fd: number, length: number) => new Promise<void>((resolve, reject) => ftruncate(fd, length, (error) => (error ? reject(error) : resolve())))
+export const renameAsync = (from: string, to: string) => new Promise<void>((resolve, reject) => rename(from, to, (error) => (error ? reject(error) : resolve())))
+export const fileSizeAsync = (fd: number) => new Promise<number>((resolve, reject) => fstat(fd, (error, stats) => (error ? reject(error) : resolve(stats.size))))

@@ -67,7 +67,8 @@ export interface ScanResult {
  */
 export function scanFile(buffer: Buffer, path: string, isLast: boolean, apply: (items: LogItem[], offset: number) => void): ScanResult {
   if (buffer.length < LOG_FILE_HEADER_BYTES || (isLast && allZero(buffer, 0))) {
-    if (isLast) return { end: 0, torn: buffer.length > 0, headerMissing: true }
+    // All zeros is a preallocated file whose first write was lost (or never made): nothing torn.
+    if (isLast) return { end: 0, torn: buffer.length > 0 && !allZero(buffer, 0), headerMissing: true }
     throw corruption(`raft log file ${path} is shorter than its header`, { path, offset: 0 })
   }
   if (buffer.readUInt32BE(0) !== LOG_FILE_MAGIC || buffer.readUInt32BE(4) !== LOG_FILE_VERSION) {
@@ -77,7 +78,11 @@ export function scanFile(buffer: Buffer, path: string, isLast: boolean, apply: (
   while (offset < buffer.length) {
     const damage = checkRecord(buffer, offset)
     if (damage !== undefined) {
-      // In the last file every damage is a torn tail (see checkRecord's NB): cut there.
+      // Zeros to the end of the last file are its preallocated space (RaftLogFiles writes each
+      // file full of zeros before using it), or writes lost whole: the records end here, and the
+      // file keeps its length (appends continue in place, still without growing it).
+      if (isLast && allZero(buffer, offset)) return { end: offset, torn: false, headerMissing: false }
+      // In the last file every other damage is a torn tail (see checkRecord's NB): cut there.
       if (isLast) return { end: offset, torn: true, headerMissing: false }
       throw corruption(`raft log file ${path} is damaged at offset ${offset}: ${damage.reason}`, { path, offset })
     }
@@ -114,8 +119,14 @@ function checkRecord(buffer: Buffer, offset: number): { reason: string; tail: bo
   return undefined
 }
 
+const ZEROS = Buffer.alloc(64 * 1024)
+
+/** allZero tells whether buffer[from..] is all zero bytes (compared a slice at a time: a preallocated file is mostly zeros). */
 function allZero(buffer: Buffer, from: number): boolean {
-  for (let i = from; i < buffer.length; i++) if (buffer[i] !== 0) return false
+  for (let at = from; at < buffer.length; at += ZEROS.length) {
+    const end = Math.min(buffer.length, at + ZEROS.length)
+    if (!buffer.subarray(at, end).equals(ZEROS.subarray(0, end - at))) return false
+  }
   return true
 }
 
