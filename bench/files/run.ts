@@ -11,12 +11,13 @@
  * of this process (the clients), and etcd's server CPU per put: those are the figures to steer by.
  *
  * Usage: npm run bench:files [-- --url http://HOST:PORT | --local] [--replicas 3] [--clients 16]
- *          [--mib 128] [--sizes 16,256,4096 (KiB)] [--cpu-prof DIR] [--warmup 512]
+ *          [--mib 128] [--sizes 16,256,4096 (KiB)] [--cpu-prof DIR] [--warmup 4000]
  *          [--etcd-members 3|1] [--blob-threshold-bytes N]
  * Before the timed phases, `--warmup` 16 KiB files are uploaded and downloaded untimed (and as
- * many puts sent to etcd before its phase): on a fresh cluster the first ~800 uploads cost ~25%
- * more CPU each than the next ones (JIT, connections, elections settling), which is not what a
- * steady rate should measure.
+ * many puts sent to etcd before its phase): a long-running server has long finished compiling
+ * the code that serves it, and etcd (Go) never has to, so the timed window should not pay for
+ * V8's optimizing compiler. After 512 untimed uploads it still took a few hundred µs of each
+ * 16 KiB upload (docs/files.md, round 7); 4000 is the default since then.
  * Without --url it starts a `distkv dev` cluster (3 nodes, 3 replicas) in a temporary
  * directory and uploads through node 1's HTTP front end; `--local` starts
  * `distkv local-server DIR --http` (one replica) instead. `--cpu-prof DIR` makes every server
@@ -54,7 +55,7 @@ const KiB = 1024
 const MiB = 1024 * KiB
 const sizes = (args.sizes ?? '16,256,4096').split(',').map((kib) => Number(kib) * KiB)
 /** warmupFiles: untimed 16 KiB uploads and downloads before the first phase, and untimed etcd puts before etcd's (JIT, connections, first memtable). */
-const warmupFiles = Number(args.warmup ?? 512)
+const warmupFiles = Number(args.warmup ?? 4000)
 /** etcdMembers: the etcd baseline's member count, 3 (like for like with 3 replicas) unless `--etcd-members 1`. */
 const etcdMembers = args['etcd-members'] === '1' ? 1 : 3
 /** profileEnv makes every server process write a V8 CPU profile into --cpu-prof DIR when it exits. */
