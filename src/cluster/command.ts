@@ -29,6 +29,7 @@ const FLAG_FIELDS: Record<string, string> = {
   'down-after-ms': 'downAfterMs',
   balance: 'balance',
   'blob-threshold-bytes': 'blobThresholdBytes',
+  'raft-log-file-bytes': 'raftLogFileBytes',
 }
 
 /**
@@ -95,6 +96,7 @@ Runs one node of a distkv cluster. Every field of the config file can be given a
   --balance true|false     let meta rebalance replicas and leaders by itself (default true)
   --blob-threshold-bytes N shard values this long or longer are kept in blob files under
                            DATA-DIR/blobs, a pointer in RocksDB (default 65536; 0 = off)
+  --raft-log-file-bytes N  size at which a Raft log file is sealed (default 67108864)
   --exit-with-stdin        stop cleanly when stdin ends (a supervisor's lifeline: distkv dev)`,
   options: { ...Object.fromEntries([...Object.keys(FLAG_FIELDS), 'config', 'members'].map((flag) => [flag, { type: 'string' as const }])), 'exit-with-stdin': { type: 'boolean' as const } },
   async run(parsed: Parsed, io: Io): Promise<number> {

@@ -8,6 +8,7 @@ import { ErrorCode, KvError } from '../errors.js'
 import { parseEndpoint } from '../local/validate.js'
 import type { Role } from '../meta/state.js'
 import { blobThresholdBytesMax } from '../engine/blob-engine.js'
+import { logFileBytesMaxDefault, logFileBytesMaxLimit, logFileBytesMaxMin } from '../raftstore/log-files.js'
 
 /** MemberConfig is one node of the static member list. */
 export interface MemberConfig {
@@ -58,6 +59,12 @@ export interface NodeConfig {
    * separation off for new writes (docs/cluster.md, "Large values out of the LSM").
    */
   blobThresholdBytes: number
+  /**
+   * raftLogFileBytes: size at which the node's Raft log file is sealed and the next (preallocated)
+   * one started (docs/raftstore.md, "Log files"); small values rotate, preallocate and collect
+   * files often (the jepsen suite's `--raft-log-file-bytes`).
+   */
+  raftLogFileBytes: number
 }
 
 /** blobThresholdBytesDefault: the default NodeConfig.blobThresholdBytes (docs/cluster.md, "Large values out of the LSM", for the measurements). */
@@ -148,6 +155,7 @@ export function resolveNodeConfig(raw: Record<string, unknown>, env: NodeJS.Proc
     dial: dialMap(raw.dial),
     balance: boolean('balance', raw.balance ?? true),
     blobThresholdBytes: integer('blobThresholdBytes', raw.blobThresholdBytes ?? blobThresholdBytesDefault, 0, blobThresholdBytesMax),
+    raftLogFileBytes: integer('raftLogFileBytes', raw.raftLogFileBytes ?? logFileBytesMaxDefault, logFileBytesMaxMin, logFileBytesMaxLimit),
   }
   if (config.raft !== undefined && (config.raft === config.rpc || config.raft === config.http)) throw invalid('raft', `must differ from the rpc and http addresses, got ${config.raft}`)
   return Object.freeze(config)

@@ -195,7 +195,7 @@ async function openNode(config: Readonly<NodeConfig>, closers: Array<() => unkno
   closers.push(() => engine.close())
   // The Raft log of every group on this node: append-only files beside the engine (src/raftstore/log-files.ts).
   let driver: RaftDriver | undefined
-  const logFiles = await RaftLogFiles.open({ dir: join(config.dataDir, 'raft-log'), powerLoss: powerLossFaultOn(), liveEntries: (groupId) => driver?.liveEntries(groupId) ?? [], logger: (level, message, details) => say(`raft log ${level}: ${message}`, details) })
+  const logFiles = await RaftLogFiles.open({ dir: join(config.dataDir, 'raft-log'), fileBytesMax: config.raftLogFileBytes, powerLoss: powerLossFaultOn(), liveEntries: (groupId) => driver?.liveEntries(groupId) ?? [], logger: (level, message, details) => say(`raft log ${level}: ${message}`, details) })
   closers.push(() => logFiles.close())
   const dial = (address: string): string => config.dial[address] ?? address
   const pool = new PeerPool({ name: `distkv-node-${config.id}`, token: config.token, dial })

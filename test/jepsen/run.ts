@@ -28,6 +28,8 @@ export interface RunOptions {
   electionTicks?: number
   /** blobThresholdBytes: the nodes' NodeConfig.blobThresholdBytes (their default when absent); 1 puts every workload value in blob files. */
   blobThresholdBytes?: number
+  /** raftLogFileBytes: the nodes' NodeConfig.raftLogFileBytes (their default when absent); small values rotate the Raft log files often. */
+  raftLogFileBytes?: number
   log: (line: string) => void
 }
 
@@ -79,7 +81,7 @@ async function finalReads(cluster: JepsenCluster, history: History, keys: string
 /** runJepsen performs one run. */
 export async function runJepsen(options: RunOptions): Promise<RunResult> {
   const random = new Random(options.seed)
-  const cluster = new JepsenCluster({ nodes: 3, shards: 2, seed: options.seed, tickMs: 50, electionTicks: options.electionTicks ?? 10, requestTimeoutMs: 8_000, diskNode: options.nemeses.includes('disk-full') ? 3 : 0, powerLoss: options.nemeses.includes('power-loss'), blobThresholdBytes: options.blobThresholdBytes, log: options.log })
+  const cluster = new JepsenCluster({ nodes: 3, shards: 2, seed: options.seed, tickMs: 50, electionTicks: options.electionTicks ?? 10, requestTimeoutMs: 8_000, diskNode: options.nemeses.includes('disk-full') ? 3 : 0, powerLoss: options.nemeses.includes('power-loss'), blobThresholdBytes: options.blobThresholdBytes, raftLogFileBytes: options.raftLogFileBytes, log: options.log })
   const begin = performance.now()
   let kept = false
   try {
