@@ -46,3 +46,10 @@ test('blobThresholdBytes defaults to 64 KiB, 0 turns separation off, and out-of-
   refused({ ...base, id: 1, blobThresholdBytes: 1.5 }, 'blobThresholdBytes')
   refused({ ...base, id: 1, blobThresholdBytes: 65 * 1024 * 1024 }, 'blobThresholdBytes')
 })
+
+test('raftLogFileBytes defaults to 64 MiB and out-of-range values are refused', () => {
+  assert.equal(resolveNodeConfig({ ...base, id: 1 }).raftLogFileBytes, 64 * 1024 * 1024)
+  assert.equal(resolveNodeConfig({ ...base, id: 1, raftLogFileBytes: '65536' }).raftLogFileBytes, 65536)
+  refused({ ...base, id: 1, raftLogFileBytes: 1023 }, 'raftLogFileBytes')
+  refused({ ...base, id: 1, raftLogFileBytes: 2 ** 31 }, 'raftLogFileBytes')
+})
