@@ -39,6 +39,7 @@
  */
 import { closeSync, writeSync, writevSync } from 'node:fs'
 import { mkdir, readdir } from 'node:fs/promises'
+import { randomUUID } from 'node:crypto'
 import { join } from 'node:path'
 import { ErrorCode, KvError } from '../errors.js'
 import { powerLossCacheBytesMax, powerLossFaultOn } from '../engine/power-loss.js'
@@ -106,8 +107,14 @@ export const logScratchBytesMax = 4 * 1024 * 1024
 export const logRewriteFraction = 16
 
 const FILE_NAME = /^(\d{6,10})\.rlog$/
-/** PREPARED_NAME: the next file while it is being preallocated; it becomes NNNNNN.rlog at the rotation that takes it. */
-const PREPARED_NAME = 'next.rlog-prepared'
+/**
+ * PREPARED: the next file while it is being preallocated, `next-<unique>.rlog-prepared`; it
+ * becomes NNNNNN.rlog at the rotation that takes it. Every preparation has a name of its own, so
+ * a job never opens (and truncates) a file another one is renaming into the log, and a job of a
+ * crashed instance (tests) cannot touch the next instance's file.
+ */
+const PREPARED = /^next-[\w-]+\.rlog-prepared$/
+const preparedName = () => `next-${randomUUID()}.rlog-prepared`
 /** ZERO_CHUNK: what a prepared file is written with, a chunk at a time. */
 const ZERO_CHUNK = Buffer.alloc(1024 * 1024)
 const EMPTY = Buffer.alloc(0)
@@ -161,8 +168,8 @@ export class RaftLogFiles {
   #heldBytes = 0
   /** #scratch: an encode buffer no write uses now, reused so a write does not allocate (and free) ~40 KiB each time. */
   #scratch: Buffer | undefined
-  /** #prepared: the descriptor of the next file once it is fully preallocated and synced; #preparing: the job making it. */
-  #prepared: number | undefined
+  /** #prepared: the next file once it is fully preallocated and synced; #preparing: the job making it. */
+  #prepared: { fd: number; path: string } | undefined
   #preparing: Promise<void> = Promise.resolve()
   /** #preparedFor: the active file for which the next one was asked for (once per file). */
   #preparedFor = 0
@@ -214,7 +221,7 @@ export class RaftLogFiles {
     }
     this.collect()
     // A prepared file left by an earlier process may be incomplete: start again when needed.
-    await unlinkAsync(join(this.dir, PREPARED_NAME))
+    for (const name of await readdir(this.dir)) if (PREPARED.test(name)) await unlinkAsync(join(this.dir, name))
   }
 
   private addFile(number: number, size: number, createdSeq: number): LogFile {
@@ -354,9 +361,12 @@ export class RaftLogFiles {
       }
     } finally {
       await this.#unlinking
-      if (this.#prepared !== undefined) await closeAsync(this.#prepared).catch(() => undefined)
+      const prepared = this.#prepared
       this.#prepared = undefined
-      await unlinkAsync(join(this.dir, PREPARED_NAME)).catch(() => undefined)
+      if (prepared !== undefined) {
+        await closeAsync(prepared.fd).catch(() => undefined)
+        await unlinkAsync(prepared.path).catch(() => undefined)
+      }
       for (const file of this.#files.values()) if (file.fd >= 0) await closeAsync(file.fd).catch(() => undefined)
       await closeAsync(this.#dirFd).catch(() => undefined)
       for (const file of this.#files.values()) file.fd = -1
@@ -376,7 +386,7 @@ export class RaftLogFiles {
       if (file.fd >= 0) closeSync(file.fd)
       file.fd = -1
     }
-    if (this.#prepared !== undefined) closeSync(this.#prepared)
+    if (this.#prepared !== undefined) closeSync(this.#prepared.fd)
     this.#prepared = undefined
     closeSync(this.#dirFd)
   }
@@ -455,8 +465,8 @@ export class RaftLogFiles {
     this.#prepared = undefined
     if (prepared !== undefined) {
       // Its zeros and blocks are durable (prepareNext synced it); the rename is, with the directory's fsync below.
-      await renameAsync(join(this.dir, PREPARED_NAME), this.path(file.number))
-      file.fd = prepared
+      await renameAsync(prepared.path, this.path(file.number))
+      file.fd = prepared.fd
       file.preallocated = true
       this.stats.preallocated++
     } else {
@@ -469,18 +479,21 @@ export class RaftLogFiles {
     }
     await fsyncAsync(this.#dirFd)
     this.#logger('info', `raft log: started ${fileName(file.number)}${prepared !== undefined ? ' (preallocated)' : ''}`, { file: file.number })
+    // The write that started this file may have asked for the next one already, while the one
+    // just taken was still there (the job then did nothing): ask again.
+    if (this.#preparedFor === file.number) this.prepareNext()
   }
 
   /**
    * prepareNext writes the next file full of zeros (fileBytesMax) and fdatasyncs it, off the
-   * write path, under PREPARED_NAME (asked for once the active file is half full); createFile takes it if it is ready by the next rotation,
-   * else creates an empty file as before. A failure only costs the preallocation (a warning).
+   * write path, under a PREPARED name of its own (asked for once the active file is half full);
+   * createFile takes it if it is ready by the next rotation, else creates an empty file as before. A failure only costs the preallocation (a warning).
    */
   private prepareNext(): void {
     if (!this.preallocate || this.#closed) return
     this.#preparing = this.#preparing.then(async () => {
       if (this.#closed || this.#prepared !== undefined) return
-      const path = join(this.dir, PREPARED_NAME)
+      const path = join(this.dir, preparedName())
       let fd = -1
       try {
         fd = await openAsync(path, 'w+')
@@ -489,7 +502,7 @@ export class RaftLogFiles {
         }
         if (!this.#closed) await fdatasyncAsync(fd)
         if (this.#closed) throw new KvError(ErrorCode.UNAVAILABLE, 'raft log is closed', { dir: this.dir })
-        this.#prepared = fd
+        this.#prepared = { fd, path }
       } catch (error) {
         if (fd >= 0) await closeAsync(fd).catch(() => undefined)
         if (!this.#crashed) await unlinkAsync(path).catch(() => undefined)

@@ -30,6 +30,10 @@ function open(dir: string, options: Partial<LogFilesOptions> = {}): Promise<Raft
   return RaftLogFiles.open({ dir, powerLoss: false, ...options })
 }
 
+function preparedFiles(dir: string): string[] {
+  return readdirSync(dir).filter((name) => name.endsWith('.rlog-prepared'))
+}
+
 function rlogFiles(dir: string): string[] {
   return readdirSync(dir).filter((name) => name.endsWith('.rlog')).sort()
 }
@@ -192,17 +196,18 @@ test('preallocation: rotations take files written full of zeros, sealed files ar
   const dir = tempDir()
   try {
     // Junk under the prepared name (an earlier process died while preparing) is never taken as is.
-    writeFileSync(join(dir, 'next.rlog-prepared'), Buffer.alloc(100, 7))
+    writeFileSync(join(dir, 'next-0.rlog-prepared'), Buffer.alloc(100, 7))
     const warnings: unknown[] = []
     const logger: LogFilesOptions['logger'] = (level, message) => void (level === 'warn' && warnings.push(message))
     let log = await open(dir, { fileBytesMax: 4096, logger })
     await log.write(busyRound(3, 1), true)
     await log.prepared()
-    assert.ok(!existsSync(join(dir, 'next.rlog-prepared')), 'nothing is prepared while the active file is under half full')
+    assert.deepEqual(preparedFiles(dir), [], 'nothing is prepared while the active file is under half full (and leftovers are gone)')
     await log.write([{ type: 'entries', groupId: 4, entries: run(1, 5, 1, 400) }, { type: 'compact', groupId: 4, index: 5, term: 1 }], true)
     await log.prepared()
-    assert.equal(statSync(join(dir, 'next.rlog-prepared')).size, 4096, 'the next file is prepared to fileBytesMax')
-    assert.ok(readFileSync(join(dir, 'next.rlog-prepared')).every((byte) => byte === 0), 'full of zeros')
+    assert.equal(preparedFiles(dir).length, 1)
+    assert.equal(statSync(join(dir, preparedFiles(dir)[0]!)).size, 4096, 'the next file is prepared to fileBytesMax')
+    assert.ok(readFileSync(join(dir, preparedFiles(dir)[0]!)).every((byte) => byte === 0), 'full of zeros')
     let next = 2
     for (; next <= 40; next++) {
       await log.write(busyRound(3, next), true)
@@ -212,7 +217,7 @@ test('preallocation: rotations take files written full of zeros, sealed files ar
     const active = join(dir, `${String(log.activeFile).padStart(6, '0')}.rlog`)
     assert.equal(statSync(active).size, 4096, 'the active file keeps its preallocated length')
     await log.close()
-    assert.ok(!existsSync(join(dir, 'next.rlog-prepared')), 'close removes the prepared file')
+    assert.deepEqual(preparedFiles(dir), [], 'close removes the prepared file')
     // The active file's zeros are its end.
     log = await open(dir, { fileBytesMax: 4096, logger })
     assert.deepEqual(warnings, [], 'no torn-tail warning for preallocated space')
@@ -243,11 +248,35 @@ test('preallocation: rotations take files written full of zeros, sealed files ar
       for (let i = 1; i <= 20; i++) await log.write(busyRound(3, i), true)
       await log.prepared()
       assert.equal(log.stats.preallocated, 0)
-      assert.ok(!existsSync(join(plainDir, 'next.rlog-prepared')))
+      assert.deepEqual(preparedFiles(plainDir), [])
       await log.close()
     } finally {
       rmSync(plainDir, { recursive: true, force: true })
     }
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
+
+test('preallocation: a file is prepared while the rotation before it is still renaming the last one (every write rotates)', async () => {
+  const dir = tempDir()
+  try {
+    // Each write is over half of fileBytesMax: it rotates and asks for the next file at once, so
+    // a preparation starts while the queued rotation takes (renames) the previous one.
+    let log = await open(dir, { fileBytesMax: 1024 })
+    let index = 1
+    for (let round = 0; round < 60; round++, index++) {
+      const records: LogRecord[] = [{ type: 'entries', groupId: 5, entries: [entry(index, 1, 700)] }, { type: 'compact', groupId: 5, index: index - 1, term: 1 }, { type: 'hardState', groupId: 5, hardState: { term: 1, vote: 1, commit: index } }]
+      // Half the rounds pipelined: the next write is queued before this one's rotation ran.
+      if (round % 2 === 0) void log.write(records, true)
+      else await log.write(records, true)
+    }
+    await log.write([], true)
+    assert.ok(log.stats.preallocated >= 10, `rotations took prepared files: ${log.stats.preallocated}`)
+    await log.close()
+    log = await open(dir, { fileBytesMax: 1024 })
+    assert.deepEqual(plain(log.takeRecovered(5)), expected({ term: 1, vote: 1, commit: index - 1 }, { index: index - 2, term: 1 }, [entry(index - 1, 1, 700)]))
+    await log.close()
   } finally {
     rmSync(dir, { recursive: true, force: true })
   }
