@@ -11,7 +11,7 @@
 // iteration); round 2 at load 15-19: 0.06-0.11 (0.17-0.22 before on-demand snapshots, log
 // runs and the binary codec).
 // Usage: npm run build && node dist/bench/raft/driver.js [--seconds 4] [--warmup 2] [--proposers 64] [--dir DIR]
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { RocksDbEngine } from '../../src/engine/rocksdb.js'
@@ -54,6 +54,17 @@ async function startNodes(root: string): Promise<Map<number, Node>> {
   return nodes
 }
 
+/**
+ * mainThreadCpuMs is this process's JavaScript thread's user + system CPU from /proc (10 ms
+ * resolution, USER_HZ 100): the three drivers' JavaScript, separate from RocksDB's and libuv's
+ * threads, which process.cpuUsage() counts too.
+ */
+function mainThreadCpuMs(): number {
+  const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8')
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return (Number(fields[11]) + Number(fields[12])) * 10
+}
+
 async function waitForLeader(driver: RaftDriver): Promise<void> {
   driver.campaign(GROUP)
   for (let i = 0; i < 500 && driver.status(GROUP).role !== 'leader'; i++) await new Promise((resolve) => setTimeout(resolve, 10))
@@ -87,15 +98,17 @@ async function main(): Promise<void> {
     const stats = () => IDS.map((id) => ({ ...nodes.get(id)!.driver.stats }))
     const before = stats()
     const cpuBefore = process.cpuUsage()
+    const mainBefore = mainThreadCpuMs()
     const latencies = await run(leader, proposers, seconds, 'w')
     const cpu = process.cpuUsage(cpuBefore)
+    const main = mainThreadCpuMs() - mainBefore
     const after = stats()
     const commits = latencies.length
     const per = (key: 'iterations' | 'syncWrites' | 'writes' | 'messagesSent') =>
       (after.reduce((sum, s, i) => sum + s[key] - before[i]![key], 0) / commits).toFixed(3)
     console.log(
       `${proposers} proposers: ${(commits / seconds).toFixed(0)} commits/s, ` +
-        `${((cpu.user + cpu.system) / 1000 / commits).toFixed(4)} CPU ms/commit (user ${(cpu.user / 1000 / commits).toFixed(4)}, system ${(cpu.system / 1000 / commits).toFixed(4)}), ` +
+        `${((cpu.user + cpu.system) / 1000 / commits).toFixed(4)} CPU ms/commit (user ${(cpu.user / 1000 / commits).toFixed(4)}, system ${(cpu.system / 1000 / commits).toFixed(4)}; JavaScript thread ${(main / commits).toFixed(4)}), ` +
         `p50 ${percentile(latencies, 50).toFixed(2)} ms, p99 ${percentile(latencies, 99).toFixed(2)} ms; per commit (3 nodes): ` +
         `${per('iterations')} iterations, ${per('syncWrites')} fsyncs, ${per('writes')} writes, ${per('messagesSent')} messages`,
     )

@@ -10,8 +10,11 @@
 // preallocated log's is what preallocation buys. --background-mibps N runs a child process that
 // writes N MiB/s of unsynced data to new files in the same directory meanwhile, as RocksDB's
 // WAL, flushes and compactions do beside a node's log.
+// --pattern leader follows each synced write with an unsynced one of a commit-only hard state,
+// as a leader's driver does (the iteration after an append learns the new commit); the baseline
+// then also writes those bytes, unsynced, in a writev of their own.
 // Usage: npm run build && node dist/bench/raft/log-files.js [--writes 2000] [--rounds 6] [--entries 40] [--entry-bytes 1024]
-//          [--file-mib 64] [--background-mibps 0] [--dir DIR]
+//          [--file-mib 64] [--background-mibps 0] [--pattern synced|leader] [--dir DIR]
 import { execFileSync } from 'node:child_process'
 import { fdatasync, mkdtempSync, openSync, closeSync, rmSync, writeFileSync, writev } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -26,6 +29,8 @@ const entriesPerWrite = Number(argument('entries', '40'))
 const entryBytes = Number(argument('entry-bytes', '1024'))
 const fileBytesMax = Number(argument('file-mib', '64')) * 1024 * 1024
 const backgroundMiBps = Number(argument('background-mibps', '0'))
+const pattern = argument('pattern', 'synced')
+if (pattern !== 'synced' && pattern !== 'leader') throw new Error(`--pattern must be synced or leader, got ${pattern}`)
 const root = mkdtempSync(join(argument('dir', tmpdir()), 'distkv-bench-logfiles-'))
 
 /**
@@ -107,6 +112,7 @@ async function logFilesRound(log: RaftLogFiles): Promise<Figure> {
       encodeCalls++
       await done
       latencies.push(Number(process.hrtime.bigint() - t0) / 1e6)
+      if (pattern === 'leader') await log.write([{ type: 'hardState', groupId: 1, hardState: { term: 3, vote: 1, commit: nextIndex + (i + 1) * entriesPerWrite - 1 } }], false)
     }
     nextIndexes.set(log, nextIndex + writes * entriesPerWrite)
   }, writes).then((figure) => ({ ...figure, latencies }))
@@ -115,11 +121,16 @@ async function logFilesRound(log: RaftLogFiles): Promise<Figure> {
 async function baselineRound(fd: number, bytes: number, position: { at: number }): Promise<Figure> {
   // The same bytes as one write of the log: a header and 40 entries, handed to writev as they come.
   const parts: Buffer[] = [Buffer.alloc(bytes - entriesPerWrite * entryBytes, 1), ...payloads]
+  // --pattern leader: a record of one hard state (8 + 9 + 24 bytes), written unsynced.
+  const hardState = [Buffer.alloc(41, 2)]
   return measure(async () => {
     for (let i = 0; i < writes; i++) {
       await new Promise<void>((resolve, reject) => writev(fd, parts, position.at, (error) => (error ? reject(error) : resolve())))
       position.at += bytes
       await new Promise<void>((resolve, reject) => fdatasync(fd, (error) => (error ? reject(error) : resolve())))
+      if (pattern !== 'leader') continue
+      await new Promise<void>((resolve, reject) => writev(fd, hardState, position.at, (error) => (error ? reject(error) : resolve())))
+      position.at += hardState[0]!.length
     }
   }, writes)
 }
@@ -164,7 +175,7 @@ async function main(): Promise<void> {
   await log.close()
   await growing.close()
   closeSync(baseFd)
-  console.log(`${rounds} rounds x ${writes} writes of ${entriesPerWrite} x ${entryBytes} B entries + a hard state (${bytes} B per write), sync on each; files of ${fileBytesMax / 1048576} MiB; background writer ${backgroundMiBps} MiB/s`)
+  console.log(`${rounds} rounds x ${writes} writes of ${entriesPerWrite} x ${entryBytes} B entries + a hard state (${bytes} B per write), sync on each${pattern === 'leader' ? ', each followed by an unsynced hard state' : ''}; files of ${fileBytesMax / 1048576} MiB; background writer ${backgroundMiBps} MiB/s`)
   console.log(show('baseline writev+fdatasync', totals.base))
   console.log(show('RaftLogFiles.write', totals.log))
   console.log(show('  preallocation off', totals.growing))

@@ -31,21 +31,27 @@
  * with a warning); a disk can flip bits (KV_ERR_CORRUPTION naming file and offset at open). A
  * failed write or sync leaves the files' state unknown: every later call fails with that error.
  *
+ * Unsynced records (write(..., false): a leader's commit-only hard state, a compaction) are held
+ * in this process until the next synced write or sync, which writes them with its own record in
+ * one write (an O_DSYNC one when the file holds no unsynced bytes: see flushFile), or close();
+ * past logHeldBytesMax they are written at once, unsynced. A process crash may lose them, as a
+ * power cut may lose any unsynced write.
+ *
  * Power-loss model (powerLoss, as src/engine/blob-log.ts): appended records are held in this
  * process and written to the file only by the sync that makes them durable (whole, in order);
  * held bytes are bounded by powerLossCacheBytesMax (past it they are written back unsynced);
  * close() writes them back and crash() drops them, so SIGKILL loses exactly what no completed
  * sync covered. Directory entries are not modelled.
  */
-import { closeSync, writeSync, writevSync } from 'node:fs'
+import { closeSync, constants as fsConstants, writeSync, writevSync } from 'node:fs'
 import { mkdir, readdir } from 'node:fs/promises'
 import { randomUUID } from 'node:crypto'
 import { join } from 'node:path'
-import { ErrorCode, KvError } from '../errors.js'
+import { ErrorCode, KvError, assert } from '../errors.js'
 import { powerLossCacheBytesMax, powerLossFaultOn } from '../engine/power-loss.js'
 import type { Entry, HardState } from '../raft/types.js'
 import { LOG_FILE_HEADER_BYTES, encodeRecord, itemBytes, recordBytes, writeFileHeader, type CheckpointGroup, type EncodableItem } from './log-files/codec.js'
-import { closeAsync, fdatasyncAsync, fileSizeAsync, fsyncAsync, ftruncateAsync, openAsync, renameAsync, unlinkAsync, writeAllAsync } from './log-files/fs.js'
+import { closeAsync, fdatasyncAsync, fileSizeAsync, fsyncAsync, ftruncateAsync, openAsync, renameAsync, unlinkAsync, writeAllAsync, writevAllAsync } from './log-files/fs.js'
 import { GroupTracker, checkRecords, type FileLiveness, type GroupState } from './log-files/groups.js'
 import { replayFiles, type ReplayedGroup } from './log-files/replay.js'
 
@@ -83,6 +89,8 @@ export interface LogFilesOptions {
 export interface LogFilesStats {
   writes: number
   syncs: number
+  /** fdatasyncs: syncs made with fdatasync (the others were one O_DSYNC write; see flushFile). */
+  fdatasyncs: number
   bytes: number
   files: number
   filesDeleted: number
@@ -103,6 +111,8 @@ export const logFilesMax = 100_000
 export const logWritesInFlightMax = 4096
 /** logScratchBytesMax: the largest encode buffer kept for reuse between writes. */
 export const logScratchBytesMax = 4 * 1024 * 1024
+/** logHeldBytesMax: unsynced appends held in memory for the next synced write (no power-loss model); past it they are written at once, unsynced. */
+export const logHeldBytesMax = 1024 * 1024
 /** logRewriteFraction: an idle group's live entries are rewritten at rotation when they take less than fileBytesMax / this. */
 export const logRewriteFraction = 16
 
@@ -128,22 +138,35 @@ interface LogFile extends FileLiveness {
   number: number
   /** fd: -1 until the write that creates it ran, and for sealed files replayed at open. */
   fd: number
+  /**
+   * syncFd: a second descriptor of the active file opened with O_DSYNC (-1 if none: sealed
+   * files, the power-loss model). A sync of a file whose written bytes are all synced writes
+   * the held records through it: one write that returns once its bytes (and the file's size,
+   * if it grew) are durable, which is what write + fdatasync give then, in one trip to libuv's
+   * pool instead of two (see flushFile).
+   */
+  syncFd: number
   /** size: bytes appended, counted when write() is called (the rotation decision). */
   size: number
-  /** written: bytes in the file (power-loss model: excluding held ones). */
+  /** written: bytes in the file (excluding held ones). */
   written: number
   /** createdSeq: the write that started this file (its checkpoint); 0 for files found at open. */
   createdSeq: number
   /** preallocated: the file is longer than its records (zeros after them); cut to its records when sealed. */
   preallocated: boolean
   needsHeader: boolean
+  /** unsynced: bytes appended (held or written), or a truncation, that no completed sync covers. */
   unsynced: boolean
+  /** dirty: changes made through the plain descriptor (writes, a truncation) that no completed sync covers (so the next sync needs fdatasync). */
+  dirty: boolean
+  /** held: appended records not in the file yet (append, flushFile); heldBytes: their total length. */
   held: Buffer[]
+  heldBytes: number
 }
 
 /** RaftLogFiles is the node's Raft log in files (module comment). */
 export class RaftLogFiles {
-  readonly stats: LogFilesStats = { writes: 0, syncs: 0, bytes: 0, files: 0, filesDeleted: 0, rewrites: 0, preallocated: 0 }
+  readonly stats: LogFilesStats = { writes: 0, syncs: 0, fdatasyncs: 0, bytes: 0, files: 0, filesDeleted: 0, rewrites: 0, preallocated: 0 }
   readonly dir: string
   readonly fileBytesMax: number
   readonly powerLoss: boolean
@@ -211,6 +234,7 @@ export class RaftLogFiles {
     // A file without its header has no checkpoint yet: the files before it must stay until one is durable.
     if (this.#active.needsHeader) this.#active.createdSeq = Number.MAX_SAFE_INTEGER
     this.#active.fd = await openAsync(this.path(this.#active.number), numbers.length === 0 ? 'wx+' : 'r+')
+    await this.openSyncFd(this.#active)
     this.#active.preallocated = (await fileSizeAsync(this.#active.fd)) > this.#active.size
     if (numbers.length === 0) await fsyncAsync(this.#dirFd)
     // What a crashed process left in the page cache is durable from here on (GC relies on it).
@@ -225,7 +249,7 @@ export class RaftLogFiles {
   }
 
   private addFile(number: number, size: number, createdSeq: number): LogFile {
-    const file: LogFile = { number, fd: -1, size, written: size, createdSeq, preallocated: false, needsHeader: true, unsynced: false, held: [], liveRuns: 0, deadSeq: createdSeq }
+    const file: LogFile = { number, fd: -1, syncFd: -1, size, written: size, createdSeq, preallocated: false, needsHeader: true, unsynced: false, dirty: false, held: [], heldBytes: 0, liveRuns: 0, deadSeq: createdSeq }
     this.#files.set(number, file)
     this.stats.files = this.#files.size
     return file
@@ -306,12 +330,12 @@ export class RaftLogFiles {
       this.prepareNext()
     }
     return this.enqueue(async () => {
-      if (sealed !== undefined) await this.sealFile(sealed)
-      if (file.fd < 0) await this.createFile(file)
-      if (size > 0) {
-        await this.append(file, buffer, position)
-        this.releaseBuffer(buffer)
+      if (sealed !== undefined) {
+        await this.sealFile(sealed)
+        await this.closeSyncFd(sealed)
       }
+      if (file.fd < 0) await this.createFile(file)
+      if (size > 0) await this.append(file, buffer, position, sync)
       if (sync) await this.completeSync(file, seq)
     })
   }
@@ -327,7 +351,7 @@ export class RaftLogFiles {
     return Buffer.allocUnsafeSlow(size)
   }
 
-  /** releaseBuffer keeps a written buffer for the next write (the larger one, up to logScratchBytesMax); the power-loss model holds its buffers. */
+  /** releaseBuffer keeps a written buffer for the next write (the larger one, up to logScratchBytesMax); the power-loss model keeps its buffers. */
   private releaseBuffer(buffer: Buffer): void {
     if (this.powerLoss || buffer.buffer.byteLength > logScratchBytesMax) return
     if (this.#scratch === undefined || buffer.buffer.byteLength > this.#scratch.length) this.#scratch = Buffer.from(buffer.buffer)
@@ -367,7 +391,10 @@ export class RaftLogFiles {
         await closeAsync(prepared.fd).catch(() => undefined)
         await unlinkAsync(prepared.path).catch(() => undefined)
       }
-      for (const file of this.#files.values()) if (file.fd >= 0) await closeAsync(file.fd).catch(() => undefined)
+      for (const file of this.#files.values()) {
+        if (file.fd >= 0) await closeAsync(file.fd).catch(() => undefined)
+        await this.closeSyncFd(file).catch(() => undefined)
+      }
       await closeAsync(this.#dirFd).catch(() => undefined)
       for (const file of this.#files.values()) file.fd = -1
     }
@@ -381,10 +408,13 @@ export class RaftLogFiles {
     this.#crashed = true
     this.#failed ??= new KvError(ErrorCode.UNAVAILABLE, 'raft log crashed', { dir: this.dir })
     for (const file of this.#files.values()) {
-      this.#heldBytes -= file.held.reduce((sum, held) => sum + held.length, 0)
+      this.#heldBytes -= file.heldBytes
       file.held = []
+      file.heldBytes = 0
       if (file.fd >= 0) closeSync(file.fd)
+      if (file.syncFd >= 0) closeSync(file.syncFd)
       file.fd = -1
+      file.syncFd = -1
     }
     if (this.#prepared !== undefined) closeSync(this.#prepared.fd)
     this.#prepared = undefined
@@ -477,6 +507,7 @@ export class RaftLogFiles {
       file.fd = -1
       throw new KvError(ErrorCode.UNAVAILABLE, 'raft log is closed', { dir: this.dir })
     }
+    await this.openSyncFd(file)
     await fsyncAsync(this.#dirFd)
     this.#logger('info', `raft log: started ${fileName(file.number)}${prepared !== undefined ? ' (preallocated)' : ''}`, { file: file.number })
     // The write that started this file may have asked for the next one already, while the one
@@ -518,31 +549,97 @@ export class RaftLogFiles {
       await ftruncateAsync(file.fd, file.size)
       file.preallocated = false
       file.unsynced = true
+      // An O_DSYNC write of held records would not cover the new size: the seal fdatasyncs.
+      file.dirty = true
     }
     await this.flushFile(file)
   }
 
-  /** append writes `buffer` at `position` (power-loss model: holds it until a sync). */
-  private async append(file: LogFile, buffer: Buffer, position: number): Promise<void> {
-    file.unsynced = true
-    if (!this.powerLoss) {
-      await writeAllAsync(file.fd, buffer, position)
-      file.written = position + buffer.length
-      return
-    }
-    file.held.push(buffer)
-    this.#heldBytes += buffer.length
-    if (this.#heldBytes > powerLossCacheBytesMax) this.writeBack(file)
+  /**
+   * openSyncFd opens the O_DSYNC descriptor of the active file (not in the power-loss model,
+   * whose appends are held until a sync and must reach the file through fdatasync's path).
+   */
+  private async openSyncFd(file: LogFile): Promise<void> {
+    if (this.powerLoss) return
+    file.syncFd = await openAsync(this.path(file.number), fsConstants.O_WRONLY | fsConstants.O_DSYNC)
   }
 
-  /** flushFile makes `file` durable: fdatasync, then (power-loss model) the held records reach the file, the latest a disk may make them durable. */
+  private async closeSyncFd(file: LogFile): Promise<void> {
+    const fd = file.syncFd
+    file.syncFd = -1
+    if (fd >= 0) await closeAsync(fd)
+  }
+
+  /**
+   * append adds `buffer` (at `position`, the end of what the file holds and holds back) to the
+   * file's held records. Without the power-loss model they reach the file with the next synced
+   * write or sync (flushFile: one write of everything held), at close, or, past
+   * logHeldBytesMax, now and unsynced: an unsynced record (a leader's commit-only hard state,
+   * a compaction) then costs no system call of its own, and the synced record after it leaves
+   * in the same write. A process crash may lose held records; they were never synced, so a
+   * power cut could lose them as well, and nothing waits on them (the driver sends nothing that
+   * depends on an unsynced record; a destroy asks for a synced write). The power-loss model
+   * holds them until a sync writes them back (powerLossCacheBytesMax bounds those).
+   */
+  private async append(file: LogFile, buffer: Buffer, position: number, sync: boolean): Promise<void> {
+    assert(position === file.written + file.heldBytes, `raft log: append at ${position}, but the file holds ${file.written} + ${file.heldBytes} bytes`)
+    file.unsynced = true
+    file.held.push(buffer)
+    file.heldBytes += buffer.length
+    this.#heldBytes += buffer.length
+    if (this.powerLoss) {
+      if (this.#heldBytes > powerLossCacheBytesMax) this.writeBack(file)
+      return
+    }
+    if (!sync && this.#heldBytes > logHeldBytesMax) await this.writeHeld(file, file.fd)
+  }
+
+  /**
+   * flushFile makes `file` durable. Without the power-loss model: when every change already made
+   * to the file is synced, ONE write of the held records through the O_DSYNC descriptor (durable
+   * with the file's size when it returns, as write + fdatasync; it covers only its own bytes,
+   * hence the condition, which replay's torn-tail rule needs: a completed sync covers every
+   * earlier byte); else the held records through the plain descriptor, then fdatasync. Why:
+   * each trip to libuv's pool (submit, wake a worker, wake the loop, run the callback) costs
+   * the JavaScript thread, once per driver iteration (docs/raftstore.md, round 8). Power-loss
+   * model: fdatasync, then the held records reach the file, the latest a disk may make them
+   * durable.
+   */
   private async flushFile(file: LogFile): Promise<void> {
     if (!file.unsynced || file.fd < 0) return
-    await fdatasyncAsync(file.fd)
+    if (this.powerLoss) {
+      await fdatasyncAsync(file.fd)
+      this.stats.syncs++
+      this.stats.fdatasyncs++
+      if (this.#closed && this.#failed !== undefined) throw this.#failed
+      this.writeBack(file)
+      file.unsynced = false
+      return
+    }
+    if (!file.dirty && file.syncFd >= 0 && file.held.length > 0) {
+      await this.writeHeld(file, file.syncFd)
+    } else {
+      await this.writeHeld(file, file.fd)
+      await fdatasyncAsync(file.fd)
+      this.stats.fdatasyncs++
+    }
     this.stats.syncs++
-    if (this.#closed && this.#failed !== undefined) throw this.#failed
-    this.writeBack(file)
+    file.dirty = false
     file.unsynced = false
+  }
+
+  /** writeHeld writes the held records of `file` through `fd` (the plain or the O_DSYNC descriptor), in one writev. */
+  private async writeHeld(file: LogFile, fd: number): Promise<void> {
+    const held = file.held
+    if (held.length === 0) return
+    const total = file.heldBytes
+    file.held = []
+    file.heldBytes = 0
+    await writevAllAsync(fd, held, file.written)
+    file.written += total
+    this.#heldBytes -= total
+    if (fd === file.fd) file.dirty = true
+    for (const buffer of held) this.releaseBuffer(buffer)
   }
 
   private async completeSync(file: LogFile, seq: number): Promise<void> {
@@ -554,7 +651,7 @@ export class RaftLogFiles {
   /** writeBack writes the held records of `file` to it (power-loss model), unsynced. */
   private writeBack(file: LogFile): void {
     if (file.held.length === 0) return
-    const total = file.held.reduce((sum, held) => sum + held.length, 0)
+    const total = file.heldBytes
     const done = writevSync(file.fd, file.held, file.written)
     if (done < total) {
       const rest = Buffer.concat(file.held).subarray(done)
@@ -563,6 +660,8 @@ export class RaftLogFiles {
     file.written += total
     this.#heldBytes -= total
     file.held = []
+    file.heldBytes = 0
+    file.dirty = true
   }
 
   /** collect unlinks (off the write path) every sealed file without live entries whose death and successor's checkpoint are durable. */
@@ -579,11 +678,14 @@ export class RaftLogFiles {
       this.stats.files = this.#files.size
       this.stats.filesDeleted++
       const fd = file.fd
+      const syncFd = file.syncFd
       file.fd = -1
+      file.syncFd = -1
       const path = this.path(file.number)
       this.#unlinking = this.#unlinking
         .then(async () => {
           if (fd >= 0) await closeAsync(fd)
+          if (syncFd >= 0) await closeAsync(syncFd)
           // A crashed process deletes nothing more (crash() closed the descriptors already).
           if (this.#crashed) return
           await unlinkAsync(path)

@@ -1,7 +1,7 @@
 // RaftLogFiles in real temp directories: every record type across reopen, suffix replacement,
 // compaction past the last entry, snapshots, destroy with checkpoints, rotation and GC (a file
 // pinned by an idle group until its rewrite), torn tails at every byte, corruption in a sealed
-// file, the power-loss model, and a seeded random walk against a model of the durable state.
+// file, unsynced writes held for the next synced one (O_DSYNC), the power-loss model, and a seeded random walk against a model of the durable state.
 import assert from 'node:assert/strict'
 import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -423,6 +423,37 @@ test('pipelined writes of varied sizes (encode buffers reused between writes) ro
     await log.close()
     log = await open(dir, { fileBytesMax: 1024 * 1024 })
     assert.deepEqual(plain(log.takeRecovered(1)), expected(HS0, { index: 0, term: 0 }, all))
+    await log.close()
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
+
+test('without the power-loss model: unsynced writes are held for the next synced one, which writes both in one O_DSYNC write; past logHeldBytesMax they go at once and the next sync fdatasyncs', async () => {
+  const dir = tempDir()
+  try {
+    // Not preallocated, so the file's size shows what reached it.
+    let log = await open(dir, { preallocate: false })
+    const file = join(dir, rlogFiles(dir)[0]!)
+    await log.write([{ type: 'hardState', groupId: 1, hardState: { term: 1, vote: 1, commit: 0 } }], true)
+    assert.deepEqual([log.stats.syncs, log.stats.fdatasyncs], [1, 0])
+    const synced = statSync(file).size
+    await log.write([{ type: 'entries', groupId: 1, entries: run(1, 3, 1) }], false)
+    assert.equal(statSync(file).size, synced, 'an unsynced write is held, not written')
+    await log.write([{ type: 'entries', groupId: 1, entries: run(4, 5, 1) }, { type: 'hardState', groupId: 1, hardState: { term: 1, vote: 1, commit: 5 } }], true)
+    assert.ok(statSync(file).size > synced, 'the synced write wrote the held record too')
+    assert.deepEqual([log.stats.syncs, log.stats.fdatasyncs], [2, 0], 'a file without unsynced bytes in it is synced by its O_DSYNC write alone')
+    // Past logHeldBytesMax (1 MiB) an unsynced write reaches the file at once, so the next sync must fdatasync.
+    const written = statSync(file).size
+    await log.write([{ type: 'entries', groupId: 1, entries: run(6, 22, 1, 64 * 1024) }], false)
+    assert.ok(statSync(file).size > written + 1024 * 1024, 'held bytes past logHeldBytesMax are written')
+    await log.write([{ type: 'hardState', groupId: 1, hardState: { term: 1, vote: 1, commit: 22 } }], true)
+    assert.deepEqual([log.stats.syncs, log.stats.fdatasyncs], [3, 1])
+    await log.write([{ type: 'entries', groupId: 1, entries: run(23, 23, 1) }], false)
+    await log.close()
+    log = await open(dir, { preallocate: false })
+    const entries = [...run(1, 5, 1), ...run(6, 22, 1, 64 * 1024), ...run(23, 23, 1)]
+    assert.deepEqual(plain(log.takeRecovered(1)), expected({ term: 1, vote: 1, commit: 22 }, { index: 0, term: 0 }, entries), 'close wrote the held record')
     await log.close()
   } finally {
     rmSync(dir, { recursive: true, force: true })
