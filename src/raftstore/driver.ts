@@ -366,6 +366,7 @@ export class RaftDriver {
       this.stagedNext.push({
         ops: [],
         log: destroy.log,
+        syncLog: true,
         onDurable: () => {
           destroy.onDurable()
           this.stagedNext.push({ ops: destroy.engineOps, syncEngine: true, onDurable: () => removal.resolve() })
@@ -492,7 +493,7 @@ export class RaftDriver {
     }
     this.stats.readiesPersisted += work.length
     this.stats.readiesPerWriteMax = Math.max(this.stats.readiesPerWriteMax, work.length)
-    await this.write(staged, work.some(({ ready }) => ready.mustSync))
+    await this.write(staged, work.some(({ ready }) => ready.mustSync) || staged.some((s) => s.syncLog === true))
     if (late.length > 0) await this.write(late, false)
   }
 

@@ -42,6 +42,12 @@ export interface StagedWrite {
   log?: LogRecord[]
   /** syncEngine: `ops` must be synced, and written BEFORE the log records (a snapshot install). */
   syncEngine?: boolean
+  /**
+   * syncLog: the write carrying `log` must be synced even when no Ready asks for it, because
+   * onDurable does something a lost record would contradict (destroy: the engine's applied
+   * state is deleted next, and a log that still held the group would then be behind nothing).
+   */
+  syncLog?: boolean
   onDurable(): void
   /** beforeWrite must resolve before `ops` are written (ApplyOutput.beforeWrite). */
   beforeWrite?: Promise<void>
@@ -320,6 +326,7 @@ export class EngineRaftStorage implements RaftStorage {
     return {
       ops: [],
       log: [{ type: 'destroy', groupId: this.groupId }],
+      syncLog: true,
       engineOps: [{ type: 'del', key: records.appliedStateKey(this.groupId) }],
       onDurable: () => {
         this.log = []

@@ -298,6 +298,25 @@ test('a removed group fails its waiters; with destroy its Raft state is deleted'
   }
 })
 
+test('removeGroup with destroy resolves only once the log forgetting the group is synced: a power cut right after keeps it forgotten', async () => {
+  const cluster = new Cluster([1, 2, 3], [1, 2])
+  await cluster.start()
+  try {
+    await cluster.elect(2, 1)
+    await cluster.driver(1).propose(2, putCommand('a', '1'))
+    await cluster.until('node 3 applies a', async () => (await cluster.machine(3, 2).get('a')) === '1')
+    await cluster.driver(3).whenIdle()
+    // Nothing else is in flight on node 3, so the iteration writing the destroy record has no Ready of its own to sync.
+    await cluster.driver(3).removeGroup(2, { destroy: true })
+    await cluster.crashNode(3)
+    const storage = await cluster.openStorage(3, 2)
+    assert.equal(storage.lastIndex(), 0, 'the log is gone')
+    assert.equal(storage.appliedIndex, 0)
+  } finally {
+    await cluster.close()
+  }
+})
+
 test('apply output with beforeWrite is written only once it resolves, and its proposal answered only then', async () => {
   const cluster = new Cluster([1, 2, 3], [1])
   await cluster.start()
