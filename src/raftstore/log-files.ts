@@ -601,7 +601,7 @@ export class RaftLogFiles {
    * hence the condition, which replay's torn-tail rule needs: a completed sync covers every
    * earlier byte); else the held records through the plain descriptor, then fdatasync. Why:
    * each trip to libuv's pool (submit, wake a worker, wake the loop, run the callback) costs
-   * the JavaScript thread, once per driver iteration (docs/raftstore.md, round 8). Power-loss
+   * the JavaScript thread, once per driver iteration (docs/raftstore.md, round 9). Power-loss
    * model: fdatasync, then the held records reach the file, the latest a disk may make them
    * durable.
    */
