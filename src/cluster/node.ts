@@ -18,6 +18,7 @@ import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { ErrorCode, KvError } from '../errors.js'
 import type { Engine } from '../engine/engine.js'
+import { nodeEngineOptions } from './engine-options.js'
 import { RocksDbEngine } from '../engine/rocksdb.js'
 import { powerLossFaultOn, withPowerLossFault } from '../engine/power-loss.js'
 import { BlobEngine } from '../engine/blob-engine.js'
@@ -92,17 +93,6 @@ function internalOnly<T extends (params: any, ctx: RequestContext) => any>(handl
   }) as T
 }
 
-/**
- * nodeEngineOptions: the node's RocksDB tuning. File chunks (1 MiB values) go through the engine
- * twice per replica (Raft log entry, then applied data), and with level compaction every byte
- * flushed is rewritten by compactions on background threads, which cost as much CPU as the
- * node's JavaScript thread in a 4 MiB upload run. 64 MiB write buffers (a quarter of the
- * budget; two are merged per flush) let a log entry be written and deleted (nodeLogCompaction)
- * before its memtable is flushed, so it never reaches an SST file: ~30% less server CPU per
- * uploaded MiB (docs/cluster.md, "Engine and log settings for large values"). The cost is memory: two to three 64 MiB
- * memtables per busy node, at most six.
- */
-const nodeEngineOptions = Object.freeze({ cacheBytes: 32 * 1024 * 1024, memtableBudgetBytes: 256 * 1024 * 1024, backgroundThreads: 2 })
 
 /**
  * nodeLogCompaction: a group's log is cut once it holds 16 MiB (the driver's default is 64 MiB)
