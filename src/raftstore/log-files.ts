@@ -127,6 +127,8 @@ const PREPARED = /^next-[\w-]+\.rlog-prepared$/
 const preparedName = () => `next-${randomUUID()}.rlog-prepared`
 /** ZERO_CHUNK: what a prepared file is written with, a chunk at a time. */
 const ZERO_CHUNK = Buffer.alloc(1024 * 1024)
+/** PREPARE_SYNC_CHUNKS: a preparation fdatasyncs after every this many zero chunks (4 MiB). */
+const PREPARE_SYNC_CHUNKS = 4
 const EMPTY = Buffer.alloc(0)
 
 function fileName(file: number): string {
@@ -530,6 +532,9 @@ export class RaftLogFiles {
         fd = await openAsync(path, 'w+')
         for (let at = 0; at < this.fileBytesMax && !this.#closed; at += ZERO_CHUNK.length) {
           await writeAllAsync(fd, ZERO_CHUNK.subarray(0, Math.min(ZERO_CHUNK.length, this.fileBytesMax - at)), at)
+          // Written back a few MiB at a time: one 64 MiB writeback would hold the disk for tens of
+          // milliseconds, and the log's own synced writes would wait behind it.
+          if ((at / ZERO_CHUNK.length) % PREPARE_SYNC_CHUNKS === PREPARE_SYNC_CHUNKS - 1) await fdatasyncAsync(fd)
         }
         if (!this.#closed) await fdatasyncAsync(fd)
         if (this.#closed) throw new KvError(ErrorCode.UNAVAILABLE, 'raft log is closed', { dir: this.dir })
