@@ -8,9 +8,9 @@
  * log-files/replay.ts.
  *
  * Preallocation: once the active file is half full, the next one is prepared in the background,
- * written full of zeros to fileBytesMax and fdatasynced, under a name replay ignores (so a
- * small or short-lived log, a test's or an idle dev cluster's, never costs fileBytesMax more). Appends into it then
- * change no file metadata (no new blocks, no new size), so their fdatasync writes the data and
+ * written full of zeros to fileBytesMax and fdatasynced, under a name replay ignores (so a small
+ * or short-lived log, a test's or an idle dev cluster's, never costs fileBytesMax more). Appends
+ * into it then change no file metadata (no new blocks, no new size), so their fdatasync writes the data and
  * flushes the disk without an ext4 journal commit, which would also have to write out every
  * other file's newly allocated dirty data (RocksDB's WAL, flushes and compactions on the same
  * disk) first. Measured on this project's host with a 150 MiB/s background writer: 1,184-1,905
@@ -520,7 +520,8 @@ export class RaftLogFiles {
   /**
    * prepareNext writes the next file full of zeros (fileBytesMax) and fdatasyncs it, off the
    * write path, under a PREPARED name of its own (asked for once the active file is half full);
-   * createFile takes it if it is ready by the next rotation, else creates an empty file as before. A failure only costs the preallocation (a warning).
+   * createFile takes it if it is ready by the next rotation, else creates an empty file as
+   * before. A failure only costs the preallocation (a warning).
    */
   private prepareNext(): void {
     if (!this.preallocate || this.#closed) return

@@ -258,11 +258,10 @@ test('preallocation: rotations take files written full of zeros, sealed files ar
   }
 })
 
-test('preallocation: a file is prepared while the rotation before it is still renaming the last one (every write rotates)', async () => {
+test('preallocation when every write rotates: each asks for the next file at once, rotations keep taking prepared files, the log reopens whole', async () => {
   const dir = tempDir()
   try {
-    // Each write is over half of fileBytesMax: it rotates and asks for the next file at once, so
-    // a preparation starts while the queued rotation takes (renames) the previous one.
+    // Each write is over half of fileBytesMax: it rotates and asks for the next file at once.
     let log = await open(dir, { fileBytesMax: 1024 })
     let index = 1
     for (let round = 0; round < 60; round++, index++) {

@@ -66,9 +66,10 @@ export interface ScanResult {
  * damage anywhere else is KV_ERR_CORRUPTION naming the file and offset.
  */
 export function scanFile(buffer: Buffer, path: string, isLast: boolean, apply: (items: LogItem[], offset: number) => void): ScanResult {
-  if (buffer.length < LOG_FILE_HEADER_BYTES || (isLast && allZero(buffer, 0))) {
-    // All zeros is a preallocated file whose first write was lost (or never made): nothing torn.
-    if (isLast) return { end: 0, torn: buffer.length > 0 && !allZero(buffer, 0), headerMissing: true }
+  // All zeros is a preallocated file whose first write was lost (or never made): nothing torn.
+  const zeros = isLast && allZero(buffer, 0)
+  if (buffer.length < LOG_FILE_HEADER_BYTES || zeros) {
+    if (isLast) return { end: 0, torn: !zeros, headerMissing: true }
     throw corruption(`raft log file ${path} is shorter than its header`, { path, offset: 0 })
   }
   if (buffer.readUInt32BE(0) !== LOG_FILE_MAGIC || buffer.readUInt32BE(4) !== LOG_FILE_VERSION) {
