@@ -33,7 +33,7 @@
 import { closeSync, fdatasync, fstatSync, fsync, ftruncateSync, mkdirSync, openSync, read, readdirSync, unlink, writeSync, writevSync } from 'node:fs'
 import { join } from 'node:path'
 import { ErrorCode, KvError } from '../errors.js'
-import { crc32 } from '../raftstore/records.js'
+import { crc32 } from '../crc32.js'
 import { powerLossCacheBytesMax } from './power-loss.js'
 
 /** blobFileBytesMaxDefault: size at which the active blob file is sealed and a new one started. */
@@ -130,7 +130,7 @@ function parseHeader(header: Buffer, key: Buffer | undefined): { keyLength: numb
   if (keyLength > blobRecordKeyBytesMax || valueLength > blobRecordValueBytesMax) return undefined
   if (key !== undefined) {
     if (key.length !== keyLength) return undefined
-    if (crc32(Buffer.concat([header.subarray(4, RECORD_HEADER_BYTES), key])) !== header.readUInt32BE(0)) return undefined
+    if (crc32(key, crc32(header.subarray(4, RECORD_HEADER_BYTES))) !== header.readUInt32BE(0)) return undefined
   }
   return { keyLength, valueLength, valueCrc: header.readUInt32BE(12) }
 }
@@ -240,7 +240,7 @@ export class BlobLog {
     header.writeUInt32BE(value.length, 8)
     const valueCrc = crc32(value)
     header.writeUInt32BE(valueCrc, 12)
-    header.writeUInt32BE(crc32(Buffer.concat([header.subarray(4), key])), 0)
+    header.writeUInt32BE(crc32(key, crc32(header.subarray(4))), 0)
     const start = active.size
     // Advance first: a failed write leaves a hole the next append skips, never a record over a torn one.
     active.size += recordBytes

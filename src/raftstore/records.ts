@@ -15,7 +15,7 @@
  * entry: RocksDB's memtable insert, WAL record and later delete are paid once per run).
  * The 0x01 first byte is reserved for raftstore; state machines must keep their data elsewhere.
  */
-import * as zlib from 'node:zlib'
+import { crc32 } from '../crc32.js'
 import { pack, unpack } from 'msgpackr'
 import { ErrorCode, KvError } from '../errors.js'
 import type { ConfState, Entry, EntryType, HardState } from '../raft/types.js'
@@ -121,30 +121,8 @@ export function entryIndexFromKey(key: Buffer): number {
   return readU64(key, PREFIX_BYTES + 1)
 }
 
-// node:zlib gained crc32 in Node 20.15; keep a table version of the same polynomial (IEEE) for
-// older 20.x so the on-disk format does not depend on the Node version.
-const CRC_TABLE = (() => {
-  const table = new Uint32Array(256)
-  for (let n = 0; n < 256; n++) {
-    let c = n
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1
-    table[n] = c >>> 0
-  }
-  return table
-})()
-
-function crc32Table(data: Uint8Array): number {
-  let crc = 0xffffffff
-  for (let i = 0; i < data.length; i++) crc = CRC_TABLE[(crc ^ data[i]!) & 0xff]! ^ (crc >>> 8)
-  return (crc ^ 0xffffffff) >>> 0
-}
-
-const nativeCrc32 = (zlib as unknown as { crc32?: (data: Uint8Array) => number }).crc32
-
-/** crc32 is the IEEE CRC-32 of `data` (native when available). */
-export function crc32(data: Uint8Array): number {
-  return nativeCrc32 !== undefined ? nativeCrc32(data) : crc32Table(data)
-}
+/** crc32 lives in src/crc32.ts (native when available); re-exported for raftstore's modules. */
+export { crc32 }
 
 function seal(payload: Buffer): Buffer {
   const record = Buffer.allocUnsafe(CHECKSUM_BYTES + payload.length)

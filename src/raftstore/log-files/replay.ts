@@ -19,7 +19,7 @@ import { open, readFile } from 'node:fs/promises'
 import { basename } from 'node:path'
 import { ErrorCode, KvError } from '../../errors.js'
 import type { Entry, HardState } from '../../raft/types.js'
-import { crc32 } from '../records.js'
+import { crc32 } from '../../crc32.js'
 import { LOG_FILE_HEADER_BYTES, LOG_FILE_MAGIC, LOG_FILE_VERSION, LOG_RECORD_HEADER_BYTES, decodePayload, logRecordBytesMax, type LogItem } from './codec.js'
 
 /** Run is a stretch of a group's live entries written to one file. */
