@@ -40,7 +40,7 @@ import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { threadCpuDelta, treeCpuMs, treeThreadCpuMs, type ThreadClass, type ThreadCpu } from '../lib/common.js'
+import { threadCpuDelta, treeCpuMs, treeThreadCpuMs, treeWriteBytes, type ThreadClass, type ThreadCpu } from '../lib/common.js'
 import { diskWriteMiBps, findEtcd, startEtcd } from './baselines.js'
 
 const { values: args } = parseArgs({
@@ -166,6 +166,12 @@ interface Row {
   /** upload/downloadServerCpuUsPerFile: CPU time of every server process (all nodes) per file; NaN with --url. */
   uploadServerCpuUsPerFile: number
   downloadServerCpuUsPerFile: number
+  /**
+   * uploadDiskWritesPerByte: bytes the servers wrote to storage per byte uploaded (/proc/PID/io;
+   * NaN with --url). The disk bound assumes one write per replica, i.e. the replica count; each
+   * write above it (a second copy, preallocation zeros) lowers the bound this store can reach.
+   */
+  uploadDiskWritesPerByte: number
   /** uploadServerThreadsUsPerFile: the upload's server CPU per file split by thread class (user, system µs). */
   uploadServerThreadsUsPerFile?: ThreadCpu
   /** upload/downloadClientCpuUsPerFile: CPU time of this benchmark process (the 16 HTTP clients) per file. */
@@ -182,17 +188,21 @@ interface Phase {
   clientCpuMs: number
   /** serverThreads: the servers' CPU split by thread class (undefined with --url). */
   serverThreads?: ThreadCpu
+  /** serverWriteBytes: bytes the servers wrote to storage (write_bytes of /proc/PID/io; NaN with --url). */
+  serverWriteBytes: number
 }
 
 async function timed(serverPid: number | undefined, run: () => Promise<number>): Promise<Phase> {
   const server = serverPid === undefined ? Number.NaN : treeCpuMs(serverPid)
   const threads = serverPid === undefined ? undefined : treeThreadCpuMs(serverPid)
+  const written = serverPid === undefined ? Number.NaN : treeWriteBytes(serverPid)
   const client = process.cpuUsage()
   const seconds = await run()
   const used = process.cpuUsage(client)
   return {
     seconds,
     serverCpuMs: serverPid === undefined ? Number.NaN : treeCpuMs(serverPid) - server,
+    serverWriteBytes: serverPid === undefined ? Number.NaN : treeWriteBytes(serverPid) - written,
     clientCpuMs: (used.user + used.system) / 1000,
     ...(threads === undefined || serverPid === undefined ? {} : { serverThreads: threadCpuDelta(threads, treeThreadCpuMs(serverPid)) }),
   }
@@ -228,6 +238,7 @@ async function benchSize(server: Server, size: number): Promise<Row> {
     downloadMiBps: mib / down.seconds,
     retries: retried - retriedBefore,
     uploadServerCpuUsPerFile: (up.serverCpuMs * 1000) / count,
+    uploadDiskWritesPerByte: up.serverWriteBytes / (count * size),
     ...(up.serverThreads === undefined ? {} : { uploadServerThreadsUsPerFile: perFile(up.serverThreads, count) }),
     downloadServerCpuUsPerFile: (down.serverCpuMs * 1000) / count,
     uploadClientCpuUsPerFile: (up.clientCpuMs * 1000) / count,
@@ -301,6 +312,9 @@ try {
         // Where the upload's server CPU goes, per thread class: the figure that says which layer to work on.
         const split = (Object.keys(threads) as ThreadClass[]).filter((key) => threads[key].user + threads[key].system > 0)
         console.log(`          upload CPU by thread (user+sys us/file): ${split.map((key) => `${key} ${threads[key].user.toFixed(0)}+${threads[key].system.toFixed(0)}`).join(' | ')}`)
+      }
+      if (!Number.isNaN(row.uploadDiskWritesPerByte)) {
+        console.log(`          upload disk writes: ${row.uploadDiskWritesPerByte.toFixed(2)} bytes per byte uploaded (all servers; ${replicas} per byte if each replica wrote it once)`)
       }
     }
   } finally {

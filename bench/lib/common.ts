@@ -140,6 +140,26 @@ export function threadCpuDelta(before: ThreadCpu, after: ThreadCpu): ThreadCpu {
   return delta
 }
 
+/**
+ * treeWriteBytes sums `write_bytes` of /proc/PID/io over process `rootPid` and its live
+ * descendants: the bytes they sent, or caused to be sent, to storage (counted when a page is
+ * dirtied, so it includes buffered writes not yet written back). NaN when /proc/PID/io is not
+ * readable (another user's process).
+ */
+export function treeWriteBytes(rootPid: number): number {
+  let bytes = 0
+  for (const pid of treePids(rootPid)) {
+    try {
+      const match = /^write_bytes: (\d+)$/m.exec(readFileSync(`/proc/${pid}/io`, 'utf8'))
+      if (match !== null) bytes += Number(match[1])
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'EACCES') return Number.NaN
+      // exited while we looked
+    }
+  }
+  return bytes
+}
+
 /** treeCpuMs sums user + system CPU time (ms) of process `rootPid` and every live descendant, from /proc (Linux). */
 export function treeCpuMs(rootPid: number): number {
   let ticks = 0

@@ -50,7 +50,7 @@ import { join } from 'node:path'
 import { ErrorCode, KvError, assert } from '../errors.js'
 import { powerLossCacheBytesMax, powerLossFaultOn } from '../engine/power-loss.js'
 import type { Entry, HardState } from '../raft/types.js'
-import { LOG_FILE_HEADER_BYTES, encodeRecord, itemBytes, recordBytes, writeFileHeader, type CheckpointGroup, type EncodableItem } from './log-files/codec.js'
+import { LOG_FILE_HEADER_BYTES, encodeRecord, itemBytes, recordBytes, referencedBytes, writeFileHeader, writeParts, type CheckpointGroup, type DataGap, type EncodableItem } from './log-files/codec.js'
 import { closeAsync, fdatasyncAsync, fileSizeAsync, fsyncAsync, ftruncateAsync, openAsync, renameAsync, unlinkAsync, writeAllAsync, writevAllAsync } from './log-files/fs.js'
 import { GroupTracker, checkRecords, type FileLiveness, type GroupState } from './log-files/groups.js'
 import { replayFiles, type ReplayedGroup } from './log-files/replay.js'
@@ -97,6 +97,8 @@ export interface LogFilesStats {
   rewrites: number
   /** preallocated: files prepared full of zeros and taken into use at a rotation. */
   preallocated: number
+  /** bytesByReference: entry data written from the entries' own buffers, not copied (codec's dataByReferenceBytesMin). */
+  bytesByReference: number
 }
 
 /** logFileBytesMaxDefault: size at which the active log file is sealed and the next one started. */
@@ -161,14 +163,16 @@ interface LogFile extends FileLiveness {
   unsynced: boolean
   /** dirty: changes made through the plain descriptor (writes, a truncation) that no completed sync covers (so the next sync needs fdatasync). */
   dirty: boolean
-  /** held: appended records not in the file yet (append, flushFile); heldBytes: their total length. */
+  /** held: appended records not in the file yet (append, flushFile), as writev parts; heldBytes: their total length. */
   held: Buffer[]
   heldBytes: number
+  /** owned: the encode buffers among the held parts (the others are entry data written by reference), reused once written. */
+  owned: Buffer[]
 }
 
 /** RaftLogFiles is the node's Raft log in files (module comment). */
 export class RaftLogFiles {
-  readonly stats: LogFilesStats = { writes: 0, syncs: 0, fdatasyncs: 0, bytes: 0, files: 0, filesDeleted: 0, rewrites: 0, preallocated: 0 }
+  readonly stats: LogFilesStats = { writes: 0, syncs: 0, fdatasyncs: 0, bytes: 0, files: 0, filesDeleted: 0, rewrites: 0, preallocated: 0, bytesByReference: 0 }
   readonly dir: string
   readonly fileBytesMax: number
   readonly powerLoss: boolean
@@ -251,7 +255,7 @@ export class RaftLogFiles {
   }
 
   private addFile(number: number, size: number, createdSeq: number): LogFile {
-    const file: LogFile = { number, fd: -1, syncFd: -1, size, written: size, createdSeq, preallocated: false, needsHeader: true, unsynced: false, dirty: false, held: [], heldBytes: 0, liveRuns: 0, deadSeq: createdSeq }
+    const file: LogFile = { number, fd: -1, syncFd: -1, size, written: size, createdSeq, preallocated: false, needsHeader: true, unsynced: false, dirty: false, held: [], heldBytes: 0, owned: [], liveRuns: 0, deadSeq: createdSeq }
     this.#files.set(number, file)
     this.stats.files = this.#files.size
     return file
@@ -316,10 +320,15 @@ export class RaftLogFiles {
     const prefix = file.needsHeader ? this.headerItems(sealed, records) : []
     if (file.needsHeader) size += LOG_FILE_HEADER_BYTES
     for (const items of prefix) size += recordBytes(items)
-    const buffer = size > 0 ? this.encodeBuffer(size) : EMPTY
+    // Large entry data is not copied (encodeRecord's gaps): the buffer holds everything else.
+    let referenced = referencedBytes(records)
+    for (const items of prefix) referenced += referencedBytes(items)
+    this.stats.bytesByReference += referenced
+    const buffer = size > 0 ? this.encodeBuffer(size - referenced) : EMPTY
+    const gaps: DataGap[] = []
     let offset = file.needsHeader ? writeFileHeader(buffer, 0) : 0
-    for (const items of prefix) offset = encodeRecord(buffer, items, offset)
-    if (records.length > 0) encodeRecord(buffer, records, offset)
+    for (const items of prefix) offset = encodeRecord(buffer, items, offset, gaps)
+    if (records.length > 0) encodeRecord(buffer, records, offset, gaps)
     for (const items of prefix.slice(1)) this.#tracker.apply(items[0] as LogRecord, file.number, seq)
     for (const record of records) this.#tracker.apply(record, file.number, seq)
     if (file.needsHeader) file.createdSeq = seq
@@ -337,7 +346,7 @@ export class RaftLogFiles {
         await this.closeSyncFd(sealed)
       }
       if (file.fd < 0) await this.createFile(file)
-      if (size > 0) await this.append(file, buffer, position, sync)
+      if (size > 0) await this.append(file, writeParts(buffer, gaps), buffer, position, sync)
       if (sync) await this.completeSync(file, seq)
     })
   }
@@ -413,6 +422,7 @@ export class RaftLogFiles {
       this.#heldBytes -= file.heldBytes
       file.held = []
       file.heldBytes = 0
+      file.owned = []
       if (file.fd >= 0) closeSync(file.fd)
       if (file.syncFd >= 0) closeSync(file.syncFd)
       file.fd = -1
@@ -587,12 +597,17 @@ export class RaftLogFiles {
    * depends on an unsynced record; a destroy asks for a synced write). The power-loss model
    * holds them until a sync writes them back (powerLossCacheBytesMax bounds those).
    */
-  private async append(file: LogFile, buffer: Buffer, position: number, sync: boolean): Promise<void> {
+  private async append(file: LogFile, parts: readonly Buffer[], owned: Buffer, position: number, sync: boolean): Promise<void> {
     assert(position === file.written + file.heldBytes, `raft log: append at ${position}, but the file holds ${file.written} + ${file.heldBytes} bytes`)
     file.unsynced = true
-    file.held.push(buffer)
-    file.heldBytes += buffer.length
-    this.#heldBytes += buffer.length
+    let bytes = 0
+    for (const part of parts) {
+      file.held.push(part)
+      bytes += part.length
+    }
+    file.owned.push(owned)
+    file.heldBytes += bytes
+    this.#heldBytes += bytes
     if (this.powerLoss) {
       if (this.#heldBytes > powerLossCacheBytesMax) this.writeBack(file)
       return
@@ -639,13 +654,15 @@ export class RaftLogFiles {
     const held = file.held
     if (held.length === 0) return
     const total = file.heldBytes
+    const owned = file.owned
     file.held = []
     file.heldBytes = 0
+    file.owned = []
     await writevAllAsync(fd, held, file.written)
     file.written += total
     this.#heldBytes -= total
     if (fd === file.fd) file.dirty = true
-    for (const buffer of held) this.releaseBuffer(buffer)
+    for (const buffer of owned) this.releaseBuffer(buffer)
   }
 
   private async completeSync(file: LogFile, seq: number): Promise<void> {
@@ -667,6 +684,7 @@ export class RaftLogFiles {
     this.#heldBytes -= total
     file.held = []
     file.heldBytes = 0
+    file.owned = []
     file.dirty = true
   }
 

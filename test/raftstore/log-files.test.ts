@@ -10,6 +10,7 @@ import { test } from 'node:test'
 import { ErrorCode, KvError } from '../../src/errors.js'
 import type { Entry, HardState } from '../../src/raft/types.js'
 import { RaftLogFiles, type LogFilesOptions, type LogRecord, type RecoveredGroup } from '../../src/raftstore/log-files.js'
+import { dataByReferenceBytesMin, encodeRecord, recordBytes, referencedBytes, writeParts, type DataGap, type EncodableItem } from '../../src/raftstore/log-files/codec.js'
 import { seededRandom } from './kv-machine.js'
 
 function tempDir(): string {
@@ -422,6 +423,62 @@ test('pipelined writes of varied sizes (encode buffers reused between writes) ro
     await log.close()
     log = await open(dir, { fileBytesMax: 1024 * 1024 })
     assert.deepEqual(plain(log.takeRecovered(1)), expected(HS0, { index: 0, term: 0 }, all))
+    await log.close()
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
+
+test('codec: a record with large entry data left out (gaps) and written as parts is byte for byte the copied record', () => {
+  const items: EncodableItem[] = [
+    { type: 'hardState', groupId: 7, hardState: { term: 2, vote: 1, commit: 3 } },
+    { type: 'entries', groupId: 7, entries: [entry(1, 2, 10), entry(2, 2, dataByReferenceBytesMin - 1), entry(3, 2, dataByReferenceBytesMin), entry(4, 2, 0), entry(5, 2, 300_000)] },
+    { type: 'entries', groupId: 8, entries: [entry(9, 1, dataByReferenceBytesMin + 5)] },
+    { type: 'compact', groupId: 7, index: 1, term: 2 },
+  ]
+  for (const at of [0, 13]) {
+    const size = recordBytes(items)
+    const copied = Buffer.alloc(at + size)
+    assert.equal(encodeRecord(copied, items, at), at + size)
+    const referenced = referencedBytes(items)
+    assert.equal(referenced, dataByReferenceBytesMin + 300_000 + dataByReferenceBytesMin + 5)
+    const buffer = Buffer.alloc(at + size - referenced)
+    const gaps: DataGap[] = []
+    assert.equal(encodeRecord(buffer, items, at, gaps), buffer.length)
+    assert.equal(gaps.length, 3)
+    assert.ok(Buffer.concat(writeParts(buffer, gaps)).equals(copied), `record at ${at}`)
+  }
+})
+
+test('large entries are written from their own buffers (not copied) and round-trip across rotation, held writes and reopen', async () => {
+  const dir = tempDir()
+  try {
+    let log = await open(dir, { fileBytesMax: 1024 * 1024 })
+    const pending: Promise<void>[] = []
+    const all = new Map<number, Entry[]>([[1, []], [2, []]])
+    const next = new Map<number, number>([[1, 1], [2, 1]])
+    let byReference = 0
+    for (let i = 0; i < 120; i++) {
+      const groupId = i % 9 === 8 ? 2 : 1
+      const index = next.get(groupId)!
+      const sizes = [16, dataByReferenceBytesMin + i * 97, 3000, i % 2 === 0 ? 200_000 : dataByReferenceBytesMin - 1].slice(0, 1 + (i % 4))
+      const entries = sizes.map((bytes, k) => entry(index + k, 1, bytes, i + k))
+      for (const e of entries) if (e.data.byteLength >= dataByReferenceBytesMin) byReference += e.data.byteLength
+      all.get(groupId)!.push(...entries)
+      next.set(groupId, index + entries.length)
+      // Unsynced writes are held (as parts) for the next synced one.
+      pending.push(log.write([{ type: 'entries', groupId, entries }], i % 3 === 0))
+      for (let tick = i % 4; tick > 0; tick--) await Promise.resolve()
+      if (i % 5 === 4) await Promise.all(pending.splice(0))
+    }
+    await Promise.all(pending)
+    await log.sync()
+    assert.ok(log.activeFile > 3, 'rotated')
+    assert.ok(log.stats.bytesByReference >= byReference, 'large data went by reference (rewrites of idle groups add more)')
+    await log.close()
+    log = await open(dir, { fileBytesMax: 1024 * 1024 })
+    assert.deepEqual(plain(log.takeRecovered(1)), expected(HS0, { index: 0, term: 0 }, all.get(1)!))
+    assert.deepEqual(plain(log.takeRecovered(2)), expected(HS0, { index: 0, term: 0 }, all.get(2)!))
     await log.close()
   } finally {
     rmSync(dir, { recursive: true, force: true })

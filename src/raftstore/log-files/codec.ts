@@ -16,7 +16,8 @@
  */
 import { ErrorCode, KvError } from '../../errors.js'
 import type { Entry, HardState } from '../../raft/types.js'
-import { ENTRY_HEADER_BYTES, crc32, writeEntries } from '../records.js'
+import { crc32 } from '../../crc32.js'
+import { ENTRY_HEADER_BYTES, writeEntries } from '../records.js'
 
 /** LOG_FILE_MAGIC opens every log file ('RLOG'). */
 export const LOG_FILE_MAGIC = 0x524c4f47
@@ -74,6 +75,31 @@ export function readU64(buffer: Buffer, offset: number): number {
   return buffer.readUInt32BE(offset) * 0x1_0000_0000 + buffer.readUInt32BE(offset + 4)
 }
 
+/**
+ * dataByReferenceBytesMin: entry data this long or longer is not copied into the encoded record:
+ * encodeRecord leaves a gap for it and the write hands the entry's own bytes to writev. A file
+ * chunk (1 MiB) then costs no copy and no MiB-sized buffer of its own on each replica, which
+ * V8 counts as external memory and answers with mark-compacts (docs/raftstore.md, round 10).
+ * Smaller data is copied: one contiguous buffer is cheaper than many iovecs for small entries.
+ */
+export const dataByReferenceBytesMin = 64 * 1024
+
+/** DataGap: entry data left out of an encoded buffer, to be written at `at` of it (before the byte at `at`). */
+export interface DataGap {
+  at: number
+  data: Uint8Array
+}
+
+/** referencedBytes is the entry data of `items` that encodeRecord leaves out of its buffer when given gaps. */
+export function referencedBytes(items: readonly EncodableItem[]): number {
+  let bytes = 0
+  for (const item of items) {
+    if (item.type !== 'entries') continue
+    for (const entry of item.entries) if (entry.data.byteLength >= dataByReferenceBytesMin) bytes += entry.data.byteLength
+  }
+  return bytes
+}
+
 /** itemBytes is the encoded size of one item. */
 export function itemBytes(item: EncodableItem): number {
   switch (item.type) {
@@ -94,8 +120,11 @@ export function itemBytes(item: EncodableItem): number {
   }
 }
 
-/** encodeItem writes `item` at `offset` of `buffer` (sized by itemBytes) and returns the offset after it. */
-export function encodeItem(buffer: Buffer, item: EncodableItem, offset: number): number {
+/**
+ * encodeItem writes `item` at `offset` of `buffer` (sized by itemBytes, less referencedBytes with
+ * `gaps`) and returns the offset after it; with `gaps`, large entry data is pushed there instead.
+ */
+export function encodeItem(buffer: Buffer, item: EncodableItem, offset: number, gaps?: DataGap[]): number {
   switch (item.type) {
     case 'hardState':
       offset = itemHeader(buffer, ITEM_HARD_STATE, item.groupId, offset)
@@ -104,7 +133,7 @@ export function encodeItem(buffer: Buffer, item: EncodableItem, offset: number):
       writeU64(buffer, item.hardState.commit, offset + 16)
       return offset + 24
     case 'entries':
-      return encodeEntries(buffer, item.groupId, item.entries, itemHeader(buffer, ITEM_ENTRIES, item.groupId, offset))
+      return encodeEntries(buffer, item.entries, itemHeader(buffer, ITEM_ENTRIES, item.groupId, offset), gaps)
     case 'compact':
     case 'snapshot':
       offset = itemHeader(buffer, item.type === 'compact' ? ITEM_COMPACT : ITEM_SNAPSHOT, item.groupId, offset)
@@ -137,10 +166,25 @@ function itemHeader(buffer: Buffer, type: number, groupId: number, offset: numbe
   return offset + ITEM_HEADER_BYTES
 }
 
-function encodeEntries(buffer: Buffer, _groupId: number, entries: readonly Entry[], offset: number): number {
+function encodeEntries(buffer: Buffer, entries: readonly Entry[], offset: number, gaps: DataGap[] | undefined): number {
   writeU64(buffer, entries[0]!.index, offset)
   buffer.writeUInt32BE(entries.length, offset + 8)
-  return writeEntries(buffer, entries, offset + ENTRIES_HEADER_BYTES)
+  offset += ENTRIES_HEADER_BYTES
+  if (gaps === undefined) return writeEntries(buffer, entries, offset)
+  for (const entry of entries) {
+    const length = entry.data.byteLength
+    writeU64(buffer, entry.term, offset)
+    buffer[offset + 8] = entry.type === 'confChange' ? 1 : 0
+    buffer.writeUInt32BE(length, offset + 9)
+    offset += ENTRY_HEADER_BYTES
+    if (length >= dataByReferenceBytesMin) {
+      gaps.push({ at: offset, data: entry.data })
+    } else {
+      buffer.set(entry.data, offset)
+      offset += length
+    }
+  }
+  return offset
 }
 
 /** writeFileHeader writes the magic and version at `offset`; returns the offset after them. */
@@ -150,14 +194,44 @@ export function writeFileHeader(buffer: Buffer, offset: number): number {
   return offset + LOG_FILE_HEADER_BYTES
 }
 
-/** encodeRecord frames `items` as one record at `offset` (sized LOG_RECORD_HEADER_BYTES + the items' bytes); returns the offset after it. */
-export function encodeRecord(buffer: Buffer, items: readonly EncodableItem[], offset: number): number {
+/**
+ * encodeRecord frames `items` as one record at `offset` (sized LOG_RECORD_HEADER_BYTES + the
+ * items' bytes, less referencedBytes with `gaps`); returns the offset after it in `buffer`. With
+ * `gaps`, entry data of dataByReferenceBytesMin or more is not copied but pushed to `gaps`: the
+ * record on disk is the buffer with each gap's data inserted at its `at` (writeParts), and the
+ * length and checksum here are those of that record.
+ */
+export function encodeRecord(buffer: Buffer, items: readonly EncodableItem[], offset: number, gaps?: DataGap[]): number {
   const start = offset + LOG_RECORD_HEADER_BYTES
+  const firstGap = gaps?.length ?? 0
   let end = start
-  for (const item of items) end = encodeItem(buffer, item, end)
-  buffer.writeUInt32BE(end - start, offset)
-  buffer.writeUInt32BE(crc32(buffer.subarray(start, end)), offset + 4)
+  for (const item of items) end = encodeItem(buffer, item, end, gaps)
+  let length = end - start
+  let crc = 0
+  let at = start
+  for (let i = firstGap; i < (gaps?.length ?? 0); i++) {
+    const gap = gaps![i]!
+    crc = crc32(gap.data, crc32(buffer.subarray(at, gap.at), crc))
+    at = gap.at
+    length += gap.data.byteLength
+  }
+  buffer.writeUInt32BE(length, offset)
+  buffer.writeUInt32BE(crc32(buffer.subarray(at, end), crc), offset + 4)
   return end
+}
+
+/** writeParts returns what to write for an encoded `buffer` and its `gaps`: the buffer's pieces with each gap's data between them. */
+export function writeParts(buffer: Buffer, gaps: readonly DataGap[]): Buffer[] {
+  if (gaps.length === 0) return [buffer]
+  const parts: Buffer[] = []
+  let at = 0
+  for (const gap of gaps) {
+    if (gap.at > at) parts.push(buffer.subarray(at, gap.at))
+    parts.push(Buffer.from(gap.data.buffer, gap.data.byteOffset, gap.data.byteLength))
+    at = gap.at
+  }
+  if (buffer.length > at) parts.push(buffer.subarray(at))
+  return parts
 }
 
 /** recordBytes is the framed size of a record holding `items`; KV_ERR_VALUE_TOO_LARGE past logRecordBytesMax. */
