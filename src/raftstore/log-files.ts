@@ -16,6 +16,8 @@
  * disk) first. Measured on this project's host with a 150 MiB/s background writer: 1,184-1,905
  * write+fdatasync/s in place against 458-793 appending, p99 5-9 ms against 13-23 ms
  * (docs/raftstore.md, round 8). Replay takes zeros to the end of the last file as its end.
+ * A file whose synced writes were large (preallocateSyncBytesMax, file chunks) gets no prepared
+ * successor: there the zeros would double the disk's writes to save a cost paid per sync.
  *
  * Rotation: once the active file reached fileBytesMax, the next write syncs it (if it holds
  * unsynced bytes; a preallocated file is first cut to its records, so sealed files end at
@@ -97,6 +99,8 @@ export interface LogFilesStats {
   rewrites: number
   /** preallocated: files prepared full of zeros and taken into use at a rotation. */
   preallocated: number
+  /** preallocationsSkipped: files whose successor was not preallocated because their synced writes were large (preallocateSyncBytesMax). */
+  preallocationsSkipped: number
   /** bytesByReference: entry data written from the entries' own buffers, not copied (codec's dataByReferenceBytesMin). */
   bytesByReference: number
 }
@@ -117,6 +121,15 @@ export const logScratchBytesMax = 4 * 1024 * 1024
 export const logHeldBytesMax = 1024 * 1024
 /** logRewriteFraction: an idle group's live entries are rewritten at rotation when they take less than fileBytesMax / this. */
 export const logRewriteFraction = 16
+/**
+ * preallocateSyncBytesMax: a file whose synced writes average this many bytes or more does not
+ * get its successor preallocated. Zeros double every log byte the disk writes, and what they
+ * save, a journal commit per fdatasync, is a fixed cost per sync: large when syncs are small and
+ * many (Raft entries of a few KiB, ~40 KiB per sync), noise beside a sync that writes MiBs (file
+ * chunks). Measured, 4 MiB uploads through 3 replicas: 8.8 bytes written to the disk per byte
+ * uploaded with preallocation, 6.0 without, at the same upload rate (docs/raftstore.md, round 10).
+ */
+export const preallocateSyncBytesMax = 256 * 1024
 
 const FILE_NAME = /^(\d{6,10})\.rlog$/
 /**
@@ -158,6 +171,10 @@ interface LogFile extends FileLiveness {
   createdSeq: number
   /** preallocated: the file is longer than its records (zeros after them); cut to its records when sealed. */
   preallocated: boolean
+  /** syncedWrites: synced writes into this file since it was opened (their mean size decides preallocation). */
+  syncedWrites: number
+  /** preallocationSkipped: the successor of this file was not preallocated (preallocateSyncBytesMax). */
+  preallocationSkipped: boolean
   needsHeader: boolean
   /** unsynced: bytes appended (held or written), or a truncation, that no completed sync covers. */
   unsynced: boolean
@@ -172,7 +189,7 @@ interface LogFile extends FileLiveness {
 
 /** RaftLogFiles is the node's Raft log in files (module comment). */
 export class RaftLogFiles {
-  readonly stats: LogFilesStats = { writes: 0, syncs: 0, fdatasyncs: 0, bytes: 0, files: 0, filesDeleted: 0, rewrites: 0, preallocated: 0, bytesByReference: 0 }
+  readonly stats: LogFilesStats = { writes: 0, syncs: 0, fdatasyncs: 0, bytes: 0, files: 0, filesDeleted: 0, rewrites: 0, preallocated: 0, preallocationsSkipped: 0, bytesByReference: 0 }
   readonly dir: string
   readonly fileBytesMax: number
   readonly powerLoss: boolean
@@ -255,7 +272,7 @@ export class RaftLogFiles {
   }
 
   private addFile(number: number, size: number, createdSeq: number): LogFile {
-    const file: LogFile = { number, fd: -1, syncFd: -1, size, written: size, createdSeq, preallocated: false, needsHeader: true, unsynced: false, dirty: false, held: [], heldBytes: 0, owned: [], liveRuns: 0, deadSeq: createdSeq }
+    const file: LogFile = { number, fd: -1, syncFd: -1, size, written: size, createdSeq, preallocated: false, syncedWrites: 0, preallocationSkipped: false, needsHeader: true, unsynced: false, dirty: false, held: [], heldBytes: 0, owned: [], liveRuns: 0, deadSeq: createdSeq }
     this.#files.set(number, file)
     this.stats.files = this.#files.size
     return file
@@ -336,9 +353,15 @@ export class RaftLogFiles {
     const position = file.size
     file.size += size
     this.stats.bytes += size
+    if (sync) file.syncedWrites++
     if (this.preallocate && file.size >= this.fileBytesMax / 2 && this.#preparedFor !== file.number) {
-      this.#preparedFor = file.number
-      this.prepareNext()
+      if (file.size / Math.max(1, file.syncedWrites) < preallocateSyncBytesMax) {
+        this.#preparedFor = file.number
+        this.prepareNext()
+      } else if (!file.preallocationSkipped) {
+        file.preallocationSkipped = true
+        this.stats.preallocationsSkipped++
+      }
     }
     return this.enqueue(async () => {
       if (sealed !== undefined) {

@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { test } from 'node:test'
 import { ErrorCode, KvError } from '../../src/errors.js'
 import type { Entry, HardState } from '../../src/raft/types.js'
-import { RaftLogFiles, type LogFilesOptions, type LogRecord, type RecoveredGroup } from '../../src/raftstore/log-files.js'
+import { RaftLogFiles, preallocateSyncBytesMax, type LogFilesOptions, type LogRecord, type RecoveredGroup } from '../../src/raftstore/log-files.js'
 import { dataByReferenceBytesMin, encodeRecord, recordBytes, referencedBytes, writeParts, type DataGap, type EncodableItem } from '../../src/raftstore/log-files/codec.js'
 import { seededRandom } from './kv-machine.js'
 
@@ -254,6 +254,33 @@ test('preallocation: rotations take files written full of zeros, sealed files ar
     } finally {
       rmSync(plainDir, { recursive: true, force: true })
     }
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
+
+test('preallocation is skipped after large synced writes (preallocateSyncBytesMax) and resumes when they are small again', async () => {
+  const dir = tempDir()
+  try {
+    const fileBytesMax = 1024 * 1024
+    let log = await open(dir, { fileBytesMax })
+    const large = preallocateSyncBytesMax + 1000
+    let index = 1
+    for (let i = 0; i < 3; i++, index++) await log.write([{ type: 'entries', groupId: 1, entries: [entry(index, 1, large)] }], true)
+    await log.prepared()
+    assert.deepEqual(preparedFiles(dir), [], 'past half full, but the syncs were large: nothing prepared')
+    assert.equal(log.stats.preallocationsSkipped, 1)
+    // Rotation into a plain file; small synced writes there bring preallocation back.
+    for (; log.activeFile === 1; index++) await log.write([{ type: 'entries', groupId: 1, entries: [entry(index, 1, large)] }], true)
+    assert.equal(log.stats.preallocated, 0)
+    while (log.stats.bytes < fileBytesMax * 1.6) await log.write([{ type: 'entries', groupId: 1, entries: [entry(index++, 1, 8 * 1024)] }], true)
+    await log.prepared()
+    assert.equal(preparedFiles(dir).length, 1, 'small syncs: the next file is prepared')
+    assert.equal(log.stats.preallocationsSkipped, 1)
+    await log.close()
+    log = await open(dir, { fileBytesMax })
+    assert.equal(log.takeRecovered(1)?.entries.length, index - 1)
+    await log.close()
   } finally {
     rmSync(dir, { recursive: true, force: true })
   }
