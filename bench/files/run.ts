@@ -12,7 +12,7 @@
  *
  * Usage: npm run bench:files [-- --url http://HOST:PORT | --local] [--replicas 3] [--clients 16]
  *          [--mib 128] [--sizes 16,256,4096 (KiB)] [--cpu-prof DIR] [--warmup 4000]
- *          [--etcd-members 3|1] [--blob-threshold-bytes N]
+ *          [--etcd-members 3|1] [--blob-threshold-bytes N] [--small-files-min 16384]
  * Before the timed phases, `--warmup` 16 KiB files are uploaded and downloaded untimed (and as
  * many puts sent to etcd before its phase): a long-running server has long finished compiling
  * the code that serves it, and etcd (Go) never has to, so the timed window should not pay for
@@ -46,7 +46,7 @@ import { diskWriteMiBps, findEtcd, startEtcd } from './baselines.js'
 const { values: args } = parseArgs({
   options: {
     url: { type: 'string' }, local: { type: 'boolean' }, port: { type: 'string' }, replicas: { type: 'string' }, clients: { type: 'string' }, mib: { type: 'string' },
-    sizes: { type: 'string' }, 'cpu-prof': { type: 'string' }, warmup: { type: 'string' }, 'etcd-members': { type: 'string' }, 'blob-threshold-bytes': { type: 'string' },
+    sizes: { type: 'string' }, 'cpu-prof': { type: 'string' }, warmup: { type: 'string' }, 'etcd-members': { type: 'string' }, 'small-files-min': { type: 'string' }, 'blob-threshold-bytes': { type: 'string' },
   },
 })
 const clients = Number(args.clients ?? 16)
@@ -56,6 +56,13 @@ const MiB = 1024 * KiB
 const sizes = (args.sizes ?? '16,256,4096').split(',').map((kib) => Number(kib) * KiB)
 /** warmupFiles: untimed 16 KiB uploads and downloads before the first phase, and untimed etcd puts before etcd's (JIT, connections, first memtable). */
 const warmupFiles = Number(args.warmup ?? 4000)
+/**
+ * smallFilesMin: files of 64 KiB or less are timed over at least this many uploads (and etcd
+ * over as many puts), whatever --mib says. At --mib 32 a 16 KiB phase was 2 048 uploads, about
+ * two seconds: etcd's rate in such a window swung 751-1 362 puts/s, and the ratio read 1.4-1.6x
+ * where 16 384-upload windows of the same builds read 1.0-1.2x (docs/files.md, round 9).
+ */
+const smallFilesMin = Number(args['small-files-min'] ?? 16384)
 /** etcdMembers: the etcd baseline's member count, 3 (like for like with 3 replicas) unless `--etcd-members 1`. */
 const etcdMembers = args['etcd-members'] === '1' ? 1 : 3
 /** profileEnv makes every server process write a V8 CPU profile into --cpu-prof DIR when it exits. */
@@ -218,7 +225,7 @@ function perFile(cpu: ThreadCpu, count: number): ThreadCpu {
 async function benchSize(server: Server, size: number): Promise<Row> {
   const url = server.url
   const agent = new Agent({ keepAlive: true, maxSockets: clients })
-  const count = Math.max(clients * 4, Math.floor((budgetMiB * MiB) / size))
+  const count = Math.max(clients * 4, Math.floor((budgetMiB * MiB) / size), size <= 64 * KiB ? smallFilesMin : 0)
   const retriedBefore = retried
   const body = randomBytes(size)
   const name = (i: number): string => `${url}/v1/files/bench/${size}/${i}`
