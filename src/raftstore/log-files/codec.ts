@@ -81,6 +81,9 @@ export function readU64(buffer: Buffer, offset: number): number {
  * chunk (1 MiB) then costs no copy and no MiB-sized buffer of its own on each replica, which
  * V8 counts as external memory and answers with mark-compacts (docs/raftstore.md, round 10).
  * Smaller data is copied: one contiguous buffer is cheaper than many iovecs for small entries.
+ * NB: entry data must not change once proposed or received (nothing in distkv reuses those
+ * buffers: chunks, commands and received frames are fresh allocations); the in-memory log and
+ * the peer streams, which also send large entries by reference, rely on it as well.
  */
 export const dataByReferenceBytesMin = 64 * 1024
 
