@@ -682,7 +682,8 @@ function randomRecord(random: () => number, model: Model, term: number): LogReco
     const from = random() < 0.75 ? last + 1 : first + Math.floor(random() * (last - first + 2))
     const count = 1 + Math.floor(random() * 4)
     const entries: Entry[] = []
-    for (let i = 0; i < count; i++) entries.push(entry(from + i, term, Math.floor(random() * 200), Math.floor(random() * 256)))
+    // Now and then an entry large enough to be written by reference (dataByReferenceBytesMin), as a file chunk is.
+    for (let i = 0; i < count; i++) entries.push(entry(from + i, term, random() < 0.03 ? dataByReferenceBytesMin + Math.floor(random() * 1000) : Math.floor(random() * 200), Math.floor(random() * 256)))
     return { type: 'entries', groupId, entries }
   }
   if (roll < 0.7) return { type: 'hardState', groupId, hardState: { term, vote: Math.floor(random() * 4), commit: last } }
