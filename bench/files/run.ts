@@ -12,7 +12,7 @@
  *
  * Usage: npm run bench:files [-- --url http://HOST:PORT | --local] [--replicas 3] [--clients 16]
  *          [--mib 128] [--sizes 16,256,4096 (KiB)] [--cpu-prof DIR] [--warmup 4000]
- *          [--etcd-members 3|1] [--blob-threshold-bytes N] [--small-files-min 16384]
+ *          [--etcd-members 3|1|0 (0: no etcd phase)] [--blob-threshold-bytes N] [--small-files-min 16384]
  * Before the timed phases, `--warmup` 16 KiB files are uploaded and downloaded untimed (and as
  * many puts sent to etcd before its phase): a long-running server has long finished compiling
  * the code that serves it, and etcd (Go) never has to, so the timed window should not pay for
@@ -63,8 +63,8 @@ const warmupFiles = Number(args.warmup ?? 4000)
  * where 16 384-upload windows of the same builds read 1.0-1.2x (docs/files.md, round 9).
  */
 const smallFilesMin = Number(args['small-files-min'] ?? 16384)
-/** etcdMembers: the etcd baseline's member count, 3 (like for like with 3 replicas) unless `--etcd-members 1`. */
-const etcdMembers = args['etcd-members'] === '1' ? 1 : 3
+/** etcdMembers: the etcd baseline's member count, 3 (like for like with 3 replicas) unless `--etcd-members 1`; 0 skips the etcd phase (A/B runs of distkv alone). */
+const etcdMembers = args['etcd-members'] === '1' ? 1 : args['etcd-members'] === '0' ? 0 : 3
 /** profileEnv makes every server process write a V8 CPU profile into --cpu-prof DIR when it exits. */
 const profileEnv = args['cpu-prof'] === undefined ? {} : { NODE_OPTIONS: `--import=${new URL('./profile-preload.js', import.meta.url).href}`, DISTKV_BENCH_PROFILE_DIR: args['cpu-prof'] }
 
@@ -272,7 +272,7 @@ interface EtcdFigures {
 async function benchEtcd(dir: string, count: number): Promise<EtcdFigures | undefined> {
   const binary = findEtcd()
   if (binary === undefined) return undefined
-  const etcd = await startEtcd(binary, dir, etcdMembers)
+  const etcd = await startEtcd(binary, dir, etcdMembers === 1 ? 1 : 3)
   try {
     const value = randomBytes(16 * KiB)
     await runParallel(warmupFiles, async (i) => void (await etcd.client.put(`warmup/${i}`).value(value)))
@@ -328,7 +328,7 @@ try {
     await server.stop()
   }
   const small = rows[0]!
-  const etcd = small.size !== '16 KiB' ? undefined : await benchEtcd(dir, small.files)
+  const etcd = small.size !== '16 KiB' || etcdMembers === 0 ? undefined : await benchEtcd(dir, small.files)
   if (etcd === undefined) console.log('etcd: not measured (no 16 KiB row, or etcd-server could not be installed)')
   else {
     console.log(`etcd (${etcdMembers} member${etcdMembers === 1 ? "" : "s"}) 16 KiB puts: ${etcd.putsPerSecond.toFixed(0)}/s; distkv 16 KiB uploads: ${small.uploadFilesPerSecond.toFixed(0)}/s = ${(small.uploadFilesPerSecond / etcd.putsPerSecond).toFixed(2)}x etcd (target >= 2x)`)
