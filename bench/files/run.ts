@@ -25,11 +25,10 @@
  * `node dist/bench/cluster/profile.js DIR/*.cpuprofile`). A run of all three sizes without
  * --cpu-prof is written to bench/results/files[-local].json.
  *
- * Latest figures (21 Nov 2026 18:07 UTC, round 4, tree 8ad22d1, load 6.2-6.6; docs/files.md
- * "Figures"): through the cluster a 16 KiB upload costs ~1.17 ms of server CPU (etcd: ~0.17 ms
- * per put) at ~710 files/s = 0.27x etcd on that loaded machine, a 4 MiB upload ~29 ms per MiB
- * at ~36 MiB/s = 11% of the disk/3 bound. A short run over-counts: after 8 000+ untimed uploads
- * (most of V8's optimizing compilation done) a 16 KiB upload costs ~1.0 ms.
+ * Latest figures (22 Nov 2026 05:21 UTC, round 9, idle machine; docs/files.md "Figures"): 16 KiB
+ * uploads 1 388/s at 872 µs of server CPU each, 1.10x a 3-member etcd (1 260 puts/s at 1 044
+ * µs); 4 MiB uploads 105 MiB/s at 15 ms of server CPU per MiB, 27% of the disk/3 bound, with
+ * 6.7 bytes written to the disk per byte uploaded (3 would be one write per replica).
  */
 import { spawn, spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
