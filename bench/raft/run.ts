@@ -269,7 +269,13 @@ async function main(): Promise<void> {
       )
     }
     if (repeat > 1) {
-      const median = (values: number[]) => percentile([...values].sort((a, b) => a - b), 50)
+      // The middle value, or the mean of the middle two (percentile() would take the upper one:
+      // the better rate but the worse p99 of a pair, which is how --repeat 2 used to report).
+      const median = (values: number[]) => {
+        const sorted = [...values].sort((a, b) => a - b)
+        const middle = sorted.length >> 1
+        return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2
+      }
       for (const [key, list] of results) {
         console.log(
           `median of ${list.length}, ${key}: ${median(list.map((r) => r.perSecond)).toFixed(0)} commits/s, ${median(list.map((r) => r.ratio)).toFixed(2)}x disk fsyncs/s ` +
