@@ -28,7 +28,7 @@
  * Latest figures (22 Nov 2026 05:21 UTC, round 9, idle machine; docs/files.md "Figures"): 16 KiB
  * uploads 1 388/s at 872 µs of server CPU each, 1.10x a 3-member etcd (1 260 puts/s at 1 044
  * µs); 4 MiB uploads 105 MiB/s at 15 ms of server CPU per MiB, 27% of the disk/3 bound, with
- * 6.7 bytes written to the disk per byte uploaded (3 would be one write per replica).
+ * 6.0 bytes written by the disk per byte uploaded (3 would be one write per replica).
  */
 import { spawn, spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
@@ -39,7 +39,7 @@ import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { threadCpuDelta, treeCpuMs, treeThreadCpuMs, treeWriteBytes, type ThreadClass, type ThreadCpu } from '../lib/common.js'
+import { deviceWrittenBytes, threadCpuDelta, treeCpuMs, treeThreadCpuMs, type ThreadClass, type ThreadCpu } from '../lib/common.js'
 import { diskWriteMiBps, findEtcd, startEtcd } from './baselines.js'
 
 const { values: args } = parseArgs({
@@ -173,9 +173,11 @@ interface Row {
   uploadServerCpuUsPerFile: number
   downloadServerCpuUsPerFile: number
   /**
-   * uploadDiskWritesPerByte: bytes the servers wrote to storage per byte uploaded (/proc/PID/io;
-   * NaN with --url). The disk bound assumes one write per replica, i.e. the replica count; each
-   * write above it (a second copy, preallocation zeros) lowers the bound this store can reach.
+   * uploadDiskWritesPerByte: bytes the disk wrote during the uploads per byte uploaded (the
+   * device's counter, /proc/diskstats, `sync` before and after: every writer on that disk,
+   * which during a phase is the servers). The disk bound assumes one write per replica, i.e.
+   * the replica count; each write above it (a second copy, preallocation zeros, LSM compaction)
+   * lowers the bound this store can reach.
    */
   uploadDiskWritesPerByte: number
   /** uploadServerThreadsUsPerFile: the upload's server CPU per file split by thread class (user, system µs). */
@@ -194,21 +196,28 @@ interface Phase {
   clientCpuMs: number
   /** serverThreads: the servers' CPU split by thread class (undefined with --url). */
   serverThreads?: ThreadCpu
-  /** serverWriteBytes: bytes the servers wrote to storage (write_bytes of /proc/PID/io; NaN with --url). */
-  serverWriteBytes: number
+  /** diskWriteBytes: bytes the data directory's disk wrote during the phase (synced before and after; NaN on tmpfs). */
+  diskWriteBytes: number
+}
+
+/** syncedDeviceWrittenBytes writes back every dirty page (sync), then reads the bench directory's device counter. */
+function syncedDeviceWrittenBytes(): number {
+  spawnSync('sync')
+  return deviceWrittenBytes(dir)
 }
 
 async function timed(serverPid: number | undefined, run: () => Promise<number>): Promise<Phase> {
   const server = serverPid === undefined ? Number.NaN : treeCpuMs(serverPid)
   const threads = serverPid === undefined ? undefined : treeThreadCpuMs(serverPid)
-  const written = serverPid === undefined ? Number.NaN : treeWriteBytes(serverPid)
+  // Dirty pages left by the phase before are written now, not counted in this one.
+  const written = syncedDeviceWrittenBytes()
   const client = process.cpuUsage()
   const seconds = await run()
   const used = process.cpuUsage(client)
   return {
     seconds,
     serverCpuMs: serverPid === undefined ? Number.NaN : treeCpuMs(serverPid) - server,
-    serverWriteBytes: serverPid === undefined ? Number.NaN : treeWriteBytes(serverPid) - written,
+    diskWriteBytes: syncedDeviceWrittenBytes() - written,
     clientCpuMs: (used.user + used.system) / 1000,
     ...(threads === undefined || serverPid === undefined ? {} : { serverThreads: threadCpuDelta(threads, treeThreadCpuMs(serverPid)) }),
   }
@@ -244,7 +253,7 @@ async function benchSize(server: Server, size: number): Promise<Row> {
     downloadMiBps: mib / down.seconds,
     retries: retried - retriedBefore,
     uploadServerCpuUsPerFile: (up.serverCpuMs * 1000) / count,
-    uploadDiskWritesPerByte: up.serverWriteBytes / (count * size),
+    uploadDiskWritesPerByte: up.diskWriteBytes / (count * size),
     ...(up.serverThreads === undefined ? {} : { uploadServerThreadsUsPerFile: perFile(up.serverThreads, count) }),
     downloadServerCpuUsPerFile: (down.serverCpuMs * 1000) / count,
     uploadClientCpuUsPerFile: (up.clientCpuMs * 1000) / count,
@@ -320,7 +329,7 @@ try {
         console.log(`          upload CPU by thread (user+sys us/file): ${split.map((key) => `${key} ${threads[key].user.toFixed(0)}+${threads[key].system.toFixed(0)}`).join(' | ')}`)
       }
       if (!Number.isNaN(row.uploadDiskWritesPerByte)) {
-        console.log(`          upload disk writes: ${row.uploadDiskWritesPerByte.toFixed(2)} bytes per byte uploaded (all servers; ${replicas} per byte if each replica wrote it once)`)
+        console.log(`          upload disk writes: ${row.uploadDiskWritesPerByte.toFixed(2)} bytes per byte uploaded (the device, synced before and after; ${replicas} if each replica wrote it once)`)
       }
     }
   } finally {

@@ -40,6 +40,7 @@
 // Usage: npm run build && node dist/bench/raft/run.js [--seconds 3] [--warmup 6] [--proposers 1,64] [--repeat N] [--client request|coalesce|request,coalesce]
 //        [--transport stream|requests] [--value-bytes 1024] [--compact-soft N] [--defer-commits on|off] [--dir DIR]
 //        (RAFTSTORE_NODE_EXEC_ARGS="--cpu-prof --cpu-prof-dir=DIR" or "--perf-basic-prof" profiles the nodes)
+import { spawnSync } from 'node:child_process'
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -47,7 +48,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { Coalescer, newOpId } from '../../src/client/coalesce.js'
 import { MultiKind } from '../../src/local/multi.js'
 import { findLeader, freePorts, spawnNode, stopNode, type NodeProcess } from '../../test/raftstore/fixtures/processes.js'
-import { argument, fsyncRate, percentile, treeWriteBytes } from '../lib/common.js'
+import { argument, deviceWrittenBytes, fsyncRate, percentile } from '../lib/common.js'
 
 /** IDLE_PROBE_MS: how long the idle CPU rate is measured (/proc times have 10 ms resolution). */
 const IDLE_PROBE_MS = 2000
@@ -100,17 +101,6 @@ function threadSummary(before: ThreadCpu[], after: ThreadCpu[], commits: number)
 }
 
 /** cpuMs sums processCpuMs over the node processes. */
-/**
- * writtenBytes sums what the node processes wrote to storage (/proc/PID/io, bench/lib's
- * treeWriteBytes: log records, the zeros of preallocation, RocksDB's WAL, flushes and
- * compactions; re-dirtied pages count again, so it reads above the device's own count).
- */
-function writtenBytes(nodes: Iterable<NodeProcess>): number {
-  let bytes = 0
-  for (const node of nodes) bytes += treeWriteBytes(node.child.pid!)
-  return bytes
-}
-
 function cpuMs(nodes: Iterable<NodeProcess>): number {
   let ms = 0
   for (const node of nodes) ms += processCpuMs(node)
@@ -244,7 +234,8 @@ async function main(): Promise<void> {
       const countsBefore = statusBefore.counts
       const cpuBefore = cpuMs(nodes.values())
       const byNodeBefore = [...nodes.values()].map(processCpuMs)
-      const writtenBefore = writtenBytes(nodes.values())
+      spawnSync('sync')
+      const writtenBefore = deviceWrittenBytes(root)
       const leaderFirst = [leader, ...[...nodes.values()].filter((n) => n !== leader)]
       const threadsBefore = leaderFirst.map(threadCpuMs)
       const selfBefore = process.cpuUsage()
@@ -256,7 +247,6 @@ async function main(): Promise<void> {
       const self = process.cpuUsage(selfBefore)
       const commits = Math.max(1, f.perSecond * seconds)
       const cpu = cpuMs(nodes.values()) - cpuBefore
-      const writtenPerCommit = (writtenBytes(nodes.values()) - writtenBefore) / commits
       // The proposers' own process (this one) shares the 2 cores: its CPU counts against the target too.
       const selfUs = (self.user + self.system) / commits
       // Raw CPU per commit of each process, leader first (10 ms /proc resolution: coarse at low rates).
@@ -267,6 +257,9 @@ async function main(): Promise<void> {
       const netPerCommit = (cpu - idlePerSecond * seconds) / commits
       const threadsAfter = leaderFirst.map(threadCpuMs)
       const statusAfter = await driverCounts(nodes.values(), leader)
+      // The disk's writes during the phase (every writer on it: here the nodes), dirty pages included.
+      spawnSync('sync')
+      const writtenPerCommit = (deviceWrittenBytes(root) - writtenBefore) / commits
       const counts = statusAfter.counts
       const per = (key: keyof DriverCounts) => ((counts[key] - countsBefore[key]) / commits).toFixed(2)
       const fsyncsAfter = fsyncRate(root, 1)
@@ -278,7 +271,7 @@ async function main(): Promise<void> {
       console.log(
         `${String(proposers).padStart(2)} proposers (${client}): ${f.perSecond.toFixed(0)} commits/s (${(f.perSecond / diskRate).toFixed(2)}x disk fsyncs/s: ${fsyncsBefore.toFixed(0)} before, ${fsyncsAfter.toFixed(0)} after), ` +
           `${cpuPerCommit.toFixed(3)} CPU ms/commit (3 processes; ${netPerCommit.toFixed(3)} net of idle; leader / followers ${split} us; proposers' process ${selfUs.toFixed(0)} us; all 4 processes ${(cpuPerCommit * 1000 + selfUs).toFixed(0)} us), ` +
-          `p50 ${f.p50Ms.toFixed(2)} ms, p99 ${f.p99Ms.toFixed(2)} ms; per commit (3 nodes): ${writtenPerCommit.toFixed(0)} bytes written to storage (${valueBytes}-byte values), ${per('iterations')} iterations, ${per('syncWrites')} fsyncs, ${per('writes')} writes, ${per('messagesSent')} messages; proposers' loop max ${(selfLoop.max / 1e6).toFixed(0)} ms; threads us/commit (main / flush / compaction / other, leader first): ${threadSummary(threadsBefore, threadsAfter, commits)}; nodes: ${pauseSummary(statusBefore.pauses, statusAfter.pauses, commits)}${f.errors.size > 0 ? `, errors ${JSON.stringify(Object.fromEntries(f.errors))}` : ''}`,
+          `p50 ${f.p50Ms.toFixed(2)} ms, p99 ${f.p99Ms.toFixed(2)} ms; per commit (3 nodes): ${writtenPerCommit.toFixed(0)} bytes written by the disk (${valueBytes}-byte values), ${per('iterations')} iterations, ${per('syncWrites')} fsyncs, ${per('writes')} writes, ${per('messagesSent')} messages; proposers' loop max ${(selfLoop.max / 1e6).toFixed(0)} ms; threads us/commit (main / flush / compaction / other, leader first): ${threadSummary(threadsBefore, threadsAfter, commits)}; nodes: ${pauseSummary(statusBefore.pauses, statusAfter.pauses, commits)}${f.errors.size > 0 ? `, errors ${JSON.stringify(Object.fromEntries(f.errors))}` : ''}`,
       )
     }
     if (repeat > 1) {
