@@ -276,24 +276,54 @@ export class ShardMachine implements StateMachine {
     }
   }
 
+  /**
+   * applyPurge deletes the data of `slots` (released), at most purgeKeysMax keys per command. It
+   * walks the replica's logical content: the engine (every earlier apply run) overlaid with `ops`
+   * (this run's earlier entries, not written yet), in key order. Replicas split the log into apply
+   * runs differently (a follower catching up applies many entries at once), so a walk of the
+   * engine alone missed keys a write in the same run had just added: that replica kept them,
+   * and the others, which had the write in their engine, deleted them (found by the jepsen suite
+   * as replica divergence after slot moves; test/store/machine.test.ts replays it). The key order
+   * also makes the purgeKeysMax cut, and so `more`, the same on every replica.
+   */
   private async applyPurge(slots: number[], ops: EngineOp[]): Promise<ShardResult> {
     const purge = new Set(slots)
     for (const slot of slots) if (this.owned.has(slot)) return refuse(ErrorCode.INVALID, `cannot purge slot ${slot}: still owned`)
-    const iterator = this.engine.iterator({ gte: this.keys.data, lt: this.keys.dataEnd, values: false })
+    const overlay = pendingOverlay(this.keys.data, this.keys.dataEnd, ops)
     let deleted = 0
+    /** visit deletes `key` if its slot is purged; true once purgeKeysMax keys were deleted. */
+    const visit = (key: Buffer): boolean => {
+      if (!purge.has(slotOf(this.keys.userKey(key)))) return false
+      ops.push({ type: 'del', key })
+      return ++deleted >= purgeKeysMax
+    }
+    let next = 0
+    const iterator = this.engine.iterator({ gte: this.keys.data, lt: this.keys.dataEnd, values: false })
     try {
       for (;;) {
         const batch = await iterator.nextBatch(1024)
-        if (batch.length === 0) return { ok: true }
+        if (batch.length === 0) break
         for (const [key] of batch) {
-          if (!purge.has(slotOf(this.keys.userKey(key)))) continue
-          ops.push({ type: 'del', key })
-          if (++deleted >= purgeKeysMax) return { ok: true, more: true }
+          while (next < overlay.length && Buffer.compare(overlay[next]![0], key) < 0) {
+            const [pendingKey, value] = overlay[next++]!
+            if (value !== undefined && visit(pendingKey)) return { ok: true, more: true }
+          }
+          if (next < overlay.length && overlay[next]![0].equals(key)) {
+            // Written or deleted earlier in this run: the pending op says whether it exists.
+            if (overlay[next++]![1] !== undefined && visit(key)) return { ok: true, more: true }
+          } else if (visit(key)) {
+            return { ok: true, more: true }
+          }
         }
       }
     } finally {
       await iterator.close()
     }
+    while (next < overlay.length) {
+      const [pendingKey, value] = overlay[next++]!
+      if (value !== undefined && visit(pendingKey)) return { ok: true, more: true }
+    }
+    return { ok: true }
   }
 
   /**
@@ -317,12 +347,7 @@ export class ShardMachine implements StateMachine {
 
   /** digestRange feeds [gte, lt) of the engine, overlaid with the pending `ops`, into `digest`; returns the pairs counted. */
   private async digestRange(digest: ReturnType<typeof createHash>, gte: Buffer, lt: Buffer, ops: EngineOp[]): Promise<number> {
-    const pending = new Map<string, Buffer | undefined>()
-    for (const op of ops) {
-      if (Buffer.compare(op.key, gte) < 0 || Buffer.compare(op.key, lt) >= 0) continue
-      pending.set(Buffer.from(op.key).toString('hex'), op.type === 'put' ? Buffer.from(op.value) : undefined)
-    }
-    const overlay = [...pending.entries()].map(([hex, value]) => [Buffer.from(hex, 'hex'), value] as const).sort((a, b) => Buffer.compare(a[0], b[0]))
+    const overlay = pendingOverlay(gte, lt, ops)
     let count = 0
     const add = (key: Buffer, value: Buffer | undefined) => {
       if (value === undefined) return
@@ -422,4 +447,18 @@ export class ShardMachine implements StateMachine {
     this.requests.load(records)
     return ops
   }
+}
+
+/**
+ * pendingOverlay is the last pending op of each key of [gte, lt) in `ops`, in key order: the value
+ * of a put, undefined for a delete. Overlaid on the engine it gives the replica's content as of
+ * the entry being applied (applyPurge, applyHash).
+ */
+function pendingOverlay(gte: Buffer, lt: Buffer, ops: readonly EngineOp[]): Array<readonly [Buffer, Buffer | undefined]> {
+  const pending = new Map<string, Buffer | undefined>()
+  for (const op of ops) {
+    if (Buffer.compare(op.key, gte) < 0 || Buffer.compare(op.key, lt) >= 0) continue
+    pending.set(Buffer.from(op.key).toString('hex'), op.type === 'put' ? Buffer.from(op.value) : undefined)
+  }
+  return [...pending.entries()].map(([hex, value]) => [Buffer.from(hex, 'hex'), value] as const).sort((a, b) => Buffer.compare(a[0], b[0]))
 }

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { slotOf } from '../../src/meta/slots.js'
-import type { ShardCommand } from '../../src/store/machine.js'
+import { purgeKeysMax, type ShardCommand } from '../../src/store/machine.js'
 import { ALL_SLOTS as ALL, requestId as id, shardReplica as replica } from './replica.js'
 
 const put = (n: number, key: string, value: string): ShardCommand => ({ t: 'write', id: id(n), ops: [[0, Buffer.from(key), Buffer.from(value)]] })
@@ -43,6 +43,33 @@ test('ingest fills unowned slots only; release then purge removes the moved data
   assert.equal(notYet!.ok, false, 'an owned slot cannot be purged')
   await run({ t: 'release', slots: [slot] }, { t: 'purge', slots: [slot] })
   assert.equal(await engine.get(machine.keys.dataKey(Buffer.from('moved'))), undefined)
+})
+
+test('a purge walks the writes of its own apply run too: every batching of one log gives the same data and purge results', async () => {
+  // Keys of one slot (a hash tag), more than purgeKeysMax of them, some of another slot beside.
+  const slot = slotOf(Buffer.from('{moved}'))
+  const commands: ShardCommand[] = [{ t: 'claim', slots: ALL }]
+  for (let i = 0; i < purgeKeysMax + 300; i++) commands.push(put(100 + i, `{moved}k${String(i).padStart(5, '0')}`, `v${i}`))
+  commands.push(put(1, 'stays', 'here'), { t: 'release', slots: [slot] }, { t: 'purge', slots: [slot] }, { t: 'purge', slots: [slot] })
+  // A leader applies each entry as it commits; a follower catching up applies them in one run.
+  const batchings = [commands.map((c) => [c]), [commands], [commands.slice(0, 1000), commands.slice(1000)]]
+  const outcomes: string[] = []
+  for (const batches of batchings) {
+    const { engine, machine, run } = await replica(purgeKeysMax * 2)
+    const purges: unknown[] = []
+    for (const batch of batches) {
+      const results = await run(...batch)
+      batch.forEach((command, i) => command.t === 'purge' && purges.push(results[i]))
+    }
+    const data: string[] = []
+    const iterator = engine.iterator({ gte: machine.keys.data, lt: machine.keys.dataEnd })
+    for (let page = await iterator.nextBatch(1000); page.length > 0; page = await iterator.nextBatch(1000)) for (const [k, v] of page) data.push(`${k.toString()}=${v.toString()}`)
+    await iterator.close()
+    outcomes.push(JSON.stringify({ purges, data }))
+    assert.deepEqual(purges, [{ ok: true, more: true }, { ok: true }], `${batches.length} runs`)
+    assert.equal(data.length, 1, `${batches.length} runs: only the other slot's key is left`)
+  }
+  assert.equal(new Set(outcomes).size, 1, 'every batching ends with the same content')
 })
 
 test('request ids are bounded: the oldest is forgotten first', async () => {
