@@ -121,9 +121,6 @@ export function entryIndexFromKey(key: Buffer): number {
   return readU64(key, PREFIX_BYTES + 1)
 }
 
-/** crc32 lives in src/crc32.ts (native when available); re-exported for raftstore's modules. */
-export { crc32 }
-
 function seal(payload: Buffer): Buffer {
   const record = Buffer.allocUnsafe(CHECKSUM_BYTES + payload.length)
   payload.copy(record, CHECKSUM_BYTES)

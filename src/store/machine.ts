@@ -277,51 +277,21 @@ export class ShardMachine implements StateMachine {
   }
 
   /**
-   * applyPurge deletes the data of `slots` (released), at most purgeKeysMax keys per command. It
-   * walks the replica's logical content: the engine (every earlier apply run) overlaid with `ops`
-   * (this run's earlier entries, not written yet), in key order. Replicas split the log into apply
-   * runs differently (a follower catching up applies many entries at once), so a walk of the
-   * engine alone missed keys a write in the same run had just added: that replica kept them,
-   * and the others, which had the write in their engine, deleted them (found by the jepsen suite
-   * as replica divergence after slot moves; test/store/machine.test.ts replays it). The key order
-   * also makes the purgeKeysMax cut, and so `more`, the same on every replica.
+   * applyPurge deletes the data of `slots` (released), at most purgeKeysMax keys per command, in
+   * key order over content(), so the cut and `more` are the same on every replica. It walked the
+   * engine alone once, which missed keys a write earlier in the same apply run had added: a
+   * follower catching up (one run for many entries) kept them while the others deleted them
+   * (replica divergence after slot moves, found by the jepsen suite; test/store/machine.test.ts).
    */
   private async applyPurge(slots: number[], ops: EngineOp[]): Promise<ShardResult> {
     const purge = new Set(slots)
     for (const slot of slots) if (this.owned.has(slot)) return refuse(ErrorCode.INVALID, `cannot purge slot ${slot}: still owned`)
-    const overlay = pendingOverlay(this.keys.data, this.keys.dataEnd, ops)
     let deleted = 0
-    /** visit deletes `key` if its slot is purged; true once purgeKeysMax keys were deleted. */
-    const visit = (key: Buffer): boolean => {
-      if (!purge.has(slotOf(this.keys.userKey(key)))) return false
+    // Deletes pushed to `ops` during the walk do not change it: content() took the pending ops first.
+    for await (const [key] of this.content(this.keys.data, this.keys.dataEnd, ops, false)) {
+      if (!purge.has(slotOf(this.keys.userKey(key)))) continue
       ops.push({ type: 'del', key })
-      return ++deleted >= purgeKeysMax
-    }
-    let next = 0
-    const iterator = this.engine.iterator({ gte: this.keys.data, lt: this.keys.dataEnd, values: false })
-    try {
-      for (;;) {
-        const batch = await iterator.nextBatch(1024)
-        if (batch.length === 0) break
-        for (const [key] of batch) {
-          while (next < overlay.length && Buffer.compare(overlay[next]![0], key) < 0) {
-            const [pendingKey, value] = overlay[next++]!
-            if (value !== undefined && visit(pendingKey)) return { ok: true, more: true }
-          }
-          if (next < overlay.length && overlay[next]![0].equals(key)) {
-            // Written or deleted earlier in this run: the pending op says whether it exists.
-            if (overlay[next++]![1] !== undefined && visit(key)) return { ok: true, more: true }
-          } else if (visit(key)) {
-            return { ok: true, more: true }
-          }
-        }
-      }
-    } finally {
-      await iterator.close()
-    }
-    while (next < overlay.length) {
-      const [pendingKey, value] = overlay[next++]!
-      if (value !== undefined && visit(pendingKey)) return { ok: true, more: true }
+      if (++deleted >= purgeKeysMax) return { ok: true, more: true }
     }
     return { ok: true }
   }
@@ -345,35 +315,48 @@ export class ShardMachine implements StateMachine {
     return { ok: true, index, hash: this.lastHash.hash }
   }
 
-  /** digestRange feeds [gte, lt) of the engine, overlaid with the pending `ops`, into `digest`; returns the pairs counted. */
+  /** digestRange feeds [gte, lt) of the replica's content (content()) into `digest`; returns the pairs counted. */
   private async digestRange(digest: ReturnType<typeof createHash>, gte: Buffer, lt: Buffer, ops: EngineOp[]): Promise<number> {
-    const overlay = pendingOverlay(gte, lt, ops)
     let count = 0
-    const add = (key: Buffer, value: Buffer | undefined) => {
-      if (value === undefined) return
+    for await (const [key, value] of this.content(gte, lt, ops, true)) {
       const lengths = Buffer.alloc(8)
       lengths.writeUInt32BE(key.length, 0)
-      lengths.writeUInt32BE(value.length, 4)
-      digest.update(lengths).update(key).update(value)
+      lengths.writeUInt32BE(value!.length, 4)
+      digest.update(lengths).update(key).update(value!)
       count++
     }
+    return count
+  }
+
+  /**
+   * content yields the pairs of [gte, lt) as this replica holds them at the entry being applied,
+   * in key order: the engine (every earlier apply run) overlaid with `ops` (this run's earlier
+   * entries, not written yet; the last op per key wins, a delete hides the key). Without
+   * `values`, engine pairs come with value undefined. Replicas split the log into apply runs
+   * differently, so a command that reads the shard must read this, not the engine alone.
+   */
+  private async *content(gte: Buffer, lt: Buffer, ops: readonly EngineOp[], values: boolean): AsyncGenerator<readonly [Buffer, Buffer | undefined]> {
+    const overlay = pendingOverlay(gte, lt, ops)
     let next = 0
-    const iterator = this.engine.iterator({ gte, lt })
+    const iterator = this.engine.iterator({ gte, lt, values })
     try {
       for (;;) {
         const batch = await iterator.nextBatch(1024)
-        for (const [key, value] of batch) {
-          while (next < overlay.length && Buffer.compare(overlay[next]![0], key) < 0) add(overlay[next]![0], overlay[next++]![1])
-          if (next < overlay.length && overlay[next]![0].equals(key)) add(key, overlay[next++]![1])
-          else add(key, value)
-        }
         if (batch.length === 0) break
+        for (const [key, value] of batch) {
+          for (; next < overlay.length && Buffer.compare(overlay[next]![0], key) < 0; next++) if (overlay[next]![1] !== undefined) yield overlay[next]!
+          if (next < overlay.length && overlay[next]![0].equals(key)) {
+            const pending = overlay[next++]!
+            if (pending[1] !== undefined) yield pending
+          } else {
+            yield [key, values ? value : undefined]
+          }
+        }
       }
     } finally {
       await iterator.close()
     }
-    while (next < overlay.length) add(overlay[next]![0], overlay[next++]![1])
-    return count
+    for (; next < overlay.length; next++) if (overlay[next]![1] !== undefined) yield overlay[next]!
   }
 
   private applySlots(command: Extract<ShardCommand, { t: 'freeze' | 'claim' | 'release' }>): ShardResult {
@@ -452,7 +435,7 @@ export class ShardMachine implements StateMachine {
 /**
  * pendingOverlay is the last pending op of each key of [gte, lt) in `ops`, in key order: the value
  * of a put, undefined for a delete. Overlaid on the engine it gives the replica's content as of
- * the entry being applied (applyPurge, applyHash).
+ * the entry being applied (ShardMachine.content).
  */
 function pendingOverlay(gte: Buffer, lt: Buffer, ops: readonly EngineOp[]): Array<readonly [Buffer, Buffer | undefined]> {
   const pending = new Map<string, Buffer | undefined>()
