@@ -4,10 +4,10 @@
  * sibling of the cluster's `dev`: one local server with a TCP listener and a fresh token that
  * prints how to reach it and stops cleanly on Ctrl-C or SIGTERM.
  */
-import { randomBytes } from 'node:crypto'
 import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { ErrorCode, KvError, isKvError } from '../errors.js'
+import { newToken } from '../local/auth.js'
 import { alreadyRunningExitCode, runLocalServer, startLocalServer, type LocalServerHandle } from '../local/index.js'
 import { integerFlag, positionalCount, stringFlag, type Parsed } from './args.js'
 import { ExitCode, type Command, type Io } from './command.js'
@@ -119,7 +119,7 @@ The cluster flags --nodes, --shards, --replicas and --no-restart are accepted an
     const dir = resolve(stringFlag(parsed, 'dir') ?? join('data', 'local-dev'))
     const port = integerFlag(parsed, 'port', { min: 1, max: 65534 }) ?? 7700
     const host = stringFlag(parsed, 'host') ?? '127.0.0.1'
-    const token = stringFlag(parsed, 'token') ?? randomBytes(24).toString('base64url')
+    const token = stringFlag(parsed, 'token') ?? newToken()
     const engine = engineOf(parsed) ?? 'rocksdb'
     mkdirSync(dir, { recursive: true })
     const handle = await startDev({ dir, host, port: port + 1, token, engine })

@@ -15,12 +15,12 @@
  * dies without passing it on).
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { randomBytes } from 'node:crypto'
 import { existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, closeSync, readSync, fstatSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { ErrorCode, KvError } from '../errors.js'
+import { newToken } from '../local/auth.js'
 
 /** DevOptions configures a DevCluster. */
 export interface DevOptions {
@@ -268,7 +268,7 @@ export class DevCluster {
 function loadToken(dir: string): string {
   const file = join(dir, 'cluster-token')
   if (existsSync(file)) return readFileSync(file, 'utf8').trim()
-  const token = randomBytes(24).toString('base64url')
+  const token = newToken()
   writeFileSync(file, `${token}\n`, { mode: 0o600 })
   return token
 }

@@ -4,7 +4,7 @@
  * server's token. Tokens are compared through their SHA-256 digests in constant time, so
  * neither the token nor its length leaks through timing.
  */
-import { createHash, timingSafeEqual } from 'node:crypto'
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import { ErrorCode, KvError } from '../errors.js'
 import type { HelloInfo } from '../wire/index.js'
 
@@ -22,5 +22,17 @@ export function authenticator(token: string | undefined): (hello: HelloInfo, tra
       throw new KvError(ErrorCode.AUTH, 'a token is required on TCP connections')
     }
     if (!timingSafeEqual(digest(hello.token), expected)) throw new KvError(ErrorCode.AUTH, 'wrong token')
+  }
+}
+
+/**
+ * newToken returns a random token: 24 bytes in base64url, re-drawn while it starts with '-'.
+ * A token that starts with a dash cannot follow `--token` as its own argument (the parser
+ * takes it for a flag), so one generated token in 64 broke every command line printed for it.
+ */
+export function newToken(): string {
+  for (;;) {
+    const token = randomBytes(24).toString('base64url')
+    if (!token.startsWith('-')) return token
   }
 }

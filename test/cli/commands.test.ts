@@ -11,6 +11,8 @@ import { join } from 'node:path'
 import { test } from 'node:test'
 import { open } from '../../src/client/index.js'
 import { commands } from '../../src/cli/main.js'
+import { parse, targetOptions } from '../../src/cli/args.js'
+import { newToken } from '../../src/local/auth.js'
 import { binPath, killPointedServer, runCli, startServer } from './helpers.js'
 
 test('every command answers --help with its usage and exit 0', async () => {
@@ -73,6 +75,19 @@ test('local-server exits 3 when the directory has a server; clients lists who is
   }
 })
 
+test('generated tokens are distinct and can always follow --token as their own argument', () => {
+  // One base64url token in 64 starts with '-', which the parser takes for a flag: `--token -x…`
+  // failed with KV_ERR_INVALID. Four thousand draws meet such a token with near certainty.
+  const seen = new Set<string>()
+  for (let i = 0; i < 4000; i++) {
+    const token = newToken()
+    assert.match(token, /^[A-Za-z0-9_][A-Za-z0-9_-]{31}$/)
+    assert.equal(parse('get', ['k', '--token', token], targetOptions).values.token, token)
+    seen.add(token)
+  }
+  assert.equal(seen.size, 4000)
+})
+
 /** canListen says whether 127.0.0.1:port is free right now. */
 function canListen(port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -107,7 +122,8 @@ test('local-dev serves on --port + 1 with a token, prints how to connect, and st
     const file = JSON.parse(readFileSync(join(dir, 'local-dev.json'), 'utf8')) as { rpc: string; token: string }
     assert.deepEqual([file.rpc, file.token], [`127.0.0.1:${port + 1}`, token])
     const endpoint = ['--endpoint', `127.0.0.1:${port + 1}`, '--token', token]
-    assert.equal((await runCli(['put', 'dev-key', 'dev-value', ...endpoint])).code, 0)
+    const put = await runCli(['put', 'dev-key', 'dev-value', ...endpoint])
+    assert.equal(put.code, 0, put.stderr)
     assert.equal((await runCli(['get', 'dev-key', '--db', dir])).stdout.toString(), 'dev-value')
     child.kill('SIGTERM')
     assert.equal(await exited, 0)
