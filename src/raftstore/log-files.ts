@@ -85,6 +85,23 @@ export interface LogFilesOptions {
   /** liveEntries returns a group's current in-memory log (truncated.index+1 .. last), used to rewrite idle groups that pin old files. */
   liveEntries?: (groupId: number) => readonly Entry[]
   // NB: liveEntries must return the entries as passed to write() so far (indexes are checked, terms and data are trusted); it is called inside write().
+  /**
+   * keepFile is asked, before a file without live entries is deleted, whether something else
+   * still points into it (the applied state keeps large values in place: see locate()). A file
+   * it keeps is moved into keptDir instead of being deleted; an error keeps it where it is.
+   */
+  keepFile?: (file: number) => Promise<boolean>
+  /** keptDir: where kept files go (same file system as dir); required with keepFile. */
+  keptDir?: string
+}
+
+/** DataLocation: where write() put an entry's data in the files (locate), and what makes it durable. */
+export interface DataLocation {
+  file: number
+  /** offset: the file offset of the data's first byte. */
+  offset: number
+  /** durable: resolves once a completed sync covers the write; undefined when one already has. */
+  durable: Promise<void> | undefined
 }
 
 /** LogFilesStats counts what the log did (tests, logs, benches). */
@@ -103,6 +120,8 @@ export interface LogFilesStats {
   preallocationsSkipped: number
   /** bytesByReference: entry data written from the entries' own buffers, not copied (codec's dataByReferenceBytesMin). */
   bytesByReference: number
+  /** filesKept: files without live entries that keepFile kept (moved into keptDir). */
+  filesKept: number
 }
 
 /** logFileBytesMaxDefault: size at which the active log file is sealed and the next one started. */
@@ -147,7 +166,8 @@ const ZERO_CHUNK = Buffer.alloc(1024 * 1024)
 const PREPARE_SYNC_CHUNKS = 4
 const EMPTY = Buffer.alloc(0)
 
-function fileName(file: number): string {
+/** fileName is the name of log file number `file` (also in keptDir). */
+export function fileName(file: number): string {
   return `${String(file).padStart(6, '0')}.rlog`
 }
 
@@ -190,7 +210,7 @@ interface LogFile extends FileLiveness {
 
 /** RaftLogFiles is the node's Raft log in files (module comment). */
 export class RaftLogFiles {
-  readonly stats: LogFilesStats = { writes: 0, syncs: 0, fdatasyncs: 0, bytes: 0, files: 0, filesDeleted: 0, rewrites: 0, preallocated: 0, preallocationsSkipped: 0, bytesByReference: 0 }
+  readonly stats: LogFilesStats = { writes: 0, syncs: 0, fdatasyncs: 0, bytes: 0, files: 0, filesDeleted: 0, rewrites: 0, preallocated: 0, preallocationsSkipped: 0, bytesByReference: 0, filesKept: 0 }
   readonly dir: string
   readonly fileBytesMax: number
   readonly powerLoss: boolean
@@ -220,6 +240,12 @@ export class RaftLogFiles {
   #preparing: Promise<void> = Promise.resolve()
   /** #preparedFor: the active file for which the next one was asked for (once per file). */
   #preparedFor = 0
+  /** #locations: where each entry data written by reference went (locate); keyed by the data itself, so it lives as long as the entry. */
+  readonly #locations = new WeakMap<Uint8Array, { file: number; offset: number; seq: number }>()
+  /** #syncWaiters: durable() promises waiting for a sync to cover their write, in seq order. */
+  #syncWaiters: Array<{ seq: number; resolve: () => void; reject: (error: unknown) => void }> = []
+  readonly #keepFile: LogFilesOptions['keepFile']
+  readonly #keptDir: string | undefined
 
   private constructor(options: LogFilesOptions, dirFd: number, recovered: Map<number, ReplayedGroup>) {
     this.dir = options.dir
@@ -228,6 +254,8 @@ export class RaftLogFiles {
     this.preallocate = options.preallocate ?? true
     this.#logger = options.logger ?? (() => {})
     this.#liveEntries = options.liveEntries
+    this.#keepFile = options.keepFile
+    this.#keptDir = options.keptDir
     this.#dirFd = dirFd
     this.#recovered = recovered
     this.#tracker = new GroupTracker((file) => this.#files.get(file)!)
@@ -240,19 +268,23 @@ export class RaftLogFiles {
     if (!Number.isSafeInteger(fileBytesMax) || fileBytesMax < logFileBytesMaxMin || fileBytesMax > logFileBytesMaxLimit) {
       throw new KvError(ErrorCode.INVALID, `fileBytesMax must be an integer in [${logFileBytesMaxMin}, ${logFileBytesMaxLimit}] (logFileBytesMaxLimit)`, { fileBytesMax })
     }
+    if ((options.keepFile === undefined) !== (options.keptDir === undefined)) throw new KvError(ErrorCode.INVALID, 'keepFile and keptDir go together', { dir: options.dir })
     await mkdir(options.dir, { recursive: true })
+    if (options.keptDir !== undefined) await mkdir(options.keptDir, { recursive: true })
     const numbers = (await readdir(options.dir)).map((name) => FILE_NAME.exec(name)).filter((m) => m !== null).map((m) => Number(m[1])).sort((a, b) => a - b)
     if (numbers.length > logFilesMax) throw new KvError(ErrorCode.UNAVAILABLE, `raft log directory holds more than logFilesMax (${logFilesMax}) files`, { dir: options.dir, files: numbers.length })
     const { groups, sizes, headerMissing } = await replayFiles(numbers.map((number) => join(options.dir, fileName(number))), numbers, options.logger)
     const log = new RaftLogFiles(options, await openAsync(options.dir, 'r'), groups)
-    await log.start(numbers, sizes, headerMissing)
+    // A new log numbers its first file after every kept one: a number names one file for good.
+    const kept = options.keptDir === undefined ? [] : (await readdir(options.keptDir)).map((name) => FILE_NAME.exec(name)).filter((m) => m !== null).map((m) => Number(m[1]))
+    await log.start(numbers, sizes, headerMissing, kept.reduce((max, number) => Math.max(max, number), 0) + 1)
     return log
   }
 
   /** start sets up the file table and group state after replay, and opens (or creates) the active file. */
-  private async start(numbers: number[], sizes: number[], headerMissing: boolean): Promise<void> {
+  private async start(numbers: number[], sizes: number[], headerMissing: boolean, firstNumber: number): Promise<void> {
     numbers.forEach((number, i) => this.addFile(number, sizes[i]!, 0))
-    if (numbers.length === 0) this.addFile(1, 0, 0)
+    if (numbers.length === 0) this.addFile(firstNumber, 0, 0)
     this.#active = [...this.#files.values()].pop()!
     this.#active.needsHeader = numbers.length === 0 || headerMissing
     // A file without its header has no checkpoint yet: the files before it must stay until one is durable.
@@ -352,6 +384,7 @@ export class RaftLogFiles {
     if (file.needsHeader) file.createdSeq = seq
     file.needsHeader = false
     const position = file.size
+    this.noteLocations(gaps, file.number, position, seq)
     file.size += size
     this.stats.bytes += size
     if (sync) file.syncedWrites++
@@ -373,6 +406,56 @@ export class RaftLogFiles {
       if (size > 0) await this.append(file, writeParts(buffer, gaps), buffer, position, sync)
       if (sync) await this.completeSync(file, seq)
     })
+  }
+
+  /** noteLocations remembers where the data of each gap lands: the buffer's bytes before it plus the gaps' data before it. */
+  private noteLocations(gaps: readonly DataGap[], file: number, position: number, seq: number): void {
+    let before = position
+    for (const gap of gaps) {
+      this.#locations.set(gap.data, { file, offset: before + gap.at, seq })
+      before += gap.data.length
+    }
+  }
+
+  /**
+   * locate tells where write() put `data`, an entry's data written by reference (at least the
+   * codec's dataByReferenceBytesMin), and when those bytes are durable; undefined for other data
+   * and for entries replayed at open. The last write of the same buffer wins. The bytes stay at
+   * that place for good: a file is only ever appended to, and one that keepFile keeps moves
+   * whole into keptDir under its own name.
+   */
+  locate(data: Uint8Array): DataLocation | undefined {
+    const location = this.#locations.get(data)
+    if (location === undefined) return undefined
+    return { file: location.file, offset: location.offset, durable: this.durable(location.seq) }
+  }
+
+  /** durable resolves once a completed sync covers write `seq` (undefined if one has), or rejects when the log fails first. */
+  private durable(seq: number): Promise<void> | undefined {
+    if (seq <= this.#synced) return undefined
+    if (this.#failed !== undefined) return Promise.reject(this.#failed)
+    return new Promise((resolve, reject) => {
+      const waiters = this.#syncWaiters
+      // Almost always the latest write: appended at the end, kept in seq order.
+      let at = waiters.length
+      while (at > 0 && waiters[at - 1]!.seq > seq) at--
+      waiters.splice(at, 0, { seq, resolve, reject })
+    })
+  }
+
+  /** settleWaiters resolves the durable() promises #synced covers, or rejects them all with `error`. */
+  private settleWaiters(error?: unknown): void {
+    const waiters = this.#syncWaiters
+    if (waiters.length === 0) return
+    let done = 0
+    if (error !== undefined) done = waiters.length
+    else while (done < waiters.length && waiters[done]!.seq <= this.#synced) done++
+    if (done === 0) return
+    const settled = waiters.splice(0, done)
+    for (const waiter of settled) {
+      if (error !== undefined) waiter.reject(error)
+      else waiter.resolve()
+    }
   }
 
   /** encodeBuffer returns a buffer of `size` bytes: the scratch buffer when free and large enough, else a new one. */
@@ -417,8 +500,11 @@ export class RaftLogFiles {
         this.writeBack(active)
         if (active.unsynced) await fdatasyncAsync(active.fd)
         active.unsynced = false
+        this.#synced = this.#issued
+        this.settleWaiters()
       }
     } finally {
+      this.settleWaiters(this.#failed ?? new KvError(ErrorCode.CLOSED, 'raft log closed', { dir: this.dir }))
       await this.#unlinking
       const prepared = this.#prepared
       this.#prepared = undefined
@@ -442,6 +528,7 @@ export class RaftLogFiles {
     this.#closed = true
     this.#crashed = true
     this.#failed ??= new KvError(ErrorCode.UNAVAILABLE, 'raft log crashed', { dir: this.dir })
+    this.settleWaiters(this.#failed)
     for (const file of this.#files.values()) {
       this.#heldBytes -= file.heldBytes
       file.held = []
@@ -474,6 +561,7 @@ export class RaftLogFiles {
         await job()
       } catch (error) {
         this.#failed ??= error
+        this.settleWaiters(this.#failed)
         throw error
       } finally {
         this.#inFlight--
@@ -692,6 +780,7 @@ export class RaftLogFiles {
   private async completeSync(file: LogFile, seq: number): Promise<void> {
     await this.flushFile(file)
     this.#synced = seq
+    this.settleWaiters()
     this.collect()
   }
 
@@ -710,6 +799,32 @@ export class RaftLogFiles {
     file.heldBytes = 0
     file.owned = []
     file.dirty = true
+  }
+
+  /** fateOf asks keepFile what becomes of a file without live entries; when it cannot answer, the file is left in place (a later open collects it again). */
+  private async fateOf(file: number): Promise<'delete' | 'keep' | 'leave'> {
+    if (this.#keepFile === undefined) return 'delete'
+    try {
+      return (await this.#keepFile(file)) ? 'keep' : 'delete'
+    } catch (error) {
+      this.#logger('warn', `raft log: left ${fileName(file)} in place (keepFile failed)`, { file, error: String(error) })
+      return 'leave'
+    }
+  }
+
+  /** moveToKept renames a kept file into keptDir and makes both directory entries durable. */
+  private async moveToKept(file: number, path: string): Promise<void> {
+    const keptDir = this.#keptDir!
+    await renameAsync(path, join(keptDir, fileName(file)))
+    const keptFd = await openAsync(keptDir, 'r')
+    try {
+      await fsyncAsync(keptFd)
+    } finally {
+      await closeAsync(keptFd)
+    }
+    await fsyncAsync(this.#dirFd)
+    this.stats.filesKept++
+    this.#logger('info', `raft log: kept ${fileName(file)} (values point into it), moved to ${keptDir}`, { file })
   }
 
   /** collect unlinks (off the write path) every sealed file without live entries whose death and successor's checkpoint are durable. */
@@ -736,6 +851,9 @@ export class RaftLogFiles {
           if (syncFd >= 0) await closeAsync(syncFd)
           // A crashed process deletes nothing more (crash() closed the descriptors already).
           if (this.#crashed) return
+          const fate = await this.fateOf(file.number)
+          if (fate === 'leave') return
+          if (fate === 'keep') return await this.moveToKept(file.number, path)
           await unlinkAsync(path)
           this.#logger('info', `raft log: deleted ${fileName(file.number)} (no live entries)`, { file: file.number })
         })

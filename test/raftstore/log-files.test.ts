@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { test } from 'node:test'
 import { ErrorCode, KvError } from '../../src/errors.js'
 import type { Entry, HardState } from '../../src/raft/types.js'
-import { RaftLogFiles, preallocateSyncBytesMax, type LogFilesOptions, type LogRecord, type RecoveredGroup } from '../../src/raftstore/log-files.js'
+import { RaftLogFiles, fileName, preallocateSyncBytesMax, type DataLocation, type LogFilesOptions, type LogRecord, type RecoveredGroup } from '../../src/raftstore/log-files.js'
 import { dataByReferenceBytesMin, encodeRecord, recordBytes, referencedBytes, writeParts, type DataGap, type EncodableItem } from '../../src/raftstore/log-files/codec.js'
 import { seededRandom } from './kv-machine.js'
 
@@ -507,6 +507,120 @@ test('large entries are written from their own buffers (not copied) and round-tr
     assert.deepEqual(plain(log.takeRecovered(1)), expected(HS0, { index: 0, term: 0 }, all.get(1)!))
     assert.deepEqual(plain(log.takeRecovered(2)), expected(HS0, { index: 0, term: 0 }, all.get(2)!))
     await log.close()
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
+
+/** settled tells, after the microtasks queued so far ran, whether `promise` settled. */
+async function settled(promise: Promise<void> | undefined): Promise<boolean> {
+  if (promise === undefined) return true
+  let done = false
+  promise.then(() => (done = true), () => (done = true))
+  for (let i = 0; i < 10; i++) await Promise.resolve()
+  return done
+}
+
+test('locate: large entry data is at its place in its file; durable settles with the sync that covers its write', async () => {
+  const dir = tempDir()
+  try {
+    const log = await open(dir, { fileBytesMax: 512 * 1024 })
+    const located: Array<{ data: Uint8Array; at: DataLocation }> = []
+    let index = 1
+    for (let i = 0; i < 24; i++) {
+      const entries = [entry(index, 1, 100, i), entry(index + 1, 1, dataByReferenceBytesMin + i * 1001, i), entry(index + 2, 1, dataByReferenceBytesMin - 1, i)]
+      index += 3
+      const synced = i % 3 !== 1
+      const written = log.write([{ type: 'entries', groupId: 1, entries }], synced)
+      assert.equal(log.locate(entries[0]!.data), undefined, 'small data is not by reference')
+      assert.equal(log.locate(entries[2]!.data), undefined, 'one byte under dataByReferenceBytesMin')
+      const at = log.locate(entries[1]!.data)!
+      assert.ok(at !== undefined && at.durable !== undefined, 'a write not yet synced')
+      located.push({ data: entries[1]!.data, at })
+      await written
+      if (synced) assert.equal(await settled(at.durable), true, `write ${i}: durable with its synced write`)
+      else {
+        assert.equal(await settled(at.durable), false, `write ${i}: an unsynced write is not durable`)
+        assert.equal(log.locate(entries[1]!.data)!.durable === undefined, false)
+        await log.sync()
+        assert.equal(await settled(at.durable), true, `write ${i}: durable after the next sync`)
+        assert.equal(log.locate(entries[1]!.data)!.durable, undefined, 'already durable')
+      }
+    }
+    assert.ok(log.activeFile >= 3, 'rotated')
+    await log.close()
+    for (const { data, at } of located) {
+      const bytes = readFileSync(join(dir, fileName(at.file))).subarray(at.offset, at.offset + data.byteLength)
+      assert.ok(bytes.equals(data), `data at ${fileName(at.file)}:${at.offset}`)
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
+
+test('locate: a crash rejects durable promises no sync covered (power-loss model)', async () => {
+  const dir = tempDir()
+  try {
+    const log = await open(dir, { powerLoss: true })
+    const synced = entry(1, 1, dataByReferenceBytesMin)
+    const unsynced = entry(2, 1, dataByReferenceBytesMin)
+    await log.write([{ type: 'entries', groupId: 1, entries: [synced] }], true)
+    await log.write([{ type: 'entries', groupId: 1, entries: [unsynced] }], false)
+    assert.equal(log.locate(synced.data)!.durable, undefined)
+    const durable = log.locate(unsynced.data)!.durable!
+    log.crash()
+    await assert.rejects(durable, (error: unknown) => error instanceof KvError && error.code === ErrorCode.UNAVAILABLE)
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
+
+test('keepFile: a dead file it keeps moves whole into keptDir, one it refuses is deleted, one it cannot answer stays; a new log numbers after kept files', async () => {
+  const dir = tempDir()
+  const keptDir = join(dir, 'kept')
+  const logDir = join(dir, 'log')
+  try {
+    const keep = new Set([2, 4])
+    const asked: number[] = []
+    const keepFile = async (file: number) => {
+      asked.push(file)
+      if (file === 3) throw new Error('no answer')
+      return keep.has(file)
+    }
+    let log = await open(logDir, { fileBytesMax: 64 * 1024, keepFile, keptDir })
+    const located = new Map<number, { data: Uint8Array; at: DataLocation }>()
+    for (let index = 1; index <= 8; index++) {
+      const large = entry(index, 1, dataByReferenceBytesMin, index)
+      // Each write rotates (the file is full); the entry before it dies with the compaction.
+      await log.write([{ type: 'entries', groupId: 2, entries: [large] }, { type: 'compact', groupId: 2, index: index - 1, term: 1 }], true)
+      located.set(index, { data: large.data, at: log.locate(large.data)! })
+    }
+    await log.sync()
+    await log.unlinked()
+    assert.deepEqual(readdirSync(keptDir).sort(), ['000002.rlog', '000004.rlog'])
+    assert.ok(rlogFiles(logDir).includes('000003.rlog'), 'left in place when keepFile throws')
+    assert.ok(!rlogFiles(logDir).includes('000001.rlog') && !rlogFiles(logDir).includes('000005.rlog'), `deleted: ${rlogFiles(logDir).join(',')}`)
+    assert.equal(log.stats.filesKept, 2)
+    for (const { data, at } of located.values()) {
+      if (!keep.has(at.file)) continue
+      const bytes = readFileSync(join(keptDir, fileName(at.file))).subarray(at.offset, at.offset + data.byteLength)
+      assert.ok(bytes.equals(data), `kept data at ${fileName(at.file)}:${at.offset}`)
+    }
+    assert.ok(asked.includes(1) && asked.includes(5), `asked about ${asked.join(',')}`)
+    await log.close()
+    // File 3 is dead and still there: the next open asks again.
+    keep.add(3)
+    asked.length = 0
+    log = await open(logDir, { fileBytesMax: 64 * 1024, keepFile: async (file) => keep.has(file), keptDir })
+    await log.unlinked()
+    assert.ok(readdirSync(keptDir).includes('000003.rlog'))
+    await log.close()
+    // A log started from nothing never reuses a kept file's number.
+    rmSync(logDir, { recursive: true })
+    log = await open(logDir, { keepFile, keptDir })
+    assert.equal(log.activeFile, 5)
+    await log.close()
+    await assert.rejects(open(logDir, { keepFile }), (error: unknown) => error instanceof KvError && error.code === ErrorCode.INVALID)
   } finally {
     rmSync(dir, { recursive: true, force: true })
   }
