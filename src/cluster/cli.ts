@@ -13,6 +13,7 @@ import type { Command, Io } from '../cli/command.js'
 import { write } from '../cli/io.js'
 import type { ClusterView } from '../meta/routing.js'
 import { DevCluster } from './dev.js'
+import { logFileBytesMaxLimit, logFileBytesMaxMin } from '../raftstore/log-files.js'
 import { blobThresholdBytesMax } from '../engine/blob-engine.js'
 
 /**
@@ -39,7 +40,9 @@ on Ctrl-C or SIGTERM. DIR defaults to ./data/dev. Nodes stop by themselves if th
 supervisor dies. --exit-with-parent also stops the cluster when the process that started this
 one is gone (npm start uses it: npm's shell dies on SIGTERM without passing it on).
   --tick-ms MS, --request-timeout-ms MS, --down-after-ms MS   tuning (tests use short ones)
-  --blob-threshold-bytes N   shard values this long or longer go to blob files (default 65536, 0 = off)`,
+  --blob-threshold-bytes N   shard values this long or longer go to blob files (default 65536, 0 = off)
+  --raft-log-file-bytes N    size at which a node's Raft log file is sealed (default 67108864)
+  --log-values               large values point into the Raft log files that hold them (experimental)`,
   options: {
     dir: { type: 'string' },
     nodes: { type: 'string' },
@@ -52,6 +55,8 @@ one is gone (npm start uses it: npm's shell dies on SIGTERM without passing it o
     'request-timeout-ms': { type: 'string' },
     'down-after-ms': { type: 'string' },
     'blob-threshold-bytes': { type: 'string' },
+    'log-values': { type: 'boolean' },
+    'raft-log-file-bytes': { type: 'string' },
   },
   async run(parsed: Parsed, io: Io): Promise<number> {
     positionalCount('dev', parsed, 0, 0)
@@ -68,6 +73,8 @@ one is gone (npm start uses it: npm's shell dies on SIGTERM without passing it o
       requestTimeoutMs: integerFlag(parsed, 'request-timeout-ms', { min: 100, max: 300_000 }),
       downAfterMs: integerFlag(parsed, 'down-after-ms', { min: 100, max: 86_400_000 }),
       blobThresholdBytes: integerFlag(parsed, 'blob-threshold-bytes', { min: 0, max: blobThresholdBytesMax }),
+      raftLogFileBytes: integerFlag(parsed, 'raft-log-file-bytes', { min: logFileBytesMaxMin, max: logFileBytesMaxLimit }),
+      ...(parsed.values['log-values'] === true ? { logValues: true } : {}),
       exitWithParent: parsed.values['exit-with-parent'] === true,
       log: (line) => void write(io.stderr, `${line}\n`).catch(() => undefined),
     })

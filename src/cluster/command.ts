@@ -30,6 +30,7 @@ const FLAG_FIELDS: Record<string, string> = {
   balance: 'balance',
   'blob-threshold-bytes': 'blobThresholdBytes',
   'raft-log-file-bytes': 'raftLogFileBytes',
+  'log-values': 'logValues',
 }
 
 /**
@@ -97,6 +98,8 @@ Runs one node of a distkv cluster. Every field of the config file can be given a
   --blob-threshold-bytes N shard values this long or longer are kept in blob files under
                            DATA-DIR/blobs, a pointer in RocksDB (default 65536; 0 = off)
   --raft-log-file-bytes N  size at which a Raft log file is sealed (default 67108864)
+  --log-values true|false  store large values as pointers into the Raft log files that hold
+                           them, written once per replica (default false; experimental)
   --exit-with-stdin        stop cleanly when stdin ends (a supervisor's lifeline: distkv dev)`,
   options: { ...Object.fromEntries([...Object.keys(FLAG_FIELDS), 'config', 'members'].map((flag) => [flag, { type: 'string' as const }])), 'exit-with-stdin': { type: 'boolean' as const } },
   async run(parsed: Parsed, io: Io): Promise<number> {

@@ -65,6 +65,13 @@ export interface NodeConfig {
    * files often (the jepsen suite's `--raft-log-file-bytes`).
    */
   raftLogFileBytes: number
+  /**
+   * logValues: a large shard value (blobThresholdBytes or more, in an entry the Raft log wrote by
+   * reference) is stored as a pointer into the Raft log file that holds it, so each replica
+   * writes it once; log files values point into are kept (dataDir/log-values) instead of deleted
+   * (docs/files.md, "One write per replica"). Off by default until kept files are collected.
+   */
+  logValues: boolean
 }
 
 /** blobThresholdBytesDefault: the default NodeConfig.blobThresholdBytes (docs/cluster.md, "Large values out of the LSM", for the measurements). */
@@ -156,6 +163,7 @@ export function resolveNodeConfig(raw: Record<string, unknown>, env: NodeJS.Proc
     balance: boolean('balance', raw.balance ?? true),
     blobThresholdBytes: integer('blobThresholdBytes', raw.blobThresholdBytes ?? blobThresholdBytesDefault, 0, blobThresholdBytesMax),
     raftLogFileBytes: integer('raftLogFileBytes', raw.raftLogFileBytes ?? logFileBytesMaxDefault, logFileBytesMaxMin, logFileBytesMaxLimit),
+    logValues: boolean('logValues', raw.logValues ?? false),
   }
   if (config.raft !== undefined && (config.raft === config.rpc || config.raft === config.http)) throw invalid('raft', `must differ from the rpc and http addresses, got ${config.raft}`)
   return Object.freeze(config)

@@ -37,6 +37,10 @@ export interface DevOptions {
   downAfterMs?: number
   /** blobThresholdBytes: the nodes' NodeConfig.blobThresholdBytes (their default when absent). */
   blobThresholdBytes?: number
+  /** logValues: the nodes' NodeConfig.logValues (their default when absent). */
+  logValues?: boolean
+  /** raftLogFileBytes: the nodes' NodeConfig.raftLogFileBytes (their default when absent). */
+  raftLogFileBytes?: number
   /** nodeArgs: extra Node.js flags for every node process (e.g. --cpu-prof for a benchmark). */
   nodeArgs?: string[]
   /** exitWithParent: stop every node and end once the process that started the supervisor is gone (checked every parentCheckIntervalMs). */
@@ -211,6 +215,8 @@ export class DevCluster {
       ...(o.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: o.requestTimeoutMs }),
       ...(o.downAfterMs === undefined ? {} : { downAfterMs: o.downAfterMs }),
       ...(o.blobThresholdBytes === undefined ? {} : { blobThresholdBytes: o.blobThresholdBytes }),
+      ...(o.logValues === undefined ? {} : { logValues: o.logValues }),
+      ...(o.raftLogFileBytes === undefined ? {} : { raftLogFileBytes: o.raftLogFileBytes }),
     }
   }
 

@@ -26,7 +26,7 @@ import { isShardDataKey } from '../store/keys.js'
 import { parseEndpoint } from '../local/validate.js'
 import { RaftDriver } from '../raftstore/driver.js'
 import { EngineRaftStorage } from '../raftstore/log-storage.js'
-import { RaftLogFiles } from '../raftstore/log-files.js'
+import { RaftLogFiles, fileName as logFileName } from '../raftstore/log-files.js'
 import { TcpTransport } from '../raftstore/tcp-transport.js'
 import { IntervalTicker } from '../raftstore/ticker.js'
 import { WireServer, type HelloInfo, type RequestContext } from '../wire/index.js'
@@ -48,6 +48,8 @@ import { PeerPool } from './peers.js'
 import { attachHttp, raftMetricsOf, type HttpAttachment } from './http.js'
 
 const IDENTITY_KEY = Buffer.from([0x00, 0x69, 0x64]) // outside raftstore's 0x01 keyspace
+/** LOG_VALUES_INDEX: BlobEngine's index of the values that point into each Raft log file ('lv', outside raftstore's keyspace). */
+const LOG_VALUES_INDEX = Buffer.from([0x00, 0x6c, 0x76])
 /** heartbeatIntervalMs: how often a node reports to meta (and re-reads its placement when it changed). */
 export const heartbeatIntervalMs = 250
 /** ROUTING_REREAD_BEATS: a node re-reads the routing table at least every this many heartbeats. */
@@ -180,12 +182,18 @@ async function openNode(config: Readonly<NodeConfig>, closers: Array<() => unkno
   // Large shard data values go to blob files, pointers to RocksDB (always wrapped: pointers written
   // with an earlier threshold are still read when separation is off). DISTKV_FAULT_POWER_LOSS=1
   // puts both RocksDB and the blob files under the power-loss model (src/engine/power-loss.ts).
-  const engine = new BlobEngine(withPowerLossFault(new RocksDbEngine({ dir: join(config.dataDir, 'db'), ...nodeEngineOptions })), { dir: join(config.dataDir, 'blobs'), thresholdBytes: config.blobThresholdBytes, separable: isShardDataKey, powerLoss: powerLossFaultOn() })
+  // With config.logValues, large values are written as pointers into the Raft log files instead.
+  // Such pointers are read, and the files they point into kept (moved to dataDir/log-values
+  // once the log is done with them), whatever the setting: it may have been on before.
+  const logDir = join(config.dataDir, 'raft-log')
+  const keptDir = join(config.dataDir, 'log-values')
+  const logValues = { paths: (file: number) => [join(logDir, logFileName(file)), join(keptDir, logFileName(file))], indexPrefix: LOG_VALUES_INDEX }
+  const engine = new BlobEngine(withPowerLossFault(new RocksDbEngine({ dir: join(config.dataDir, 'db'), ...nodeEngineOptions })), { dir: join(config.dataDir, 'blobs'), thresholdBytes: config.blobThresholdBytes, separable: isShardDataKey, powerLoss: powerLossFaultOn(), logValues })
   await engine.open()
   closers.push(() => engine.close())
   // The Raft log of every group on this node: append-only files beside the engine (src/raftstore/log-files.ts).
   let driver: RaftDriver | undefined
-  const logFiles = await RaftLogFiles.open({ dir: join(config.dataDir, 'raft-log'), fileBytesMax: config.raftLogFileBytes, powerLoss: powerLossFaultOn(), liveEntries: (groupId) => driver?.liveEntries(groupId) ?? [], logger: (level, message, details) => say(`raft log ${level}: ${message}`, details) })
+  const logFiles = await RaftLogFiles.open({ dir: logDir, keepFile: (file) => engine.logFileReferenced(file), keptDir, ...(config.logValues && config.blobThresholdBytes > 0 ? { locateBytesMin: config.blobThresholdBytes } : {}), fileBytesMax: config.raftLogFileBytes, powerLoss: powerLossFaultOn(), liveEntries: (groupId) => driver?.liveEntries(groupId) ?? [], logger: (level, message, details) => say(`raft log ${level}: ${message}`, details) })
   closers.push(() => logFiles.close())
   const dial = (address: string): string => config.dial[address] ?? address
   const pool = new PeerPool({ name: `distkv-node-${config.id}`, token: config.token, dial })
@@ -219,7 +227,7 @@ async function openNode(config: Readonly<NodeConfig>, closers: Array<() => unkno
   closers.splice(closers.length - 1, 0, () => started.close())
   await driver.start()
   say('raft started; starting roles', { raftId: identity.raftId, founder: identity.founder })
-  const parts = await startRoles({ config, engine, server, driver, pool, meta, identity, say }, closers)
+  const parts = await startRoles({ config, engine, server, driver, logFiles, pool, meta, identity, say }, closers)
   const self: NodeRecord = { id: config.id, raftId: identity.raftId, rpc: config.rpc, http: parts.http?.url, roles: config.roles }
   const loop = startHeartbeats({ self, meta, host: parts.host, learnNode, router: parts.router, say })
   closers.push(() => loop.stop())
@@ -250,6 +258,7 @@ interface RoleDeps {
   engine: Engine
   server: WireServer
   driver: RaftDriver
+  logFiles: RaftLogFiles
   pool: PeerPool
   meta: MetaClient
   identity: Identity
@@ -277,7 +286,7 @@ async function startRoles(d: RoleDeps, closers: Array<() => unknown>): Promise<{
     closers.push(() => out.reconciler?.stop())
   }
   if (d.config.roles.includes('store')) {
-    out.host = new StoreHost(d.driver, d.engine, d.identity.raftId, d.say)
+    out.host = new StoreHost(d.driver, d.engine, d.identity.raftId, d.say, d.config.logValues ? (data) => d.logFiles.locate(data) : undefined)
     callLocal = registerStoreHandlers(d.server, out.host, d.driver, d.engine, internalOnly)
   }
   const forward = (method: string, params: unknown) => d.meta.call('meta.admin', { method, params })

@@ -52,7 +52,7 @@ import { join } from 'node:path'
 import { ErrorCode, KvError, assert } from '../errors.js'
 import { powerLossCacheBytesMax, powerLossFaultOn } from '../engine/power-loss.js'
 import type { Entry, HardState } from '../raft/types.js'
-import { LOG_FILE_HEADER_BYTES, encodeRecord, itemBytes, recordBytes, referencedBytes, writeFileHeader, writeParts, type CheckpointGroup, type DataGap, type EncodableItem } from './log-files/codec.js'
+import { LOG_FILE_HEADER_BYTES, dataByReferenceBytesMin, encodeRecord, itemBytes, recordBytes, referencedBytes, writeFileHeader, writeParts, type CheckpointGroup, type DataGap, type EncodableItem, type Placement } from './log-files/codec.js'
 import { closeAsync, fdatasyncAsync, fileSizeAsync, fsyncAsync, ftruncateAsync, openAsync, renameAsync, unlinkAsync, writeAllAsync, writevAllAsync } from './log-files/fs.js'
 import { GroupTracker, checkRecords, type FileLiveness, type GroupState } from './log-files/groups.js'
 import { replayFiles, type ReplayedGroup } from './log-files/replay.js'
@@ -93,6 +93,12 @@ export interface LogFilesOptions {
   keepFile?: (file: number) => Promise<boolean>
   /** keptDir: where kept files go (same file system as dir); required with keepFile. */
   keptDir?: string
+  /**
+   * locateBytesMin: locate() also knows entry data this long or longer that is copied into its
+   * record (data written by reference, dataByReferenceBytesMin or more, is always known);
+   * default dataByReferenceBytesMin. A node passes its blob threshold when values point into the log.
+   */
+  locateBytesMin?: number
 }
 
 /** DataLocation: where write() put an entry's data in the files (locate), and what makes it durable. */
@@ -246,6 +252,7 @@ export class RaftLogFiles {
   #syncWaiters: Array<{ seq: number; resolve: () => void; reject: (error: unknown) => void }> = []
   readonly #keepFile: LogFilesOptions['keepFile']
   readonly #keptDir: string | undefined
+  readonly #locateBytesMin: number
 
   private constructor(options: LogFilesOptions, dirFd: number, recovered: Map<number, ReplayedGroup>) {
     this.dir = options.dir
@@ -256,6 +263,7 @@ export class RaftLogFiles {
     this.#liveEntries = options.liveEntries
     this.#keepFile = options.keepFile
     this.#keptDir = options.keptDir
+    this.#locateBytesMin = Math.max(1, options.locateBytesMin ?? dataByReferenceBytesMin)
     this.#dirFd = dirFd
     this.#recovered = recovered
     this.#tracker = new GroupTracker((file) => this.#files.get(file)!)
@@ -376,15 +384,16 @@ export class RaftLogFiles {
     this.stats.bytesByReference += referenced
     const buffer = size > 0 ? this.encodeBuffer(size - referenced) : EMPTY
     const gaps: DataGap[] = []
+    const placement: Placement | undefined = this.#locateBytesMin < dataByReferenceBytesMin ? { bytesMin: this.#locateBytesMin, placed: [] } : undefined
     let offset = file.needsHeader ? writeFileHeader(buffer, 0) : 0
-    for (const items of prefix) offset = encodeRecord(buffer, items, offset, gaps)
-    if (records.length > 0) encodeRecord(buffer, records, offset, gaps)
+    for (const items of prefix) offset = encodeRecord(buffer, items, offset, gaps, placement)
+    if (records.length > 0) encodeRecord(buffer, records, offset, gaps, placement)
     for (const items of prefix.slice(1)) this.#tracker.apply(items[0] as LogRecord, file.number, seq)
     for (const record of records) this.#tracker.apply(record, file.number, seq)
     if (file.needsHeader) file.createdSeq = seq
     file.needsHeader = false
     const position = file.size
-    this.noteLocations(gaps, file.number, position, seq)
+    this.noteLocations(gaps, placement, file.number, position, seq)
     file.size += size
     this.stats.bytes += size
     if (sync) file.syncedWrites++
@@ -408,19 +417,21 @@ export class RaftLogFiles {
     })
   }
 
-  /** noteLocations remembers where the data of each gap lands: the buffer's bytes before it plus the gaps' data before it. */
-  private noteLocations(gaps: readonly DataGap[], file: number, position: number, seq: number): void {
-    let before = position
+  /** noteLocations remembers where entry data lands in the file: its place in the buffer plus the data of the gaps writeParts inserts before it. */
+  private noteLocations(gaps: readonly DataGap[], placement: Placement | undefined, file: number, position: number, seq: number): void {
+    // inserted[i]: the bytes of gaps 0..i-1.
+    const inserted = [0]
     for (const gap of gaps) {
-      this.#locations.set(gap.data, { file, offset: before + gap.at, seq })
-      before += gap.data.length
+      this.#locations.set(gap.data, { file, offset: position + inserted[inserted.length - 1]! + gap.at, seq })
+      inserted.push(inserted[inserted.length - 1]! + gap.data.byteLength)
     }
+    for (const { at, data, gapsBefore } of placement?.placed ?? []) this.#locations.set(data, { file, offset: position + inserted[gapsBefore]! + at, seq })
   }
 
   /**
-   * locate tells where write() put `data`, an entry's data written by reference (at least the
-   * codec's dataByReferenceBytesMin), and when those bytes are durable; undefined for other data
-   * and for entries replayed at open. The last write of the same buffer wins. The bytes stay at
+   * locate tells where write() put `data`, an entry's data of at least locateBytesMin (or written
+   * by reference), and when those bytes are durable; undefined for shorter data and for entries
+   * replayed at open. The last write of the same buffer wins. The bytes stay at
    * that place for good: a file is only ever appended to, and one that keepFile keeps moves
    * whole into keptDir under its own name.
    */

@@ -15,6 +15,7 @@ import { ErrorCode, KvError } from '../errors.js'
 import type { Engine } from '../engine/engine.js'
 import type { RaftDriver } from '../raftstore/driver.js'
 import { EngineRaftStorage } from '../raftstore/log-storage.js'
+import type { DataLocation } from '../raftstore/log-files.js'
 import type { Routing } from '../meta/routing.js'
 import { ShardMachine } from './machine.js'
 import { ShardKeys } from './keys.js'
@@ -55,6 +56,8 @@ export class StoreHost {
     private readonly engine: Engine,
     private readonly raftId: number,
     private readonly log: (message: string, details: Record<string, unknown>) => void,
+    /** locateData: the node's RaftLogFiles.locate when large values are pointed into the log (NodeConfig.logValues). */
+    private readonly locateData?: (data: Uint8Array) => DataLocation | undefined,
   ) {}
 
   /** reconcile opens every replica routing places on this node that is not open yet, and drops those it no longer places here. */
@@ -97,7 +100,7 @@ export class StoreHost {
       const created = await EngineRaftStorage.bootstrap(this.engine, shardId, { voters: [...founders].sort((a, b) => a - b), learners: [], votersOutgoing: [] })
       if (created) this.log('shard bootstrapped', { shard: shardId, voters: founders })
     }
-    const machine = new ShardMachine(this.engine, shardId)
+    const machine = new ShardMachine(this.engine, shardId, undefined, this.locateData)
     await machine.load()
     await this.driver.addGroup(shardId, machine)
     this.machines.set(shardId, machine)

@@ -17,9 +17,10 @@ import { createHash } from 'node:crypto'
 import { pack, unpack } from 'msgpackr'
 import { ErrorCode, KvError } from '../errors.js'
 import type { Engine, EngineOp } from '../engine/engine.js'
-import { BlobEngine } from '../engine/blob-engine.js'
+import { BlobEngine, type LogValueLocation } from '../engine/blob-engine.js'
 import type { Entry, Snapshot } from '../raft/types.js'
 import type { ApplyOutput, StateMachine } from '../raftstore/driver.js'
+import type { DataLocation } from '../raftstore/log-files.js'
 import { SlotSet, slotOf } from '../meta/slots.js'
 import { ShardKeys } from './keys.js'
 import { ID_ITEM_BYTES, NO_SLOT, RequestIds, idKey } from './request-ids.js'
@@ -95,6 +96,12 @@ export class ShardMachine implements StateMachine {
     private readonly engine: Engine,
     shardId: number,
     private readonly requestIdsMax = requestIdsMaxDefault,
+    /**
+     * locateData: where the node's Raft log files hold an entry's data (RaftLogFiles.locate). With
+     * it, a large value is stored as a pointer into the log record that already holds it, not
+     * written to a blob file again (BlobEngine.prepare, docs/files.md "One write per replica").
+     */
+    private readonly locateData?: (data: Uint8Array) => DataLocation | undefined,
   ) {
     this.keys = new ShardKeys(shardId)
     this.requests = new RequestIds(this.keys, requestIdsMax)
@@ -157,7 +164,7 @@ export class ShardMachine implements StateMachine {
     if (slotsChanged) ops.push({ type: 'put', key: this.keys.slots, value: pack({ owned: this.owned.bits, frozen: this.frozen.bits }) })
     // Large values go to blob files now; their sync runs while the driver writes the log (beforeWrite).
     if (this.engine instanceof BlobEngine) {
-      const prepared = this.engine.prepare(ops)
+      const prepared = this.engine.prepare(ops, this.locateData === undefined ? undefined : valueLocator(entries, this.locateData))
       if (prepared.durable !== undefined) return { ops: prepared.ops, results, beforeWrite: prepared.durable }
     }
     return { ops, results }
@@ -444,4 +451,25 @@ function pendingOverlay(gte: Buffer, lt: Buffer, ops: readonly EngineOp[]): Arra
     pending.set(Buffer.from(op.key).toString('hex'), op.type === 'put' ? Buffer.from(op.value) : undefined)
   }
   return [...pending.entries()].map(([hex, value]) => [Buffer.from(hex, 'hex'), value] as const).sort((a, b) => Buffer.compare(a[0], b[0]))
+}
+
+/**
+ * valueLocator tells where a value decoded from one of `entries` lies in the Raft log files: a
+ * value is a view of its entry's data (the decoders do not copy), and an entry's data lies whole
+ * at one place in a log file (RaftLogFiles.locate). Undefined when no entry of the run was located.
+ */
+function valueLocator(entries: readonly Entry[], locateData: (data: Uint8Array) => DataLocation | undefined): ((value: Buffer) => LogValueLocation | undefined) | undefined {
+  let located: Array<{ data: Uint8Array; at: DataLocation }> | undefined
+  for (const entry of entries) {
+    const at = locateData(entry.data)
+    if (at !== undefined) (located ??= []).push({ data: entry.data, at })
+  }
+  if (located === undefined) return undefined
+  return (value) => {
+    for (const { data, at } of located!) {
+      const start = value.byteOffset - data.byteOffset
+      if (value.buffer === data.buffer && start >= 0 && start + value.byteLength <= data.byteLength) return { file: at.file, offset: at.offset + start, durable: at.durable }
+    }
+    return undefined
+  }
 }

@@ -22,6 +22,10 @@ export interface DevFixtureOptions {
   requestTimeoutMs?: number
   /** blobThresholdBytes: the nodes' --blob-threshold-bytes (their default when absent). */
   blobThresholdBytes?: number
+  /** raftLogFileBytes: the nodes' --raft-log-file-bytes (their default when absent). */
+  raftLogFileBytes?: number
+  /** logValues: the nodes' --log-values. */
+  logValues?: boolean
 }
 
 /** ClusterFile is DIR/cluster.json. */
@@ -78,6 +82,8 @@ export class DevFixture {
       '--replicas', String(options.replicas ?? 3), '--tick-ms', '20', '--request-timeout-ms', String(options.requestTimeoutMs ?? 15_000), '--down-after-ms', '2000']
     if (options.restart === false) args.push('--no-restart')
     if (options.blobThresholdBytes !== undefined) args.push('--blob-threshold-bytes', String(options.blobThresholdBytes))
+    if (options.raftLogFileBytes !== undefined) args.push('--raft-log-file-bytes', String(options.raftLogFileBytes))
+    if (options.logValues === true) args.push('--log-values')
     const supervisor = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] })
     const output = { text: '' }
     const fixture = new DevFixture(dir, supervisor, output)

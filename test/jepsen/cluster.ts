@@ -50,6 +50,8 @@ export interface ClusterOptions {
   blobThresholdBytes?: number | undefined
   /** raftLogFileBytes: the nodes' NodeConfig.raftLogFileBytes; undefined leaves the node's default. */
   raftLogFileBytes?: number | undefined
+  /** logValues: the nodes' NodeConfig.logValues; undefined leaves the node's default. */
+  logValues?: boolean | undefined
   log: (line: string) => void
 }
 
@@ -193,8 +195,8 @@ export class JepsenCluster {
       ...peers.map((n) => [n.rpc, this.links.get(`${node.id}->${n.id}`)!.address]),
       ...peers.map((n) => [n.raft, this.links.get(`${node.id}=>${n.id}`)!.address]),
     ])
-    const { shards, tickMs, electionTicks, requestTimeoutMs, blobThresholdBytes, raftLogFileBytes } = this.options
-    writeFileSync(node.config, JSON.stringify({ id: node.id, rpc: node.rpc, dataDir: node.dataDir, members, dial, token: this.token, shards, replicas: 3, tickMs, electionTicks, requestTimeoutMs, downAfterMs: 60_000, blobThresholdBytes, raftLogFileBytes }, null, 1))
+    const { shards, tickMs, electionTicks, requestTimeoutMs, blobThresholdBytes, raftLogFileBytes, logValues } = this.options
+    writeFileSync(node.config, JSON.stringify({ id: node.id, rpc: node.rpc, dataDir: node.dataDir, members, dial, token: this.token, shards, replicas: 3, tickMs, electionTicks, requestTimeoutMs, downAfterMs: 60_000, blobThresholdBytes, raftLogFileBytes, logValues }, null, 1))
   }
 
   /** node returns a node by id. */

@@ -30,6 +30,8 @@ export interface RunOptions {
   blobThresholdBytes?: number
   /** raftLogFileBytes: the nodes' NodeConfig.raftLogFileBytes (their default when absent); small values rotate the Raft log files often. */
   raftLogFileBytes?: number
+  /** logValues: the nodes' NodeConfig.logValues (their default when absent). */
+  logValues?: boolean | undefined
   log: (line: string) => void
 }
 
@@ -81,7 +83,7 @@ async function finalReads(cluster: JepsenCluster, history: History, keys: string
 /** runJepsen performs one run. */
 export async function runJepsen(options: RunOptions): Promise<RunResult> {
   const random = new Random(options.seed)
-  const cluster = new JepsenCluster({ nodes: 3, shards: 2, seed: options.seed, tickMs: 50, electionTicks: options.electionTicks ?? 10, requestTimeoutMs: 8_000, diskNode: options.nemeses.includes('disk-full') ? 3 : 0, powerLoss: options.nemeses.includes('power-loss'), blobThresholdBytes: options.blobThresholdBytes, raftLogFileBytes: options.raftLogFileBytes, log: options.log })
+  const cluster = new JepsenCluster({ nodes: 3, shards: 2, seed: options.seed, tickMs: 50, electionTicks: options.electionTicks ?? 10, requestTimeoutMs: 8_000, diskNode: options.nemeses.includes('disk-full') ? 3 : 0, powerLoss: options.nemeses.includes('power-loss'), blobThresholdBytes: options.blobThresholdBytes, raftLogFileBytes: options.raftLogFileBytes, logValues: options.logValues, log: options.log })
   const begin = performance.now()
   let kept = false
   try {

@@ -521,10 +521,10 @@ async function settled(promise: Promise<void> | undefined): Promise<boolean> {
   return done
 }
 
-test('locate: large entry data is at its place in its file; durable settles with the sync that covers its write', async () => {
+for (const locateBytesMin of [undefined, 1000]) test(`locate${locateBytesMin === undefined ? '' : ' (locateBytesMin 1000)'}: entry data is at its place in its file; durable settles with the sync that covers its write`, async () => {
   const dir = tempDir()
   try {
-    const log = await open(dir, { fileBytesMax: 512 * 1024 })
+    const log = await open(dir, { fileBytesMax: 512 * 1024, ...(locateBytesMin === undefined ? {} : { locateBytesMin }) })
     const located: Array<{ data: Uint8Array; at: DataLocation }> = []
     let index = 1
     for (let i = 0; i < 24; i++) {
@@ -532,8 +532,9 @@ test('locate: large entry data is at its place in its file; durable settles with
       index += 3
       const synced = i % 3 !== 1
       const written = log.write([{ type: 'entries', groupId: 1, entries }], synced)
-      assert.equal(log.locate(entries[0]!.data), undefined, 'small data is not by reference')
-      assert.equal(log.locate(entries[2]!.data), undefined, 'one byte under dataByReferenceBytesMin')
+      assert.equal(log.locate(entries[0]!.data), undefined, 'short data is not located')
+      if (locateBytesMin === undefined) assert.equal(log.locate(entries[2]!.data), undefined, 'one byte under dataByReferenceBytesMin')
+      else located.push({ data: entries[2]!.data, at: log.locate(entries[2]!.data)! })
       const at = log.locate(entries[1]!.data)!
       assert.ok(at !== undefined && at.durable !== undefined, 'a write not yet synced')
       located.push({ data: entries[1]!.data, at })

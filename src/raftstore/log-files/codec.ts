@@ -93,6 +93,16 @@ export interface DataGap {
   data: Uint8Array
 }
 
+/**
+ * Placement asks the encoder to note where entry data of at least bytesMin that it copies into the
+ * buffer goes (RaftLogFiles.locate): each at `at` of the buffer, after the data of the first
+ * `gapsBefore` gaps, which writeParts inserts before it.
+ */
+export interface Placement {
+  bytesMin: number
+  placed: Array<{ at: number; data: Uint8Array; gapsBefore: number }>
+}
+
 /** referencedBytes is the entry data of `items` that encodeRecord leaves out of its buffer when given gaps. */
 export function referencedBytes(items: readonly EncodableItem[]): number {
   let bytes = 0
@@ -127,7 +137,7 @@ export function itemBytes(item: EncodableItem): number {
  * encodeItem writes `item` at `offset` of `buffer` (sized by itemBytes, less referencedBytes with
  * `gaps`) and returns the offset after it; with `gaps`, large entry data is pushed there instead.
  */
-export function encodeItem(buffer: Buffer, item: EncodableItem, offset: number, gaps?: DataGap[]): number {
+export function encodeItem(buffer: Buffer, item: EncodableItem, offset: number, gaps?: DataGap[], placement?: Placement): number {
   switch (item.type) {
     case 'hardState':
       offset = itemHeader(buffer, ITEM_HARD_STATE, item.groupId, offset)
@@ -136,7 +146,7 @@ export function encodeItem(buffer: Buffer, item: EncodableItem, offset: number, 
       writeU64(buffer, item.hardState.commit, offset + 16)
       return offset + 24
     case 'entries':
-      return encodeEntries(buffer, item.entries, itemHeader(buffer, ITEM_ENTRIES, item.groupId, offset), gaps)
+      return encodeEntries(buffer, item.entries, itemHeader(buffer, ITEM_ENTRIES, item.groupId, offset), gaps, placement)
     case 'compact':
     case 'snapshot':
       offset = itemHeader(buffer, item.type === 'compact' ? ITEM_COMPACT : ITEM_SNAPSHOT, item.groupId, offset)
@@ -169,7 +179,7 @@ function itemHeader(buffer: Buffer, type: number, groupId: number, offset: numbe
   return offset + ITEM_HEADER_BYTES
 }
 
-function encodeEntries(buffer: Buffer, entries: readonly Entry[], offset: number, gaps: DataGap[] | undefined): number {
+function encodeEntries(buffer: Buffer, entries: readonly Entry[], offset: number, gaps: DataGap[] | undefined, placement: Placement | undefined): number {
   writeU64(buffer, entries[0]!.index, offset)
   buffer.writeUInt32BE(entries.length, offset + 8)
   offset += ENTRIES_HEADER_BYTES
@@ -183,6 +193,7 @@ function encodeEntries(buffer: Buffer, entries: readonly Entry[], offset: number
     if (length >= dataByReferenceBytesMin) {
       gaps.push({ at: offset, data: entry.data })
     } else {
+      if (placement !== undefined && length >= placement.bytesMin) placement.placed.push({ at: offset, data: entry.data, gapsBefore: gaps.length })
       buffer.set(entry.data, offset)
       offset += length
     }
@@ -204,11 +215,11 @@ export function writeFileHeader(buffer: Buffer, offset: number): number {
  * record on disk is the buffer with each gap's data inserted at its `at` (writeParts), and the
  * length and checksum here are those of that record.
  */
-export function encodeRecord(buffer: Buffer, items: readonly EncodableItem[], offset: number, gaps?: DataGap[]): number {
+export function encodeRecord(buffer: Buffer, items: readonly EncodableItem[], offset: number, gaps?: DataGap[], placement?: Placement): number {
   const start = offset + LOG_RECORD_HEADER_BYTES
   const firstGap = gaps?.length ?? 0
   let end = start
-  for (const item of items) end = encodeItem(buffer, item, end, gaps)
+  for (const item of items) end = encodeItem(buffer, item, end, gaps, placement)
   let length = end - start
   let crc = 0
   let at = start
