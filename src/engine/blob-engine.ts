@@ -7,12 +7,26 @@
  * See docs/cluster.md, "Large values out of the LSM".
  *
  * Value encoding under separable keys (unambiguous for everything written through this class):
- *   MAGIC (8) | 0x01 | file u32 | offset u48 | length u32 | crc u32   a pointer
+ *   MAGIC (8) | 0x01 | file u32 | offset u48 | length u32 | crc u32   a pointer into a blob file
+ *   MAGIC (8) | 0x02 | file u32 | offset u48 | length u32 | crc u32   a pointer into a Raft log file
  *   MAGIC (8) | 0x00 | value                                          a value that itself starts with MAGIC
  *   anything else                                                     the value itself
  * so small values are stored as they always were (no copy, and data written before blobs existed
  * reads the same). NB: a value written before this class existed that started with the 8 MAGIC
- * bytes followed by 0x00 or 0x01 would be misread; MAGIC is arbitrary binary, not text.
+ * bytes followed by 0x00, 0x01 or 0x02 would be misread; MAGIC is arbitrary binary, not text.
+ *
+ * Log pointers (option logValues): on a cluster node a large value is already in the replica's
+ * Raft log file when it is applied, so prepare() may point into that file instead of writing the
+ * value a second time into a blob file. The log layer says where the value's bytes lie
+ * (prepare's `locate`) and when they are synced; the pointer's write waits for that sync as it
+ * waits for a blob sync. Each log pointer comes with an index put
+ *   logValues.indexPrefix | file u32 | offset u48  ->  data key
+ * (not a separable key), so whoever deletes log files can ask logFileReferenced(file) first; an
+ * index key outlives an overwrite of its data key, so the answer errs on "referenced" until a
+ * later GC checks the keys and drops stale index keys. Log values are read through
+ * LogValueFiles (log-values.ts), which follows a log file renamed out of the log directory.
+ * decodePointer never returns a log pointer: blob GC judges liveness by blob file numbers, and a
+ * log pointer's file number names a different file, so to blob GC a log pointer is a value.
  *
  * Durability order: a pointer is never durable before its blob bytes. Every write takes its
  * turn in one queue: append the batch's large values (write(2) on this thread, replacing the WAL
@@ -32,16 +46,21 @@
  * iterator that began before may no longer hold a pointer into it (BlobLog.retire).
  * A dropped or purged shard's values die with their keys and are reclaimed the same way.
  */
-import { ErrorCode, KvError } from '../errors.js'
+import { crc32 } from '../crc32.js'
+import { ErrorCode, KvError, assert } from '../errors.js'
 import { BaseEngine, type NativeIterator, type NormalizedRange } from './base.js'
 import { BlobLog, blobFileBytesMaxDefault, type BlobRef } from './blob-log.js'
 import type { Engine, EngineIterator, EngineOp, RangeOptions } from './engine.js'
+import { LogValueFiles, type LogValueRef } from './log-values.js'
 
 /** MAGIC starts every encoded (pointer or escaped) value under a separable key. */
 const MAGIC = Buffer.from([0xb1, 0x0b, 0x5e, 0x9a, 0x7e, 0xa5, 0x00, 0xe1])
 const TAG_INLINE = 0x00
 const TAG_POINTER = 0x01
+const TAG_LOG_POINTER = 0x02
 const POINTER_BYTES = MAGIC.length + 1 + 4 + 6 + 4 + 4
+/** offsetMax: the largest file offset a pointer holds (48 bits). */
+const offsetMax = 2 ** 48 - 1
 
 /** blobThresholdBytesMax: the largest threshold accepted (values above it are rare enough to keep in the LSM). */
 export const blobThresholdBytesMax = 64 * 1024 * 1024
@@ -73,6 +92,25 @@ export interface BlobEngineOptions {
   gcFilesPerRun?: number
   /** beforeGcCommit: called between a GC rewrite's copies and its re-pointing batch (tests race a write there). */
   beforeGcCommit?: () => Promise<void>
+  /** logValues: lets prepare() point into Raft log files (module comment); without it every large value goes to a blob file. */
+  logValues?: LogValuesOptions
+}
+
+/** LogValuesOptions configure log pointers. */
+export interface LogValuesOptions {
+  /** paths: the candidate paths of log file `file`, in the order to try (LogValueFiles). */
+  paths: (file: number) => string[]
+  /** indexPrefix: the prefix of the index keys `indexPrefix | file u32 | offset u48` -> data key; keys under it must not be separable. */
+  indexPrefix: Buffer
+}
+
+/** LogValueLocation is where a value to be written already lies in a Raft log file (the log layer's answer to prepare()'s locate). */
+export interface LogValueLocation {
+  file: number
+  /** offset: file offset of the value's first byte. */
+  offset: number
+  /** durable: resolves once those bytes are synced; undefined when they already are. */
+  durable: Promise<void> | undefined
 }
 
 /** BlobStats counts what separation and GC did (tests, logs). */
@@ -83,12 +121,15 @@ export interface BlobStats {
   filesRetired: number
   recordsRewritten: number
   bytesRewritten: number
+  /** pointedIntoLog, pointedIntoLogBytes: values prepare() pointed into Raft log files instead of copying them. */
+  pointedIntoLog: number
+  pointedIntoLogBytes: number
 }
 
-function encodePointer(ref: BlobRef): Buffer {
+function encodePointer(ref: BlobRef | LogValueRef, tag = TAG_POINTER): Buffer {
   const out = Buffer.allocUnsafe(POINTER_BYTES)
   MAGIC.copy(out, 0)
-  out[8] = TAG_POINTER
+  out[8] = tag
   out.writeUInt32BE(ref.file, 9)
   out.writeUIntBE(ref.offset, 13, 6)
   out.writeUInt32BE(ref.length, 19)
@@ -100,10 +141,37 @@ function hasMagic(value: Buffer): boolean {
   return value.length > MAGIC.length && value.compare(MAGIC, 0, MAGIC.length, 0, MAGIC.length) === 0
 }
 
-/** decodePointer is the BlobRef a stored value holds, or undefined when it is a value. */
-export function decodePointer(stored: Buffer): BlobRef | undefined {
-  if (stored.length !== POINTER_BYTES || !hasMagic(stored) || stored[8] !== TAG_POINTER) return undefined
+function decodeTagged(stored: Buffer, tag: number): BlobRef | undefined {
+  if (stored.length !== POINTER_BYTES || !hasMagic(stored) || stored[8] !== tag) return undefined
   return { file: stored.readUInt32BE(9), offset: stored.readUIntBE(13, 6), length: stored.readUInt32BE(19), crc: stored.readUInt32BE(23) }
+}
+
+/**
+ * decodePointer is the BlobRef a stored value holds, or undefined when it is a value or a log
+ * pointer: blob GC compares these refs with its own file numbers, and a log pointer's file
+ * number names a Raft log file, not a blob file.
+ */
+export function decodePointer(stored: Buffer): BlobRef | undefined {
+  return decodeTagged(stored, TAG_POINTER)
+}
+
+/** decodeLogPointer is the LogValueRef a stored value holds, or undefined when it is not a log pointer. */
+export function decodeLogPointer(stored: Buffer): LogValueRef | undefined {
+  return decodeTagged(stored, TAG_LOG_POINTER)
+}
+
+/** pointedLength is the length of the value a pointer of either kind stands for, undefined for a stored value. */
+function pointedLength(stored: Buffer): number | undefined {
+  return (decodePointer(stored) ?? decodeLogPointer(stored))?.length
+}
+
+/** logIndexKey is the index key of a log pointer into `file` at `offset` (logValues.indexPrefix); without `offset`, the prefix of every index key into `file`. */
+export function logIndexKey(indexPrefix: Buffer, file: number, offset?: number): Buffer {
+  const out = Buffer.allocUnsafe(indexPrefix.length + 4 + (offset === undefined ? 0 : 6))
+  indexPrefix.copy(out, 0)
+  out.writeUInt32BE(file, indexPrefix.length)
+  if (offset !== undefined) out.writeUIntBE(offset, indexPrefix.length + 4, 6)
+  return out
 }
 
 /** inlineValue is the value a stored non-pointer holds (an escaped one loses its escape). */
@@ -113,16 +181,19 @@ function inlineValue(stored: Buffer): Buffer {
 
 /** storedSize is the length of the value `stored` stands for, without reading a blob. */
 export function storedSize(stored: Buffer): number {
-  return decodePointer(stored)?.length ?? inlineValue(stored).length
+  return pointedLength(stored) ?? inlineValue(stored).length
 }
 
-function checkOptions(options: BlobEngineOptions): Required<BlobEngineOptions> {
+type CheckedOptions = Required<Omit<BlobEngineOptions, 'logValues'>> & Pick<BlobEngineOptions, 'logValues'>
+
+function checkOptions(options: BlobEngineOptions): CheckedOptions {
   const integer = (name: string, value: number, min: number, max: number) => {
     if (!Number.isSafeInteger(value) || value < min || value > max) throw new KvError(ErrorCode.INVALID, `${name} must be an integer in [${min}, ${max}]`, { [name]: value })
     return value
   }
   const fraction = options.gcLiveFraction ?? blobGcLiveFractionDefault
   if (!(fraction >= 0 && fraction <= 1)) throw new KvError(ErrorCode.INVALID, 'gcLiveFraction must be in [0, 1]', { gcLiveFraction: fraction })
+  if (options.logValues !== undefined && options.logValues.indexPrefix.length === 0) throw new KvError(ErrorCode.INVALID, 'logValues.indexPrefix must not be empty')
   return {
     dir: options.dir,
     separable: options.separable,
@@ -133,16 +204,25 @@ function checkOptions(options: BlobEngineOptions): Required<BlobEngineOptions> {
     gcLiveFraction: fraction,
     gcFilesPerRun: integer('gcFilesPerRun', options.gcFilesPerRun ?? blobGcFilesPerRunDefault, 1, 1_000),
     beforeGcCommit: options.beforeGcCommit ?? (async () => undefined),
+    logValues: options.logValues,
   }
+}
+
+/** PreparedOps is prepare()'s answer: the ops to write and what their write waits for. */
+export interface PreparedOps {
+  ops: EngineOp[]
+  durable: Promise<void> | undefined
 }
 
 /** BlobEngine separates large values of separable keys into a BlobLog (see the module comment). */
 export class BlobEngine extends BaseEngine {
   readonly kind: Engine['kind']
-  readonly stats: BlobStats = { separated: 0, separatedBytes: 0, gcRuns: 0, filesRetired: 0, recordsRewritten: 0, bytesRewritten: 0 }
+  readonly stats: BlobStats = { separated: 0, separatedBytes: 0, gcRuns: 0, filesRetired: 0, recordsRewritten: 0, bytesRewritten: 0, pointedIntoLog: 0, pointedIntoLogBytes: 0 }
   readonly log: BlobLog
+  /** logValues: the reader of values in Raft log files, when options.logValues is set. */
+  readonly logValues: LogValueFiles | undefined
   readonly #inner: Engine
-  readonly #options: Required<BlobEngineOptions>
+  readonly #options: CheckedOptions
   /** #queue: every write, in call order (see the module comment). */
   #queue: Promise<void> = Promise.resolve()
   /** #prepared: pointers made by prepare(), each with the sync its write must wait for. */
@@ -154,6 +234,8 @@ export class BlobEngine extends BaseEngine {
    * written keeps its file uncollected (space, never data).
    */
   readonly #unwritten = new Map<number, number>()
+  /** #unwrittenLog: the same for log pointers, per Raft log file (logFileReferenced counts them: their index keys are not written yet either). */
+  readonly #unwrittenLog = new Map<number, number>()
   /** #writes counts writes to separable keys; a file is walked again only after more happened (#walkedAt). */
   #writes = 0
   readonly #walkedAt = new Map<number, number>()
@@ -167,11 +249,13 @@ export class BlobEngine extends BaseEngine {
     this.kind = inner.kind
     this.#options = checkOptions(options)
     this.log = new BlobLog(options.dir, { fileBytesMax: this.#options.fileBytesMax, powerLoss: this.#options.powerLoss })
+    this.logValues = options.logValues === undefined ? undefined : new LogValueFiles(options.logValues.paths)
   }
 
   protected async _open(): Promise<void> {
     await this.#inner.open()
     await this.log.open()
+    this.logValues?.open()
     if (this.#options.gcIntervalMs > 0) {
       this.#gcTimer = setInterval(() => void this.gc().catch(() => undefined), this.#options.gcIntervalMs)
       this.#gcTimer.unref()
@@ -184,6 +268,7 @@ export class BlobEngine extends BaseEngine {
     await this.#gcRunning?.catch(() => undefined)
     await this.#queue
     try {
+      await this.logValues?.close()
       await this.log.close()
     } finally {
       await this.#inner.close()
@@ -218,32 +303,88 @@ export class BlobEngine extends BaseEngine {
   }
 
   /**
-   * prepare separates the large values of `ops` now: appends them and starts their sync, and
-   * returns the ops with pointers and that sync. A caller (the shard machine, through the Raft
-   * driver's ApplyOutput.beforeWrite) lets the sync overlap its own log write; batch() still waits
-   * for it before writing a prepared pointer, whoever calls it.
+   * prepare separates the large values of `ops` now and returns the ops with pointers and what
+   * their write must wait for. A value `locate` finds in a Raft log file (logValues configured)
+   * gets a log pointer and an index put `indexPrefix | file | offset` -> key; any other is
+   * appended to a blob file, whose sync starts now. A caller (the shard machine, through the Raft
+   * driver's ApplyOutput.beforeWrite) lets that wait overlap its own log write; batch() still
+   * waits for it before writing a prepared pointer, whoever calls it. `durable` is undefined
+   * exactly when `ops` comes back unchanged.
    */
-  prepare(ops: EngineOp[]): { ops: EngineOp[]; durable: Promise<void> | undefined } {
+  prepare(ops: EngineOp[], locate?: (value: Buffer) => LogValueLocation | undefined): PreparedOps {
     const threshold = this.#options.thresholdBytes
     let appended = false
+    const waits: Array<Promise<void>> = []
     const pointers: Buffer[] = []
-    const out = ops.map((op): EngineOp => {
-      if (op.type === 'del' || threshold === 0 || op.value.length < threshold || !this.#options.separable(op.key)) return op
-      appended = true
-      this.stats.separated++
-      this.stats.separatedBytes += op.value.length
-      const ref = this.log.append(op.key, op.value)
-      this.#unwritten.set(ref.file, (this.#unwritten.get(ref.file) ?? 0) + 1)
-      const pointer = encodePointer(ref)
-      pointers.push(pointer)
-      return { type: 'put', key: op.key, value: pointer }
-    })
-    if (!appended) return { ops, durable: undefined }
-    const durable = this.log.sync()
+    const out: EngineOp[] = []
+    for (const op of ops) {
+      if (op.type === 'del' || threshold === 0 || op.value.length < threshold || !this.#options.separable(op.key)) {
+        out.push(op)
+        continue
+      }
+      const location = this.#options.logValues === undefined ? undefined : locate?.(op.value)
+      if (location === undefined) {
+        appended = true
+        const pointer = this.appendToBlob(op.key, op.value)
+        pointers.push(pointer)
+        out.push({ type: 'put', key: op.key, value: pointer })
+        continue
+      }
+      const [pointerOp, indexOp] = this.pointIntoLog(op.key, op.value, location)
+      pointers.push(pointerOp.value)
+      out.push(pointerOp, indexOp)
+      if (location.durable !== undefined) waits.push(location.durable)
+    }
+    if (pointers.length === 0) return { ops, durable: undefined }
+    if (appended) waits.push(this.log.sync())
+    const durable = Promise.all(waits).then(() => undefined)
     // Awaited by the write that carries the pointers; a failure is reported there, not as unhandled here.
     durable.catch(() => undefined)
     for (const pointer of pointers) this.#prepared.set(pointer, durable)
     return { ops: out, durable }
+  }
+
+  /** appendToBlob appends a prepared value to the blob log and returns its pointer (counted unwritten until a write carries it). */
+  private appendToBlob(key: Buffer, value: Buffer): Buffer {
+    this.stats.separated++
+    this.stats.separatedBytes += value.length
+    const ref = this.log.append(key, value)
+    countUp(this.#unwritten, ref.file)
+    return encodePointer(ref)
+  }
+
+  /** pointIntoLog is the put of a log pointer to `value` at `location` and the put of its index key. */
+  private pointIntoLog(key: Buffer, value: Buffer, location: LogValueLocation): [EngineOp & { type: 'put' }, EngineOp & { type: 'put' }] {
+    const { file, offset } = location
+    assert(Number.isSafeInteger(file) && file >= 0 && file <= 0xffffffff, `log value file ${file} is a u32`)
+    assert(Number.isSafeInteger(offset) && offset >= 0 && offset + value.length <= offsetMax, `log value offset ${offset} fits 48 bits`)
+    const indexKey = logIndexKey(this.#options.logValues!.indexPrefix, file, offset)
+    // A separable index key would be read as a value of the shard and could itself be separated.
+    assert(!this.#options.separable(indexKey), 'log value index keys must not be separable')
+    this.stats.pointedIntoLog++
+    this.stats.pointedIntoLogBytes += value.length
+    countUp(this.#unwrittenLog, file)
+    const pointer = encodePointer({ file, offset, length: value.length, crc: crc32(value) }, TAG_LOG_POINTER)
+    return [{ type: 'put', key, value: pointer }, { type: 'put', key: indexKey, value: key }]
+  }
+
+  /**
+   * logFileReferenced tells whether a log pointer may point into Raft log file `file`: an index
+   * key under it exists, or a prepared pointer into it is not written yet. Stale index keys (of
+   * values overwritten since) also count: the answer errs on "referenced".
+   */
+  async logFileReferenced(file: number): Promise<boolean> {
+    const prefix = this.#options.logValues?.indexPrefix
+    if (prefix === undefined) throw new KvError(ErrorCode.INVALID, 'logFileReferenced needs the logValues option')
+    // Unwritten first: a pointer counted there is in the engine before it leaves the count, so
+    // the lookup below sees every pointer the count no longer covers.
+    if (this.#unwrittenLog.has(file)) return true
+    const iterator = this.#inner.iterator({ gte: logIndexKey(prefix, file), lte: logIndexKey(prefix, file, offsetMax), limit: 1, values: false })
+    try {
+      return (await iterator.nextBatch(1)).length > 0
+    } finally {
+      await iterator.close()
+    }
   }
 
   protected _write(ops: EngineOp[], sync: boolean): Promise<void> {
@@ -275,13 +416,12 @@ export class BlobEngine extends BaseEngine {
       if (appended) await this.log.sync()
       for (const wait of waits) await wait
       await this.#inner.batch(out, { sync })
-      // Now in the engine, where GC's lookups see them.
+      // Now in the engine, where GC's lookups (and logFileReferenced's) see them.
       for (const pointer of carried) {
         if (!this.#prepared.delete(pointer)) continue
-        const file = decodePointer(pointer)!.file
-        const left = (this.#unwritten.get(file) ?? 1) - 1
-        if (left > 0) this.#unwritten.set(file, left)
-        else this.#unwritten.delete(file)
+        const blob = decodePointer(pointer)
+        if (blob !== undefined) countDown(this.#unwritten, blob.file)
+        else countDown(this.#unwrittenLog, decodeLogPointer(pointer)!.file)
       }
     })
   }
@@ -302,8 +442,17 @@ export class BlobEngine extends BaseEngine {
 
   /** resolve is the value a stored separable value stands for (reading its blob when it is a pointer). */
   async resolve(stored: Buffer): Promise<Buffer> {
-    const ref = decodePointer(stored)
-    return ref === undefined ? inlineValue(stored) : this.log.read(ref)
+    const blob = decodePointer(stored)
+    if (blob !== undefined) return this.log.read(blob)
+    const logRef = decodeLogPointer(stored)
+    return logRef === undefined ? inlineValue(stored) : this.readLogValue(logRef)
+  }
+
+  private readLogValue(ref: LogValueRef): Promise<Buffer> {
+    if (this.logValues === undefined) {
+      throw new KvError(ErrorCode.CORRUPTION, `a pointer into log file ${ref.file} @${ref.offset}, but this engine reads no log files (logValues)`, { file: ref.file, offset: ref.offset })
+    }
+    return this.logValues.read(ref)
   }
 
   /** isSeparable tells whether `key` may hold a pointer. */
@@ -386,6 +535,17 @@ export class BlobEngine extends BaseEngine {
   }
 }
 
+/** countUp and countDown keep per-file counts (a count of 0 is no entry). */
+function countUp(counts: Map<number, number>, file: number): void {
+  counts.set(file, (counts.get(file) ?? 0) + 1)
+}
+
+function countDown(counts: Map<number, number>, file: number): void {
+  const left = (counts.get(file) ?? 1) - 1
+  if (left > 0) counts.set(file, left)
+  else counts.delete(file)
+}
+
 /** pointsAt tells whether a stored value is a pointer to the record at `ref` (same file and value offset). */
 function pointsAt(stored: Buffer | undefined, ref: BlobRef): boolean {
   const current = stored === undefined ? undefined : decodePointer(stored)
@@ -424,7 +584,7 @@ class ResolvingIterator implements NativeIterator {
     let bytes = 0
     while (take < Math.min(count, this.#rows.length) && (take === 0 || bytes < blobIteratorBytesMax)) {
       const [key, stored] = this.#rows[take]!
-      if (blobs.isSeparable(key)) bytes += decodePointer(stored)?.length ?? 0
+      if (blobs.isSeparable(key)) bytes += pointedLength(stored) ?? 0
       take++
     }
     const rows = this.#rows.splice(0, take)
