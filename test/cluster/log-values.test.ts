@@ -66,7 +66,7 @@ test('large values point into the Raft log; files the log is done with are kept;
 
   // Restart the shard's leader with kill -9, then serve the shard from it: its engine points into
   // log files it replays and into kept ones.
-  const leader = (await dev.view(kv)).shards.find((s) => s.id === valuesShard(view0))!.leader
+  const leader = (await dev.view(kv)).shards.find((s) => s.id === valuesShard(view0))!.leader ?? 0
   assert.ok(leader > 0, 'the values\' shard has a leader')
   dev.kill9(leader)
   await dev.waitFor(`node ${leader} to restart and lead the values' shard again`, async () => {
