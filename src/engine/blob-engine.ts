@@ -352,19 +352,26 @@ export class BlobEngine extends BaseEngine {
     const waits: Array<Promise<void>> = []
     const pointers: Buffer[] = []
     const out: EngineOp[] = []
+    /** pointedAt: the log locations pointed at so far (file:offset). */
+    const pointedAt = new Set<string>()
     for (const op of ops) {
       if (op.type === 'del' || threshold === 0 || op.value.length < threshold || !this.#options.separable(op.key)) {
         out.push(op)
         continue
       }
       const location = this.#options.logValues === undefined ? undefined : locate?.(op.value)
-      if (location === undefined) {
+      // One index key per location names one data key: a second key pointing at the same bytes
+      // (one value written under two keys) would be invisible to GC, which could unlink the file
+      // under it. It gets a blob copy instead.
+      const at = location === undefined ? '' : `${location.file}:${location.offset}`
+      if (location === undefined || pointedAt.has(at)) {
         appended = true
         const pointer = this.appendToBlob(op.key, op.value)
         pointers.push(pointer)
         out.push({ type: 'put', key: op.key, value: pointer })
         continue
       }
+      pointedAt.add(at)
       const [pointerOp, indexOp] = this.pointIntoLog(op.key, op.value, location)
       pointers.push(pointerOp.value)
       out.push(pointerOp, indexOp)
