@@ -21,7 +21,8 @@
  * (prepare's `locate`) and when they are synced; the pointer's write waits for that sync as it
  * waits for a blob sync. Each log pointer comes with an index put
  *   logValues.indexPrefix | file u32 | offset u48  ->  data key
- * (not a separable key), so whoever deletes log files can ask logFileReferenced(file) first; an
+ * (not a separable key; one data key per location: prepare() gives a second key with the same
+ * bytes a blob copy), so whoever deletes log files can ask logFileReferenced(file) first; an
  * index key outlives an overwrite of its data key, so the answer errs on "referenced" until a
  * later GC checks the keys and drops stale index keys. Log values are read through
  * LogValueFiles (log-values.ts), which follows a log file renamed out of the log directory.
@@ -45,6 +46,22 @@
  * that has not happened yet is left for a later round (#unwritten). A retired file is unlinked once every read and
  * iterator that began before may no longer hold a pointer into it (BlobLog.retire).
  * A dropped or purged shard's values die with their keys and are reclaimed the same way.
+ *
+ * GC of kept log files (logValues.keptDir): the log layer moves a Raft log file it is done with
+ * into keptDir instead of deleting it while logFileReferenced says so, and never points into it
+ * again. The same round lists keptDir and looks at up to logGcFilesPerRun of its files, in turn
+ * (log-values-gc.ts). A kept file has no record framing the engine could walk, so its index keys
+ * are the walk: an index key is live when its data key still holds a log pointer to that file
+ * and offset. The three outcomes mirror blob GC's: no live record, the file's index keys are
+ * deleted in a synced batch and the file unlinked; live bytes below `gcLiveFraction` of the file,
+ * the live values are copied into the active blob file and re-pointed by the same compare-and-set
+ * commit (a key is re-pointed only while it holds exactly the log pointer GC read) in the batch
+ * that deletes the index keys, then the file is unlinked; otherwise only the stale index keys go
+ * (so logFileReferenced gets exact again). The unlink waits for every read and iterator that
+ * began before, by the blob log's reader tokens (BlobLog.afterReaders), and closes the file's
+ * cached descriptor. A file with prepared, unwritten log pointers is left alone, as with blob
+ * files. Any failure leaves the file for a later run (stats.logGcErrors): the file goes only
+ * after nothing durable points into it.
  */
 import { unlink } from 'node:fs/promises'
 import { join } from 'node:path'
