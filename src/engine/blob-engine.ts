@@ -609,6 +609,8 @@ export class BlobEngine extends BaseEngine {
       this.stats.logGcErrors++
       return
     }
+    const present = new Set(files)
+    for (const file of this.#logWalkedAt.keys()) if (!present.has(file)) this.#logWalkedAt.delete(file)
     // Files with log pointers prepared but not written are left alone (collectKept says why).
     const due = files.filter((file) => this.#logWalkedAt.get(file) !== this.#writes && !this.#unwrittenLog.has(file))
     for (let n = 0; n < Math.min(this.#options.logGcFilesPerRun, due.length); n++) {
