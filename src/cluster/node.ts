@@ -187,7 +187,7 @@ async function openNode(config: Readonly<NodeConfig>, closers: Array<() => unkno
   // once the log is done with them), whatever the setting: it may have been on before.
   const logDir = join(config.dataDir, 'raft-log')
   const keptDir = join(config.dataDir, 'log-values')
-  const logValues = { paths: (file: number) => [join(logDir, logFileName(file)), join(keptDir, logFileName(file))], indexPrefix: LOG_VALUES_INDEX }
+  const logValues = { paths: (file: number) => [join(logDir, logFileName(file)), join(keptDir, logFileName(file))], indexPrefix: LOG_VALUES_INDEX, keptDir }
   const engine = new BlobEngine(withPowerLossFault(new RocksDbEngine({ dir: join(config.dataDir, 'db'), ...nodeEngineOptions })), { dir: join(config.dataDir, 'blobs'), thresholdBytes: config.blobThresholdBytes, separable: isShardDataKey, powerLoss: powerLossFaultOn(), logValues })
   await engine.open()
   closers.push(() => engine.close())

@@ -21,7 +21,8 @@
  * (prepare's `locate`) and when they are synced; the pointer's write waits for that sync as it
  * waits for a blob sync. Each log pointer comes with an index put
  *   logValues.indexPrefix | file u32 | offset u48  ->  data key
- * (not a separable key), so whoever deletes log files can ask logFileReferenced(file) first; an
+ * (not a separable key; one data key per location: prepare() gives a second key with the same
+ * bytes a blob copy), so whoever deletes log files can ask logFileReferenced(file) first; an
  * index key outlives an overwrite of its data key, so the answer errs on "referenced" until a
  * later GC checks the keys and drops stale index keys. Log values are read through
  * LogValueFiles (log-values.ts), which follows a log file renamed out of the log directory.
@@ -45,13 +46,32 @@
  * that has not happened yet is left for a later round (#unwritten). A retired file is unlinked once every read and
  * iterator that began before may no longer hold a pointer into it (BlobLog.retire).
  * A dropped or purged shard's values die with their keys and are reclaimed the same way.
+ *
+ * GC of kept log files (logValues.keptDir): the log layer moves a Raft log file it is done with
+ * into keptDir instead of deleting it while logFileReferenced says so, and never points into it
+ * again. The same round lists keptDir and looks at up to logGcFilesPerRun of its files, in turn
+ * (log-values-gc.ts). A kept file has no record framing the engine could walk, so its index keys
+ * are the walk: an index key is live when its data key still holds a log pointer to that file
+ * and offset. The three outcomes mirror blob GC's: no live record, the file's index keys are
+ * deleted in a synced batch and the file unlinked; live bytes below `gcLiveFraction` of the file,
+ * the live values are copied into the active blob file and re-pointed by the same compare-and-set
+ * commit (a key is re-pointed only while it holds exactly the log pointer GC read) in the batch
+ * that deletes the index keys, then the file is unlinked; otherwise only the stale index keys go
+ * (so logFileReferenced gets exact again). The unlink waits for every read and iterator that
+ * began before, by the blob log's reader tokens (BlobLog.afterReaders), and closes the file's
+ * cached descriptor. A file with prepared, unwritten log pointers is left alone, as with blob
+ * files. Any failure leaves the file for a later run (stats.logGcErrors): the file goes only
+ * after nothing durable points into it.
  */
+import { unlink } from 'node:fs/promises'
+import { join } from 'node:path'
 import { crc32 } from '../crc32.js'
 import { ErrorCode, KvError, assert } from '../errors.js'
 import { BaseEngine, type NativeIterator, type NormalizedRange } from './base.js'
 import { BlobLog, blobFileBytesMaxDefault, type BlobRef } from './blob-log.js'
 import type { Engine, EngineIterator, EngineOp, RangeOptions } from './engine.js'
 import { LogValueFiles, type LogValueRef } from './log-values.js'
+import { keptFileName, keptFileSize, keptFiles, logGcFilesPerRunDefault, walkLogIndex } from './log-values-gc.js'
 
 /** MAGIC starts every encoded (pointer or escaped) value under a separable key. */
 const MAGIC = Buffer.from([0xb1, 0x0b, 0x5e, 0x9a, 0x7e, 0xa5, 0x00, 0xe1])
@@ -90,6 +110,8 @@ export interface BlobEngineOptions {
   gcIntervalMs?: number
   gcLiveFraction?: number
   gcFilesPerRun?: number
+  /** logGcFilesPerRun: kept log files (logValues.keptDir) one GC run examines (default logGcFilesPerRunDefault). */
+  logGcFilesPerRun?: number
   /** beforeGcCommit: called between a GC rewrite's copies and its re-pointing batch (tests race a write there). */
   beforeGcCommit?: () => Promise<void>
   /** logValues: lets prepare() point into Raft log files (module comment); without it every large value goes to a blob file. */
@@ -102,6 +124,8 @@ export interface LogValuesOptions {
   paths: (file: number) => string[]
   /** indexPrefix: the prefix of the index keys `indexPrefix | file u32 | offset u48` -> data key; keys under it must not be separable. */
   indexPrefix: Buffer
+  /** keptDir: where the log layer moves the files logFileReferenced() kept (`NNNNNN.rlog`); GC deletes them once no pointer is left (module comment). */
+  keptDir: string
 }
 
 /** LogValueLocation is where a value to be written already lies in a Raft log file (the log layer's answer to prepare()'s locate). */
@@ -124,6 +148,15 @@ export interface BlobStats {
   /** pointedIntoLog, pointedIntoLogBytes: values prepare() pointed into Raft log files instead of copying them. */
   pointedIntoLog: number
   pointedIntoLogBytes: number
+  /** logFilesRetired: kept log files GC unlinked (or will, once older readers end). */
+  logFilesRetired: number
+  /** logRecordsRewritten, logBytesRewritten: log values GC re-pointed to a blob copy, and the bytes it copied for them. */
+  logRecordsRewritten: number
+  logBytesRewritten: number
+  /** logIndexKeysDropped: index keys GC deleted (stale ones, and every one of a retired file). */
+  logIndexKeysDropped: number
+  /** logGcErrors: kept files whose examination failed (left for a later run). */
+  logGcErrors: number
 }
 
 function encodePointer(ref: BlobRef | LogValueRef, tag = TAG_POINTER): Buffer {
@@ -194,6 +227,7 @@ function checkOptions(options: BlobEngineOptions): CheckedOptions {
   const fraction = options.gcLiveFraction ?? blobGcLiveFractionDefault
   if (!(fraction >= 0 && fraction <= 1)) throw new KvError(ErrorCode.INVALID, 'gcLiveFraction must be in [0, 1]', { gcLiveFraction: fraction })
   if (options.logValues !== undefined && options.logValues.indexPrefix.length === 0) throw new KvError(ErrorCode.INVALID, 'logValues.indexPrefix must not be empty')
+  if (options.logValues !== undefined && options.logValues.keptDir === '') throw new KvError(ErrorCode.INVALID, 'logValues.keptDir must not be empty')
   return {
     dir: options.dir,
     separable: options.separable,
@@ -203,6 +237,7 @@ function checkOptions(options: BlobEngineOptions): CheckedOptions {
     gcIntervalMs: integer('gcIntervalMs', options.gcIntervalMs ?? blobGcIntervalMsDefault, 0, 3_600_000),
     gcLiveFraction: fraction,
     gcFilesPerRun: integer('gcFilesPerRun', options.gcFilesPerRun ?? blobGcFilesPerRunDefault, 1, 1_000),
+    logGcFilesPerRun: integer('logGcFilesPerRun', options.logGcFilesPerRun ?? logGcFilesPerRunDefault, 1, 1_000),
     beforeGcCommit: options.beforeGcCommit ?? (async () => undefined),
     logValues: options.logValues,
   }
@@ -217,7 +252,21 @@ export interface PreparedOps {
 /** BlobEngine separates large values of separable keys into a BlobLog (see the module comment). */
 export class BlobEngine extends BaseEngine {
   readonly kind: Engine['kind']
-  readonly stats: BlobStats = { separated: 0, separatedBytes: 0, gcRuns: 0, filesRetired: 0, recordsRewritten: 0, bytesRewritten: 0, pointedIntoLog: 0, pointedIntoLogBytes: 0 }
+  readonly stats: BlobStats = {
+    separated: 0,
+    separatedBytes: 0,
+    gcRuns: 0,
+    filesRetired: 0,
+    recordsRewritten: 0,
+    bytesRewritten: 0,
+    pointedIntoLog: 0,
+    pointedIntoLogBytes: 0,
+    logFilesRetired: 0,
+    logRecordsRewritten: 0,
+    logBytesRewritten: 0,
+    logIndexKeysDropped: 0,
+    logGcErrors: 0,
+  }
   readonly log: BlobLog
   /** logValues: the reader of values in Raft log files, when options.logValues is set. */
   readonly logValues: LogValueFiles | undefined
@@ -240,6 +289,9 @@ export class BlobEngine extends BaseEngine {
   #writes = 0
   readonly #walkedAt = new Map<number, number>()
   #gcCursor = 0
+  /** #logWalkedAt, #logGcCursor: the same for kept log files. */
+  readonly #logWalkedAt = new Map<number, number>()
+  #logGcCursor = 0
   #gcTimer: NodeJS.Timeout | undefined
   #gcRunning: Promise<void> | undefined
 
@@ -317,19 +369,26 @@ export class BlobEngine extends BaseEngine {
     const waits: Array<Promise<void>> = []
     const pointers: Buffer[] = []
     const out: EngineOp[] = []
+    /** pointedAt: the log locations pointed at so far (file:offset). */
+    const pointedAt = new Set<string>()
     for (const op of ops) {
       if (op.type === 'del' || threshold === 0 || op.value.length < threshold || !this.#options.separable(op.key)) {
         out.push(op)
         continue
       }
       const location = this.#options.logValues === undefined ? undefined : locate?.(op.value)
-      if (location === undefined) {
+      // One index key per location names one data key: a second key pointing at the same bytes
+      // (one value written under two keys) would be invisible to GC, which could unlink the file
+      // under it. It gets a blob copy instead.
+      const at = location === undefined ? '' : `${location.file}:${location.offset}`
+      if (location === undefined || pointedAt.has(at)) {
         appended = true
         const pointer = this.appendToBlob(op.key, op.value)
         pointers.push(pointer)
         out.push({ type: 'put', key: op.key, value: pointer })
         continue
       }
+      pointedAt.add(at)
       const [pointerOp, indexOp] = this.pointIntoLog(op.key, op.value, location)
       pointers.push(pointerOp.value)
       out.push(pointerOp, indexOp)
@@ -476,6 +535,7 @@ export class BlobEngine extends BaseEngine {
       await this.collect(file)
       if (this.status !== 'open') return
     }
+    if (this.logValues !== undefined) await this.gcKeptLogFiles()
   }
 
   /** collect examines one sealed file: retire it when nothing points into it, rewrite its live records when few do. */
@@ -501,30 +561,137 @@ export class BlobEngine extends BaseEngine {
       this.#walkedAt.set(file, writesBefore)
       return
     }
-    const moved: Array<{ op: EngineOp & { type: 'put' }; from: BlobRef }> = []
+    const moved: GcMove[] = []
     for (const record of live) {
       const value = await this.log.read(record.ref)
-      moved.push({ op: { type: 'put', key: record.key, value: encodePointer(this.log.append(record.key, value)) }, from: record.ref })
+      // A write since the lookup that stored a pointer INTO this file (a value prepare()d before
+      // the file was sealed, carried by a write that ran after the walk) is exactly what the
+      // lookup saw, so the copy is kept. Judging by key instead ("touched since the walk") dropped
+      // that copy and left the key pointing into the retired file.
+      moved.push({ op: this.copyToBlob(record.key, value), stillAt: (stored) => pointsAt(stored, record.ref) })
       this.stats.bytesRewritten += value.length
     }
-    await this.#options.beforeGcCommit()
-    // Synced: once the file is gone, only the new pointers (or later writes) may be durable.
-    await this.enqueue(async () => {
-      await this.log.sync()
-      // Compare and set: re-point only keys whose value still points at the record read above. A
-      // write since the lookup that re-pointed a key elsewhere (or deleted it) wins; one that
-      // stored a pointer INTO this file (a value prepare()d before the file was sealed, carried
-      // by a write that ran after the walk) is exactly what the lookup saw, so the copy is kept.
-      // Judging by key instead ("touched since the walk") dropped that copy and left the key
-      // pointing into the retired file.
-      const current = moved.length === 0 ? [] : await this.#inner.getMany(moved.map((m) => m.op.key))
-      const kept = moved.filter((m, i) => pointsAt(current[i], m.from)).map((m) => m.op)
-      this.stats.recordsRewritten += kept.length
-      await this.#inner.batch(kept, { sync: true })
-    })
+    this.stats.recordsRewritten += await this.commitMoves(moved, [])
     this.#walkedAt.delete(file)
     this.log.retire(file)
     this.stats.filesRetired++
+  }
+
+  /** copyToBlob appends a live value GC moves to the active blob file; the put re-points its key (commitMoves). */
+  private copyToBlob(key: Buffer, value: Buffer): EngineOp & { type: 'put' } {
+    return { type: 'put', key, value: encodePointer(this.log.append(key, value)) }
+  }
+
+  /**
+   * commitMoves re-points the keys GC copied, and writes `also` (a log file's index deletes), in
+   * one synced batch taking its turn in the write queue, after the copies are synced: once the old
+   * file is gone, only the new pointers (or later writes) may be durable. Compare and set: a key
+   * is re-pointed only while its stored value still is what GC looked up (`stillAt`); a write since
+   * that re-pointed it elsewhere (or deleted it) wins. Answers how many keys were re-pointed.
+   */
+  private async commitMoves(moved: GcMove[], also: EngineOp[]): Promise<number> {
+    await this.#options.beforeGcCommit()
+    return this.enqueue(async () => {
+      await this.log.sync()
+      const current = moved.length === 0 ? [] : await this.#inner.getMany(moved.map((m) => m.op.key))
+      const kept = moved.filter((m, i) => m.stillAt(current[i])).map((m) => m.op)
+      await this.#inner.batch([...kept, ...also], { sync: true })
+      return kept.length
+    })
+  }
+
+  /** gcKeptLogFiles examines up to logGcFilesPerRun kept log files, rotating through them; a failure leaves a file for a later run. */
+  private async gcKeptLogFiles(): Promise<void> {
+    let files: number[]
+    try {
+      files = await keptFiles(this.#options.logValues!.keptDir)
+    } catch {
+      this.stats.logGcErrors++
+      return
+    }
+    const present = new Set(files)
+    for (const file of this.#logWalkedAt.keys()) if (!present.has(file)) this.#logWalkedAt.delete(file)
+    // Files with log pointers prepared but not written are left alone (collectKept says why).
+    const due = files.filter((file) => this.#logWalkedAt.get(file) !== this.#writes && !this.#unwrittenLog.has(file))
+    for (let n = 0; n < Math.min(this.#options.logGcFilesPerRun, due.length); n++) {
+      this.#logGcCursor = (this.#logGcCursor + 1) % due.length
+      try {
+        await this.collectKept(due[this.#logGcCursor]!)
+      } catch {
+        // Nothing is lost: the file is unlinked only after its index keys are gone and every key that
+        // pointed into it was re-pointed, each durable; a failure before that leaves it as it was.
+        this.stats.logGcErrors++
+      }
+      if (this.status !== 'open') return
+    }
+  }
+
+  /**
+   * collectKept examines one kept log file through its index keys: a record is live when its data
+   * key still holds a log pointer to that file and offset. No live record: the index keys go and
+   * the file is unlinked. Live bytes below gcLiveFraction of the file: the live values are copied
+   * to the active blob file and re-pointed (compare and set), the index keys go, and the file is
+   * unlinked. Otherwise only the stale index keys go, so logFileReferenced stays accurate.
+   */
+  private async collectKept(file: number): Promise<void> {
+    const { indexPrefix, keptDir } = this.#options.logValues!
+    const writesBefore = this.#writes
+    // A pointer prepared into the file and not written yet has no index key yet either, so the walk
+    // below would miss it. The log layer makes no new pointer into a kept file, so the file is
+    // looked at again once those are written. Checked before the walk: a pointer leaves the count
+    // only after its write (index key included) is in the engine.
+    if (this.#unwrittenLog.has(file)) return
+    const live: Array<{ key: Buffer; ref: LogValueRef; stored: Buffer }> = []
+    const indexKeys: Buffer[] = []
+    const stale: Buffer[] = []
+    for await (const entries of walkLogIndex(this.#inner, logIndexKey(indexPrefix, file), logIndexKey(indexPrefix, file, offsetMax), blobGcLookupBatch)) {
+      const stored = await this.#inner.getMany(entries.map((e) => e.key))
+      entries.forEach((entry, i) => {
+        indexKeys.push(entry.indexKey)
+        const current = stored[i]
+        // The index key carries no length: the pointer's own length counts as the live bytes.
+        const ref = current !== undefined && this.#options.separable(entry.key) ? decodeLogPointer(current) : undefined
+        if (ref !== undefined && ref.file === file && ref.offset === entry.offset) live.push({ key: entry.key, ref, stored: current! })
+        else stale.push(entry.indexKey)
+      })
+    }
+    const liveBytes = live.reduce((sum, r) => sum + r.ref.length, 0)
+    if (live.length > 0 && liveBytes >= this.#options.gcLiveFraction * (await keptFileSize(keptDir, file))) {
+      // A stale index key never turns live again (no new pointer into a kept file), and one whose
+      // delete is lost to a crash is only dropped again later: no sync needed.
+      if (stale.length > 0) await this.enqueue(() => this.#inner.batch(stale.map((key) => ({ type: 'del', key })), { sync: false }))
+      this.stats.logIndexKeysDropped += stale.length
+      this.#logWalkedAt.set(file, writesBefore)
+      return
+    }
+    const moved: GcMove[] = []
+    for (const record of live) {
+      const value = await this.readLogValue(record.ref)
+      // Compare and set on the whole pointer: only a key still holding exactly this log pointer.
+      moved.push({ op: this.copyToBlob(record.key, value), stillAt: (stored) => stored !== undefined && stored.equals(record.stored) })
+      this.stats.logBytesRewritten += value.length
+    }
+    this.stats.logRecordsRewritten += await this.commitMoves(moved, indexKeys.map((key) => ({ type: 'del', key })))
+    this.stats.logIndexKeysDropped += indexKeys.length
+    this.#logWalkedAt.delete(file)
+    this.retireKept(file)
+  }
+
+  /**
+   * retireKept unlinks kept log file `file` once every read and iterator that began before now has
+   * ended (the same rule and reader tokens as a retired blob file: an iterator's snapshot may
+   * still hold a log pointer into it), closing its cached descriptor first.
+   */
+  private retireKept(file: number): void {
+    const path = join(this.#options.logValues!.keptDir, keptFileName(file))
+    this.stats.logFilesRetired++
+    this.log.afterReaders(async () => {
+      this.logValues?.forget(file)
+      await unlink(path).catch((error: NodeJS.ErrnoException) => {
+        // Already gone is done; any other failure leaves a file without index keys, retired again by a later run.
+        if (error.code !== 'ENOENT') throw error
+      })
+    })
   }
 
   /** enqueue runs `work` after every write queued before it. */
@@ -533,6 +700,12 @@ export class BlobEngine extends BaseEngine {
     this.#queue = result.then(() => undefined, () => undefined)
     return result
   }
+}
+
+/** GcMove is a live value GC copied: the put re-pointing its key, and whether a stored value is still the one GC looked up. */
+interface GcMove {
+  op: EngineOp & { type: 'put' }
+  stillAt: (stored: Buffer | undefined) => boolean
 }
 
 /** countUp and countDown keep per-file counts (a count of 0 is no entry). */

@@ -28,7 +28,8 @@
  *
  * Readers and unlinking: a file GC retired (no live pointer left) is unlinked only once every
  * reader that began before the retirement ended: an engine iterator reads a snapshot that may
- * still hold pointers into it (beginRead/endRead).
+ * still hold pointers into it (beginRead/endRead). afterReaders applies the same rule to other
+ * work: the engine unlinks Raft log files its log pointers pointed into with it.
  */
 import { closeSync, fdatasync, fstatSync, fsync, ftruncateSync, mkdirSync, openSync, read, readdirSync, unlink, writeSync, writevSync } from 'node:fs'
 import { join } from 'node:path'
@@ -162,7 +163,8 @@ export class BlobLog {
   /** Reader tracking for deferred unlinks. */
   #readerSeq = 0
   readonly #readers = new Set<number>()
-  readonly #retired: Array<{ file: number; after: number }> = []
+  /** #retired: retired files, and afterReaders' work, each waiting for the readers that began before `after`. */
+  readonly #retired: Array<{ file: number; after: number } | { work: () => Promise<void>; after: number }> = []
   #unlinking = Promise.resolve()
   /** truncatedBytes: torn tail cut off the active file at open (tests and logs). */
   truncatedBytes = 0
@@ -352,8 +354,18 @@ export class BlobLog {
 
   /** retire unlinks `file` once every reader that began before now has ended (no pointer into it is left in the engine). */
   retire(file: number): void {
-    if (file === this.#active || !this.#files.has(file) || this.#retired.some((r) => r.file === file)) return
+    if (file === this.#active || !this.#files.has(file) || this.#retired.some((r) => 'file' in r && r.file === file)) return
     this.#retired.push({ file, after: this.#readerSeq })
+    this.unlinkRetired()
+  }
+
+  /**
+   * afterReaders runs `work` (on the unlink chain: unlinked() and close() wait for it) once every
+   * reader that began before now has ended: retire's rule for a file this log does not own (the
+   * engine's kept Raft log files, which the same readers read). A failing `work` is ignored.
+   */
+  afterReaders(work: () => Promise<void>): void {
+    this.#retired.push({ work, after: this.#readerSeq })
     this.unlinkRetired()
   }
 
@@ -362,7 +374,7 @@ export class BlobLog {
     return this.#unlinking
   }
 
-  /** pendingUnlinks: retired files still waiting for older readers. */
+  /** pendingUnlinks: retired files (and afterReaders' work) still waiting for older readers. */
   get pendingUnlinks(): number {
     return this.#retired.length
   }
@@ -371,9 +383,14 @@ export class BlobLog {
     let oldest = Infinity
     for (const token of this.#readers) oldest = Math.min(oldest, token)
     for (let i = this.#retired.length - 1; i >= 0; i--) {
-      const { file, after } = this.#retired[i]!
-      if (oldest <= after) continue
+      const retired = this.#retired[i]!
+      if (oldest <= retired.after) continue
       this.#retired.splice(i, 1)
+      if ('work' in retired) {
+        this.#unlinking = this.#unlinking.then(() => retired.work()).catch(() => undefined)
+        continue
+      }
+      const file = retired.file
       const handle = this.#files.get(file)
       if (handle === undefined) continue
       this.#files.delete(file)

@@ -23,7 +23,7 @@ const separable = (key: Buffer) => key.length > 2 && key[0] === 0x64 && key[1] =
 const rlogName = (file: number) => `${String(file).padStart(6, '0')}.rlog`
 /** paths: the log directory first, then the directory a log file may be renamed into. */
 const candidates = (dir: string) => (file: number) => [join(dir, 'raft-log', rlogName(file)), join(dir, 'archive', rlogName(file))]
-const logValuesOption = (dir: string): BlobEngineOptions['logValues'] => ({ paths: candidates(dir), indexPrefix: INDEX_PREFIX })
+const logValuesOption = (dir: string): BlobEngineOptions['logValues'] => ({ paths: candidates(dir), indexPrefix: INDEX_PREFIX, keptDir: join(dir, 'archive') })
 
 const blobEngine = (dir: string, options: Partial<BlobEngineOptions> = {}) =>
   new BlobEngine(rocks(dir), { dir: join(dir, 'blobs'), thresholdBytes: 1024, separable, gcIntervalMs: 0, logValues: logValuesOption(dir), ...options })
