@@ -12,7 +12,7 @@
  *
  * Usage: npm run bench:files [-- --url http://HOST:PORT | --local] [--replicas 3] [--clients 16]
  *          [--mib 128] [--sizes 16,256,4096 (KiB)] [--cpu-prof DIR] [--warmup 4000]
- *          [--etcd-members 3|1|0 (0: no etcd phase)] [--blob-threshold-bytes N] [--log-values] [--small-files-min 16384]
+ *          [--etcd-members 3|1|0 (0: no etcd phase)] [--blob-threshold-bytes N] [--log-values true|false] [--small-files-min 16384]
  * Before the timed phases, `--warmup` 16 KiB files are uploaded and downloaded untimed (and as
  * many puts sent to etcd before its phase): a long-running server has long finished compiling
  * the code that serves it, and etcd (Go) never has to, so the timed window should not pay for
@@ -45,7 +45,7 @@ import { diskWriteMiBps, findEtcd, startEtcd } from './baselines.js'
 const { values: args } = parseArgs({
   options: {
     url: { type: 'string' }, local: { type: 'boolean' }, port: { type: 'string' }, replicas: { type: 'string' }, clients: { type: 'string' }, mib: { type: 'string' },
-    sizes: { type: 'string' }, 'cpu-prof': { type: 'string' }, warmup: { type: 'string' }, 'etcd-members': { type: 'string' }, 'small-files-min': { type: 'string' }, 'blob-threshold-bytes': { type: 'string' }, 'log-values': { type: 'boolean' },
+    sizes: { type: 'string' }, 'cpu-prof': { type: 'string' }, warmup: { type: 'string' }, 'etcd-members': { type: 'string' }, 'small-files-min': { type: 'string' }, 'blob-threshold-bytes': { type: 'string' }, 'log-values': { type: 'string' },
   },
 })
 const clients = Number(args.clients ?? 16)
@@ -140,7 +140,7 @@ async function startDevCluster(dir: string): Promise<Server> {
   const bin = fileURLToPath(new URL('../../../bin/distkv.js', import.meta.url))
   // A port base away from the default 7700 so a developer's own dev cluster is not in the way.
   const port = String(args.port ?? 17_000 + Math.floor(Math.random() * 4_000) * 10)
-  const child = spawn(process.execPath, [bin, 'dev', '--dir', join(dir, 'dev'), '--port', port, '--no-restart', ...(args['blob-threshold-bytes'] === undefined ? [] : ['--blob-threshold-bytes', args['blob-threshold-bytes']]), ...(args['log-values'] === true ? ['--log-values'] : [])], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...profileEnv } })
+  const child = spawn(process.execPath, [bin, 'dev', '--dir', join(dir, 'dev'), '--port', port, '--no-restart', ...(args['blob-threshold-bytes'] === undefined ? [] : ['--blob-threshold-bytes', args['blob-threshold-bytes']]), ...(args['log-values'] === undefined ? [] : ['--log-values', args['log-values']])], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...profileEnv } })
   const exited = new Promise((resolve) => child.once('exit', resolve))
   const url = await new Promise<string>((resolve, reject) => {
     const lines = createInterface({ input: child.stdout! })

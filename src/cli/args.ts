@@ -45,6 +45,14 @@ export function stringFlag(parsed: Parsed, name: string): string | undefined {
   return typeof value === 'string' ? value : undefined
 }
 
+/** booleanFlag reads a `true|false` flag, naming the flag when it is neither; undefined when absent. */
+export function booleanFlag(parsed: Parsed, name: string): boolean | undefined {
+  const text = stringFlag(parsed, name)
+  if (text === undefined) return undefined
+  if (text !== 'true' && text !== 'false') throw new KvError(ErrorCode.INVALID, `--${name} must be true or false, got '${text}'`)
+  return text === 'true'
+}
+
 /** integerFlag parses an integer flag and checks it is within min..max, naming the flag when not. */
 export function integerFlag(parsed: Parsed, name: string, range: { min: number; max: number }): number | undefined {
   const text = stringFlag(parsed, name)

@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path'
 import { ErrorCode, KvError } from '../errors.js'
 import { connect } from '../client/open.js'
 import type { RemoteKV } from '../client/remote.js'
-import { integerFlag, positionalCount, stringFlag, type Parsed } from '../cli/args.js'
+import { booleanFlag, integerFlag, positionalCount, stringFlag, type Parsed } from '../cli/args.js'
 import type { Command, Io } from '../cli/command.js'
 import { write } from '../cli/io.js'
 import type { ClusterView } from '../meta/routing.js'
@@ -40,9 +40,9 @@ on Ctrl-C or SIGTERM. DIR defaults to ./data/dev. Nodes stop by themselves if th
 supervisor dies. --exit-with-parent also stops the cluster when the process that started this
 one is gone (npm start uses it: npm's shell dies on SIGTERM without passing it on).
   --tick-ms MS, --request-timeout-ms MS, --down-after-ms MS   tuning (tests use short ones)
-  --blob-threshold-bytes N   shard values this long or longer go to blob files (default 65536, 0 = off)
+  --blob-threshold-bytes N   shard values this long or longer are kept out of RocksDB (default 8192, 0 = off)
   --raft-log-file-bytes N    size at which a node's Raft log file is sealed (default 67108864)
-  --log-values               large values point into the Raft log files that hold them (experimental)`,
+  --log-values true|false    large values point into the Raft log files that hold them (default true)`,
   options: {
     dir: { type: 'string' },
     nodes: { type: 'string' },
@@ -55,7 +55,7 @@ one is gone (npm start uses it: npm's shell dies on SIGTERM without passing it o
     'request-timeout-ms': { type: 'string' },
     'down-after-ms': { type: 'string' },
     'blob-threshold-bytes': { type: 'string' },
-    'log-values': { type: 'boolean' },
+    'log-values': { type: 'string' },
     'raft-log-file-bytes': { type: 'string' },
   },
   async run(parsed: Parsed, io: Io): Promise<number> {
@@ -74,7 +74,7 @@ one is gone (npm start uses it: npm's shell dies on SIGTERM without passing it o
       downAfterMs: integerFlag(parsed, 'down-after-ms', { min: 100, max: 86_400_000 }),
       blobThresholdBytes: integerFlag(parsed, 'blob-threshold-bytes', { min: 0, max: blobThresholdBytesMax }),
       raftLogFileBytes: integerFlag(parsed, 'raft-log-file-bytes', { min: logFileBytesMaxMin, max: logFileBytesMaxLimit }),
-      ...(parsed.values['log-values'] === true ? { logValues: true } : {}),
+      logValues: booleanFlag(parsed, 'log-values'),
       exitWithParent: parsed.values['exit-with-parent'] === true,
       log: (line) => void write(io.stderr, `${line}\n`).catch(() => undefined),
     })

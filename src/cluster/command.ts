@@ -95,11 +95,11 @@ Runs one node of a distkv cluster. Every field of the config file can be given a
   --request-timeout-ms MS  how long the proxy retries one request (default 10000)
   --down-after-ms MS       silence after which a node is down and its replicas move (default 30000)
   --balance true|false     let meta rebalance replicas and leaders by itself (default true)
-  --blob-threshold-bytes N shard values this long or longer are kept in blob files under
-                           DATA-DIR/blobs, a pointer in RocksDB (default 65536; 0 = off)
+  --blob-threshold-bytes N shard values this long or longer are kept out of RocksDB: in the
+                           Raft log file that holds them, or in DATA-DIR/blobs (default 8192; 0 = off)
   --raft-log-file-bytes N  size at which a Raft log file is sealed (default 67108864)
   --log-values true|false  store large values as pointers into the Raft log files that hold
-                           them, written once per replica (default false; experimental)
+                           them, written once per replica (default true)
   --exit-with-stdin        stop cleanly when stdin ends (a supervisor's lifeline: distkv dev)`,
   options: { ...Object.fromEntries([...Object.keys(FLAG_FIELDS), 'config', 'members'].map((flag) => [flag, { type: 'string' as const }])), 'exit-with-stdin': { type: 'boolean' as const } },
   async run(parsed: Parsed, io: Io): Promise<number> {

@@ -66,16 +66,17 @@ export interface NodeConfig {
    */
   raftLogFileBytes: number
   /**
-   * logValues: a large shard value (blobThresholdBytes or more, in an entry the Raft log wrote by
-   * reference) is stored as a pointer into the Raft log file that holds it, so each replica
-   * writes it once; log files values point into are kept (dataDir/log-values) instead of deleted
-   * (docs/files.md, "One write per replica"). Off by default until kept files are collected.
+   * logValues: a large shard value (blobThresholdBytes or more) is stored as a pointer into the
+   * Raft log file that already holds it, so each replica writes it once; a log file values point
+   * into is kept (dataDir/log-values) instead of deleted, until GC finds its values dead or moves
+   * the few live ones to blob files (docs/cluster.md, "Values in the Raft log"). Values the log
+   * did not write here (replayed at start, carried by a snapshot) go to blob files as before.
    */
   logValues: boolean
 }
 
 /** blobThresholdBytesDefault: the default NodeConfig.blobThresholdBytes (docs/cluster.md, "Large values out of the LSM", for the measurements). */
-export const blobThresholdBytesDefault = 64 * 1024
+export const blobThresholdBytesDefault = 8 * 1024
 
 const ROLES: readonly Role[] = ['meta', 'store', 'proxy']
 
@@ -163,7 +164,7 @@ export function resolveNodeConfig(raw: Record<string, unknown>, env: NodeJS.Proc
     balance: boolean('balance', raw.balance ?? true),
     blobThresholdBytes: integer('blobThresholdBytes', raw.blobThresholdBytes ?? blobThresholdBytesDefault, 0, blobThresholdBytesMax),
     raftLogFileBytes: integer('raftLogFileBytes', raw.raftLogFileBytes ?? logFileBytesMaxDefault, logFileBytesMaxMin, logFileBytesMaxLimit),
-    logValues: boolean('logValues', raw.logValues ?? false),
+    logValues: boolean('logValues', raw.logValues ?? true),
   }
   if (config.raft !== undefined && (config.raft === config.rpc || config.raft === config.http)) throw invalid('raft', `must differ from the rpc and http addresses, got ${config.raft}`)
   return Object.freeze(config)

@@ -39,12 +39,19 @@ test('--members gives a member its raft port as ID@HOST:PORT/RAFTPORT; a malform
   }
 })
 
-test('blobThresholdBytes defaults to 64 KiB, 0 turns separation off, and out-of-range values are refused', () => {
-  assert.equal(resolveNodeConfig({ ...base, id: 1 }).blobThresholdBytes, 64 * 1024)
+test('blobThresholdBytes defaults to 8 KiB, 0 turns separation off, and out-of-range values are refused', () => {
+  assert.equal(resolveNodeConfig({ ...base, id: 1 }).blobThresholdBytes, 8 * 1024)
   assert.equal(resolveNodeConfig({ ...base, id: 1, blobThresholdBytes: '0' }).blobThresholdBytes, 0)
   refused({ ...base, id: 1, blobThresholdBytes: -1 }, 'blobThresholdBytes')
   refused({ ...base, id: 1, blobThresholdBytes: 1.5 }, 'blobThresholdBytes')
   refused({ ...base, id: 1, blobThresholdBytes: 65 * 1024 * 1024 }, 'blobThresholdBytes')
+})
+
+test('logValues defaults to true; flags give it as text; anything but true or false is refused', () => {
+  assert.equal(resolveNodeConfig({ ...base, id: 1 }).logValues, true)
+  assert.equal(resolveNodeConfig({ ...base, id: 1, logValues: 'false' }).logValues, false)
+  assert.equal(resolveNodeConfig({ ...base, id: 1, logValues: false }).logValues, false)
+  refused({ ...base, id: 1, logValues: 'yes' }, 'logValues')
 })
 
 test('raftLogFileBytes defaults to 64 MiB and out-of-range values are refused', () => {

@@ -24,7 +24,7 @@ export interface DevFixtureOptions {
   blobThresholdBytes?: number
   /** raftLogFileBytes: the nodes' --raft-log-file-bytes (their default when absent). */
   raftLogFileBytes?: number
-  /** logValues: the nodes' --log-values. */
+  /** logValues: the nodes' --log-values (their default when absent). */
   logValues?: boolean
 }
 
@@ -83,7 +83,7 @@ export class DevFixture {
     if (options.restart === false) args.push('--no-restart')
     if (options.blobThresholdBytes !== undefined) args.push('--blob-threshold-bytes', String(options.blobThresholdBytes))
     if (options.raftLogFileBytes !== undefined) args.push('--raft-log-file-bytes', String(options.raftLogFileBytes))
-    if (options.logValues === true) args.push('--log-values')
+    if (options.logValues !== undefined) args.push('--log-values', String(options.logValues))
     const supervisor = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] })
     const output = { text: '' }
     const fixture = new DevFixture(dir, supervisor, output)

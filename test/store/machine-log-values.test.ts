@@ -42,7 +42,7 @@ test('a located value is written as a pointer into its log file, and its write w
     const durable = new Promise<void>((resolve) => (synced = resolve))
     const locateData = (data: Uint8Array): DataLocation | undefined => (data === entries[0]!.data ? { file: 3, offset: 100, durable } : undefined)
     const inner = new MemoryEngine()
-    const engine = new BlobEngine(inner, { dir: join(dir, 'blobs'), thresholdBytes: 4096, separable: isShardDataKey, gcIntervalMs: 0, logValues: { paths: (n) => [join(dir, fileName(n))], indexPrefix: Buffer.from([0x00, 0x6c, 0x76]) } })
+    const engine = new BlobEngine(inner, { dir: join(dir, 'blobs'), thresholdBytes: 4096, separable: isShardDataKey, gcIntervalMs: 0, logValues: { paths: (n) => [join(dir, fileName(n))], indexPrefix: Buffer.from([0x00, 0x6c, 0x76]), keptDir: join(dir, 'kept') } })
     await engine.open()
     const machine = new ShardMachine(engine, 2, undefined, locateData)
     await machine.load()
