@@ -78,6 +78,8 @@ const MAGIC = Buffer.from([0xb1, 0x0b, 0x5e, 0x9a, 0x7e, 0xa5, 0x00, 0xe1])
 const TAG_INLINE = 0x00
 const TAG_POINTER = 0x01
 const TAG_LOG_POINTER = 0x02
+/** RESOLVED: what a prepared pointer with nothing to wait for waits for. */
+const RESOLVED = Promise.resolve()
 const POINTER_BYTES = MAGIC.length + 1 + 4 + 6 + 4 + 4
 /** offsetMax: the largest file offset a pointer holds (48 bits). */
 const offsetMax = 2 ** 48 - 1
@@ -361,7 +363,10 @@ export class BlobEngine extends BaseEngine {
    * appended to a blob file, whose sync starts now. A caller (the shard machine, through the Raft
    * driver's ApplyOutput.beforeWrite) lets that wait overlap its own log write; batch() still
    * waits for it before writing a prepared pointer, whoever calls it. `durable` is undefined
-   * exactly when `ops` comes back unchanged.
+   * when there is nothing to wait for (no blob append, every located value already synced in
+   * its log): callers must still write the returned `ops`, which may differ from `ops`. The Raft
+   * driver writes apply output that has a `beforeWrite` after the iteration's log sync, so a
+   * promise that is already resolved would still cost every such apply one fsync of latency.
    */
   prepare(ops: EngineOp[], locate?: (value: Buffer) => LogValueLocation | undefined): PreparedOps {
     const threshold = this.#options.thresholdBytes
@@ -396,10 +401,10 @@ export class BlobEngine extends BaseEngine {
     }
     if (pointers.length === 0) return { ops, durable: undefined }
     if (appended) waits.push(this.log.sync())
-    const durable = Promise.all(waits).then(() => undefined)
+    const durable = waits.length === 0 ? undefined : waits.length === 1 ? waits[0]! : Promise.all(waits).then(() => undefined)
     // Awaited by the write that carries the pointers; a failure is reported there, not as unhandled here.
-    durable.catch(() => undefined)
-    for (const pointer of pointers) this.#prepared.set(pointer, durable)
+    durable?.catch(() => undefined)
+    for (const pointer of pointers) this.#prepared.set(pointer, durable ?? RESOLVED)
     return { ops: out, durable }
   }
 

@@ -162,10 +162,13 @@ export class ShardMachine implements StateMachine {
       this.requests.flush(ops)
     }
     if (slotsChanged) ops.push({ type: 'put', key: this.keys.slots, value: pack({ owned: this.owned.bits, frozen: this.frozen.bits }) })
-    // Large values go to blob files now; their sync runs while the driver writes the log (beforeWrite).
+    // Large values leave the LSM now: pointers into the Raft log files that hold them, or blob
+    // appends whose sync runs while the driver writes the log (beforeWrite).
     if (this.engine instanceof BlobEngine) {
       const prepared = this.engine.prepare(ops, this.locateData === undefined ? undefined : valueLocator(entries, this.locateData))
+      // Only a real wait is a beforeWrite: the driver writes such output after the log's sync.
       if (prepared.durable !== undefined) return { ops: prepared.ops, results, beforeWrite: prepared.durable }
+      return { ops: prepared.ops, results }
     }
     return { ops, results }
   }

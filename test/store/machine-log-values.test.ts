@@ -69,3 +69,25 @@ test('a located value is written as a pointer into its log file, and its write w
     rmSync(dir, { recursive: true, force: true })
   }
 })
+
+test('a value whose log bytes are synced already gets no beforeWrite: its apply is not held back behind the next log sync', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'distkv-machine-lv-'))
+  try {
+    const value = Buffer.alloc(5000, 3)
+    const entry: Entry = { term: 1, index: 11, type: 'normal', data: encodeShardCommand({ t: 'write', id: requestId(1), ops: [[0, Buffer.from('a'), value]] }) }
+    writeFileSync(join(dir, fileName(4)), Buffer.from(entry.data))
+    const engine = new BlobEngine(new MemoryEngine(), { dir: join(dir, 'blobs'), thresholdBytes: 4096, separable: isShardDataKey, gcIntervalMs: 0, logValues: { paths: (n) => [join(dir, fileName(n))], indexPrefix: Buffer.from([0x00, 0x6c, 0x76]), keptDir: join(dir, 'kept') } })
+    await engine.open()
+    const machine = new ShardMachine(engine, 2, undefined, (data) => (data === entry.data ? { file: 4, offset: 0, durable: undefined } : undefined))
+    await machine.load()
+    await engine.batch((await machine.apply([{ term: 1, index: 10, type: 'normal', data: encodeShardCommand({ t: 'claim', slots: ALL_SLOTS }) }])).ops)
+    const output = await machine.apply([entry])
+    assert.equal(output.beforeWrite, undefined)
+    await engine.batch(output.ops)
+    assert.equal(engine.stats.pointedIntoLog, 1)
+    assert.ok((await engine.get(new ShardKeys(2).dataKey(Buffer.from('a'))))!.equals(value))
+    await engine.close()
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
