@@ -112,7 +112,7 @@ const fsyncAsync = (fd: number) => new Promise<void>((resolve, reject) => fsync(
 const unlinkAsync = (path: string) => new Promise<void>((resolve, reject) => unlink(path, (error) => (error && error.code !== 'ENOENT' ? reject(error) : resolve())))
 
 /** preadFully reads `length` bytes at `position`; fewer only at the end of the file. */
-async function preadFully(fd: number, length: number, position: number): Promise<Buffer> {
+export async function preadFully(fd: number, length: number, position: number): Promise<Buffer> {
   const buffer = Buffer.allocUnsafe(length)
   let done = 0
   while (done < length) {

@@ -15,9 +15,10 @@
  * Every read is checked against the pointer's length and CRC: a missing file, a short read or a
  * checksum mismatch is KV_ERR_CORRUPTION naming the file and offset, never wrong bytes.
  */
-import { close, open, read } from 'node:fs'
+import { close, open } from 'node:fs'
 import { crc32 } from '../crc32.js'
 import { ErrorCode, KvError } from '../errors.js'
+import { preadFully } from './blob-log.js'
 
 /** logValueFdsMaxDefault: most log file descriptors cached at once (reads in progress may hold a few more). */
 export const logValueFdsMaxDefault = 64
@@ -47,18 +48,6 @@ interface CachedFd {
 
 const openAsync = (path: string) => new Promise<number>((resolve, reject) => open(path, 'r', (error, fd) => (error ? reject(error) : resolve(fd))))
 const closeQuietly = (fd: number) => close(fd, () => undefined)
-
-/** preadFully reads up to `length` bytes at `position`; fewer only at the end of the file. */
-async function preadFully(fd: number, length: number, position: number): Promise<Buffer> {
-  const buffer = Buffer.allocUnsafe(length)
-  let done = 0
-  while (done < length) {
-    const n = await new Promise<number>((resolve, reject) => read(fd, buffer, done, length - done, position + done, (error, bytes) => (error ? reject(error) : resolve(bytes))))
-    if (n === 0) break
-    done += n
-  }
-  return buffer.subarray(0, done)
-}
 
 function corruption(message: string, details: Record<string, unknown>): KvError {
   return new KvError(ErrorCode.CORRUPTION, message, details)

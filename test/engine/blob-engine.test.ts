@@ -4,49 +4,28 @@
 // its file; torn tails truncated at open and corrupted bytes refused as KV_ERR_CORRUPTION; and a
 // shard snapshot with blobs restored onto a fresh replica with a different blob layout.
 import assert from 'node:assert/strict'
-import { existsSync, mkdtempSync, openSync, closeSync, writeSync, rmSync, statSync, truncateSync, readSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { existsSync, openSync, closeSync, writeSync, statSync, truncateSync, readSync } from 'node:fs'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import { BlobEngine, decodePointer, type BlobEngineOptions } from '../../src/engine/blob-engine.js'
-import { RocksDbEngine } from '../../src/engine/rocksdb.js'
 import type { Entry } from '../../src/raft/types.js'
 import { ShardMachine, encodeShardCommand, type ShardCommand } from '../../src/store/machine.js'
 import { isShardDataKey } from '../../src/store/keys.js'
+import { raw, rocks, withDir } from './blob-fixtures.js'
 import { runEngineConformance } from './conformance.js'
 import { ALL_SLOTS, requestId } from '../store/replica.js'
 
-const rocks = (dir: string) => new RocksDbEngine({ dir: join(dir, 'db'), cacheBytes: 1024 * 1024, memtableBudgetBytes: 8 * 1024 * 1024, backgroundThreads: 1 })
 const blobEngine = (dir: string, options: Partial<BlobEngineOptions> = {}) =>
   new BlobEngine(rocks(dir), { dir: join(dir, 'blobs'), thresholdBytes: 1024, separable: () => true, gcIntervalMs: 0, ...options })
 
 runEngineConformance('blobs over rocksdb (every value of 3+ bytes separated)', (dir) => blobEngine(dir, { thresholdBytes: 3 }))
 
-/** withDir runs `body` in a fresh directory, removed afterwards. */
-async function withDir(body: (dir: string) => Promise<void>): Promise<void> {
-  const dir = mkdtempSync(join(tmpdir(), 'distkv-blobs-'))
-  try {
-    await body(dir)
-  } finally {
-    rmSync(dir, { recursive: true, force: true })
-  }
-}
 
-/** raw reads what the inner engine holds for `key` (a pointer or the value), bypassing resolution. */
-async function raw(dir: string, key: Buffer): Promise<Buffer | undefined> {
-  const inner = rocks(dir)
-  await inner.open()
-  try {
-    return await inner.get(key)
-  } finally {
-    await inner.close()
-  }
-}
 
 const value = (length: number, seed: number) => Buffer.alloc(length, seed)
 
 test('values at threshold-1, threshold, threshold+1 and 4 MiB round-trip; only those at or above it are separated', async () => {
-  await withDir(async (dir) => {
+  await withDir('distkv-blobs-', async (dir) => {
     const engine = blobEngine(dir)
     await engine.open()
     const cases: Array<[string, number]> = [['below', 1023], ['at', 1024], ['above', 1025], ['large', 4 * 1024 * 1024]]
@@ -73,7 +52,7 @@ test('values at threshold-1, threshold, threshold+1 and 4 MiB round-trip; only t
 })
 
 test('GC unlinks a file whose values were all overwritten or deleted, only after an older iterator closes', async () => {
-  await withDir(async (dir) => {
+  await withDir('distkv-blobs-', async (dir) => {
     const engine = blobEngine(dir, { fileBytesMax: 64 * 1024 })
     await engine.open()
     const keys = Array.from({ length: 12 }, (_, i) => Buffer.from(`k${String(i).padStart(2, '0')}`))
@@ -100,7 +79,7 @@ test('GC unlinks a file whose values were all overwritten or deleted, only after
 })
 
 test('GC leaves a file alone while a pointer prepared into it is not written yet', async () => {
-  await withDir(async (dir) => {
+  await withDir('distkv-blobs-', async (dir) => {
     const engine = blobEngine(dir, { fileBytesMax: 64 * 1024 })
     await engine.open()
     // A shard's apply output: its value is appended now, its pointer written after the Raft log write.
@@ -124,7 +103,7 @@ test('GC leaves a file alone while a pointer prepared into it is not written yet
 })
 
 test('GC keeps the copy of a value whose prepared pointer into the collected file is written while GC walks it', async () => {
-  await withDir(async (dir) => {
+  await withDir('distkv-blobs-', async (dir) => {
     // The interleaving the random-kill power-loss test once hit (1 run in ~40 under load): a value
     // prepare()d into the active file, the file sealed, GC walking it, and only then the write
     // carrying the prepared pointer. GC's lookup sees that pointer (the record is live) and copies
@@ -172,7 +151,7 @@ test('GC keeps the copy of a value whose prepared pointer into the collected fil
 })
 
 test('GC rewrites the live values of a mostly dead file and keeps them readable across a reopen', async () => {
-  await withDir(async (dir) => {
+  await withDir('distkv-blobs-', async (dir) => {
     const engine = blobEngine(dir, { fileBytesMax: 64 * 1024 })
     await engine.open()
     const keys = ['a', 'b', 'c'].map((k) => Buffer.from(k))
@@ -196,7 +175,7 @@ test('GC rewrites the live values of a mostly dead file and keeps them readable 
 })
 
 test('a write racing GC wins over the rewrite', async () => {
-  await withDir(async (dir) => {
+  await withDir('distkv-blobs-', async (dir) => {
     // The write lands after GC copied c's value and before it re-points c.
     let engine: BlobEngine
     const racing = async () => {
@@ -219,7 +198,7 @@ test('a write racing GC wins over the rewrite', async () => {
 })
 
 test('a torn blob tail is cut at open; a pointer to corrupted bytes is KV_ERR_CORRUPTION, never wrong bytes', async () => {
-  await withDir(async (dir) => {
+  await withDir('distkv-blobs-', async (dir) => {
     const engine = blobEngine(dir)
     await engine.open()
     await engine.put(Buffer.from('kept'), value(5000, 1), { sync: true })
@@ -268,7 +247,7 @@ test('a torn blob tail is cut at open; a pointer to corrupted bytes is KV_ERR_CO
 })
 
 test('a shard snapshot carries real values; the receiver re-separates them and both replicas hash alike', async () => {
-  await withDir(async (dir) => {
+  await withDir('distkv-blobs-', async (dir) => {
     const open = async (name: string, thresholdBytes: number) => {
       const engine = blobEngine(join(dir, name), { thresholdBytes, separable: isShardDataKey })
       await engine.open()

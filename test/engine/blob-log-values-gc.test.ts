@@ -5,14 +5,12 @@
 // the retirement keeps the file until it ends; a file with a prepared, unwritten pointer is left
 // alone; a value GC cannot read leaves its file as it was; and all of it holds across a reopen.
 import assert from 'node:assert/strict'
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import { BlobEngine, decodeLogPointer, decodePointer, logIndexKey, type BlobEngineOptions } from '../../src/engine/blob-engine.js'
-import { RocksDbEngine } from '../../src/engine/rocksdb.js'
+import { raw, rocks, withDir } from './blob-fixtures.js'
 
-const rocks = (dir: string) => new RocksDbEngine({ dir: join(dir, 'db'), cacheBytes: 1024 * 1024, memtableBudgetBytes: 8 * 1024 * 1024, backgroundThreads: 1 })
 const INDEX_PREFIX = Buffer.from([0xfe, 0x4c])
 /** Data keys start with 'd/'; the index keys (0xfe...) are not separable. */
 const separable = (key: Buffer) => key.length > 2 && key[0] === 0x64 && key[1] === 0x2f
@@ -31,28 +29,10 @@ const blobEngine = (dir: string, options: Partial<BlobEngineOptions> = {}) =>
     ...options,
   })
 
-async function withDir(body: (dir: string) => Promise<void>): Promise<void> {
-  const dir = mkdtempSync(join(tmpdir(), 'distkv-log-values-gc-'))
-  mkdirSync(join(dir, 'raft-log'))
-  mkdirSync(keptDir(dir))
-  try {
-    await body(dir)
-  } finally {
-    rmSync(dir, { recursive: true, force: true })
-  }
-}
 
-/** raw reads what the inner engine holds for `key`, bypassing resolution (the engine must be closed). */
-async function raw(dir: string, key: Buffer): Promise<Buffer | undefined> {
-  const inner = rocks(dir)
-  await inner.open()
-  try {
-    return await inner.get(key)
-  } finally {
-    await inner.close()
-  }
-}
 
+/** inDir runs `body` in a fresh directory holding raft-log/ and the kept directory. */
+const inDir = (body: (dir: string) => Promise<void>) => withDir('distkv-log-values-gc-', body, ['raft-log', 'kept'])
 const value = (length: number, seed: number) => Buffer.from(Array.from({ length }, (_, i) => (seed * 31 + i * 7) & 0xff))
 const key = (name: string) => Buffer.from(`d/${name}`)
 
@@ -102,7 +82,7 @@ async function indexOffsets(engine: BlobEngine, file: number): Promise<number[]>
 }
 
 test('a kept file whose pointers were all overwritten or deleted loses its index keys and is unlinked; other kept files are untouched', async () => {
-  await withDir(async (dir) => {
+  await inDir(async (dir) => {
     const engine = blobEngine(dir)
     await engine.open()
     const dead = await keptValues(engine, dir, 7, 'a', 4, 5000)
@@ -135,7 +115,7 @@ test('a kept file whose pointers were all overwritten or deleted loses its index
 })
 
 test('without a kept directory GC has nothing to do', async () => {
-  await withDir(async (dir) => {
+  await inDir(async (dir) => {
     rmSync(keptDir(dir), { recursive: true })
     const engine = blobEngine(dir)
     await engine.open()
@@ -149,7 +129,7 @@ test('without a kept directory GC has nothing to do', async () => {
 })
 
 test('a mostly dead kept file: its few live values move to blob files and read back byte for byte; the file and its index keys go', async () => {
-  await withDir(async (dir) => {
+  await inDir(async (dir) => {
     const engine = blobEngine(dir)
     await engine.open()
     const { names, values } = await keptValues(engine, dir, 7, 'k', 10, 10_000)
@@ -178,7 +158,7 @@ test('a mostly dead kept file: its few live values move to blob files and read b
 })
 
 test('a mostly live kept file stays; only its stale index keys are dropped', async () => {
-  await withDir(async (dir) => {
+  await inDir(async (dir) => {
     const engine = blobEngine(dir)
     await engine.open()
     const { offsets, values } = await keptValues(engine, dir, 7, 'k', 4, 10_000)
@@ -199,7 +179,7 @@ test('a mostly live kept file stays; only its stale index keys are dropped', asy
 })
 
 test('a write racing the rewrite keeps its value (compare and set); the other live value moves', async () => {
-  await withDir(async (dir) => {
+  await inDir(async (dir) => {
     let engine: BlobEngine
     let raced = 0
     const racing = async () => {
@@ -223,7 +203,7 @@ test('a write racing the rewrite keeps its value (compare and set); the other li
 })
 
 test('a kept file is unlinked only after an iterator and a get that began before its retirement end', async () => {
-  await withDir(async (dir) => {
+  await inDir(async (dir) => {
     const engine = blobEngine(dir)
     await engine.open()
     const { values } = await keptValues(engine, dir, 7, 'k', 3, 10_000)
@@ -262,7 +242,7 @@ test('a kept file is unlinked only after an iterator and a get that began before
 })
 
 test('a kept file with a prepared, unwritten log pointer into it is left alone until that pointer is written', async () => {
-  await withDir(async (dir) => {
+  await inDir(async (dir) => {
     const engine = blobEngine(dir)
     await engine.open()
     const big = value(60_000, 5)
@@ -288,7 +268,7 @@ test('a kept file with a prepared, unwritten log pointer into it is left alone u
 })
 
 test('a live value GC cannot read (corrupted bytes) leaves its kept file, index keys and pointers as they were', async () => {
-  await withDir(async (dir) => {
+  await inDir(async (dir) => {
     const engine = blobEngine(dir)
     await engine.open()
     const { offsets } = await keptValues(engine, dir, 7, 'k', 4, 10_000)
@@ -309,7 +289,7 @@ test('a live value GC cannot read (corrupted bytes) leaves its kept file, index 
 })
 
 test('across a reopen: log values still read, and gc() still moves, drops and unlinks', async () => {
-  await withDir(async (dir) => {
+  await inDir(async (dir) => {
     const first = blobEngine(dir)
     await first.open()
     const seven = await keptValues(first, dir, 7, 'a', 4, 10_000)
@@ -341,7 +321,7 @@ test('across a reopen: log values still read, and gc() still moves, drops and un
 })
 
 test('one value written under two keys in one prepare: the second key gets a blob copy, so GC of the file cannot strand it', async () => {
-  await withDir(async (dir) => {
+  await inDir(async (dir) => {
     const engine = blobEngine(dir)
     await engine.open()
     const shared = value(10_000, 3)

@@ -7,16 +7,14 @@
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import { syncBuiltinESMExports } from 'node:module'
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readSync, renameSync, rmSync, truncateSync, writeFileSync, writeSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { closeSync, existsSync, openSync, readSync, renameSync, truncateSync, writeFileSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import { BlobEngine, decodeLogPointer, decodePointer, logIndexKey, type BlobEngineOptions, type LogValueLocation } from '../../src/engine/blob-engine.js'
 import { LogValueFiles } from '../../src/engine/log-values.js'
-import { RocksDbEngine } from '../../src/engine/rocksdb.js'
 import { crc32 } from '../../src/crc32.js'
+import { raw, rocks, withDir } from './blob-fixtures.js'
 
-const rocks = (dir: string) => new RocksDbEngine({ dir: join(dir, 'db'), cacheBytes: 1024 * 1024, memtableBudgetBytes: 8 * 1024 * 1024, backgroundThreads: 1 })
 const INDEX_PREFIX = Buffer.from([0xfe, 0x4c])
 /** Data keys start with 'd/'; the index keys (0xfe...) are not separable. */
 const separable = (key: Buffer) => key.length > 2 && key[0] === 0x64 && key[1] === 0x2f
@@ -28,28 +26,10 @@ const logValuesOption = (dir: string): BlobEngineOptions['logValues'] => ({ path
 const blobEngine = (dir: string, options: Partial<BlobEngineOptions> = {}) =>
   new BlobEngine(rocks(dir), { dir: join(dir, 'blobs'), thresholdBytes: 1024, separable, gcIntervalMs: 0, logValues: logValuesOption(dir), ...options })
 
-async function withDir(body: (dir: string) => Promise<void>): Promise<void> {
-  const dir = mkdtempSync(join(tmpdir(), 'distkv-log-values-'))
-  mkdirSync(join(dir, 'raft-log'))
-  mkdirSync(join(dir, 'archive'))
-  try {
-    await body(dir)
-  } finally {
-    rmSync(dir, { recursive: true, force: true })
-  }
-}
 
-/** raw reads what the inner engine holds for `key`, bypassing resolution (the engine must be closed). */
-async function raw(dir: string, key: Buffer): Promise<Buffer | undefined> {
-  const inner = rocks(dir)
-  await inner.open()
-  try {
-    return await inner.get(key)
-  } finally {
-    await inner.close()
-  }
-}
 
+/** inDir runs `body` in a fresh directory holding raft-log/ and the kept directory. */
+const inDir = (body: (dir: string) => Promise<void>) => withDir('distkv-log-values-', body, ['raft-log', 'archive'])
 const value = (length: number, seed: number) => Buffer.from(Array.from({ length }, (_, i) => (seed * 31 + i * 7) & 0xff))
 const key = (name: string) => Buffer.from(`d/${name}`)
 
@@ -89,7 +69,7 @@ const turns = async (n = 5) => {
 }
 
 test('values located in a log file read back through get, getMany, iterators and sizes; the engine holds tag-0x02 pointers and index keys', async () => {
-  await withDir(async (dir) => {
+  await inDir(async (dir) => {
     const a = value(5000, 1)
     const b = value(70_000, 2)
     const [offA, offB] = writeLogFile(dir, 7, [a, b])
@@ -138,7 +118,7 @@ test('values located in a log file read back through get, getMany, iterators and
 })
 
 test('a write carrying log pointers waits for their durable promise (and for a blob sync of the same prepare)', async () => {
-  await withDir(async (dir) => {
+  await inDir(async (dir) => {
     const a = value(5000, 3)
     const [offA] = writeLogFile(dir, 9, [a])
     const blobbed = value(3000, 4)
@@ -178,7 +158,7 @@ test('a write carrying log pointers waits for their durable promise (and for a b
 })
 
 test('a log file renamed into the second directory before the first read and between reads still reads; missing files and bad bytes are KV_ERR_CORRUPTION', async () => {
-  await withDir(async (dir) => {
+  await inDir(async (dir) => {
     const a = value(5000, 6)
     const b = value(6000, 7)
     const [offA] = writeLogFile(dir, 11, [a])
@@ -230,7 +210,7 @@ test('a log file renamed into the second directory before the first read and bet
 })
 
 test('LogValueFiles: a rename racing the lookup is found on the second pass; concurrent reads over more files than descriptors all read right and the table stays bounded', async () => {
-  await withDir(async (dir) => {
+  await inDir(async (dir) => {
     const values = Array.from({ length: 6 }, (_, i) => value(300_000, 10 + i))
     const offsets = values.map((v, i) => writeLogFile(dir, 20 + i, [v])[0]!)
     const ref = (i: number) => ({ file: 20 + i, offset: offsets[i]!, length: values[i]!.length, crc: crc32(values[i]!) })
@@ -269,7 +249,7 @@ test('LogValueFiles: a rename racing the lookup is found on the second pass; con
 })
 
 test('LogValueFiles: a descriptor evicted while a read uses it is closed only after that read', async () => {
-  await withDir(async (dir) => {
+  await inDir(async (dir) => {
     const values = Array.from({ length: 3 }, (_, i) => value(50_000, 60 + i))
     const offsets = values.map((v, i) => writeLogFile(dir, 40 + i, [v])[0]!)
     const ref = (i: number) => ({ file: 40 + i, offset: offsets[i]!, length: values[i]!.length, crc: crc32(values[i]!) })
@@ -304,7 +284,7 @@ test('LogValueFiles: a descriptor evicted while a read uses it is closed only af
 })
 
 test('without a location, below the threshold, or without logValues: values go to blob files or stay inline as before', async () => {
-  await withDir(async (dir) => {
+  await inDir(async (dir) => {
     const big = value(5000, 20)
     const [offBig] = writeLogFile(dir, 30, [big])
     const everywhere = () => ({ file: 30, offset: offBig!, durable: undefined })
@@ -348,7 +328,7 @@ test('without a location, below the threshold, or without logValues: values go t
 })
 
 test('blob GC treats a log pointer as a value even when it names the blob file and offset of a dead record', async () => {
-  await withDir(async (dir) => {
+  await inDir(async (dir) => {
     const engine = blobEngine(dir, { fileBytesMax: 64 * 1024 })
     await engine.open()
     for (const [i, name] of ['a', 'b', 'c', 'z'].entries()) await engine.put(key(name), value(20_000, 40 + i), { sync: true }) // z seals the first file

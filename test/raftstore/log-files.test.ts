@@ -12,6 +12,7 @@ import type { Entry, HardState } from '../../src/raft/types.js'
 import { RaftLogFiles, fileName, preallocateSyncBytesMax, type DataLocation, type LogFilesOptions, type LogRecord, type RecoveredGroup } from '../../src/raftstore/log-files.js'
 import { dataByReferenceBytesMin, encodeRecord, recordBytes, referencedBytes, writeParts, type DataGap, type EncodableItem } from '../../src/raftstore/log-files/codec.js'
 import { seededRandom } from './kv-machine.js'
+import { settled } from '../promises.js'
 
 function tempDir(): string {
   return mkdtempSync(join(tmpdir(), 'distkv-logfiles-'))
@@ -511,15 +512,6 @@ test('large entries are written from their own buffers (not copied) and round-tr
     rmSync(dir, { recursive: true, force: true })
   }
 })
-
-/** settled tells, after the microtasks queued so far ran, whether `promise` settled. */
-async function settled(promise: Promise<void> | undefined): Promise<boolean> {
-  if (promise === undefined) return true
-  let done = false
-  promise.then(() => (done = true), () => (done = true))
-  for (let i = 0; i < 10; i++) await Promise.resolve()
-  return done
-}
 
 for (const locateBytesMin of [undefined, 1000]) test(`locate${locateBytesMin === undefined ? '' : ' (locateBytesMin 1000)'}: entry data is at its place in its file; durable settles with the sync that covers its write`, async () => {
   const dir = tempDir()

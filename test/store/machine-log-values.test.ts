@@ -13,15 +13,7 @@ import { fileName, type DataLocation } from '../../src/raftstore/log-files.js'
 import { isShardDataKey, ShardKeys } from '../../src/store/keys.js'
 import { ShardMachine, encodeShardCommand } from '../../src/store/machine.js'
 import { ALL_SLOTS, requestId } from './replica.js'
-
-/** settled tells, after the microtasks queued so far ran, whether `promise` settled. */
-async function settled(promise: Promise<void> | undefined): Promise<boolean> {
-  if (promise === undefined) return true
-  let done = false
-  promise.then(() => (done = true), () => (done = true))
-  for (let i = 0; i < 10; i++) await Promise.resolve()
-  return done
-}
+import { settled } from '../promises.js'
 
 test('a located value is written as a pointer into its log file, and its write waits for the log sync; an unlocated one goes to a blob file', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'distkv-machine-lv-'))
