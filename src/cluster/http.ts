@@ -7,6 +7,7 @@ import { connect } from '../client/open.js'
 import type { DistKV } from '../client/types.js'
 import { parseEndpoint } from '../local/validate.js'
 import { startHttpServer, type RaftMetricsSource } from '../proxy/http/index.js'
+import type { Registry } from 'prom-client'
 import type { NodeConfig } from './config.js'
 
 /** HttpAttachment is a running HTTP front end. */
@@ -18,9 +19,9 @@ export interface HttpAttachment {
 /**
  * attachHttp starts the HTTP front end on `config.http`, over `inProcess` (this node's proxy
  * called in process, src/proxy/http/in-process.ts) when given, else over an RPC client of this
- * node's own listener.
+ * node's own listener. `moreMetrics` adds the node's own metrics (storage) to /metrics.
  */
-export async function attachHttp(config: Readonly<NodeConfig>, cluster: () => Promise<unknown>, raftMetrics?: RaftMetricsSource, inProcess?: DistKV): Promise<HttpAttachment> {
+export async function attachHttp(config: Readonly<NodeConfig>, cluster: () => Promise<unknown>, raftMetrics?: RaftMetricsSource, inProcess?: DistKV, moreMetrics?: (registry: Registry) => void): Promise<HttpAttachment> {
   const { host, port } = parseEndpoint(config.http!)
   const kv: DistKV = inProcess ?? await connect(config.rpc, { token: config.clientToken ?? config.token, name: `distkv-http-${config.id}`, requestTimeoutMs: config.requestTimeoutMs + 1_000 })
   const handle = await startHttpServer({ kv, host, port, cluster: async () => (await cluster()) as object, token: config.clientToken, ...(raftMetrics === undefined ? {} : { raftMetrics }) }).catch(async (error: unknown) => {
@@ -28,6 +29,7 @@ export async function attachHttp(config: Readonly<NodeConfig>, cluster: () => Pr
     if (inProcess === undefined) await kv.close().catch(() => undefined)
     throw error
   })
+  moreMetrics?.(handle.metrics.registry)
   return {
     url: handle.url,
     async close() {

@@ -46,6 +46,7 @@ import { ClusterInProcessKV } from '../proxy/http/in-process.js'
 import type { NodeConfig } from './config.js'
 import { PeerPool } from './peers.js'
 import { attachHttp, raftMetricsOf, type HttpAttachment } from './http.js'
+import { registerStorageMetrics } from './storage-metrics.js'
 
 const IDENTITY_KEY = Buffer.from([0x00, 0x69, 0x64]) // outside raftstore's 0x01 keyspace
 /** LOG_VALUES_INDEX: BlobEngine's index of the values that point into each Raft log file ('lv', outside raftstore's keyspace). */
@@ -227,7 +228,7 @@ async function openNode(config: Readonly<NodeConfig>, closers: Array<() => unkno
   closers.splice(closers.length - 1, 0, () => started.close())
   await driver.start()
   say('raft started; starting roles', { raftId: identity.raftId, founder: identity.founder })
-  const parts = await startRoles({ config, engine, server, driver, logFiles, pool, meta, identity, say }, closers)
+  const parts = await startRoles({ config, engine, server, driver, logFiles, keptDir, pool, meta, identity, say }, closers)
   const self: NodeRecord = { id: config.id, raftId: identity.raftId, rpc: config.rpc, http: parts.http?.url, roles: config.roles }
   const loop = startHeartbeats({ self, meta, host: parts.host, learnNode, router: parts.router, say })
   closers.push(() => loop.stop())
@@ -255,10 +256,12 @@ async function loadIdentity(engine: Engine, config: NodeConfig, pool: PeerPool, 
 
 interface RoleDeps {
   config: Readonly<NodeConfig>
-  engine: Engine
+  engine: BlobEngine
   server: WireServer
   driver: RaftDriver
   logFiles: RaftLogFiles
+  /** keptDir: where the log keeps files values point into (dataDir/log-values). */
+  keptDir: string
   pool: PeerPool
   meta: MetaClient
   identity: Identity
@@ -301,7 +304,7 @@ async function startRoles(d: RoleDeps, closers: Array<() => unknown>): Promise<{
     const deps = { router: out.router, stores: stores, pool: d.pool }
     const clusterKv = new ClusterKV(deps)
     registerProxyHandlers(d.server, clusterKv, deps, () => forward(ADMIN_METHODS.cluster, {}))
-    if (d.config.http !== undefined) out.http = await attachHttp(d.config, () => forward(ADMIN_METHODS.cluster, {}), raftMetricsOf(d.driver, META_GROUP_ID), new ClusterInProcessKV(clusterKv, deps))
+    if (d.config.http !== undefined) out.http = await attachHttp(d.config, () => forward(ADMIN_METHODS.cluster, {}), raftMetricsOf(d.driver, META_GROUP_ID), new ClusterInProcessKV(clusterKv, deps), (registry) => registerStorageMetrics(registry, d.engine, d.logFiles, d.keptDir))
     if (out.http !== undefined) closers.push(() => out.http?.close())
   }
   return out

@@ -39,6 +39,12 @@ function valuesShard(view: ClusterView): number {
   return shardOfSlot(view, slotOf(Buffer.from('{lv}')))
 }
 
+/** metric reads one sample of a Prometheus text page (0 when absent). */
+function metric(page: string, sample: string): number {
+  const line = page.split('\n').find((l) => l.startsWith(`${sample} `))
+  return line === undefined ? 0 : Number(line.slice(sample.length + 1))
+}
+
 function valueOf(i: number): Buffer {
   const value = Buffer.alloc(VALUE_BYTES, i)
   value.write(`value ${i}`, 0)
@@ -56,6 +62,11 @@ test('large values point into the Raft log; files the log is done with are kept;
   for (const node of nodes) {
     // Written once per replica: no value went to a blob file as well.
     assert.ok(dirBytes(join(node.dataDir, 'blobs')) < VALUE_BYTES, `node ${node.id} blob files: ${dirBytes(join(node.dataDir, 'blobs'))} bytes`)
+    // And /metrics says so.
+    const metrics = await (await fetch(`${node.http}/metrics`)).text()
+    assert.ok(metric(metrics, 'distkv_values_in_log_total') >= VALUES, `node ${node.id}: ${metric(metrics, 'distkv_values_in_log_total')} values in the log`)
+    assert.ok(metric(metrics, 'distkv_log_files_kept_total') >= 1)
+    assert.ok(metric(metrics, 'distkv_log_value_files{unit="bytes"}') > 0)
   }
   const check = async () => {
     for (let i = 0; i < VALUES; i++) assert.ok((await kv.get(keys[i]!))?.equals(valueOf(i)), keys[i])
