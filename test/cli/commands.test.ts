@@ -100,7 +100,8 @@ function canListen(port: number): Promise<boolean> {
 /** freePortPair finds a port that is free together with the next one (local-dev listens on both). */
 async function freePortPair(): Promise<number> {
   for (let attempt = 0; attempt < 100; attempt++) {
-    const port = 20_000 + Math.floor(Math.random() * 20_000)
+    // Below Linux's ephemeral range (32768+), where an outgoing connection may take a probed port.
+    const port = 20_000 + Math.floor(Math.random() * 12_000)
     if ((await canListen(port)) && (await canListen(port + 1))) return port
   }
   throw new Error('no two consecutive free ports found')

@@ -15,6 +15,7 @@ import { join } from 'node:path'
 import { chromium, type BrowserContext, type Page } from 'playwright-core'
 import { startTestServer, type TestServer } from '../http/helpers.js'
 import { gradientPng } from './png.js'
+import { freeBlock } from '../cluster/fixture.js'
 
 const chromiumPath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
 const artifacts = join(process.cwd(), 'test-artifacts')
@@ -134,7 +135,9 @@ test('phone width: every view fits without horizontal scrolling', async () => {
 
 test('a 3-node dev cluster: the dashboard shows every node and shard; an image uploads through the page', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'distkv-e2e-cluster-'))
-  const port = 20_000 + Math.floor(Math.random() * 20_000)
+  // Probed and below Linux's ephemeral range: a random pick up to 40 000 once met a raft port
+  // (base + 2) held by some outgoing connection, and distkv dev refused to start.
+  const port = await freeBlock(3)
   const bin = fileURLToPath(new URL('../../../bin/distkv.js', import.meta.url))
   const dev = spawn(process.execPath, [bin, 'dev', '--dir', dir, '--port', String(port), '--no-restart'], { stdio: ['ignore', 'pipe', 'inherit'] })
   const exited = new Promise((resolve) => dev.once('exit', resolve))
