@@ -3,10 +3,9 @@
  * files kept for the values that point into them, and what GC retired. Counters count since the
  * node started; the kept files on disk are counted at each scrape.
  */
-import { readdir, stat } from 'node:fs/promises'
-import { join } from 'node:path'
 import { Counter, Gauge, type Registry } from 'prom-client'
 import type { BlobStats } from '../engine/blob-engine.js'
+import { keptFileSize, keptFiles } from '../engine/log-values-gc.js'
 import type { RaftLogFiles } from '../raftstore/log-files.js'
 
 /** registerStorageMetrics adds the storage metrics of `engine` and `logFiles` (kept files in `keptDir`) to `registry`. */
@@ -36,10 +35,9 @@ export function registerStorageMetrics(registry: Registry, engine: { readonly st
     async collect() {
       let count = 0
       let bytes = 0
-      for (const name of await readdir(keptDir).catch(() => [] as string[])) {
-        if (!name.endsWith('.rlog')) continue
+      for (const file of await keptFiles(keptDir).catch(() => [] as number[])) {
         // A file GC deletes between the listing and its stat is simply not counted.
-        const size = await stat(join(keptDir, name)).then((s) => s.size, () => undefined)
+        const size = await keptFileSize(keptDir, file).catch(() => undefined)
         if (size === undefined) continue
         count++
         bytes += size

@@ -419,6 +419,8 @@ export class RaftLogFiles {
 
   /** noteLocations remembers where entry data lands in the file: its place in the buffer plus the data of the gaps writeParts inserts before it. */
   private noteLocations(gaps: readonly DataGap[], placement: Placement | undefined, file: number, position: number, seq: number): void {
+    // Every Raft write passes here; small entries (no gaps, nothing placed) cost nothing.
+    if (gaps.length === 0 && (placement === undefined || placement.placed.length === 0)) return
     // inserted[i]: the bytes of gaps 0..i-1.
     const inserted = [0]
     for (const gap of gaps) {
