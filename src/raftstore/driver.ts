@@ -77,6 +77,8 @@ export interface DriverStats {
   commitAppendsSuperseded: number
   /** engineSyncs: engine syncs made so the log could be compacted past applied state (syncEngine). */
   engineSyncs: number
+  /** engineWritesAfterLog: apply output that answered no one here, written after the log write and its messages. */
+  engineWritesAfterLog: number
 }
 
 const READ_CONTEXT_BYTES = 8
@@ -117,7 +119,7 @@ interface Work { group: GroupReplica; ready: Ready; appliedEarly: boolean }
 
 /** RaftDriver hosts many Raft groups on one engine and one transport. */
 export class RaftDriver {
-  readonly stats: DriverStats = { iterations: 0, writes: 0, syncWrites: 0, readiesPersisted: 0, readiesPerWriteMax: 0, messagesSent: 0, compactions: 0, snapshotsGenerated: 0, snapshotsInstalled: 0, commitAppendsDeferred: 0, commitAppendsSuperseded: 0, engineSyncs: 0 }
+  readonly stats: DriverStats = { iterations: 0, writes: 0, syncWrites: 0, readiesPersisted: 0, readiesPerWriteMax: 0, messagesSent: 0, compactions: 0, snapshotsGenerated: 0, snapshotsInstalled: 0, commitAppendsDeferred: 0, commitAppendsSuperseded: 0, engineSyncs: 0, engineWritesAfterLog: 0 }
   private readonly options: ResolvedDriverOptions
   private readonly groups = new Map<number, GroupReplica>()
   // active: groups that may have work (an input arrived, or last iteration gave them a Ready),
@@ -408,8 +410,17 @@ export class RaftDriver {
       await this.apply(item.group, item.ready)
       item.appliedEarly = true
     }
-    await this.persist(work, applying)
-    this.send(work.filter((item) => !early.includes(item)), true)
+    // The other messages wait for the log write (a follower's acknowledgement, a vote), and leave
+    // as soon as it is durable: see write() for the apply output that is written after them.
+    const held = work.filter((item) => !early.includes(item))
+    let heldSent = false
+    const sendHeld = (): void => {
+      if (heldSent) return
+      heldSent = true
+      this.send(held, true)
+    }
+    await this.persist(work, applying, sendHeld)
+    sendHeld()
     for (const { group, ready, appliedEarly } of work) {
       if (!appliedEarly) await this.apply(group, ready)
       group.core.advance(ready)
@@ -466,7 +477,7 @@ export class RaftDriver {
    * entries it may cover, so no crash leaves the applied index ahead of the durable log; the
    * proposals and reads it answers resolve only once that batch is written.
    */
-  private async persist(work: Work[], applying: GroupReplica[]): Promise<void> {
+  private async persist(work: Work[], applying: GroupReplica[], onLogDurable: () => void): Promise<void> {
     for (const { group, ready } of work) {
       // A snapshot's restore ops are computed from the engine, so earlier applies must be written first.
       if (ready.snapshot !== undefined && group.pendingApply !== undefined) await this.write([this.stageApply(group)], false)
@@ -493,7 +504,7 @@ export class RaftDriver {
     }
     this.stats.readiesPersisted += work.length
     this.stats.readiesPerWriteMax = Math.max(this.stats.readiesPerWriteMax, work.length)
-    await this.write(staged, work.some(({ ready }) => ready.mustSync) || staged.some((s) => s.syncLog === true))
+    await this.write(staged, work.some(({ ready }) => ready.mustSync) || staged.some((s) => s.syncLog === true), onLogDurable)
     if (late.length > 0) await this.write(late, false)
   }
 
@@ -514,15 +525,21 @@ export class RaftDriver {
     const pending = group.pendingApply!
     group.pendingApply = undefined
     const applied = group.storage.appliedStateOps(pending.state)
-    return { ops: [...pending.ops, ...applied.ops], beforeWrite: pending.beforeWrite, onDurable: () => { applied.onDurable(); group.onApplied(pending.entries, pending.results, pending.state.index) } }
+    return {
+      ops: [...pending.ops, ...applied.ops],
+      beforeWrite: pending.beforeWrite,
+      afterLog: !group.mayAnswerUpTo(pending.state.index),
+      onDurable: () => { applied.onDurable(); group.onApplied(pending.entries, pending.results, pending.state.index) },
+    }
   }
 
   /**
    * write writes staged changes: engine ops that must be synced first (a snapshot install), then
    * the log records (fdatasynced when `sync`) side by side with the other engine ops, unsynced:
    * those are applied state, replayed from the log after a crash (log-storage.ts).
+   * `onLogDurable` runs once the log records are durable (the iteration's held messages).
    */
-  private async write(staged: StagedWrite[], sync: boolean): Promise<void> {
+  private async write(staged: StagedWrite[], sync: boolean, onLogDurable?: () => void): Promise<void> {
     for (const s of staged) if (s.beforeWrite !== undefined) await s.beforeWrite
     const first: EngineOp[] = []
     const ops: EngineOp[] = []
@@ -534,18 +551,31 @@ export class RaftDriver {
     }
     if (first.length > 0) await this.options.engine.batch(first, { sync: true })
     const logWrite = log.length > 0 ? this.options.logFiles.write(log, sync) : undefined
-    // Apply output is answered as soon as the engine has it, not after this write's fsync: its
-    // entries are committed (durable in a quorum's logs; a leader's own log held them before it
-    // counted itself), so the fsync of the entries appended in this iteration is not theirs to
-    // wait for. That takes one fsync off every commit's latency.
-    const engineWrite = ops.length > 0 ? this.options.engine.batch(ops, { sync: false }).then(() => {
-      for (const s of staged) if (engineOnly(s)) s.onDurable()
-    }) : undefined
-    if (logWrite !== undefined || engineWrite !== undefined || first.length > 0) {
+    if (logWrite !== undefined || ops.length > 0 || first.length > 0) {
       this.stats.writes++
       if (sync && logWrite !== undefined) this.stats.syncWrites++
     }
-    // Both settle before either failure is thrown: a rejection left unobserved would be unhandled.
+    // Apply output is answered as soon as the engine has it, not after this write's fsync: its
+    // entries are committed (durable in a quorum's logs; a leader's own log held them before it
+    // counted itself), so the fsync of the entries appended in this iteration is not theirs to
+    // wait for. That takes one fsync off every commit's latency. Apply output that answers no one
+    // here (a follower's) goes the other way, after the log: the engine writes on this thread, so
+    // written first it would hold back the acknowledgement the leader waits for.
+    const afterLog = ops.length > 0 && logWrite !== undefined && onLogDurable !== undefined && staged.every((s) => s.ops.length === 0 || s.afterLog === true)
+    const writeEngine = (): Promise<void> => this.options.engine.batch(ops, { sync: false }).then(() => {
+      for (const s of staged) if (engineOnly(s)) s.onDurable()
+    })
+    let engineWrite = ops.length > 0 && !afterLog ? writeEngine() : undefined
+    if (logWrite !== undefined && onLogDurable !== undefined) {
+      // Both settle before either failure is thrown: a rejection left unobserved would be unhandled.
+      const [logResult] = await Promise.allSettled([logWrite, engineWrite])
+      if (logResult.status === 'rejected') throw logResult.reason
+      onLogDurable()
+    }
+    if (afterLog) {
+      this.stats.engineWritesAfterLog++
+      engineWrite = writeEngine()
+    }
     const [logResult, engineResult] = await Promise.allSettled([logWrite, engineWrite])
     if (logResult.status === 'rejected') throw logResult.reason
     if (engineResult.status === 'rejected') throw engineResult.reason

@@ -247,6 +247,15 @@ export class GroupReplica {
     this.role = role
   }
 
+  /**
+   * mayAnswerUpTo tells whether applying up to `index` may resolve a proposal or read waiting
+   * here: any pending proposal counts (cheap, and a leader has some whenever it applies under
+   * load), a read only once its index is covered. A follower usually has neither.
+   */
+  mayAnswerUpTo(index: number): boolean {
+    return this.proposals.size > 0 || (this.readsAwaitingApply.length > 0 && this.readsAwaitingApply[0]!.index <= index)
+  }
+
   /** onApplied resolves proposals and reads covered by a batch that is now written. */
   onApplied(entries: readonly Entry[], results: readonly unknown[], appliedIndex: number): void {
     for (let i = 0; i < entries.length; i++) {

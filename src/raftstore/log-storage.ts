@@ -51,6 +51,11 @@ export interface StagedWrite {
   onDurable(): void
   /** beforeWrite must resolve before `ops` are written (ApplyOutput.beforeWrite). */
   beforeWrite?: Promise<void>
+  /**
+   * afterLog: `ops` may wait until the log write is durable (apply output that answers no one on
+   * this node, such as a follower's), so the messages waiting for the log leave first.
+   */
+  afterLog?: boolean
 }
 
 /** LogStorageOptions tunes how a group's storage is opened. */

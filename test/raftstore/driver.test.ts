@@ -1,6 +1,7 @@
 // RaftDriver over the loopback transport with real RaftNode cores and memory engines:
 // election, replication and apply on 3 nodes, linearizable reads, leader hints, a crash and
-// restart losing unsynced writes, group commit across groups, and compaction with snapshots.
+// restart losing unsynced writes, group commit across groups, compaction with snapshots, and
+// a follower acknowledging before its engine write of apply output.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { EngineRaftStorage } from '../../src/raftstore/log-storage.js'
@@ -344,6 +345,44 @@ test('apply output with beforeWrite is written only once it resolves, and its pr
     assert.equal(await cluster.machine(1, 1).get('gated'), 'v')
     await cluster.until('followers write it too', async () => (await cluster.machine(2, 1).get('gated')) === 'v' && (await cluster.machine(3, 1).get('gated')) === 'v')
   } finally {
+    await cluster.close()
+  }
+})
+
+test("a follower's acknowledgement leaves once its log write is durable, not after its engine write of apply output", async () => {
+  const cluster = new Cluster([1, 2, 3], [1])
+  await cluster.start()
+  let open!: () => void
+  const gate = new Promise<void>((resolve) => (open = resolve))
+  try {
+    await cluster.elect(1, 1)
+    await cluster.driver(1).propose(1, putCommand('first', '1'))
+    // The followers' unsynced engine writes (their apply output) now hang until the gate opens.
+    let held = 0
+    for (const node of [2, 3]) {
+      const engine = cluster.engines.get(node)!
+      const batch = engine.batch.bind(engine)
+      engine.batch = async (ops, options) => {
+        if (options?.sync !== true) {
+          held++
+          await gate
+        }
+        return batch(ops, options)
+      }
+    }
+    // The next append carries the commit of 'first', so each follower's iteration applies it
+    // (an engine write that hangs) and appends 'second' (a log write that does not).
+    const second = await Promise.race([
+      cluster.driver(1).propose(1, putCommand('second', '2')),
+      new Promise((resolve) => setTimeout(resolve, 2000, 'timed out')),
+    ])
+    assert.notEqual(second, 'timed out', 'the leader commits while the followers still write their apply output')
+    assert.ok(held >= 1, 'a follower engine write was held')
+    assert.ok(cluster.driver(2).stats.engineWritesAfterLog + cluster.driver(3).stats.engineWritesAfterLog >= 1)
+    open()
+    await cluster.until('followers apply both', async () => (await cluster.machine(2, 1).get('second')) === '2' && (await cluster.machine(3, 1).get('second')) === '2')
+  } finally {
+    open()
     await cluster.close()
   }
 })
