@@ -21,6 +21,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { RocksDbEngine } from '../../src/engine/rocksdb.js'
 import type { EngineOp } from '../../src/engine/engine.js'
+import { freeBlock } from '../../test/cluster/fixture.js'
 import { argument, percentile } from '../lib/common.js'
 
 const VALUE_BYTES = 1024
@@ -219,7 +220,8 @@ async function main(): Promise<void> {
   const proposers = Number(argument('proposers', '64'))
   const seconds = Number(argument('seconds', '6'))
   const dir = mkdtempSync(join(argument('dir', tmpdir()), 'distkv-bench-raft-floor-'))
-  const base = 20000 + Math.floor(Math.random() * 20000)
+  // Three probed free ports below the ephemeral range (an outgoing connection may hold one above it).
+  const base = await freeBlock(1)
   const script = fileURLToPath(import.meta.url)
   const children: ChildProcess[] = []
   const start = (args: string[]) => new Promise<ChildProcess>((resolve, reject) => {
