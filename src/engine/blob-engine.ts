@@ -47,31 +47,20 @@
  * iterator that began before may no longer hold a pointer into it (BlobLog.retire).
  * A dropped or purged shard's values die with their keys and are reclaimed the same way.
  *
- * GC of kept log files (logValues.keptDir): the log layer moves a Raft log file it is done with
- * into keptDir instead of deleting it while logFileReferenced says so, and never points into it
- * again. The same round lists keptDir and looks at up to logGcFilesPerRun of its files, in turn
- * (log-values-gc.ts). A kept file has no record framing the engine could walk, so its index keys
- * are the walk: an index key is live when its data key still holds a log pointer to that file
- * and offset. The three outcomes mirror blob GC's: no live record, the file's index keys are
- * deleted in a synced batch and the file unlinked; live bytes below `gcLiveFraction` of the file,
- * the live values are copied into the active blob file and re-pointed by the same compare-and-set
- * commit (a key is re-pointed only while it holds exactly the log pointer GC read) in the batch
- * that deletes the index keys, then the file is unlinked; otherwise only the stale index keys go
- * (so logFileReferenced gets exact again). The unlink waits for every read and iterator that
- * began before, by the blob log's reader tokens (BlobLog.afterReaders), and closes the file's
- * cached descriptor. A file with prepared, unwritten log pointers is left alone, as with blob
- * files. Any failure leaves the file for a later run (stats.logGcErrors): the file goes only
- * after nothing durable points into it.
+ * GC of kept log files (logValues.keptDir) runs in the same round, after the blob files: a
+ * KeptLogGc (log-values-gc.ts, whose module comment tells how) walks a kept Raft log file's index
+ * keys; it moves live values with blob GC's own copy and compare-and-set commit (copyToBlob,
+ * commitMoves), which this engine hands it with the write queue and the reader tokens.
  */
-import { unlink } from 'node:fs/promises'
-import { join } from 'node:path'
 import { crc32 } from '../crc32.js'
 import { ErrorCode, KvError, assert } from '../errors.js'
 import { BaseEngine, type NativeIterator, type NormalizedRange } from './base.js'
 import { BlobLog, blobFileBytesMaxDefault, type BlobRef } from './blob-log.js'
 import type { Engine, EngineIterator, EngineOp, RangeOptions } from './engine.js'
 import { LogValueFiles, type LogValueRef } from './log-values.js'
-import { keptFileName, keptFileSize, keptFiles, logGcFilesPerRunDefault, walkLogIndex } from './log-values-gc.js'
+import { KeptLogGc, logGcFilesPerRunDefault, logIndexBounds, logIndexKey, type GcMove } from './log-values-gc.js'
+
+export { logIndexKey }
 
 /** MAGIC starts every encoded (pointer or escaped) value under a separable key. */
 const MAGIC = Buffer.from([0xb1, 0x0b, 0x5e, 0x9a, 0x7e, 0xa5, 0x00, 0xe1])
@@ -200,15 +189,6 @@ function pointedLength(stored: Buffer): number | undefined {
   return (decodePointer(stored) ?? decodeLogPointer(stored))?.length
 }
 
-/** logIndexKey is the index key of a log pointer into `file` at `offset` (logValues.indexPrefix); without `offset`, the prefix of every index key into `file`. */
-export function logIndexKey(indexPrefix: Buffer, file: number, offset?: number): Buffer {
-  const out = Buffer.allocUnsafe(indexPrefix.length + 4 + (offset === undefined ? 0 : 6))
-  indexPrefix.copy(out, 0)
-  out.writeUInt32BE(file, indexPrefix.length)
-  if (offset !== undefined) out.writeUIntBE(offset, indexPrefix.length + 4, 6)
-  return out
-}
-
 /** inlineValue is the value a stored non-pointer holds (an escaped one loses its escape). */
 function inlineValue(stored: Buffer): Buffer {
   return hasMagic(stored) && stored[8] === TAG_INLINE ? stored.subarray(MAGIC.length + 1) : stored
@@ -291,9 +271,8 @@ export class BlobEngine extends BaseEngine {
   #writes = 0
   readonly #walkedAt = new Map<number, number>()
   #gcCursor = 0
-  /** #logWalkedAt, #logGcCursor: the same for kept log files. */
-  readonly #logWalkedAt = new Map<number, number>()
-  #logGcCursor = 0
+  /** #keptGc: GC of kept log files, when options.logValues is set. */
+  readonly #keptGc: KeptLogGc | undefined
   #gcTimer: NodeJS.Timeout | undefined
   #gcRunning: Promise<void> | undefined
 
@@ -304,6 +283,23 @@ export class BlobEngine extends BaseEngine {
     this.#options = checkOptions(options)
     this.log = new BlobLog(options.dir, { fileBytesMax: this.#options.fileBytesMax, powerLoss: this.#options.powerLoss })
     this.logValues = options.logValues === undefined ? undefined : new LogValueFiles(options.logValues.paths)
+    if (options.logValues !== undefined && this.logValues !== undefined) {
+      const { indexPrefix, keptDir } = options.logValues
+      const { logGcFilesPerRun, gcLiveFraction } = this.#options
+      this.#keptGc = new KeptLogGc({ indexPrefix, keptDir, logGcFilesPerRun, gcLiveFraction, lookupBatch: blobGcLookupBatch }, {
+        inner,
+        stats: this.stats,
+        files: this.logValues,
+        logPointer: (key, stored) => (this.#options.separable(key) ? decodeLogPointer(stored) : undefined),
+        isOpen: () => this.status === 'open',
+        writes: () => this.#writes,
+        unwrittenLog: this.#unwrittenLog,
+        enqueue: (work) => this.enqueue(work),
+        copyToBlob: (key, value) => this.copyToBlob(key, value),
+        commitMoves: (moved, also) => this.commitMoves(moved, also),
+        afterReaders: (work) => this.log.afterReaders(work),
+      })
+    }
   }
 
   protected async _open(): Promise<void> {
@@ -443,7 +439,7 @@ export class BlobEngine extends BaseEngine {
     // Unwritten first: a pointer counted there is in the engine before it leaves the count, so
     // the lookup below sees every pointer the count no longer covers.
     if (this.#unwrittenLog.has(file)) return true
-    const iterator = this.#inner.iterator({ gte: logIndexKey(prefix, file), lte: logIndexKey(prefix, file, offsetMax), limit: 1, values: false })
+    const iterator = this.#inner.iterator({ ...logIndexBounds(prefix, file), limit: 1, values: false })
     try {
       return (await iterator.nextBatch(1)).length > 0
     } finally {
@@ -540,7 +536,7 @@ export class BlobEngine extends BaseEngine {
       await this.collect(file)
       if (this.status !== 'open') return
     }
-    if (this.logValues !== undefined) await this.gcKeptLogFiles()
+    await this.#keptGc?.run()
   }
 
   /** collect examines one sealed file: retire it when nothing points into it, rewrite its live records when few do. */
@@ -605,112 +601,12 @@ export class BlobEngine extends BaseEngine {
     })
   }
 
-  /** gcKeptLogFiles examines up to logGcFilesPerRun kept log files, rotating through them; a failure leaves a file for a later run. */
-  private async gcKeptLogFiles(): Promise<void> {
-    let files: number[]
-    try {
-      files = await keptFiles(this.#options.logValues!.keptDir)
-    } catch {
-      this.stats.logGcErrors++
-      return
-    }
-    const present = new Set(files)
-    for (const file of this.#logWalkedAt.keys()) if (!present.has(file)) this.#logWalkedAt.delete(file)
-    // Files with log pointers prepared but not written are left alone (collectKept says why).
-    const due = files.filter((file) => this.#logWalkedAt.get(file) !== this.#writes && !this.#unwrittenLog.has(file))
-    for (let n = 0; n < Math.min(this.#options.logGcFilesPerRun, due.length); n++) {
-      this.#logGcCursor = (this.#logGcCursor + 1) % due.length
-      try {
-        await this.collectKept(due[this.#logGcCursor]!)
-      } catch {
-        // Nothing is lost: the file is unlinked only after its index keys are gone and every key that
-        // pointed into it was re-pointed, each durable; a failure before that leaves it as it was.
-        this.stats.logGcErrors++
-      }
-      if (this.status !== 'open') return
-    }
-  }
-
-  /**
-   * collectKept examines one kept log file through its index keys: a record is live when its data
-   * key still holds a log pointer to that file and offset. No live record: the index keys go and
-   * the file is unlinked. Live bytes below gcLiveFraction of the file: the live values are copied
-   * to the active blob file and re-pointed (compare and set), the index keys go, and the file is
-   * unlinked. Otherwise only the stale index keys go, so logFileReferenced stays accurate.
-   */
-  private async collectKept(file: number): Promise<void> {
-    const { indexPrefix, keptDir } = this.#options.logValues!
-    const writesBefore = this.#writes
-    // A pointer prepared into the file and not written yet has no index key yet either, so the walk
-    // below would miss it. The log layer makes no new pointer into a kept file, so the file is
-    // looked at again once those are written. Checked before the walk: a pointer leaves the count
-    // only after its write (index key included) is in the engine.
-    if (this.#unwrittenLog.has(file)) return
-    const live: Array<{ key: Buffer; ref: LogValueRef; stored: Buffer }> = []
-    const indexKeys: Buffer[] = []
-    const stale: Buffer[] = []
-    for await (const entries of walkLogIndex(this.#inner, logIndexKey(indexPrefix, file), logIndexKey(indexPrefix, file, offsetMax), blobGcLookupBatch)) {
-      const stored = await this.#inner.getMany(entries.map((e) => e.key))
-      entries.forEach((entry, i) => {
-        indexKeys.push(entry.indexKey)
-        const current = stored[i]
-        // The index key carries no length: the pointer's own length counts as the live bytes.
-        const ref = current !== undefined && this.#options.separable(entry.key) ? decodeLogPointer(current) : undefined
-        if (ref !== undefined && ref.file === file && ref.offset === entry.offset) live.push({ key: entry.key, ref, stored: current! })
-        else stale.push(entry.indexKey)
-      })
-    }
-    const liveBytes = live.reduce((sum, r) => sum + r.ref.length, 0)
-    if (live.length > 0 && liveBytes >= this.#options.gcLiveFraction * (await keptFileSize(keptDir, file))) {
-      // A stale index key never turns live again (no new pointer into a kept file), and one whose
-      // delete is lost to a crash is only dropped again later: no sync needed.
-      if (stale.length > 0) await this.enqueue(() => this.#inner.batch(stale.map((key) => ({ type: 'del', key })), { sync: false }))
-      this.stats.logIndexKeysDropped += stale.length
-      this.#logWalkedAt.set(file, writesBefore)
-      return
-    }
-    const moved: GcMove[] = []
-    for (const record of live) {
-      const value = await this.readLogValue(record.ref)
-      // Compare and set on the whole pointer: only a key still holding exactly this log pointer.
-      moved.push({ op: this.copyToBlob(record.key, value), stillAt: (stored) => stored !== undefined && stored.equals(record.stored) })
-      this.stats.logBytesRewritten += value.length
-    }
-    this.stats.logRecordsRewritten += await this.commitMoves(moved, indexKeys.map((key) => ({ type: 'del', key })))
-    this.stats.logIndexKeysDropped += indexKeys.length
-    this.#logWalkedAt.delete(file)
-    this.retireKept(file)
-  }
-
-  /**
-   * retireKept unlinks kept log file `file` once every read and iterator that began before now has
-   * ended (the same rule and reader tokens as a retired blob file: an iterator's snapshot may
-   * still hold a log pointer into it), closing its cached descriptor first.
-   */
-  private retireKept(file: number): void {
-    const path = join(this.#options.logValues!.keptDir, keptFileName(file))
-    this.stats.logFilesRetired++
-    this.log.afterReaders(async () => {
-      this.logValues?.forget(file)
-      await unlink(path).catch((error: NodeJS.ErrnoException) => {
-        // Already gone is done; any other failure leaves a file without index keys, retired again by a later run.
-        if (error.code !== 'ENOENT') throw error
-      })
-    })
-  }
-
   /** enqueue runs `work` after every write queued before it. */
   private enqueue<T>(work: () => Promise<T>): Promise<T> {
     const result = this.#queue.then(work)
     this.#queue = result.then(() => undefined, () => undefined)
     return result
   }
-}
-
-/** GcMove is a live value GC copied: the put re-pointing its key, and whether a stored value is still the one GC looked up. */
-interface GcMove {
-  op: EngineOp & { type: 'put' }
-  stillAt: (stored: Buffer | undefined) => boolean
 }
 
 /** countUp and countDown keep per-file counts (a count of 0 is no entry). */
