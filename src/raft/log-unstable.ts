@@ -1,7 +1,9 @@
 /**
  * Unstable: the tail of the Raft log (and possibly an incoming snapshot) that the core has
  * accepted but the driver has not yet confirmed as persisted. It is handed out in a Ready and
- * dropped once `advance` says it reached stable storage (stableTo / stableSnapTo).
+ * dropped once `advance` says it reached stable storage (stableTo / stableSnapTo). A driver that
+ * persists Readies in the background asks for the next one before advancing the last:
+ * `inProgress` keeps what was handed out from being handed out twice.
  */
 import { assert } from '../errors.js'
 import type { Entry, Snapshot } from './types.js'
@@ -14,9 +16,33 @@ export class Unstable {
   // at the time it was restored (later entries may follow it).
   entries: Entry[] = []
   offset: number
+  /**
+   * inProgress: entries below this index were handed out in a Ready not yet advanced (being
+   * persisted), so the next Ready leaves them out; snapshotInProgress likewise for the snapshot.
+   * Invariant: offset <= inProgress <= offset + entries.length.
+   */
+  inProgress: number
+  snapshotInProgress = false
 
   constructor(offset: number) {
     this.offset = offset
+    this.inProgress = offset
+  }
+
+  /** pendingEntries are the entries no Ready has handed out yet. */
+  pendingEntries(): Entry[] {
+    return this.inProgress === this.offset ? this.entries : this.entries.slice(this.inProgress - this.offset)
+  }
+
+  /** pendingSnapshot is the snapshot if no Ready has handed it out yet. */
+  pendingSnapshot(): Snapshot | undefined {
+    return this.snapshotInProgress ? undefined : this.snapshot
+  }
+
+  /** acceptInProgress notes that a Ready handed out everything held now. */
+  acceptInProgress(): void {
+    this.inProgress = this.offset + this.entries.length
+    if (this.snapshot !== undefined) this.snapshotInProgress = true
   }
 
   /** maybeFirstIndex is the first log index implied by an unstable snapshot, if there is one. */
@@ -47,29 +73,38 @@ export class Unstable {
     if (known === undefined || known !== term || index < this.offset) return
     this.entries = this.entries.slice(index + 1 - this.offset)
     this.offset = index + 1
+    this.inProgress = Math.max(this.inProgress, this.offset)
   }
 
   /** stableSnapTo forgets the snapshot once the driver persisted it. */
   stableSnapTo(index: number): void {
-    if (this.snapshot !== undefined && this.snapshot.meta.index === index) this.snapshot = undefined
+    if (this.snapshot !== undefined && this.snapshot.meta.index === index) {
+      this.snapshot = undefined
+      this.snapshotInProgress = false
+    }
   }
 
   /** restore replaces everything with an incoming snapshot. */
   restore(snapshot: Snapshot): void {
     this.offset = snapshot.meta.index + 1
+    this.inProgress = this.offset
     this.entries = []
     this.snapshot = snapshot
+    this.snapshotInProgress = false
   }
 
   /** truncateAndAppend appends `entries`, first dropping any held suffix they overwrite. */
   truncateAndAppend(entries: readonly Entry[]): void {
     if (entries.length === 0) return
     const after = entries[0]!.index
+    // A replaced suffix that was handed out must be handed out again, as the new entries.
+    this.inProgress = Math.max(this.offset, Math.min(this.inProgress, after))
     if (after === this.offset + this.entries.length) {
       this.entries = this.entries.concat(entries)
     } else if (after <= this.offset) {
       // The new entries replace everything here (and shadow the storage suffix from `after`).
       this.offset = after
+      this.inProgress = after
       this.entries = [...entries]
     } else {
       this.entries = this.entries.slice(0, after - this.offset).concat(entries)

@@ -15,6 +15,8 @@ export class RaftLog {
   // Invariant: applied <= committed <= lastIndex(); committed never decreases.
   committed: number
   applied: number
+  /** applying: the last entry handed out for application (applied <= applying <= committed), not yet advanced. */
+  applying: number
 
   constructor(storage: RaftStorage) {
     this.storage = storage
@@ -22,6 +24,7 @@ export class RaftLog {
     this.unstable = new Unstable(storage.lastIndex() + 1)
     this.committed = firstIndex - 1
     this.applied = firstIndex - 1
+    this.applying = firstIndex - 1
   }
 
   /** firstIndex is the first index still readable (after the latest snapshot). */
@@ -32,6 +35,11 @@ export class RaftLog {
   /** lastIndex is the index of the newest entry, persisted or not. */
   lastIndex(): number {
     return this.unstable.maybeLastIndex() ?? this.storage.lastIndex()
+  }
+
+  /** persistedLastIndex is the newest index advance() confirmed persisted (storage's, under an unstable snapshot). */
+  persistedLastIndex(): number {
+    return this.unstable.snapshot !== undefined ? this.storage.lastIndex() : this.unstable.offset - 1
   }
 
   /** lastTerm is the term of the newest entry. */
@@ -134,24 +142,25 @@ export class RaftLog {
     if (index === 0) return
     assert(index <= this.committed && index >= this.applied, `RaftLog.appliedTo: ${index} outside [applied ${this.applied}, committed ${this.committed}]`)
     this.applied = index
+    this.applying = Math.max(this.applying, index)
   }
 
-  /** hasNextCommittedEntries tells whether committed entries await application. */
+  /** hasNextCommittedEntries tells whether committed entries await application (and were not handed out yet). */
   hasNextCommittedEntries(): boolean {
     if (this.unstable.snapshot !== undefined) return false
-    return this.committed > Math.max(this.applied, this.firstIndex() - 1)
+    return this.committed > Math.max(this.applying, this.firstIndex() - 1)
   }
 
-  /** nextCommittedEntries returns committed, unapplied entries (bounded by `maxBytes`, at least one). */
+  /** nextCommittedEntries returns committed entries not yet handed out for application (bounded by `maxBytes`, at least one). */
   nextCommittedEntries(maxBytes: number): Entry[] {
     if (!this.hasNextCommittedEntries()) return []
-    const lo = Math.max(this.applied + 1, this.firstIndex())
+    const lo = Math.max(this.applying + 1, this.firstIndex())
     return this.slice(lo, this.committed + 1, maxBytes) ?? []
   }
 
-  /** unstableEntries are the entries the driver must persist next. */
+  /** unstableEntries are the entries the driver must persist next (not yet handed out in a Ready). */
   unstableEntries(): Entry[] {
-    return this.unstable.entries
+    return this.unstable.pendingEntries()
   }
 
   /** snapshot is the latest snapshot, unstable first. */
@@ -199,5 +208,6 @@ export class RaftLog {
   stableSnapTo(index: number): void {
     this.unstable.stableSnapTo(index)
     if (index > this.applied) this.applied = index
+    if (index > this.applying) this.applying = index
   }
 }

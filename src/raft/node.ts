@@ -4,7 +4,8 @@
  * handed out so that `advance` can mark it persisted and applied.
  *
  * Persisted-before-send: every message in a Ready may depend on that Ready's entries and hard
- * state; the driver persists them first. No message is meant to be sent early.
+ * state; the driver persists them first. No message is meant to be sent early. Readies may be
+ * persisted in the background, several outstanding at once (see ready()).
  */
 import { ErrorCode, KvError, assert } from '../errors.js'
 import type {
@@ -54,8 +55,8 @@ export class RaftNode implements RaftCore {
   private readonly raft: Raft
   private prevSoftState: SoftState
   private prevHardState: HardState
-  /** outstanding is the Ready handed out and not yet advanced; only one at a time. */
-  private outstanding: Ready | undefined = undefined
+  /** outstanding: the Readies handed out and not yet advanced, oldest first (see ready()). */
+  private readonly outstanding: Ready[] = []
 
   /** constructor validates `config` (KV_ERR_INVALID naming the field) and restores state from its storage. */
   constructor(config: RaftConfig) {
@@ -156,17 +157,24 @@ export class RaftNode implements RaftCore {
     const r = this.raft
     if (!softStateEqual(this.softState(), this.prevSoftState)) return true
     if (!hardStateEqual(this.hardState(), this.prevHardState)) return true
-    if (r.log.unstable.snapshot !== undefined || r.log.unstableEntries().length > 0) return true
+    if (r.log.unstable.pendingSnapshot() !== undefined || r.log.unstableEntries().length > 0) return true
     return r.msgs.length > 0 || r.readStates.length > 0 || r.log.hasNextCommittedEntries()
   }
 
-  /** ready returns the next batch of work; only one may be outstanding until advance(). */
+  /**
+   * ready returns the next batch of work. A driver that persists in the background may ask for
+   * the next Ready before advancing the last, if the outstanding ones carry no snapshot: each
+   * hands out only what the earlier ones did not, and advance() takes them in order. The
+   * persisted-before-send rule holds per Ready, and a leader that counts a follower's
+   * acknowledgement for entries its own storage does not yet hold durably could commit them on
+   * fewer copies than a quorum: such a driver holds those acknowledgements back (raftstore's does).
+   */
   ready(): Ready {
-    assert(this.outstanding === undefined, 'RaftNode.ready: the previous Ready has not been advanced')
+    assert(this.outstanding.every((rd) => rd.snapshot === undefined), 'RaftNode.ready: an outstanding Ready carries a snapshot; advance it first')
     const r = this.raft
     const softState = this.softState()
     const hardState = this.hardState()
-    const snapshot = r.log.unstable.snapshot
+    const snapshot = r.log.unstable.pendingSnapshot()
     const entries = [...r.log.unstableEntries()]
     const rd: Ready = {
       readStates: r.readStates,
@@ -178,19 +186,23 @@ export class RaftNode implements RaftCore {
     if (!softStateEqual(softState, this.prevSoftState)) rd.softState = softState
     if (!hardStateEqual(hardState, this.prevHardState)) rd.hardState = hardState
     if (snapshot !== undefined) rd.snapshot = snapshot
+    // What this Ready hands out is not handed out again by the next one, advanced or not.
+    this.prevSoftState = softState
+    this.prevHardState = hardState
+    r.log.unstable.acceptInProgress()
+    const lastCommitted = rd.committedEntries.at(-1)
+    if (lastCommitted !== undefined) r.log.applying = lastCommitted.index
     r.msgs = []
     r.readStates = []
-    this.outstanding = rd
+    this.outstanding.push(rd)
     return rd
   }
 
   /** advance acknowledges that `ready` was persisted, sent and applied. */
   advance(ready: Ready): void {
-    assert(ready === this.outstanding, 'RaftNode.advance: not the Ready last returned by ready()')
-    this.outstanding = undefined
+    assert(ready === this.outstanding[0], 'RaftNode.advance: not the oldest Ready returned by ready() and not yet advanced')
+    this.outstanding.shift()
     const log = this.raft.log
-    if (ready.softState !== undefined) this.prevSoftState = ready.softState
-    if (ready.hardState !== undefined) this.prevHardState = ready.hardState
     if (ready.snapshot !== undefined) log.stableSnapTo(ready.snapshot.meta.index)
     // Mark persisted the longest prefix of the handed-out entries still in the log: a suffix may
     // have been overwritten by a step() between ready() and advance() and must be persisted anew.
@@ -198,6 +210,7 @@ export class RaftNode implements RaftCore {
       const entry = ready.entries[k]!
       if (log.unstable.maybeTerm(entry.index) !== entry.term) continue
       log.stableTo(entry.index, entry.term)
+      this.raft.onPersisted(entry.index)
       break
     }
     const lastApplied = ready.committedEntries.at(-1)

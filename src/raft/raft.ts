@@ -166,7 +166,7 @@ export class Raft {
     this.resetRandomizedElectionTimeout()
     this.leadTransferee = NONE
     this.tracker.resetVotes()
-    this.tracker.resetProgress(this.log.lastIndex(), this.id)
+    this.tracker.resetProgress(this.log.lastIndex(), this.id, this.log.persistedLastIndex())
     this.uncommittedBytes = 0
     this.readOnly = new ReadOnly()
     this.pendingReadIndexMessages = []
@@ -352,15 +352,25 @@ export class Raft {
     this.bcastAppend()
   }
 
-  /** appendEntries appends new entries on the leader, counting its own copy toward commit. */
+  /**
+   * appendEntries appends new entries on the leader. Its own copy counts toward commit only once
+   * the driver has persisted it (onPersisted, from advance): counted at append, a lone voter
+   * would commit, apply and answer an entry a crash can still take back, and a driver that
+   * persists in the background would let two acknowledgements commit what one disk holds.
+   */
   appendEntries(proposals: readonly ProposalEntry[]): void {
     const lastIndex = this.log.lastIndex()
     const entries: Entry[] = proposals.map((p, i) => ({ term: this.term, index: lastIndex + 1 + i, type: p.type, data: p.data }))
     for (const entry of entries) this.uncommittedBytes += entry.data.byteLength
     this.log.append(entries)
     if (this.confs.onAppend(entries)) this.applyConfig()
-    this.tracker.progress.get(this.id)?.maybeUpdate(this.log.lastIndex())
-    this.maybeCommit()
+  }
+
+  /** onPersisted counts the leader's own log as durable up to `index` (advance), and commits what that lets it. */
+  onPersisted(index: number): void {
+    if (this.role !== 'leader') return
+    if (this.tracker.progress.get(this.id)?.maybeUpdate(index) !== true) return
+    if (this.maybeCommit()) this.bcastAppend()
   }
 
   /** proposeEntries is the leader's admission control for new entries (local or forwarded). */

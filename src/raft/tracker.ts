@@ -41,11 +41,11 @@ export class ProgressTracker {
     }
   }
 
-  /** resetProgress starts every peer afresh at the end of the log (a new term begins). */
-  resetProgress(lastIndex: number, self: NodeId): void {
+  /** resetProgress starts every peer afresh at the end of the log (a new term begins); this node matches what it has persisted. */
+  resetProgress(lastIndex: number, self: NodeId, selfPersisted: number): void {
     for (const [id, old] of this.progress) {
       const pr = new Progress({ next: lastIndex + 1, inflightMessagesMax: this.inflightMessagesMax, isLearner: old.isLearner })
-      if (id === self) pr.match = lastIndex
+      if (id === self) pr.match = Math.min(lastIndex, selfPersisted)
       this.progress.set(id, pr)
     }
   }
