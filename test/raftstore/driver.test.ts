@@ -386,3 +386,32 @@ test("a follower's acknowledgement leaves once its log write is durable, not aft
     await cluster.close()
   }
 })
+
+test('a lone voter answers a proposal only once its log write is durable', async () => {
+  const cluster = new Cluster([1], [1])
+  await cluster.start()
+  let open!: () => void
+  const gate = new Promise<void>((resolve) => (open = resolve))
+  try {
+    await cluster.elect(1, 1)
+    await cluster.driver(1).propose(1, putCommand('first', '1'))
+    // The node's log writes now complete only when the gate opens.
+    const logFiles = cluster.logFiles.get(1)!
+    const write = logFiles.write.bind(logFiles)
+    logFiles.write = async (records, sync) => {
+      const done = write(records, sync)
+      await gate
+      return done
+    }
+    let answered = false
+    const proposal = cluster.driver(1).propose(1, putCommand('second', '2')).then((result) => ((answered = true), result))
+    for (let i = 0; i < 50; i++) await new Promise((resolve) => setTimeout(resolve, 1))
+    assert.equal(answered, false, 'not answered while its entry is not durable in the only copy of the log')
+    open()
+    assert.equal(typeof (await proposal), 'number')
+    assert.equal(await cluster.machine(1, 1).get('second'), '2')
+  } finally {
+    open()
+    await cluster.close()
+  }
+})
