@@ -165,9 +165,9 @@ export class RaftNode implements RaftCore {
    * ready returns the next batch of work. A driver that persists in the background may ask for
    * the next Ready before advancing the last, if the outstanding ones carry no snapshot: each
    * hands out only what the earlier ones did not, and advance() takes them in order. The
-   * persisted-before-send rule holds per Ready, and a leader that counts a follower's
-   * acknowledgement for entries its own storage does not yet hold durably could commit them on
-   * fewer copies than a quorum: such a driver holds those acknowledgements back (raftstore's does).
+   * persisted-before-send rule holds per Ready. A leader's own entries count toward commit only
+   * once advance() reports them persisted (Raft.onPersisted), so acknowledgements stepped while
+   * its write is in flight cannot commit on fewer durable copies than a quorum.
    */
   ready(): Ready {
     assert(this.outstanding.every((rd) => rd.snapshot === undefined), 'RaftNode.ready: an outstanding Ready carries a snapshot; advance it first')
