@@ -8,6 +8,28 @@ import { EngineRaftStorage } from '../../src/raftstore/log-storage.js'
 import { Cluster } from './cluster.js'
 import { putCommand } from './kv-machine.js'
 
+/** gate: a promise a test holds work on until it calls open() (open may be called again). */
+function gate(): { opened: Promise<void>; open(): void } {
+  let open!: () => void
+  const opened = new Promise<void>((resolve) => (open = resolve))
+  return { opened, open }
+}
+
+/** withGatedCluster runs `body` on a cluster of `nodeIds` whose leader (node 1) has committed one entry; the gate is opened before the cluster closes. */
+async function withGatedCluster(nodeIds: number[], body: (cluster: Cluster, held: Promise<void>, open: () => void) => Promise<void>): Promise<void> {
+  const cluster = new Cluster(nodeIds, [1])
+  await cluster.start()
+  const { opened, open } = gate()
+  try {
+    await cluster.elect(1, 1)
+    await cluster.driver(1).propose(1, putCommand('first', '1'))
+    await body(cluster, opened, open)
+  } finally {
+    open()
+    await cluster.close()
+  }
+}
+
 for (const leaderSendsBeforePersist of [true, false]) test(`3 nodes elect a leader, replicate and apply on every node; reads go through ReadIndex (leaderSendsBeforePersist ${leaderSendsBeforePersist})`, async () => {
   const cluster = new Cluster([1, 2, 3], [1], { leaderSendsBeforePersist })
   await cluster.start()
@@ -324,12 +346,11 @@ test('apply output with beforeWrite is written only once it resolves, and its pr
   try {
     await cluster.elect(1, 1)
     // Every node's machine holds its output back on a gate, as a blob store holds pointers until its files are synced.
-    let open!: () => void
-    const gate = new Promise<void>((resolve) => (open = resolve))
+    const { opened: held, open } = gate()
     for (const node of [1, 2, 3]) {
       const machine = cluster.machine(node, 1)
       const apply = machine.apply.bind(machine)
-      machine.apply = async (entries) => ({ ...(await apply(entries)), beforeWrite: gate })
+      machine.apply = async (entries) => ({ ...(await apply(entries)), beforeWrite: held })
     }
     let answered = false
     const proposal = cluster.driver(1).propose(1, putCommand('gated', 'v')).then((result) => ((answered = true), result))
@@ -350,22 +371,16 @@ test('apply output with beforeWrite is written only once it resolves, and its pr
 })
 
 test("a follower's acknowledgement leaves once its log write is durable, not after its engine write of apply output", async () => {
-  const cluster = new Cluster([1, 2, 3], [1])
-  await cluster.start()
-  let open!: () => void
-  const gate = new Promise<void>((resolve) => (open = resolve))
-  try {
-    await cluster.elect(1, 1)
-    await cluster.driver(1).propose(1, putCommand('first', '1'))
+  await withGatedCluster([1, 2, 3], async (cluster, held, open) => {
     // The followers' unsynced engine writes (their apply output) now hang until the gate opens.
-    let held = 0
+    let heldWrites = 0
     for (const node of [2, 3]) {
       const engine = cluster.engines.get(node)!
       const batch = engine.batch.bind(engine)
       engine.batch = async (ops, options) => {
         if (options?.sync !== true) {
-          held++
-          await gate
+          heldWrites++
+          await held
         }
         return batch(ops, options)
       }
@@ -377,30 +392,21 @@ test("a follower's acknowledgement leaves once its log write is durable, not aft
       new Promise((resolve) => setTimeout(resolve, 2000, 'timed out')),
     ])
     assert.notEqual(second, 'timed out', 'the leader commits while the followers still write their apply output')
-    assert.ok(held >= 1, 'a follower engine write was held')
+    assert.ok(heldWrites >= 1, 'a follower engine write was held')
     assert.ok(cluster.driver(2).stats.engineWritesAfterLog + cluster.driver(3).stats.engineWritesAfterLog >= 1)
     open()
     await cluster.until('followers apply both', async () => (await cluster.machine(2, 1).get('second')) === '2' && (await cluster.machine(3, 1).get('second')) === '2')
-  } finally {
-    open()
-    await cluster.close()
-  }
+  })
 })
 
 test('a lone voter answers a proposal only once its log write is durable', async () => {
-  const cluster = new Cluster([1], [1])
-  await cluster.start()
-  let open!: () => void
-  const gate = new Promise<void>((resolve) => (open = resolve))
-  try {
-    await cluster.elect(1, 1)
-    await cluster.driver(1).propose(1, putCommand('first', '1'))
+  await withGatedCluster([1], async (cluster, held, open) => {
     // The node's log writes now complete only when the gate opens.
     const logFiles = cluster.logFiles.get(1)!
     const write = logFiles.write.bind(logFiles)
     logFiles.write = async (records, sync) => {
       const done = write(records, sync)
-      await gate
+      await held
       return done
     }
     let answered = false
@@ -410,8 +416,5 @@ test('a lone voter answers a proposal only once its log write is durable', async
     open()
     assert.equal(typeof (await proposal), 'number')
     assert.equal(await cluster.machine(1, 1).get('second'), '2')
-  } finally {
-    open()
-    await cluster.close()
-  }
+  })
 })
