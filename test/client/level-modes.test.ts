@@ -8,6 +8,7 @@ import { join } from 'node:path'
 import { ErrorCode } from '../../src/errors.js'
 import { DistLevel } from '../../src/client/level.js'
 import { startLocalServer } from '../../src/local/index.js'
+import { killServers } from '../local/helpers.js'
 
 function tempDir(): string {
   return mkdtempSync(join(tmpdir(), 'distkv-level-modes-'))
@@ -16,10 +17,9 @@ function tempDir(): string {
 test('new DistLevel(dir) starts the directory server, keeps data across reopen, and reads ranges', async () => {
   const dir = tempDir()
   const db = new DistLevel<string, string>(dir, { open: { idleTimeoutSeconds: 5 } })
-  let serverPid: number | undefined
   try {
     await db.open()
-    serverPid = (db.kv as unknown as { serverInfo?: { pid?: number } }).serverInfo?.pid
+    const serverPid = (db.kv as unknown as { serverInfo?: { pid?: number } }).serverInfo?.pid
     assert.equal(typeof serverPid, 'number')
     assert.notEqual(serverPid, process.pid)
     await db.batch([
@@ -44,13 +44,9 @@ test('new DistLevel(dir) starts the directory server, keeps data across reopen, 
     assert.deepEqual(await db.keys().all(), ['d'])
   } finally {
     await db.close()
-    if (serverPid !== undefined) {
-      try {
-        process.kill(serverPid, 'SIGTERM')
-      } catch {
-        // already gone
-      }
-    }
+    // The server outlives its last client for idleTimeoutSeconds: stop it and wait for it to
+    // exit before removing its directory, or RocksDB may still be writing files into it.
+    await killServers(dir)
     rmSync(dir, { recursive: true, force: true })
   }
 })
