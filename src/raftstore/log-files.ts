@@ -53,6 +53,7 @@ import { ErrorCode, KvError, assert } from '../errors.js'
 import { powerLossCacheBytesMax, powerLossFaultOn } from '../engine/power-loss.js'
 import type { Entry, HardState } from '../raft/types.js'
 import { LOG_FILE_HEADER_BYTES, dataByReferenceBytesMin, encodeRecord, itemBytes, recordBytes, referencedBytes, writeFileHeader, writeParts, type CheckpointGroup, type DataGap, type EncodableItem, type Placement } from './log-files/codec.js'
+import { DirectStage, directOpenFlags, directWriteBytesMin, directWritesEnv, isAlignmentRefusal, tailAfter } from './log-files/direct.js'
 import { closeAsync, fdatasyncAsync, fileSizeAsync, fsyncAsync, ftruncateAsync, openAsync, renameAsync, unlinkAsync, writeAllAsync, writevAllAsync } from './log-files/fs.js'
 import { GroupTracker, checkRecords, type FileLiveness, type GroupState } from './log-files/groups.js'
 import { replayFiles, type ReplayedGroup } from './log-files/replay.js'
@@ -81,6 +82,7 @@ export interface LogFilesOptions {
   fileBytesMax?: number // rotate once the active file reaches this; default logFileBytesMaxDefault
   powerLoss?: boolean // power-loss model (module comment); default powerLossFaultOn()
   preallocate?: boolean // prepare each next file full of zeros in the background (module comment); default true
+  directWrites?: boolean // large synced writes past the page cache (log-files/direct.ts); default true unless DISTKV_LOG_DIRECT_WRITES=off
   logger?: (level: 'info' | 'warn' | 'error', message: string, details: Record<string, unknown>) => void
   /** liveEntries returns a group's current in-memory log (truncated.index+1 .. last), used to rewrite idle groups that pin old files. */
   liveEntries?: (groupId: number) => readonly Entry[]
@@ -128,6 +130,8 @@ export interface LogFilesStats {
   bytesByReference: number
   /** filesKept: files without live entries that keepFile kept (moved into keptDir). */
   filesKept: number
+  /** directWrites: synced writes made past the page cache (log-files/direct.ts). */
+  directWrites: number
 }
 
 /** logFileBytesMaxDefault: size at which the active log file is sealed and the next one started. */
@@ -190,6 +194,10 @@ interface LogFile extends FileLiveness {
    * pool instead of two (see flushFile).
    */
   syncFd: number
+  /** directFd: the active file's O_DIRECT | O_DSYNC descriptor, opened by its first direct write (-1 if none). */
+  directFd: number
+  /** tail: the file's bytes from the aligned offset below `written` to it (a direct write rewrites them); undefined while unknown. */
+  tail: Buffer | undefined
   /** size: bytes appended, counted when write() is called (the rotation decision). */
   size: number
   /** written: bytes in the file (excluding held ones). */
@@ -216,7 +224,7 @@ interface LogFile extends FileLiveness {
 
 /** RaftLogFiles is the node's Raft log in files (module comment). */
 export class RaftLogFiles {
-  readonly stats: LogFilesStats = { writes: 0, syncs: 0, fdatasyncs: 0, bytes: 0, files: 0, filesDeleted: 0, rewrites: 0, preallocated: 0, preallocationsSkipped: 0, bytesByReference: 0, filesKept: 0 }
+  readonly stats: LogFilesStats = { writes: 0, syncs: 0, fdatasyncs: 0, bytes: 0, files: 0, filesDeleted: 0, rewrites: 0, preallocated: 0, preallocationsSkipped: 0, bytesByReference: 0, filesKept: 0, directWrites: 0 }
   readonly dir: string
   readonly fileBytesMax: number
   readonly powerLoss: boolean
@@ -253,6 +261,8 @@ export class RaftLogFiles {
   readonly #keepFile: LogFilesOptions['keepFile']
   readonly #keptDir: string | undefined
   readonly #locateBytesMin: number
+  /** #direct: the staging memory of direct writes; undefined when they are off (option, or refused once by the file system). */
+  #direct: DirectStage | undefined
 
   private constructor(options: LogFilesOptions, dirFd: number, recovered: Map<number, ReplayedGroup>) {
     this.dir = options.dir
@@ -264,6 +274,7 @@ export class RaftLogFiles {
     this.#keepFile = options.keepFile
     this.#keptDir = options.keptDir
     this.#locateBytesMin = Math.max(1, options.locateBytesMin ?? dataByReferenceBytesMin)
+    this.#direct = !this.powerLoss && (options.directWrites ?? process.env[directWritesEnv] !== 'off') ? new DirectStage() : undefined
     this.#dirFd = dirFd
     this.#recovered = recovered
     this.#tracker = new GroupTracker((file) => this.#files.get(file)!)
@@ -313,7 +324,7 @@ export class RaftLogFiles {
   }
 
   private addFile(number: number, size: number, createdSeq: number): LogFile {
-    const file: LogFile = { number, fd: -1, syncFd: -1, size, written: size, createdSeq, preallocated: false, syncedWrites: 0, preallocationSkipped: false, needsHeader: true, unsynced: false, dirty: false, held: [], heldBytes: 0, owned: [], liveRuns: 0, deadSeq: createdSeq }
+    const file: LogFile = { number, fd: -1, syncFd: -1, directFd: -1, tail: size === 0 ? Buffer.alloc(0) : undefined, size, written: size, createdSeq, preallocated: false, syncedWrites: 0, preallocationSkipped: false, needsHeader: true, unsynced: false, dirty: false, held: [], heldBytes: 0, owned: [], liveRuns: 0, deadSeq: createdSeq }
     this.#files.set(number, file)
     this.stats.files = this.#files.size
     return file
@@ -549,8 +560,10 @@ export class RaftLogFiles {
       file.owned = []
       if (file.fd >= 0) closeSync(file.fd)
       if (file.syncFd >= 0) closeSync(file.syncFd)
+      if (file.directFd >= 0) closeSync(file.directFd)
       file.fd = -1
       file.syncFd = -1
+      file.directFd = -1
     }
     if (this.#prepared !== undefined) closeSync(this.#prepared.fd)
     this.#prepared = undefined
@@ -705,10 +718,14 @@ export class RaftLogFiles {
     file.syncFd = await openAsync(this.path(file.number), fsConstants.O_WRONLY | fsConstants.O_DSYNC)
   }
 
+  /** closeSyncFd closes the active file's extra descriptors (O_DSYNC, direct) when it is sealed or the log closes. */
   private async closeSyncFd(file: LogFile): Promise<void> {
     const fd = file.syncFd
+    const directFd = file.directFd
     file.syncFd = -1
+    file.directFd = -1
     if (fd >= 0) await closeAsync(fd)
+    if (directFd >= 0) await closeAsync(directFd)
   }
 
   /**
@@ -762,7 +779,9 @@ export class RaftLogFiles {
       file.unsynced = false
       return
     }
-    if (!file.dirty && file.syncFd >= 0 && file.held.length > 0) {
+    if (!file.dirty && file.heldBytes >= directWriteBytesMin && (await this.writeHeldDirect(file))) {
+      this.stats.directWrites++
+    } else if (!file.dirty && file.syncFd >= 0 && file.held.length > 0) {
       await this.writeHeld(file, file.syncFd)
     } else {
       await this.writeHeld(file, file.fd)
@@ -785,9 +804,43 @@ export class RaftLogFiles {
     file.owned = []
     await writevAllAsync(fd, held, file.written)
     file.written += total
+    file.tail = tailAfter(file.tail, held, file.written)
     this.#heldBytes -= total
     if (fd === file.fd) file.dirty = true
     for (const buffer of owned) this.releaseBuffer(buffer)
+  }
+
+  /**
+   * writeHeldDirect writes the held records of `file` (every earlier change to it synced) in one
+   * direct write, durable when it returns (log-files/direct.ts). False, with nothing written,
+   * when it cannot: direct writes off, the file's tail unknown, a write larger than the staging
+   * memory, or the file system refusing O_DIRECT (then direct writes stay off for this log).
+   */
+  private async writeHeldDirect(file: LogFile): Promise<boolean> {
+    const direct = this.#direct
+    if (direct === undefined || file.tail === undefined) return false
+    const held = file.held
+    const total = file.heldBytes
+    try {
+      if (file.directFd < 0) file.directFd = await openAsync(this.path(file.number), directOpenFlags)
+      if (!(await direct.write(file.directFd, file.tail, held, total, file.written))) return false
+    } catch (error) {
+      if (!isAlignmentRefusal(error)) throw error
+      this.#direct = undefined
+      this.#logger('warn', 'raft log: the file system refuses direct writes; writing through the page cache', { dir: this.dir, error: String(error) })
+      return false
+    }
+    const owned = file.owned
+    file.held = []
+    file.heldBytes = 0
+    file.owned = []
+    file.written += total
+    file.tail = tailAfter(file.tail, held, file.written)
+    // Zeros padded the write to an aligned end: the file is longer than its records until the next write.
+    if (file.tail!.length > 0) file.preallocated = true
+    this.#heldBytes -= total
+    for (const buffer of owned) this.releaseBuffer(buffer)
+    return true
   }
 
   private async completeSync(file: LogFile, seq: number): Promise<void> {
@@ -807,6 +860,7 @@ export class RaftLogFiles {
       for (let at = 0; at < rest.length; ) at += writeSync(file.fd, rest, at, rest.length - at, file.written + done + at)
     }
     file.written += total
+    file.tail = tailAfter(file.tail, file.held, file.written)
     this.#heldBytes -= total
     file.held = []
     file.heldBytes = 0
@@ -855,13 +909,16 @@ export class RaftLogFiles {
       this.stats.filesDeleted++
       const fd = file.fd
       const syncFd = file.syncFd
+      const directFd = file.directFd
       file.fd = -1
       file.syncFd = -1
+      file.directFd = -1
       const path = this.path(file.number)
       this.#unlinking = this.#unlinking
         .then(async () => {
           if (fd >= 0) await closeAsync(fd)
           if (syncFd >= 0) await closeAsync(syncFd)
+          if (directFd >= 0) await closeAsync(directFd)
           // A crashed process deletes nothing more (crash() closed the descriptors already).
           if (this.#crashed) return
           const fate = await this.fateOf(file.number)

@@ -1,7 +1,7 @@
 // RaftLogFiles in real temp directories: every record type across reopen, suffix replacement,
 // compaction past the last entry, snapshots, destroy with checkpoints, rotation and GC (a file
 // pinned by an idle group until its rewrite), torn tails at every byte, corruption in a sealed
-// file, unsynced writes held for the next synced one (O_DSYNC), the power-loss model, and a seeded random walk against a model of the durable state.
+// file, unsynced writes held for the next synced one (O_DSYNC), direct writes, the power-loss model, and a seeded random walk against a model of the durable state.
 import assert from 'node:assert/strict'
 import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -10,6 +10,7 @@ import { test } from 'node:test'
 import { ErrorCode, KvError } from '../../src/errors.js'
 import type { Entry, HardState } from '../../src/raft/types.js'
 import { RaftLogFiles, fileName, preallocateSyncBytesMax, type DataLocation, type LogFilesOptions, type LogRecord, type RecoveredGroup } from '../../src/raftstore/log-files.js'
+import { DIRECT_ALIGN, directWriteBytesMin, tailAfter } from '../../src/raftstore/log-files/direct.js'
 import { dataByReferenceBytesMin, encodeRecord, recordBytes, referencedBytes, writeParts, type DataGap, type EncodableItem } from '../../src/raftstore/log-files/codec.js'
 import { seededRandom } from './kv-machine.js'
 import { settled } from '../promises.js'
@@ -510,6 +511,87 @@ test('large entries are written from their own buffers (not copied) and round-tr
     await log.close()
   } finally {
     rmSync(dir, { recursive: true, force: true })
+  }
+})
+
+test('direct writes: large synced writes go past the page cache, aligned and zero-padded; the bytes match buffered writes; the log reopens whole, mid-file and after rotations', async () => {
+  const dirs = { direct: tempDir(), buffered: tempDir(), copy: tempDir() }
+  try {
+    const fileBytesMax = 1024 * 1024
+    const logs = { direct: await open(dirs.direct, { fileBytesMax, preallocate: false, directWrites: true }), buffered: await open(dirs.buffered, { fileBytesMax, preallocate: false, directWrites: false }) }
+    const all: Entry[] = []
+    let index = 1
+    let large = 0
+    // Small synced writes, large synced ones of odd sizes (some after held unsynced ones), by reference or copied.
+    const sizes = [100, 300_001, 17, directWriteBytesMin, 5000, 700_123, 1, 2_000_000, 33, 400_000, 400_000, 12, 1_000_003]
+    for (const [i, bytes] of sizes.entries()) {
+      const entries = [entry(index, 1, bytes, i)]
+      index++
+      all.push(...entries)
+      const sync = i % 5 !== 4
+      if (sync && bytes >= directWriteBytesMin) large++
+      for (const log of Object.values(logs)) await log.write([{ type: 'entries', groupId: 1, entries }], sync)
+      if (i === 5) {
+        // Mid-file, right after a direct write: the file ends in zero padding up to an aligned length, as after a crash.
+        const path = join(dirs.direct, fileName(logs.direct.activeFile))
+        assert.equal(statSync(path).size % DIRECT_ALIGN, 0, 'a direct write ends aligned')
+        cpSync(dirs.direct, dirs.copy, { recursive: true })
+      }
+    }
+    await logs.direct.sync()
+    await logs.buffered.sync()
+    assert.equal(logs.direct.stats.directWrites, large, 'every large synced write went direct')
+    assert.equal(logs.buffered.stats.directWrites, 0)
+    assert.ok(logs.direct.activeFile > 2, 'rotated')
+    await logs.direct.close()
+    await logs.buffered.close()
+    // Sealed files end at their last record (padding cut), byte for byte as written buffered; the active file may keep zeros.
+    assert.deepEqual(rlogFiles(dirs.direct), rlogFiles(dirs.buffered))
+    for (const name of rlogFiles(dirs.direct)) {
+      const direct = readFileSync(join(dirs.direct, name))
+      const buffered = readFileSync(join(dirs.buffered, name))
+      const active = name === rlogFiles(dirs.direct).at(-1)
+      if (!active) assert.equal(direct.length, buffered.length, `${name}: sealed, cut to its records`)
+      assert.ok(direct.subarray(0, buffered.length).equals(buffered), `${name}: same bytes`)
+      assert.ok(direct.subarray(buffered.length).every((byte) => byte === 0), `${name}: zeros after the records`)
+    }
+    for (const dir of [dirs.direct, dirs.buffered]) {
+      const log = await open(dir, { fileBytesMax })
+      assert.deepEqual(plain(log.takeRecovered(1)), expected(HS0, { index: 0, term: 0 }, all))
+      await log.close()
+    }
+    // The copy taken mid-file replays up to the write before it, its zero padding read as the end.
+    const warnings: unknown[] = []
+    // (Reopened with room to spare: the next writes stay in the replayed file instead of rotating.)
+    const copy = await open(dirs.copy, { fileBytesMax: 8 * fileBytesMax, logger: (level, message) => void (level === 'warn' && warnings.push(message)) })
+    assert.deepEqual(plain(copy.takeRecovered(1)), expected(HS0, { index: 0, term: 0 }, all.slice(0, 6)))
+    assert.deepEqual(warnings, [], 'padding is not a torn tail')
+    // Writing on after reopening: the tail is unknown until a write crosses an aligned offset, then direct writes resume.
+    await copy.write([{ type: 'entries', groupId: 1, entries: [entry(7, 1, 500_000, 7)] }], true)
+    await copy.write([{ type: 'entries', groupId: 1, entries: [entry(8, 1, 500_000, 8)] }], true)
+    assert.equal(copy.stats.directWrites, 1)
+    await copy.close()
+    const reopened = await open(dirs.copy, { fileBytesMax })
+    assert.deepEqual(plain(reopened.takeRecovered(1)), expected(HS0, { index: 0, term: 0 }, [...all.slice(0, 6), entry(7, 1, 500_000, 7), entry(8, 1, 500_000, 8)]))
+    await reopened.close()
+  } finally {
+    for (const dir of Object.values(dirs)) rmSync(dir, { recursive: true, force: true })
+  }
+})
+
+test('direct: tailAfter keeps the bytes from the aligned offset below the end, across parts and the previous tail', () => {
+  const bytes = Buffer.from(Array.from({ length: 3 * DIRECT_ALIGN }, (_, i) => (i * 7) & 0xff))
+  for (const [start, cuts] of [[0, [10, 5000, 9000]], [4000, [4090, 4100]], [100, [101]], [DIRECT_ALIGN, [2 * DIRECT_ALIGN]]] as const) {
+    const tail = bytes.subarray(start - (start % DIRECT_ALIGN), start)
+    const parts: Buffer[] = []
+    let at: number = start
+    for (const cut of cuts) {
+      parts.push(bytes.subarray(at, cut))
+      at = cut
+    }
+    const end = at
+    assert.deepEqual(tailAfter(tail, parts, end), bytes.subarray(end - (end % DIRECT_ALIGN), end), `start ${start}, cuts ${cuts}`)
+    if (end - (end % DIRECT_ALIGN) < start) assert.equal(tailAfter(undefined, parts, end), undefined, 'needs the unknown tail')
   }
 })
 
