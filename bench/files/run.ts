@@ -25,10 +25,10 @@
  * `node dist/bench/cluster/profile.js DIR/*.cpuprofile`). A run of all three sizes without
  * --cpu-prof is written to bench/results/files[-local].json.
  *
- * Latest figures (22 Nov 2026 05:21 UTC, round 9, idle machine; docs/files.md "Figures"): 16 KiB
- * uploads 1 388/s at 872 µs of server CPU each, 1.10x a 3-member etcd (1 260 puts/s at 1 044
- * µs); 4 MiB uploads 105 MiB/s at 15 ms of server CPU per MiB, 27% of the disk/3 bound, with
- * 6.0 bytes written by the disk per byte uploaded (3 would be one write per replica).
+ * Latest figures (session 11, round 11; docs/files.md "Figures"): 16 KiB uploads 1 538/s at
+ * 853 µs of server CPU each, 1.95x a 3-member etcd (789 puts/s at 1 729 µs, a slow run for it);
+ * 4 MiB uploads 147.6 MiB/s at 11 ms of server CPU per MiB, 39% of the disk/3 bound, with 3.04
+ * bytes written by the disk per byte uploaded (one write per replica).
  */
 import { spawn, spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
