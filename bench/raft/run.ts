@@ -37,7 +37,7 @@
 // flush 1-2.4, compaction 2-13 (the applied data's L0->L1, varies with the database's age),
 // other threads 2-6; raftstore and the core ~1-1.5 us of it. --client coalesce: the proposers'
 // process 6-10 us against 9-13.
-// Usage: npm run build && node dist/bench/raft/run.js [--seconds 3] [--warmup 6] [--proposers 1,64] [--repeat N] [--client request|coalesce|request,coalesce]
+// Usage: npm run build && node dist/bench/raft/run.js [--seconds 3] [--warmup 6] [--proposers 1,64] [--repeat N] [--client coalesce,request (default; either alone)]
 //        [--transport stream|requests] [--value-bytes 1024] [--compact-soft N] [--defer-commits on|off] [--dir DIR]
 //        (RAFTSTORE_NODE_EXEC_ARGS="--cpu-prof --cpu-prof-dir=DIR" or "--perf-basic-prof" profiles the nodes)
 import { spawnSync } from 'node:child_process'
@@ -214,7 +214,9 @@ async function main(): Promise<void> {
     // time at 64 proposers (V8 --log-function-events), and compiling them costs ~30 us per
     // commit on the JIT threads while it lasts: a one-time cost a long-running node never pays
     // again, so it is kept out of the measured window.
-    const clients = argument('client', 'request').split(',')
+    // Both ways by default: coalesce is what src/client does unless told not to (RemoteKV's
+    // `coalesce` option), request is one frame and one socket write per proposal.
+    const clients = argument('client', 'coalesce,request').split(',')
     await run(proposer(leader, clients[0]!), 64, Number(argument('warmup', '6')), valueBytes)
     const idleBefore = cpuMs(nodes.values())
     await new Promise((resolve) => setTimeout(resolve, IDLE_PROBE_MS))
