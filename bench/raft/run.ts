@@ -208,7 +208,7 @@ async function main(): Promise<void> {
     const deferCommits = argument('defer-commits', 'on')
     const defer = deferCommits === 'off' ? { deferCommitAppends: false } : {}
     for (const id of ids) nodes.set(id, await spawnNode(id, join(root, `n${id}`), ports, { ...(transport === 'stream' ? { streamPorts } : {}), ...compaction, ...defer }))
-    const leader = nodes.get(await findLeader(nodes))!
+    let leader = nodes.get(await findLeader(nodes))!
     // Warm-up: connections, RocksDB memtables, and the JIT. Functions that run once per driver
     // iteration (iterate, appendOps, the codecs) reach TurboFan only after ~10 s of process
     // time at 64 proposers (V8 --log-function-events), and compiling them costs ~30 us per
@@ -229,6 +229,9 @@ async function main(): Promise<void> {
     const configurations = Array.from({ length: repeat }, () => once).flat()
     const results = new Map<string, Array<{ ratio: number; perSecond: number; p99Ms: number; cpuUs: number }>>()
     for (const { proposers, client } of configurations) {
+      // A host pause longer than an election timeout can move the leader: follow it (the
+      // proposers of a phase stay on the leader they started with; a move shows as errors).
+      leader = nodes.get(await findLeader(nodes))!
       // The disk's rate just before and just after the phase (the nodes idle): the ratio is
       // taken against their mean, so a disk that slows or speeds up mid-run does not skew it.
       const fsyncsBefore = fsyncRate(root, 1)
