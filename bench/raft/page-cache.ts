@@ -8,7 +8,7 @@
 import { closeSync, constants as fsConstants, mkdtempSync, openSync, rmSync, unlinkSync, writeSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { DIRECT_ALIGN } from '../../src/raftstore/log-files/direct.js'
+import { DIRECT_ALIGN, alignedBuffer } from '../../src/raftstore/log-files/direct.js'
 import { argument } from '../lib/common.js'
 
 const MIB = 1024 * 1024
@@ -17,12 +17,9 @@ const WINDOW_MIB = 512
 const files = Number(argument('files', '32'))
 const dir = mkdtempSync(join(argument('dir', tmpdir()), 'distkv-bench-page-cache-'))
 
-/** alignedMiB: one MiB of page-aligned memory (a WebAssembly.Memory; Node's Buffers are not aligned enough for O_DIRECT). */
+/** alignedMiB: one MiB of page-aligned memory (Node's Buffers are not aligned enough for O_DIRECT). */
 function alignedMiB(): Buffer {
-  const Memory = (globalThis as unknown as { WebAssembly: { Memory: new (d: { initial: number }) => { buffer: ArrayBuffer } } }).WebAssembly.Memory
-  const buffer = Buffer.from(new Memory({ initial: MIB / 65536 }).buffer, 0, MIB)
-  buffer.fill(0x5a)
-  return buffer
+  return alignedBuffer(MIB).fill(0x5a)
 }
 
 function run(variant: 'buffered' | 'direct'): void {

@@ -804,10 +804,15 @@ export class RaftLogFiles {
     file.owned = []
     await writevAllAsync(fd, held, file.written)
     file.written += total
-    file.tail = tailAfter(file.tail, held, file.written)
+    this.trackTail(file, held)
     this.#heldBytes -= total
     if (fd === file.fd) file.dirty = true
     for (const buffer of owned) this.releaseBuffer(buffer)
+  }
+
+  /** trackTail keeps `file.tail` after `parts` were written up to `file.written`; nothing to keep while direct writes are off. */
+  private trackTail(file: LogFile, parts: readonly Buffer[]): void {
+    file.tail = this.#direct === undefined ? undefined : tailAfter(file.tail, parts, file.written)
   }
 
   /**
@@ -860,7 +865,7 @@ export class RaftLogFiles {
       for (let at = 0; at < rest.length; ) at += writeSync(file.fd, rest, at, rest.length - at, file.written + done + at)
     }
     file.written += total
-    file.tail = tailAfter(file.tail, file.held, file.written)
+    this.trackTail(file, file.held)
     this.#heldBytes -= total
     file.held = []
     file.heldBytes = 0

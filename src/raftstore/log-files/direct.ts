@@ -77,12 +77,18 @@ interface WasmMemory {
 }
 const WasmMemory = (globalThis as unknown as { WebAssembly: { Memory: new (descriptor: { initial: number; maximum: number }) => WasmMemory } }).WebAssembly.Memory
 
+/** alignedBuffer returns `bytes` (a multiple of 64 KiB) of zeroed, page-aligned memory, fit for O_DIRECT. */
+export function alignedBuffer(bytes: number): Buffer {
+  const pages = bytes / WASM_PAGE
+  return Buffer.from(new WasmMemory({ initial: pages, maximum: pages }).buffer)
+}
+
 /** DirectStage is the page-aligned staging memory of direct writes (one at a time: the log's writes are serialized). */
 export class DirectStage {
   #memory = new WasmMemory({ initial: 1, maximum: directStageBytesMax / WASM_PAGE })
 
   /**
-   * write writes `tail` then `parts` at alignDown(`end`) - as one direct write through `fd`,
+   * write writes `tail` then `parts` at alignDown(`end`), as one direct write through `fd`,
    * zero-padded to DIRECT_ALIGN. `end` is where the file's records end (tail.length === end % DIRECT_ALIGN).
    * Returns false, having written nothing, when the write is larger than the staging memory.
    */
